@@ -1,0 +1,369 @@
+//! RaftCore: owns raft-rs's `RawNode` and decides what each input does to it.
+//!
+//! The core performs no waiting: it steps inputs into the `RawNode`, and
+//! [`output`](super::output) turns the resulting Ready into persistence, sends and
+//! applies in the documented order. The async loop around it is [`super::node`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use super::config::RaftConfig;
+use super::error::RaftError;
+use super::pending::{PendingRead, PendingReads, PendingProposals, ReadAnswer, RequestIds};
+use super::router::{Input, MembershipChange, ProposalTicket};
+use super::state_machine::StateMachine;
+use super::status::NodeStatus;
+use super::storage::{DurableStorage, StorageEngine};
+use crate::proto;
+use crate::seams::clock::Clock;
+use crate::seams::disk::Disk;
+use crate::seams::observer::{Event, Observer};
+use crate::transport::Transport;
+
+/// How a node with an empty disk starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Found a new cluster whose initial voters are these ids.
+    NewCluster { voters: Vec<u64> },
+    /// Join a running cluster: start empty and wait for the leader's snapshot.
+    Join,
+}
+
+/// What a node is wired to: its disk, clock, observer and transport.
+#[derive(Clone)]
+pub struct NodeEnv {
+    pub disk: Arc<dyn Disk>,
+    pub clock: Arc<dyn Clock>,
+    pub observer: Arc<dyn Observer>,
+    pub transport: Arc<dyn Transport>,
+}
+
+/// The Raft core of one node.
+pub struct RaftCore<S: StateMachine> {
+    pub(super) id: u64,
+    pub(super) config: RaftConfig,
+    pub(super) raw: RawNode<DurableStorage>,
+    pub(super) state_machine: S,
+    /// Members of the applied configuration and their addresses.
+    pub(super) members: BTreeMap<u64, String>,
+    pub(super) env: NodeEnv,
+    pub(super) ids: RequestIds,
+    pub(super) proposals: PendingProposals,
+    pub(super) reads: PendingReads,
+    /// Index of the last entry applied to `state_machine`.
+    pub(super) applied: u64,
+    /// (role, term, leader) last reported to the observer.
+    pub(super) last_role: (StateRole, u64, u64),
+    /// Set when the node must stop: removed from the cluster or failed to persist.
+    pub(super) stop_reason: Option<String>,
+}
+
+impl<S: StateMachine> RaftCore<S> {
+    /// Recovers (or bootstraps) the node's state from its disk and builds the core.
+    pub fn open(
+        config: RaftConfig,
+        env: NodeEnv,
+        mut state_machine: S,
+        bootstrap: Bootstrap,
+        initial_members: BTreeMap<u64, String>,
+    ) -> Result<Self, RaftError> {
+        let id = config.id;
+        let mut engine = StorageEngine::open(env.disk.clone())?;
+        if engine.is_new() {
+            let mut conf_state = ConfState::default();
+            if let Bootstrap::NewCluster { voters } = &bootstrap {
+                conf_state.voters = voters.clone();
+            }
+            engine.bootstrap(conf_state)?;
+        }
+        let mut members = initial_members;
+        let state = engine.state();
+        let applied = state.snapshot.index;
+        if applied > 0 {
+            let snapshot = decode_node_snapshot(&state.snapshot_data)?;
+            state_machine
+                .restore(&snapshot.state_machine)
+                .map_err(|e| RaftError::Corruption(format!("state machine snapshot: {e}")))?;
+            members = members_from_proto(&snapshot.members);
+        }
+        env.observer.observe(
+            id,
+            &Event::Recovered {
+                hard_state: &state.hard_state,
+                snapshot_index: state.snapshot.index,
+                last_index: state.last_index(),
+                applied_index: state.applied,
+            },
+        );
+        for (&peer, addr) in &members {
+            if peer != id {
+                env.transport.set_peer(peer, addr);
+            }
+        }
+        let logger = slog::Logger::root(tracing_slog::TracingSlogDrain, slog::o!("raft_id" => id));
+        let raft_config = config.to_raft_config(applied);
+        raft_config
+            .validate()
+            .map_err(|e| RaftError::InvalidRequest(format!("raft config: {e}")))?;
+        let raw = RawNode::new(&raft_config, DurableStorage::new(engine), &logger)
+            .map_err(|e| RaftError::Corruption(format!("raft state rejected by raft-rs: {e}")))?;
+        let incarnation: u64 = madsim::rand::random();
+        let role = (raw.raft.state, raw.raft.term, raw.raft.leader_id);
+        Ok(RaftCore {
+            id,
+            ids: RequestIds::new(id, incarnation),
+            config,
+            raw,
+            state_machine,
+            members,
+            env,
+            proposals: PendingProposals::default(),
+            reads: PendingReads::default(),
+            applied,
+            last_role: role,
+            stop_reason: None,
+        })
+    }
+
+    /// Why the node must stop, once it must.
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stop_reason.as_deref()
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        self.env.clock.now_ms()
+    }
+
+    fn deadline_ms(&self) -> u64 {
+        self.now_ms() + self.config.request_timeout.as_millis() as u64
+    }
+
+    /// Advances Raft's logical clock by one tick and expires overdue requests.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        let now = self.now_ms();
+        let timeout = self.config.request_timeout.as_millis() as u64;
+        self.proposals.expire(now, timeout);
+        self.reads.expire(now, timeout);
+    }
+
+    /// Steps one input into Raft (or answers it directly).
+    pub fn receive_input(&mut self, input: Input) {
+        match input {
+            Input::RaftMessages(messages) => {
+                for message in messages {
+                    self.receive_raft_message(message);
+                }
+            }
+            Input::Propose { command, reply } => {
+                let result = self.propose(command);
+                let _ = reply.send(result);
+            }
+            Input::Read {
+                query,
+                linearizable,
+                reply,
+            } => self.read(query, linearizable, reply),
+            Input::ChangeMembership { change, reply } => {
+                let result = self.propose_membership_change(change);
+                let _ = reply.send(result);
+            }
+            Input::TransferLeader { to, reply } => {
+                let _ = reply.send(self.transfer_leader(to));
+            }
+            Input::PeerUnreachable { peer } => self.raw.report_unreachable(peer),
+            Input::SnapshotSent { peer, ok } => {
+                let status = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(peer, status);
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Input::Shutdown => {
+                self.stop_reason.get_or_insert_with(|| "shutdown".into());
+            }
+        }
+    }
+
+    /// Steps a Raft message received from a peer.
+    pub fn receive_raft_message(&mut self, message: Message) {
+        self.env.observer.observe(self.id, &Event::Received { message: &message });
+        if let Err(e) = self.raw.step(message) {
+            tracing::debug!(node = self.id, error = %e, "raft message not stepped");
+        }
+    }
+
+    pub(super) fn not_leader(&self) -> RaftError {
+        let leader_id = self.raw.raft.leader_id;
+        RaftError::NotLeader {
+            leader_id,
+            leader_addr: self.members.get(&leader_id).cloned(),
+        }
+    }
+
+    fn check_leader(&self) -> Result<(), RaftError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        if self.raw.raft.lead_transferee.is_some() {
+            return Err(RaftError::ProposalDropped("leader transfer in progress".into()));
+        }
+        Ok(())
+    }
+
+    /// Appends a command to the leader's log; the ticket resolves once applied.
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<ProposalTicket, RaftError> {
+        self.check_leader()?;
+        let id = self.ids.next_id();
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose(id.encode(), command)
+            .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
+        self.track_proposal(before, id)
+    }
+
+    fn track_proposal(&mut self, before: u64, id: super::pending::RequestId) -> Result<ProposalTicket, RaftError> {
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(RaftError::ProposalDropped("raft did not append the proposal".into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let deadline = self.deadline_ms();
+        self.proposals.insert(index, id, deadline, tx);
+        Ok(ProposalTicket { index, applied: rx })
+    }
+
+    /// Serves a read: at once from local state when serializable, else after
+    /// ReadIndex (Raft thesis §6.4) confirms leadership and the state machine
+    /// reaches the confirmed index.
+    pub fn read(&mut self, query: Vec<u8>, linearizable: bool, reply: oneshot::Sender<Result<ReadAnswer, RaftError>>) {
+        if !linearizable {
+            let answer = self.state_machine.query(&query);
+            let _ = reply.send(Ok(ReadAnswer {
+                read_index: self.applied,
+                answer,
+            }));
+            return;
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let id = self.ids.next_id();
+        let deadline_ms = self.deadline_ms();
+        self.reads.insert(
+            id,
+            PendingRead {
+                query,
+                deadline_ms,
+                reply,
+            },
+        );
+        // raft-rs keys pending reads by context, so each request carries its own id.
+        self.raw.read_index(id.encode());
+    }
+
+    /// Proposes a ConfChangeV2 for one membership change.
+    pub fn propose_membership_change(&mut self, change: MembershipChange) -> Result<ProposalTicket, RaftError> {
+        self.check_leader()?;
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        let learners = self.raw.raft.prs().conf().learners();
+        let is_member = |id: u64| voters.contains(id) || learners.contains(&id);
+        let (change_type, node_id, addr) = match &change {
+            MembershipChange::AddVoter { id, addr } => (ConfChangeType::AddNode, *id, addr.clone()),
+            MembershipChange::AddLearner { id, addr } => (ConfChangeType::AddLearnerNode, *id, addr.clone()),
+            MembershipChange::Remove { id } => (ConfChangeType::RemoveNode, *id, String::new()),
+        };
+        if node_id == raft::INVALID_ID {
+            return Err(RaftError::InvalidRequest("node id 0 is reserved".into()));
+        }
+        match change_type {
+            ConfChangeType::RemoveNode if !is_member(node_id) => {
+                return Err(RaftError::InvalidRequest(format!("node {node_id} is not a member")));
+            }
+            ConfChangeType::AddNode if voters.contains(node_id) => {
+                return Err(RaftError::InvalidRequest(format!("node {node_id} is already a voter")));
+            }
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode if addr.is_empty() => {
+                return Err(RaftError::InvalidRequest(format!("node {node_id} needs an address")));
+            }
+            _ => {}
+        }
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = node_id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = addr.into_bytes().into();
+        let id = self.ids.next_id();
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose_conf_change(id.encode(), cc)
+            .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
+        self.track_proposal(before, id)
+    }
+
+    /// Starts a leadership transfer (Raft thesis §3.10).
+    pub fn transfer_leader(&mut self, to: u64) -> Result<(), RaftError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        if !self.raw.raft.prs().conf().voters().ids().contains(to) {
+            return Err(RaftError::InvalidRequest(format!("node {to} is not a voter")));
+        }
+        self.raw.transfer_leader(to);
+        Ok(())
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let engine = self.raw.store().engine().state();
+        NodeStatus {
+            id: self.id,
+            role: self.raw.raft.state,
+            leader_id: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied,
+            first_log_index: engine.snapshot.index + 1,
+            last_log_index: self.raw.raft.raft_log.last_index(),
+            snapshot_index: engine.snapshot.index,
+            members: self.members.clone(),
+        }
+    }
+
+    /// Fails every waiting request (the loop is about to stop).
+    pub fn fail_pending(&mut self, why: &str) {
+        let err = RaftError::Stopped(why.to_string());
+        self.proposals.fail_all(&err);
+        self.reads.fail_all(&err);
+    }
+
+    pub(super) fn storage_engine(&mut self) -> &mut StorageEngine {
+        self.raw.mut_store().engine_mut()
+    }
+}
+
+/// Decodes the node-level snapshot (members + state machine bytes).
+pub(super) fn decode_node_snapshot(data: &[u8]) -> Result<proto::NodeSnapshot, RaftError> {
+    proto::NodeSnapshot::decode(data).map_err(|e| RaftError::Corruption(format!("node snapshot: {e}")))
+}
+
+pub(super) fn members_from_proto(members: &[proto::Member]) -> BTreeMap<u64, String> {
+    members.iter().map(|m| (m.id, m.addr.clone())).collect()
+}
+
+pub(super) fn members_to_proto(members: &BTreeMap<u64, String>) -> Vec<proto::Member> {
+    members
+        .iter()
+        .map(|(&id, addr)| proto::Member { id, addr: addr.clone() })
+        .collect()
+}

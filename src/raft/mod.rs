@@ -1,0 +1,28 @@
+//! The Raft core on raft-rs 0.7, split by job (seed 004):
+//!
+//! - [`router`]: the MessageRouter — every input enters one inbox; [`RaftHandle`]
+//!   is the node's public API;
+//! - [`core`]: RaftCore — owns the `RawNode`, steps inputs, tracks requests;
+//! - [`output`]: the OutputProcessor — one Ready's I/O, in the documented order;
+//! - [`node`]: the async loop driving them on the node's clock;
+//! - [`storage`]: the WAL + snapshot storage engine;
+//! - [`pending`], [`status`], [`config`], [`error`], [`state_machine`]: what they say.
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod node;
+pub mod output;
+pub mod pending;
+pub mod router;
+pub mod state_machine;
+pub mod status;
+pub mod storage;
+
+pub use config::RaftConfig;
+pub use core::{Bootstrap, NodeEnv, RaftCore};
+pub use error::RaftError;
+pub use node::{inbox, run_raft_node, Inbox};
+pub use router::{Input, MembershipChange, ProposalTicket, RaftHandle};
+pub use state_machine::StateMachine;
+pub use status::{role_name, NodeStatus};

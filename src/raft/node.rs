@@ -1,0 +1,82 @@
+//! The async driver of one Raft node: ticks on the node's clock, inputs from the
+//! inbox, and a Ready processed after each batch of them.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc;
+
+use super::config::RaftConfig;
+use super::core::{Bootstrap, NodeEnv, RaftCore};
+use super::error::RaftError;
+use super::router::{Input, RaftHandle, INBOX_CAPACITY};
+use super::state_machine::StateMachine;
+use crate::seams::observer::Event;
+
+/// Inputs drained per loop turn before a Ready is processed (bounds latency).
+const INPUTS_PER_TURN: usize = 256;
+
+/// The receiving side of a node's inbox.
+pub struct Inbox(mpsc::Receiver<Input>);
+
+/// Creates a node's inbox: the handle goes to the transport and clients, the inbox
+/// to [`run_raft_node`].
+pub fn inbox() -> (RaftHandle, Inbox) {
+    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    (RaftHandle::new(tx), Inbox(rx))
+}
+
+/// Opens the node's storage and runs its Raft loop until shutdown, removal, or a
+/// storage failure (returned as `Err`).
+pub async fn run_raft_node<S: StateMachine>(
+    config: RaftConfig,
+    env: NodeEnv,
+    state_machine: S,
+    bootstrap: Bootstrap,
+    initial_members: BTreeMap<u64, String>,
+    inbox: Inbox,
+) -> Result<(), RaftError> {
+    let core = RaftCore::open(config, env, state_machine, bootstrap, initial_members)?;
+    drive(core, inbox).await
+}
+
+async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inbox) -> Result<(), RaftError> {
+    let tick_interval = core.config.tick_interval;
+    let clock = core.env.clock.clone();
+    let mut tick = clock.sleep(tick_interval);
+    let result = loop {
+        tokio::select! {
+            // Biased: the branch order is fixed, so a seed always picks the same one.
+            biased;
+            _ = &mut tick => {
+                core.tick();
+                tick = clock.sleep(tick_interval);
+            }
+            input = inbox.recv() => {
+                let Some(input) = input else { break Ok(()) };
+                core.receive_input(input);
+                for _ in 1..INPUTS_PER_TURN {
+                    match inbox.try_recv() {
+                        Ok(input) => core.receive_input(input),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if let Err(e) = core.process_ready() {
+            tracing::error!(node = core.id, error = %e, "stopping: could not persist");
+            break Err(e);
+        }
+        if core.stop_reason().is_some() {
+            break Ok(());
+        }
+    };
+    let reason = match (&result, core.stop_reason()) {
+        (Err(e), _) => e.to_string(),
+        (Ok(()), Some(reason)) => reason.to_string(),
+        (Ok(()), None) => "inbox closed".to_string(),
+    };
+    tracing::info!(node = core.id, %reason, "raft loop stopped");
+    core.fail_pending(&reason);
+    core.env.observer.observe(core.id, &Event::Stopped { reason: &reason });
+    result
+}

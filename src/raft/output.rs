@@ -1,0 +1,266 @@
+//! The OutputProcessor: the one place that turns a Ready into I/O.
+//!
+//! One Ready is handled in exactly this order (DESIGN.md, "Raft core"):
+//!
+//! 1. send `ready.messages()` — traffic a leader may send before its own persistence;
+//! 2. apply a snapshot if present (persist it, then restore the state machine);
+//! 3. persist entries and HardState as one batch, synced when `must_sync`;
+//! 4. only then send `ready.persisted_messages()` (votes, append acks: they promise
+//!    durable state);
+//! 5. apply committed entries (their commit index was written in step 3);
+//! 6. `advance`, then the LightReady: persist its commit index, send its messages,
+//!    apply its committed entries; then `advance_apply`.
+//!
+//! Nothing steps, proposes or campaigns between `ready()` and `advance()`: the core
+//! loop calls [`RaftCore::process_ready`] only between inputs.
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot, SnapshotMetadata};
+use raft_proto::ConfChangeI;
+use raft::Storage;
+
+use super::core::{decode_node_snapshot, members_from_proto, members_to_proto, RaftCore};
+use super::error::RaftError;
+use super::pending::RequestId;
+use super::state_machine::StateMachine;
+use crate::proto;
+use crate::seams::observer::Event;
+
+impl<S: StateMachine> RaftCore<S> {
+    /// Handles one Ready, if any, in the order of the module doc. A storage failure
+    /// returns `Err`: the node must stop rather than continue with unsaved state.
+    pub fn process_ready(&mut self) -> Result<(), RaftError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.observe_role_change();
+
+        // 1. Messages that need no local persistence first.
+        self.send_raft_messages(ready.take_messages());
+
+        // 2. A snapshot from the leader.
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.install_snapshot(&snapshot)?;
+        }
+
+        // 3. Entries and HardState, one batch, synced when Raft needs durability.
+        let must_sync = ready.must_sync();
+        self.persist(ready.entries(), ready.hs(), must_sync)?;
+
+        // 4. Messages that promise what step 3 made durable.
+        self.send_raft_messages(ready.take_persisted_messages());
+
+        for read_state in ready.take_read_states() {
+            self.reads.confirm(&read_state.request_ctx, read_state.index);
+        }
+
+        // 5. Committed entries, covered by the commit index persisted in step 3.
+        self.apply_committed_entries(ready.take_committed_entries())?;
+
+        // 6. Advance, then the LightReady.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage_engine().persist_commit(commit)?;
+        }
+        self.send_raft_messages(light.take_messages());
+        self.apply_committed_entries(light.take_committed_entries())?;
+        self.raw.advance_apply_to(self.applied);
+
+        self.serve_ready_reads();
+        self.snapshot_if_due()
+    }
+
+    /// Hands messages to the transport (which never blocks).
+    pub(super) fn send_raft_messages(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        for message in &messages {
+            self.env.observer.observe(self.id, &Event::Sent { message });
+        }
+        self.env.transport.send_raft_messages(messages);
+    }
+
+    /// Writes entries and HardState as one batch; syncs when `sync`.
+    pub(super) fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> Result<(), RaftError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        self.storage_engine().persist(entries, hard_state, sync)?;
+        self.env.observer.observe(
+            self.id,
+            &Event::Persisted {
+                hard_state,
+                entries,
+                synced: sync,
+            },
+        );
+        Ok(())
+    }
+
+    /// Persists a snapshot sent by the leader and restores the state machine from it.
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), RaftError> {
+        let meta = snapshot.get_metadata();
+        let node_snapshot = decode_node_snapshot(&snapshot.data)?;
+        self.storage_engine().persist_snapshot(snapshot)?;
+        self.state_machine
+            .restore(&node_snapshot.state_machine)
+            .map_err(|e| RaftError::Corruption(format!("snapshot from leader: {e}")))?;
+        self.set_members(members_from_proto(&node_snapshot.members));
+        self.applied = meta.index;
+        self.proposals.drop_through(meta.index, "replaced by a snapshot");
+        self.env.observer.observe(
+            self.id,
+            &Event::SnapshotPersisted {
+                index: meta.index,
+                term: meta.term,
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies committed entries in order, answering their proposers.
+    pub(super) fn apply_committed_entries(&mut self, entries: Vec<Entry>) -> Result<(), RaftError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            if entry.index <= self.applied {
+                continue;
+            }
+            debug_assert_eq!(entry.index, self.applied + 1, "apply gap");
+            let answer = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
+                EntryType::EntryNormal => self.state_machine.apply(entry.index, &entry.data),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(entry)?,
+            };
+            self.proposals
+                .resolve_applied(entry.index, RequestId::decode(&entry.context), answer);
+            self.applied = entry.index;
+            self.env.observer.observe(self.id, &Event::Applied { entry });
+        }
+        let applied = self.applied;
+        self.storage_engine().persist_applied(applied)?;
+        Ok(())
+    }
+
+    /// Applies a membership change: Raft's configuration, the member addresses and
+    /// the transport's peers. A node that removes itself stops.
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<Vec<u8>, RaftError> {
+        let cc: ConfChangeV2 = match entry.get_entry_type() {
+            EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data)
+                .map_err(|e| RaftError::Corruption(format!("conf change at {}: {e}", entry.index)))?
+                .into_v2(),
+            _ => ConfChangeV2::parse_from_bytes(&entry.data)
+                .map_err(|e| RaftError::Corruption(format!("conf change at {}: {e}", entry.index)))?,
+        };
+        if let Err(e) = self.raw.apply_conf_change(&cc) {
+            // Every node rejects the same change the same way: the log stays consistent.
+            tracing::warn!(node = self.id, index = entry.index, error = %e, "conf change rejected");
+            return Ok(format!("rejected: {e}").into_bytes());
+        }
+        let addr = String::from_utf8_lossy(&cc.context).into_owned();
+        for change in cc.get_changes() {
+            let peer = change.node_id;
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if !addr.is_empty() {
+                        self.members.insert(peer, addr.clone());
+                        if peer != self.id {
+                            self.env.transport.set_peer(peer, &addr);
+                        }
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    self.members.remove(&peer);
+                    if peer == self.id {
+                        self.stop_reason = Some("removed from the cluster".into());
+                    } else {
+                        self.env.transport.remove_peer(peer);
+                    }
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn set_members(&mut self, members: std::collections::BTreeMap<u64, String>) {
+        for old in self.members.keys() {
+            if !members.contains_key(old) && *old != self.id {
+                self.env.transport.remove_peer(*old);
+            }
+        }
+        for (&peer, addr) in &members {
+            if peer != self.id {
+                self.env.transport.set_peer(peer, addr);
+            }
+        }
+        self.members = members;
+    }
+
+    /// Answers linearizable reads whose read index is now applied.
+    fn serve_ready_reads(&mut self) {
+        for (read_index, read) in self.reads.take_ready(self.applied) {
+            let answer = self.state_machine.query(&read.query);
+            let _ = read.reply.send(Ok(super::pending::ReadAnswer { read_index, answer }));
+        }
+    }
+
+    /// Takes a snapshot and compacts the log once enough entries were applied.
+    fn snapshot_if_due(&mut self) -> Result<(), RaftError> {
+        let snapshot_index = self.raw.store().engine().state().snapshot.index;
+        if self.applied < snapshot_index + self.config.snapshot_interval_entries {
+            return Ok(());
+        }
+        let term = self
+            .raw
+            .store()
+            .term(self.applied)
+            .map_err(|e| RaftError::Storage(format!("term of applied index {}: {e}", self.applied)))?;
+        let data = proto::NodeSnapshot {
+            members: members_to_proto(&self.members),
+            state_machine: self.state_machine.snapshot(),
+        }
+        .encode_to_vec();
+        let mut meta = SnapshotMetadata::default();
+        meta.index = self.applied;
+        meta.term = term;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(meta);
+        snapshot.data = data.into();
+        self.storage_engine().persist_snapshot(&snapshot)?;
+        self.env.observer.observe(
+            self.id,
+            &Event::SnapshotPersisted {
+                index: self.applied,
+                term,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reports role/term/leader changes and fails reads that lost their leader.
+    fn observe_role_change(&mut self) {
+        let now = (self.raw.raft.state, self.raw.raft.term, self.raw.raft.leader_id);
+        if now == self.last_role {
+            return;
+        }
+        if now.2 != self.last_role.2 {
+            let err = self.not_leader();
+            self.reads.fail_unconfirmed(&err);
+        }
+        self.last_role = now;
+        self.env.observer.observe(
+            self.id,
+            &Event::RoleChanged {
+                role: now.0,
+                term: now.1,
+                leader_id: now.2,
+            },
+        );
+    }
+}

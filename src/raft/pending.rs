@@ -1,0 +1,283 @@
+//! Requests waiting inside the node: proposals until applied, reads until served.
+//!
+//! A proposal is matched to its client by the unique id carried in its entry's
+//! `context`, never by FIFO order: after a leader change an index can hold another
+//! leader's entry, and the waiting client must then hear "dropped", not someone
+//! else's answer.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::sync::oneshot;
+
+use super::error::RaftError;
+
+/// Unique id of a request issued by this node in this incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId {
+    pub node_id: u64,
+    /// Random per start of the node, so ids never repeat across restarts.
+    pub incarnation: u64,
+    pub seq: u64,
+}
+
+impl RequestId {
+    pub const ENCODED_LEN: usize = 24;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::ENCODED_LEN);
+        out.extend_from_slice(&self.node_id.to_le_bytes());
+        out.extend_from_slice(&self.incarnation.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<RequestId> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Some(RequestId {
+            node_id: word(0),
+            incarnation: word(1),
+            seq: word(2),
+        })
+    }
+}
+
+/// Issues this node's request ids.
+#[derive(Debug)]
+pub struct RequestIds {
+    node_id: u64,
+    incarnation: u64,
+    next_seq: u64,
+}
+
+impl RequestIds {
+    pub fn new(node_id: u64, incarnation: u64) -> Self {
+        RequestIds {
+            node_id,
+            incarnation,
+            next_seq: 1,
+        }
+    }
+
+    pub fn next_id(&mut self) -> RequestId {
+        let id = RequestId {
+            node_id: self.node_id,
+            incarnation: self.incarnation,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        id
+    }
+}
+
+/// The answer of an applied proposal, or why it failed.
+pub type ProposalResult = Result<Vec<u8>, RaftError>;
+
+struct PendingProposal {
+    id: RequestId,
+    deadline_ms: u64,
+    reply: oneshot::Sender<ProposalResult>,
+}
+
+/// Proposals appended to this leader's log, keyed by their log index.
+#[derive(Default)]
+pub struct PendingProposals {
+    by_index: BTreeMap<u64, PendingProposal>,
+}
+
+impl PendingProposals {
+    pub fn insert(&mut self, index: u64, id: RequestId, deadline_ms: u64, reply: oneshot::Sender<ProposalResult>) {
+        if let Some(old) = self.by_index.insert(index, PendingProposal { id, deadline_ms, reply }) {
+            // Our own earlier proposal at this index was overwritten before we knew.
+            let _ = old.reply.send(Err(RaftError::ProposalDropped(format!(
+                "index {index} was reused by a later proposal"
+            ))));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_index.is_empty()
+    }
+
+    /// The entry at `index` was applied with context id `applied_id` and answer
+    /// `answer`: resolve the waiter at that index (and any older, now impossible).
+    pub fn resolve_applied(&mut self, index: u64, applied_id: Option<RequestId>, answer: Vec<u8>) {
+        let mut answer = Some(answer);
+        while let Some(entry) = self.by_index.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let at = *entry.key();
+            let pending = entry.remove();
+            let result = if at == index && Some(pending.id) == applied_id {
+                Ok(answer.take().unwrap_or_default())
+            } else {
+                Err(RaftError::ProposalDropped(format!(
+                    "index {at} holds another leader's entry"
+                )))
+            };
+            let _ = pending.reply.send(result);
+            if at == index {
+                break;
+            }
+        }
+    }
+
+    /// Fails every waiter at or below `index` (a snapshot replaced that part of the log).
+    pub fn drop_through(&mut self, index: u64, why: &str) {
+        let rest = self.by_index.split_off(&(index + 1));
+        for (_, p) in std::mem::replace(&mut self.by_index, rest) {
+            let _ = p.reply.send(Err(RaftError::ProposalDropped(why.to_string())));
+        }
+    }
+
+    /// Fails waiters whose deadline passed: their outcome is unknown to the client.
+    pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
+        let expired: Vec<u64> = self
+            .by_index
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now_ms)
+            .map(|(&i, _)| i)
+            .collect();
+        for index in expired {
+            if let Some(p) = self.by_index.remove(&index) {
+                let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
+            }
+        }
+    }
+
+    /// Fails everything (the node stops).
+    pub fn fail_all(&mut self, err: &RaftError) {
+        for (_, p) in std::mem::take(&mut self.by_index) {
+            let _ = p.reply.send(Err(err.clone()));
+        }
+    }
+}
+
+/// What a read waits for and who gets the answer.
+pub struct PendingRead {
+    pub query: Vec<u8>,
+    pub deadline_ms: u64,
+    pub reply: oneshot::Sender<Result<ReadAnswer, RaftError>>,
+}
+
+/// The answer to a read, with the index it was served at.
+#[derive(Debug, Clone)]
+pub struct ReadAnswer {
+    pub read_index: u64,
+    pub answer: Vec<u8>,
+}
+
+/// Linearizable reads: first waiting for Raft to confirm a read index, then for the
+/// state machine to reach it.
+#[derive(Default)]
+pub struct PendingReads {
+    awaiting_index: HashMap<RequestId, PendingRead>,
+    awaiting_apply: BTreeMap<(u64, RequestId), PendingRead>,
+}
+
+impl PendingReads {
+    pub fn insert(&mut self, id: RequestId, read: PendingRead) {
+        self.awaiting_index.insert(id, read);
+    }
+
+    /// Raft confirmed `index` for the read with context `ctx`.
+    pub fn confirm(&mut self, ctx: &[u8], index: u64) {
+        if let Some(id) = RequestId::decode(ctx) {
+            if let Some(read) = self.awaiting_index.remove(&id) {
+                self.awaiting_apply.insert((index, id), read);
+            }
+        }
+    }
+
+    /// Takes the reads whose index is now applied.
+    pub fn take_ready(&mut self, applied: u64) -> Vec<(u64, PendingRead)> {
+        let later = self.awaiting_apply.split_off(&(applied + 1, RequestId { node_id: 0, incarnation: 0, seq: 0 }));
+        std::mem::replace(&mut self.awaiting_apply, later)
+            .into_iter()
+            .map(|((index, _), read)| (index, read))
+            .collect()
+    }
+
+    /// Fails reads whose deadline passed.
+    pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
+        let expired = |r: &PendingRead| r.deadline_ms <= now_ms;
+        let mut failed = Vec::new();
+        let ids: Vec<RequestId> = self.awaiting_index.iter().filter(|(_, r)| expired(r)).map(|(&id, _)| id).collect();
+        for id in ids {
+            failed.extend(self.awaiting_index.remove(&id));
+        }
+        let keys: Vec<(u64, RequestId)> = self.awaiting_apply.iter().filter(|(_, r)| expired(r)).map(|(&k, _)| k).collect();
+        for k in keys {
+            failed.extend(self.awaiting_apply.remove(&k));
+        }
+        for read in failed {
+            let _ = read.reply.send(Err(RaftError::Timeout(timeout_ms)));
+        }
+    }
+
+    /// Fails reads still waiting for a read index (leadership was lost: raft-rs
+    /// drops them).
+    pub fn fail_unconfirmed(&mut self, err: &RaftError) {
+        for (_, read) in std::mem::take(&mut self.awaiting_index) {
+            let _ = read.reply.send(Err(err.clone()));
+        }
+    }
+
+    pub fn fail_all(&mut self, err: &RaftError) {
+        self.fail_unconfirmed(err);
+        for (_, read) in std::mem::take(&mut self.awaiting_apply) {
+            let _ = read.reply.send(Err(err.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> RequestId {
+        RequestId { node_id: 1, incarnation: 7, seq }
+    }
+
+    #[test]
+    fn request_id_round_trips() {
+        assert_eq!(RequestId::decode(&id(42).encode()), Some(id(42)));
+        assert_eq!(RequestId::decode(b"short"), None);
+    }
+
+    #[test]
+    fn proposal_answered_only_when_its_own_entry_applies() {
+        let mut pending = PendingProposals::default();
+        let (tx_a, mut rx_a) = oneshot::channel();
+        let (tx_b, mut rx_b) = oneshot::channel();
+        pending.insert(5, id(1), 1000, tx_a);
+        pending.insert(6, id(2), 1000, tx_b);
+        // Another leader's entry took index 5: client A must hear "dropped".
+        pending.resolve_applied(5, Some(id(99)), b"wrong".to_vec());
+        assert!(matches!(rx_a.try_recv(), Ok(Err(RaftError::ProposalDropped(_)))));
+        pending.resolve_applied(6, Some(id(2)), b"ok".to_vec());
+        assert_eq!(rx_b.try_recv().unwrap().unwrap(), b"ok");
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn reads_wait_for_apply_and_expire() {
+        let mut reads = PendingReads::default();
+        let (tx, mut rx) = oneshot::channel();
+        reads.insert(id(1), PendingRead { query: vec![], deadline_ms: 100, reply: tx });
+        reads.confirm(&id(1).encode(), 10);
+        assert!(reads.take_ready(9).is_empty());
+        let ready = reads.take_ready(10);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].0, 10);
+        let (tx2, mut rx2) = oneshot::channel();
+        reads.insert(id(2), PendingRead { query: vec![], deadline_ms: 100, reply: tx2 });
+        reads.expire(100, 100);
+        assert!(matches!(rx2.try_recv(), Ok(Err(RaftError::Timeout(100)))));
+        drop(ready);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The MessageRouter: everything that drives the Raft core enters through one inbox.
+//!
+//! Raft messages from peers, client proposals and reads, membership changes and
+//! transport reports become [`Input`]s on one channel, consumed by the core's loop
+//! in arrival order. [`RaftHandle`] is the typed front door that builds them.
+
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::RaftError;
+use super::pending::{ProposalResult, ReadAnswer};
+use super::status::NodeStatus;
+
+/// How many inputs may wait in the inbox.
+pub const INBOX_CAPACITY: usize = 4096;
+
+/// A membership change, applied through Raft (ConfChangeV2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a voter reachable at `addr`.
+    AddVoter { id: u64, addr: String },
+    /// Add a learner (non-voting) reachable at `addr`.
+    AddLearner { id: u64, addr: String },
+    /// Remove a node.
+    Remove { id: u64 },
+}
+
+/// A proposal accepted into the leader's log at `index`; `applied` resolves with the
+/// state machine's answer once that entry is applied.
+#[derive(Debug)]
+pub struct ProposalTicket {
+    pub index: u64,
+    pub applied: oneshot::Receiver<ProposalResult>,
+}
+
+impl ProposalTicket {
+    /// Waits until the entry is applied.
+    pub async fn wait(self) -> ProposalResult {
+        self.applied
+            .await
+            .unwrap_or_else(|_| Err(RaftError::Stopped("node stopped before applying".into())))
+    }
+}
+
+/// One input to the Raft core.
+#[derive(Debug)]
+pub enum Input {
+    /// Raft messages received from a peer.
+    RaftMessages(Vec<Message>),
+    Propose {
+        command: Vec<u8>,
+        reply: oneshot::Sender<Result<ProposalTicket, RaftError>>,
+    },
+    Read {
+        query: Vec<u8>,
+        linearizable: bool,
+        reply: oneshot::Sender<Result<ReadAnswer, RaftError>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<ProposalTicket, RaftError>>,
+    },
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), RaftError>>,
+    },
+    /// The transport could not reach `peer`.
+    PeerUnreachable { peer: u64 },
+    /// A snapshot message to `peer` was delivered (`ok`) or not.
+    SnapshotSent { peer: u64, ok: bool },
+    Status {
+        reply: oneshot::Sender<NodeStatus>,
+    },
+    /// Stop the loop after the current step.
+    Shutdown,
+}
+
+/// The sending side of a node's inbox: the public API of a running Raft node.
+#[derive(Clone, Debug)]
+pub struct RaftHandle {
+    inbox: mpsc::Sender<Input>,
+}
+
+fn stopped<T>(_: T) -> RaftError {
+    RaftError::Stopped("raft loop is not running".into())
+}
+
+impl RaftHandle {
+    pub fn new(inbox: mpsc::Sender<Input>) -> Self {
+        RaftHandle { inbox }
+    }
+
+    async fn ask<T>(&self, build: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, RaftError> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(build(tx)).await.map_err(stopped)?;
+        rx.await.map_err(stopped)
+    }
+
+    /// Delivers Raft messages from a peer (never blocks: under overload they are
+    /// dropped, which Raft tolerates).
+    pub fn receive_raft_messages(&self, messages: Vec<Message>) -> Result<(), RaftError> {
+        match self.inbox.try_send(Input::RaftMessages(messages)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped(())),
+        }
+    }
+
+    /// Reports a transport event without waiting.
+    pub fn report(&self, input: Input) {
+        let _ = self.inbox.try_send(input);
+    }
+
+    /// Appends `command` to the log; the ticket carries its index and its answer.
+    pub async fn propose(&self, command: Vec<u8>) -> Result<ProposalTicket, RaftError> {
+        self.ask(|reply| Input::Propose { command, reply }).await?
+    }
+
+    /// Proposes `command` and waits for the state machine's answer: (index, answer).
+    pub async fn propose_and_wait(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
+        let ticket = self.propose(command).await?;
+        let index = ticket.index;
+        Ok((index, ticket.wait().await?))
+    }
+
+    /// Answers `query`; linearizable reads go through ReadIndex first.
+    pub async fn read(&self, query: Vec<u8>, linearizable: bool) -> Result<ReadAnswer, RaftError> {
+        self.ask(|reply| Input::Read {
+            query,
+            linearizable,
+            reply,
+        })
+        .await?
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, RaftError> {
+        let ticket = self
+            .ask(|reply| Input::ChangeMembership { change, reply })
+            .await??;
+        let index = ticket.index;
+        ticket.wait().await?;
+        Ok(index)
+    }
+
+    /// Asks the leader to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
+        self.ask(|reply| Input::TransferLeader { to, reply }).await?
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, RaftError> {
+        self.ask(|reply| Input::Status { reply }).await
+    }
+
+    /// Asks the loop to stop.
+    pub async fn shutdown(&self) {
+        let _ = self.inbox.send(Input::Shutdown).await;
+    }
+}

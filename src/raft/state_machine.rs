@@ -1,0 +1,18 @@
+//! The contract between the Raft core and the replicated state machine.
+
+/// A deterministic state machine driven by committed log entries.
+///
+/// Contract: `apply` is called once per committed normal entry, in index order, with
+/// no gaps since the last `restore`; it must be deterministic (same commands, same
+/// answers on every node). `snapshot` captures everything `apply` has built, and
+/// `restore` replaces the state with it.
+pub trait StateMachine: Send + 'static {
+    /// Applies the command of the entry at `index`; returns the answer for its client.
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Answers a read-only query against the current state.
+    fn query(&self, query: &[u8]) -> Vec<u8>;
+    /// Serialises the whole state.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the state with a snapshot; `Err` names what is malformed.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+}

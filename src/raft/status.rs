@@ -1,0 +1,30 @@
+//! A snapshot of a node's Raft state, for `coordctl status` and tests.
+
+use std::collections::BTreeMap;
+
+use raft::StateRole;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: StateRole,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub first_log_index: u64,
+    pub last_log_index: u64,
+    pub snapshot_index: u64,
+    /// Members of the applied configuration with their addresses.
+    pub members: BTreeMap<u64, String>,
+}
+
+/// The lower-case name of a role, as printed by `coordctl status`.
+pub fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::Leader => "leader",
+        StateRole::PreCandidate => "pre-candidate",
+    }
+}

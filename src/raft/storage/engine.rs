@@ -1,0 +1,227 @@
+//! The write path of coordlab's storage engine: WAL appends, snapshots, compaction.
+//!
+//! Durability rules this file keeps:
+//! - a batch of entries and HardState is one append (one frame each, in one write)
+//!   followed by one `sync` when the caller asks for durability;
+//! - a snapshot file is written to a temporary name, synced, renamed and the
+//!   directory synced *before* the WAL record naming it is appended;
+//! - after a snapshot the engine starts a new segment holding a full checkpoint and
+//!   only deletes older segments and snapshot files once that checkpoint and the
+//!   directory are durable, so a crash at any point recovers a complete state.
+
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+
+use super::recovery::{self, RecoveredState};
+use super::wal::{self, WalRecord};
+use super::StorageError;
+use crate::seams::disk::Disk;
+
+/// Start a fresh segment once the current one passes this size.
+const SEGMENT_ROTATE_BYTES: u64 = 64 << 20;
+
+/// The storage engine: the recovered state kept in memory, plus the files behind it.
+pub struct StorageEngine {
+    disk: Arc<dyn Disk>,
+    state: RecoveredState,
+    segment_seq: u64,
+    segment_len: u64,
+    /// Bytes encoded but not yet appended (reused buffer: no allocation per batch).
+    buf: Vec<u8>,
+}
+
+impl StorageEngine {
+    /// Opens the engine: recovers, and repairs a torn tail by truncating it.
+    pub fn open(disk: Arc<dyn Disk>) -> Result<Self, StorageError> {
+        let state = recovery::recover(disk.as_ref())?;
+        if let Some((name, offset)) = &state.torn_tail {
+            tracing::warn!(file = %name, offset, "truncating torn WAL tail");
+            disk.truncate(name, *offset).map_err(StorageError::io(name))?;
+            disk.sync(name).map_err(StorageError::io(name))?;
+        }
+        let segment_seq = state.segments.last().copied().unwrap_or(0);
+        let segment_len = state.last_segment_len;
+        Ok(StorageEngine {
+            disk,
+            state,
+            segment_seq,
+            segment_len,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The state as recovered and updated since.
+    pub fn state(&self) -> &RecoveredState {
+        &self.state
+    }
+
+    /// True when nothing was ever persisted (a brand-new node).
+    pub fn is_new(&self) -> bool {
+        self.state.segments.is_empty()
+    }
+
+    /// Persists the initial configuration of a node that founds a new cluster, or an
+    /// empty one for a node that will join a running cluster.
+    pub fn bootstrap(&mut self, conf_state: ConfState) -> Result<(), StorageError> {
+        debug_assert!(self.is_new(), "bootstrap of a node with state");
+        let mut meta = SnapshotMetadata::default();
+        meta.set_conf_state(conf_state);
+        self.state.segments.push(self.segment_seq);
+        self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
+        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
+        self.state.snapshot = meta;
+        Ok(())
+    }
+
+    /// Appends `entries` and/or `hard_state` as one write; syncs when `sync`.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let mut records = Vec::with_capacity(2);
+        if !entries.is_empty() {
+            records.push(WalRecord::Entries(entries.to_vec()));
+        }
+        if let Some(hs) = hard_state {
+            records.push(WalRecord::HardState(hs.clone()));
+        }
+        if records.is_empty() && !sync {
+            return Ok(());
+        }
+        self.write_records(&records, sync)?;
+        for rec in records {
+            self.apply_to_memory(rec)?;
+        }
+        self.rotate_if_large()
+    }
+
+    /// Records the commit index (not synced: a lost commit index is re-learned from
+    /// the leader, and entries are only applied once their commit is written ahead).
+    pub fn persist_commit(&mut self, commit: u64) -> Result<(), StorageError> {
+        if commit <= self.state.hard_state.commit {
+            return Ok(());
+        }
+        let mut hs = self.state.hard_state.clone();
+        hs.commit = commit;
+        self.persist(&[], Some(&hs), false)
+    }
+
+    /// Records how far the state machine has applied (not synced).
+    pub fn persist_applied(&mut self, applied: u64) -> Result<(), StorageError> {
+        if applied <= self.state.applied {
+            return Ok(());
+        }
+        self.write_records(&[WalRecord::Applied(applied)], false)?;
+        self.state.applied = applied;
+        self.rotate_if_large()
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        let name = wal::segment_name(self.segment_seq);
+        self.disk.sync(&name).map_err(StorageError::io(&name))
+    }
+
+    /// Persists a snapshot (received from the leader or made locally), compacts the
+    /// log up to it, and rotates to a checkpointed segment.
+    pub fn persist_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let meta = snapshot.get_metadata();
+        if meta.index <= self.state.snapshot.index {
+            return Ok(());
+        }
+        let name = wal::snapshot_name(meta.index, meta.term);
+        let tmp = format!("{name}.tmp");
+        let bytes = wal::encode_snapshot_file(meta, &snapshot.data);
+        self.disk.write(&tmp, &bytes).map_err(StorageError::io(&tmp))?;
+        self.disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
+        self.disk.rename(&tmp, &name).map_err(StorageError::io(&name))?;
+        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
+        self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
+        self.apply_to_memory(WalRecord::Snapshot(meta.clone()))?;
+        self.state.snapshot_data = snapshot.data.to_vec();
+        if self.state.hard_state.commit < meta.index {
+            self.state.hard_state.commit = meta.index;
+        }
+        self.state.applied = self.state.applied.max(meta.index);
+        self.rotate_with_checkpoint()
+    }
+
+    /// The latest snapshot as raft-rs wants it.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::default();
+        snap.set_metadata(self.state.snapshot.clone());
+        snap.data = self.state.snapshot_data.clone().into();
+        snap
+    }
+
+    fn write_records(&mut self, records: &[WalRecord], sync: bool) -> Result<(), StorageError> {
+        self.buf.clear();
+        for rec in records {
+            wal::encode_record(&mut self.buf, rec);
+        }
+        let name = wal::segment_name(self.segment_seq);
+        if !self.buf.is_empty() {
+            self.disk.append(&name, &self.buf).map_err(StorageError::io(&name))?;
+            self.segment_len += self.buf.len() as u64;
+        }
+        if sync {
+            self.disk.sync(&name).map_err(StorageError::io(&name))?;
+        }
+        Ok(())
+    }
+
+    /// Rotates once the segment is large; called after memory reflects the write, so
+    /// the checkpoint includes it.
+    fn rotate_if_large(&mut self) -> Result<(), StorageError> {
+        if self.segment_len >= SEGMENT_ROTATE_BYTES {
+            self.rotate_with_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn apply_to_memory(&mut self, rec: WalRecord) -> Result<(), StorageError> {
+        let name = wal::segment_name(self.segment_seq);
+        let offset = self.segment_len;
+        self.state
+            .apply_record(rec)
+            .map_err(|reason| StorageError::corruption(&name, offset, reason))
+    }
+
+    /// Starts a new segment holding the whole state, then drops what it supersedes.
+    fn rotate_with_checkpoint(&mut self) -> Result<(), StorageError> {
+        let old_segments = std::mem::take(&mut self.state.segments);
+        self.segment_seq += 1;
+        self.segment_len = 0;
+        self.state.segments = vec![self.segment_seq];
+        let checkpoint = [
+            WalRecord::Snapshot(self.state.snapshot.clone()),
+            WalRecord::HardState(self.state.hard_state.clone()),
+            WalRecord::Entries(self.state.entries.clone()),
+            WalRecord::Applied(self.state.applied),
+        ];
+        self.buf.clear();
+        for rec in &checkpoint {
+            wal::encode_record(&mut self.buf, rec);
+        }
+        let name = wal::segment_name(self.segment_seq);
+        self.disk.append(&name, &self.buf).map_err(StorageError::io(&name))?;
+        self.segment_len = self.buf.len() as u64;
+        self.disk.sync(&name).map_err(StorageError::io(&name))?;
+        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
+        for seq in old_segments {
+            let old = wal::segment_name(seq);
+            self.disk.remove(&old).map_err(StorageError::io(&old))?;
+        }
+        let keep = wal::snapshot_name(self.state.snapshot.index, self.state.snapshot.term);
+        for name in self.disk.list().map_err(StorageError::io("list"))? {
+            let stale_snapshot = wal::parse_snapshot_name(&name).is_some() && name != keep;
+            if stale_snapshot || name.ends_with(".snap.tmp") {
+                self.disk.remove(&name).map_err(StorageError::io(&name))?;
+            }
+        }
+        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))
+    }
+}

@@ -1,0 +1,179 @@
+//! The Disk seam: all persistence of a node goes through one flat directory of files.
+//!
+//! The real implementation, [`FileDisk`], is a directory with `fsync`. The simulated
+//! one (in `sim/`) keeps a volatile and a durable image of every file and decides what
+//! a crash keeps; its module documents exactly which faults it injects.
+//!
+//! Contract for implementers:
+//! - `append` and `write` change the *volatile* state; they may be lost by a crash
+//!   until `sync(name)` returns (file contents) and `sync_dir` returns (the existence
+//!   of created, renamed and removed names).
+//! - `sync` returns only after the file's data is durable.
+//! - `rename` replaces `to` atomically: after a crash either the old or the new
+//!   content is under `to`, never a mix.
+//! - `list` returns names in ascending byte order.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One node's persistent storage: a flat namespace of files.
+pub trait Disk: Send + Sync + 'static {
+    /// Names of all files, in ascending order.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// The whole content of `name` (`NotFound` if absent).
+    fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Appends `data` to `name`, creating it if absent.
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Replaces the content of `name` with `data`, creating it if absent.
+    fn write(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Cuts `name` to `len` bytes.
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
+    /// Makes the data of `name` durable.
+    fn sync(&self, name: &str) -> io::Result<()>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes `name`; absent is not an error.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes the set of names durable (creations, renames, removals).
+    fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// A directory on the real file system, with `fsync` for durability.
+pub struct FileDisk {
+    dir: PathBuf,
+    /// Open append handles, so the write path does not reopen files.
+    appenders: Mutex<HashMap<String, File>>,
+}
+
+impl FileDisk {
+    /// Opens (creating if needed) the directory `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir)?;
+        Ok(FileDisk {
+            dir,
+            appenders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> io::Result<PathBuf> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid file name {name:?}"),
+            ));
+        }
+        Ok(self.dir.join(name))
+    }
+
+    fn forget_appender(&self, name: &str) {
+        self.appenders.lock().expect("appender lock").remove(name);
+    }
+}
+
+impl Disk for FileDisk {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(name)?)
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.path(name)?;
+        let mut appenders = self.appenders.lock().expect("appender lock");
+        let file = match appenders.entry(name.to_string()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        file.write_all(data)
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.forget_appender(name);
+        fs::write(self.path(name)?, data)
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        self.forget_appender(name);
+        OpenOptions::new()
+            .write(true)
+            .open(self.path(name)?)?
+            .set_len(len)
+    }
+
+    fn sync(&self, name: &str) -> io::Result<()> {
+        let appenders = self.appenders.lock().expect("appender lock");
+        match appenders.get(name) {
+            Some(file) => file.sync_data(),
+            None => File::open(self.path(name)?)?.sync_all(),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.forget_appender(from);
+        self.forget_appender(to);
+        fs::rename(self.path(from)?, self.path(to)?)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.forget_appender(name);
+        match fs::remove_file(self.path(name)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_truncate_rename_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FileDisk::open(dir.path()).unwrap();
+        disk.append("a", b"hello ").unwrap();
+        disk.append("a", b"world").unwrap();
+        disk.sync("a").unwrap();
+        assert_eq!(disk.read("a").unwrap(), b"hello world");
+        disk.truncate("a", 5).unwrap();
+        disk.append("a", b"!").unwrap();
+        assert_eq!(disk.read("a").unwrap(), b"hello!");
+        disk.write("b.tmp", b"x").unwrap();
+        disk.rename("b.tmp", "b").unwrap();
+        disk.sync_dir().unwrap();
+        assert_eq!(disk.list().unwrap(), vec!["a".to_string(), "b".to_string()]);
+        disk.remove("a").unwrap();
+        disk.remove("a").unwrap();
+        assert_eq!(disk.read("a").unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(disk.read("../escape").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The seams between the real and the simulated world.
+//!
+//! Every piece of the stack reaches the outside world only through these traits, each
+//! with one real implementation here and one simulated implementation in the harness
+//! (`sim/`): [`disk::Disk`] for persistence, [`clock::Clock`] for time, and
+//! [`observer::Observer`] for what the checkers need to see. The network seam is the
+//! gRPC transport in [`crate::transport`], which madsim-tonic simulates.
+
+pub mod clock;
+pub mod disk;
+pub mod observer;

@@ -1,0 +1,57 @@
+//! The Observer seam: what the stack reports for checkers, through one narrow call.
+//!
+//! Production nodes use [`NoopObserver`]; the harness records every event with the
+//! simulated time and node id into the run's history. Events borrow the stack's data,
+//! so an observer that ignores them costs one virtual call and no allocation.
+
+use raft::eraftpb::{Entry, HardState, Message};
+use raft::StateRole;
+
+/// Something a node did that a checker may need to see.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The node recovered its state from disk at start-up.
+    Recovered {
+        hard_state: &'a HardState,
+        snapshot_index: u64,
+        last_index: u64,
+        applied_index: u64,
+    },
+    /// The node's Raft role, term or known leader changed.
+    RoleChanged {
+        role: StateRole,
+        term: u64,
+        leader_id: u64,
+    },
+    /// A batch of log entries and/or HardState was written (not yet durable unless
+    /// `synced`).
+    Persisted {
+        hard_state: Option<&'a HardState>,
+        entries: &'a [Entry],
+        synced: bool,
+    },
+    /// A snapshot was made durable and the log compacted up to `index`.
+    SnapshotPersisted { index: u64, term: u64 },
+    /// A Raft message left this node.
+    Sent { message: &'a Message },
+    /// A Raft message was stepped into this node's Raft.
+    Received { message: &'a Message },
+    /// A committed entry was applied to the state machine.
+    Applied { entry: &'a Entry },
+    /// The node stopped its Raft loop.
+    Stopped { reason: &'a str },
+}
+
+/// Receives the stack's events.
+pub trait Observer: Send + Sync + 'static {
+    fn observe(&self, node_id: u64, event: &Event<'_>);
+}
+
+/// The production observer: ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    #[inline]
+    fn observe(&self, _node_id: u64, _event: &Event<'_>) {}
+}

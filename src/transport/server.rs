@@ -1,0 +1,54 @@
+//! The receiving side: a gRPC service that steps peers' messages into the node.
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tonic::{Request, Response, Status};
+
+use crate::proto::raft_transport_server::RaftTransport;
+use crate::proto::{RaftMessageAck, RaftMessageBatch};
+use crate::raft::RaftHandle;
+
+/// Receives Raft message batches for node `id`.
+pub struct RaftTransportService {
+    id: u64,
+    node: RaftHandle,
+}
+
+impl RaftTransportService {
+    pub fn new(id: u64, node: RaftHandle) -> Self {
+        RaftTransportService { id, node }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftTransportService {
+    async fn send_raft_messages(
+        &self,
+        request: Request<RaftMessageBatch>,
+    ) -> Result<Response<RaftMessageAck>, Status> {
+        let batch = request.into_inner();
+        if batch.to != self.id {
+            return Err(Status::invalid_argument(format!(
+                "batch for node {} reached node {}",
+                batch.to, self.id
+            )));
+        }
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for (i, bytes) in batch.messages.iter().enumerate() {
+            let message = Message::parse_from_bytes(bytes).map_err(|e| {
+                Status::invalid_argument(format!("message {i} from node {}: {e}", batch.from))
+            })?;
+            if message.to != self.id {
+                return Err(Status::invalid_argument(format!(
+                    "message {i} is addressed to node {}",
+                    message.to
+                )));
+            }
+            messages.push(message);
+        }
+        self.node
+            .receive_raft_messages(messages)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(RaftMessageAck {}))
+    }
+}

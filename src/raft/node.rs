@@ -39,7 +39,8 @@ pub async fn run_raft_node<S: StateMachine>(
     drive(core, inbox).await
 }
 
-async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inbox) -> Result<(), RaftError> {
+/// Runs an opened core until shutdown, removal or a storage failure.
+pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inbox) -> Result<(), RaftError> {
     let tick_interval = core.config.tick_interval;
     let clock = core.env.clock.clone();
     let mut tick = clock.sleep(tick_interval);

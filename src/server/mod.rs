@@ -1,1 +1,128 @@
-//! placeholder
+//! A whole coordd node: storage, Raft core, transport and the client API, wired to
+//! the seams it is given (real ones in `coordd`, simulated ones in the harness).
+
+mod kv_service;
+mod status;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::kv::KvStateMachine;
+use crate::proto::kv_server::KvServer;
+use crate::proto::raft_transport_server::RaftTransportServer;
+use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
+use crate::seams::clock::Clock;
+use crate::seams::disk::Disk;
+use crate::seams::observer::Observer;
+use crate::transport::{GrpcTransport, RaftTransportService, Transport};
+
+pub use kv_service::KvService;
+pub use status::{leader_hint, status_from_raft_error};
+
+/// Wraps the real transport (the harness adds its fault hooks this way).
+pub type TransportLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
+
+/// What a node is and whom it knows.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub raft: RaftConfig,
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// Every known node's address (this node's included), by id.
+    pub peers: BTreeMap<u64, String>,
+    /// How to start when the disk is empty.
+    pub bootstrap: Bootstrap,
+}
+
+/// The outside world a node is wired to.
+#[derive(Clone)]
+pub struct NodeSeams {
+    pub disk: Arc<dyn Disk>,
+    pub clock: Arc<dyn Clock>,
+    pub observer: Arc<dyn Observer>,
+    pub transport_layer: Option<TransportLayer>,
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Raft(#[from] RaftError),
+    #[error("gRPC server on {addr}: {reason}")]
+    Serve { addr: SocketAddr, reason: String },
+}
+
+/// Opens the node's state and serves Raft and the client API until `shutdown`
+/// completes or the Raft loop stops (removal, storage failure).
+pub async fn serve_node(
+    options: NodeOptions,
+    seams: NodeSeams,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let id = options.raft.id;
+    let (handle, inbox) = raft::inbox();
+    let grpc: Arc<dyn Transport> = Arc::new(GrpcTransport::new(id, handle.clone(), seams.clock.clone()));
+    let transport = match &seams.transport_layer {
+        Some(layer) => layer(grpc),
+        None => grpc,
+    };
+    let clock = seams.clock.clone();
+    let env = NodeEnv {
+        disk: seams.disk,
+        clock: seams.clock,
+        observer: seams.observer,
+        transport,
+    };
+    let core = RaftCore::open(
+        options.raft,
+        env,
+        KvStateMachine::new(),
+        options.bootstrap,
+        options.peers,
+    )?;
+    let mut raft_task = tokio::spawn(raft::node::drive(core, inbox));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            RaftTransportServer::new(RaftTransportService::new(id, handle.clone()))
+                .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(KvServer::new(KvService::new(handle.clone(), clock)))
+        .serve_with_shutdown(options.listen, async move {
+            let _ = stop_rx.await;
+        });
+    let mut server_task = tokio::spawn(server);
+    tracing::info!(node = id, listen = %options.listen, "coordd node serving");
+    let raft_result = tokio::select! {
+        biased;
+        result = &mut raft_task => Some(result),
+        served = &mut server_task => {
+            let reason = match served {
+                Ok(Ok(())) => "server stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            handle.shutdown().await;
+            let _ = raft_task.await;
+            return Err(NodeError::Serve { addr: options.listen, reason });
+        }
+        _ = shutdown => None,
+    };
+    let _ = stop_tx.send(());
+    let _ = server_task.await;
+    let raft_result = match raft_result {
+        Some(result) => result,
+        None => {
+            handle.shutdown().await;
+            raft_task.await
+        }
+    };
+    match raft_result {
+        Ok(result) => result.map_err(NodeError::from),
+        Err(join) => Err(NodeError::Raft(RaftError::Stopped(format!("raft task: {join}")))),
+    }
+}
+

@@ -12,6 +12,7 @@ mod server;
 use raft::eraftpb::Message;
 
 pub use grpc::GrpcTransport;
+pub use peer::MAX_GRPC_MESSAGE_BYTES;
 pub use server::RaftTransportService;
 
 /// Sends Raft messages to peers.

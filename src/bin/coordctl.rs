@@ -1,0 +1,148 @@
+//! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use coordlab::client::{ClientConfig, ClientError, CoordClient};
+use coordlab::proto::StatusResponse;
+
+#[derive(Parser, Debug)]
+#[command(name = "coordctl", about = "Talk to a coordlab cluster")]
+struct Args {
+    /// Comma-separated node addresses (host:port).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103")]
+    endpoints: Vec<String>,
+    /// Seconds before a request gives up, retries included.
+    #[arg(long, default_value_t = 20)]
+    timeout_secs: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The leader's view: id, term, commit and applied index, members.
+    Status {
+        /// One block per endpoint instead of the leader's only.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write KEY = VALUE.
+    Put { key: String, value: String },
+    /// Print the value of KEY (exit 1 if absent).
+    Get {
+        key: String,
+        /// Read the contacted node's local state (may be stale).
+        #[arg(long)]
+        serializable: bool,
+    },
+    /// Delete KEY.
+    Del { key: String },
+    /// Membership: add or remove nodes.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+    },
+    /// Move leadership to node ID.
+    TransferLeader { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+enum MemberAction {
+    /// Add node ID at ADDR as a voter (start it with `coordd --join` first).
+    Add { id: u64, addr: String },
+    /// Remove node ID.
+    Remove { id: u64 },
+    /// List members.
+    List,
+}
+
+fn print_status(out: &mut impl Write, s: &StatusResponse) -> std::io::Result<()> {
+    let members: Vec<String> = s.members.iter().map(|m| format!("{}={}", m.id, m.addr)).collect();
+    writeln!(out, "id: {}", s.id)?;
+    writeln!(out, "role: {}", s.role)?;
+    writeln!(out, "leader: {}", s.leader_id)?;
+    writeln!(out, "term: {}", s.term)?;
+    writeln!(out, "commit_index: {}", s.commit_index)?;
+    writeln!(out, "applied_index: {}", s.applied_index)?;
+    writeln!(out, "first_log_index: {}", s.first_log_index)?;
+    writeln!(out, "last_log_index: {}", s.last_log_index)?;
+    writeln!(out, "snapshot_index: {}", s.snapshot_index)?;
+    writeln!(out, "members: {}", members.join(","))
+}
+
+async fn run(args: Args) -> Result<ExitCode, ClientError> {
+    let mut config = ClientConfig::new(args.endpoints.clone());
+    config.total_timeout = Duration::from_secs(args.timeout_secs);
+    let mut client = CoordClient::new(config)?;
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        Command::Status { all: false } => {
+            let s = client.leader_status().await?;
+            print_status(&mut out, &s).expect("stdout");
+        }
+        Command::Status { all: true } => {
+            for (i, endpoint) in args.endpoints.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out).expect("stdout");
+                }
+                writeln!(out, "endpoint: {endpoint}").expect("stdout");
+                match client.status_of(endpoint).await {
+                    Ok(s) => print_status(&mut out, &s).expect("stdout"),
+                    Err(e) => writeln!(out, "error: {e}").expect("stdout"),
+                }
+            }
+        }
+        Command::Put { key, value } => {
+            let r = client.put(&key, value.as_bytes()).await?;
+            writeln!(out, "OK index={}", r.index).expect("stdout");
+        }
+        Command::Get { key, serializable } => {
+            let r = client.get(&key, serializable).await?;
+            match r.value {
+                Some(value) => {
+                    out.write_all(&value).expect("stdout");
+                    writeln!(out).expect("stdout");
+                }
+                None => {
+                    eprintln!("coordctl: key {key:?} not found");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Command::Del { key } => {
+            let r = client.delete(&key).await?;
+            let existed = if r.prev_value.is_some() { 1 } else { 0 };
+            writeln!(out, "deleted {existed} index={}", r.index).expect("stdout");
+        }
+        Command::Member { action } => {
+            let members = match action {
+                MemberAction::Add { id, addr } => client.add_member(id, &addr).await?.members,
+                MemberAction::Remove { id } => client.remove_member(id).await?.members,
+                MemberAction::List => client.leader_status().await?.members,
+            };
+            for m in members {
+                writeln!(out, "{}={}", m.id, m.addr).expect("stdout");
+            }
+        }
+        Command::TransferLeader { id } => {
+            let r = client.transfer_leader(id).await?;
+            writeln!(out, "leader: {}", r.leader_id).expect("stdout");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("coordctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

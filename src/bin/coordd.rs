@@ -1,0 +1,230 @@
+//! coordd: runs one coordlab node (or, with `--dev`, a local 3-node cluster).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use coordlab::raft::{Bootstrap, RaftConfig};
+use coordlab::seams::clock::MonotonicClock;
+use coordlab::seams::disk::FileDisk;
+use coordlab::seams::observer::NoopObserver;
+use coordlab::server::{serve_node, NodeOptions, NodeSeams};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "coordd", about = "Run a coordlab Raft node")]
+struct Args {
+    /// This node's id (non-zero).
+    #[arg(long, required_unless_present = "dev")]
+    id: Option<u64>,
+    /// Address to serve Raft and the client API on.
+    #[arg(long, required_unless_present = "dev")]
+    listen: Option<SocketAddr>,
+    /// All nodes of the cluster: `1=host:port,2=host:port,...`.
+    #[arg(long, value_parser = parse_peers, required_unless_present = "dev")]
+    peers: Option<BTreeMap<u64, String>>,
+    /// Directory of this node's WAL and snapshots.
+    #[arg(long, default_value = "coordlab-data")]
+    data_dir: PathBuf,
+    /// Join a running cluster (start empty; add this node with `coordctl member add`).
+    #[arg(long)]
+    join: bool,
+    /// Start three nodes on 127.0.0.1:7101-7103 in this process, data under --data-dir.
+    #[arg(long, conflicts_with_all = ["id", "listen", "peers", "join"])]
+    dev: bool,
+    /// Milliseconds per Raft tick.
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
+    /// Ticks before a follower without a leader campaigns.
+    #[arg(long, default_value_t = 10)]
+    election_ticks: usize,
+    /// Applied entries between snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
+    /// Turn off pre-vote.
+    #[arg(long)]
+    no_pre_vote: bool,
+    /// Turn off check-quorum.
+    #[arg(long)]
+    no_check_quorum: bool,
+}
+
+fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id {id:?} is not a number"))?;
+        if id == 0 {
+            return Err("peer id 0 is reserved".into());
+        }
+        let addr = addr.trim();
+        addr.parse::<SocketAddr>()
+            .map_err(|e| format!("peer {id} address {addr:?}: {e}"))?;
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("peer {id} given twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(peers)
+}
+
+struct NodeSpec {
+    id: u64,
+    listen: SocketAddr,
+    peers: BTreeMap<u64, String>,
+    data_dir: PathBuf,
+    join: bool,
+}
+
+fn raft_config(args: &Args, id: u64) -> RaftConfig {
+    let mut raft = RaftConfig::new(id);
+    raft.tick_interval = Duration::from_millis(args.tick_ms);
+    raft.election_ticks = args.election_ticks;
+    raft.snapshot_interval_entries = args.snapshot_entries;
+    raft.pre_vote = !args.no_pre_vote;
+    raft.check_quorum = !args.no_check_quorum;
+    raft
+}
+
+async fn run_node(args: Arc<Args>, spec: NodeSpec, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let disk = FileDisk::open(&spec.data_dir)
+        .map_err(|e| format!("data dir {}: {e}", spec.data_dir.display()))?;
+    let bootstrap = if spec.join {
+        Bootstrap::Join
+    } else {
+        Bootstrap::NewCluster {
+            voters: spec.peers.keys().copied().collect(),
+        }
+    };
+    let options = NodeOptions {
+        raft: raft_config(&args, spec.id),
+        listen: spec.listen,
+        peers: spec.peers,
+        bootstrap,
+    };
+    let seams = NodeSeams {
+        disk: Arc::new(disk),
+        clock: Arc::new(MonotonicClock::new()),
+        observer: Arc::new(NoopObserver),
+        transport_layer: None,
+    };
+    let shutdown = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    serve_node(options, seams, shutdown)
+        .await
+        .map_err(|e| format!("node {}: {e}", spec.id))
+}
+
+fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {
+    if args.dev {
+        let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", 7100 + id))).collect();
+        return Ok((1..=3)
+            .map(|id| NodeSpec {
+                id,
+                listen: peers[&id].parse().expect("dev address"),
+                peers: peers.clone(),
+                data_dir: args.data_dir.join(format!("node-{id}")),
+                join: false,
+            })
+            .collect());
+    }
+    let id = args.id.expect("required by clap");
+    let listen = args.listen.expect("required by clap");
+    let mut peers = args.peers.clone().expect("required by clap");
+    if id == 0 {
+        return Err("--id 0 is reserved".into());
+    }
+    match peers.get(&id) {
+        Some(_) => {}
+        None if args.join => {
+            peers.insert(id, listen.to_string());
+        }
+        None => return Err(format!("--peers does not list this node's id {id}")),
+    }
+    Ok(vec![NodeSpec {
+        id,
+        listen,
+        peers,
+        data_dir: args.data_dir.clone(),
+        join: args.join,
+    }])
+}
+
+/// Completes on Ctrl-C or (on Unix, outside the simulator) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(all(unix, not(madsim)))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(any(not(unix), madsim))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Arc::new(Args::parse());
+    let specs = match node_specs(&args) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("coordd: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut nodes = Vec::new();
+    for spec in specs {
+        nodes.push(tokio::spawn(run_node(args.clone(), spec, stop_rx.clone())));
+    }
+    let signal_task = tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        let _ = stop_tx.send(true);
+    });
+    let mut failed = false;
+    for node in nodes {
+        match node.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("coordd: {e}");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("coordd: node task failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    signal_task.abort();
+    std::process::exit(if failed { 1 } else { 0 });
+}

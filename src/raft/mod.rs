@@ -26,3 +26,6 @@ pub use node::{inbox, run_raft_node, Inbox};
 pub use router::{Input, MembershipChange, ProposalTicket, RaftHandle};
 pub use state_machine::StateMachine;
 pub use status::{role_name, NodeStatus};
+
+#[cfg(test)]
+mod tests;

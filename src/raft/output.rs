@@ -209,10 +209,12 @@ impl<S: StateMachine> RaftCore<S> {
         }
     }
 
-    /// Takes a snapshot and compacts the log once enough entries were applied.
+    /// Takes a snapshot and compacts the log once enough entries were applied, or
+    /// when a follower needs a newer one than the stored snapshot.
     fn snapshot_if_due(&mut self) -> Result<(), RaftError> {
         let snapshot_index = self.raw.store().engine().state().snapshot.index;
-        if self.applied < snapshot_index + self.config.snapshot_interval_entries {
+        let wanted = self.raw.store().take_fresh_snapshot_request() && self.applied > snapshot_index;
+        if !wanted && self.applied < snapshot_index + self.config.snapshot_interval_entries {
             return Ok(());
         }
         let term = self

@@ -152,6 +152,76 @@ impl Disk for FileDisk {
     }
 }
 
+/// A disk in memory: every write is immediately "durable" and nothing survives the
+/// process. For unit tests and benchmarks that measure everything but the disk; the
+/// simulator's disk, with crash semantics and faults, lives in `sim/`.
+#[derive(Default)]
+pub struct MemDisk {
+    files: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemDisk {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no file {name:?}"))
+}
+
+impl Disk for MemDisk {
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.files.lock().expect("mem disk").keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.files.lock().expect("mem disk").get(name).cloned().ok_or_else(|| not_found(name))
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let mut files = self.files.lock().expect("mem disk");
+        files.entry(name.to_string()).or_default().extend_from_slice(data);
+        Ok(())
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.files.lock().expect("mem disk").insert(name.to_string(), data.to_vec());
+        Ok(())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        let mut files = self.files.lock().expect("mem disk");
+        let file = files.get_mut(name).ok_or_else(|| not_found(name))?;
+        file.truncate(len as usize);
+        Ok(())
+    }
+
+    fn sync(&self, name: &str) -> io::Result<()> {
+        if self.files.lock().expect("mem disk").contains_key(name) {
+            Ok(())
+        } else {
+            Err(not_found(name))
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut files = self.files.lock().expect("mem disk");
+        let data = files.remove(from).ok_or_else(|| not_found(from))?;
+        files.insert(to.to_string(), data);
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.files.lock().expect("mem disk").remove(name);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,7 @@ impl StorageEngine {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<(), StorageError> {
+        self.check_appendable(entries)?;
         let mut records = Vec::with_capacity(2);
         if !entries.is_empty() {
             records.push(WalRecord::Entries(entries.to_vec()));
@@ -96,6 +97,28 @@ impl StorageEngine {
             self.apply_to_memory(rec)?;
         }
         self.rotate_if_large()
+    }
+
+    /// Refuses entries that would leave a gap, before anything reaches the disk.
+    fn check_appendable(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let contiguous = entries.windows(2).all(|w| w[1].index == w[0].index + 1);
+        let last = self.state.last_index();
+        if !contiguous || first.index > last + 1 || first.index <= self.state.snapshot.index {
+            return Err(StorageError::corruption(
+                &wal::segment_name(self.segment_seq),
+                self.segment_len,
+                format!(
+                    "refusing to append entries {}..={} to a log ending at {last} (snapshot {})",
+                    first.index,
+                    entries.last().map_or(0, |e| e.index),
+                    self.state.snapshot.index
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Records the commit index (not synced: a lost commit index is re-learned from

@@ -61,11 +61,22 @@ impl StorageError {
 /// raft-rs's view of the log: served from memory, written through the engine.
 pub struct DurableStorage {
     engine: StorageEngine,
+    /// Set when raft-rs asked for a snapshot the stored one cannot serve; the core
+    /// then takes a fresh one.
+    fresh_snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl DurableStorage {
     pub fn new(engine: StorageEngine) -> Self {
-        DurableStorage { engine }
+        DurableStorage {
+            engine,
+            fresh_snapshot_wanted: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Whether raft-rs wanted a newer snapshot since the last call.
+    pub fn take_fresh_snapshot_request(&self) -> bool {
+        self.fresh_snapshot_wanted.replace(false)
     }
 
     pub fn engine(&self) -> &StorageEngine {
@@ -139,7 +150,17 @@ impl Storage for DurableStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// The stored snapshot, unless it is older than `request_index` or predates the
+    /// configuration that made `to` a member (raft-rs's follower ignores a snapshot
+    /// whose ConfState does not contain it); then a fresh one is requested.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let meta = &self.engine.state().snapshot;
+        let conf = meta.get_conf_state();
+        let includes_peer = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if meta.index < request_index || !includes_peer {
+            self.fresh_snapshot_wanted.set(true);
+            return Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable));
+        }
         Ok(self.engine.snapshot())
     }
 }

@@ -1,0 +1,263 @@
+//! Storage engine tests: recovery after torn writes, refusal of corruption,
+//! snapshots with compaction, and Raft's conflict truncation (§5.3).
+
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, Storage};
+
+use super::*;
+use crate::seams::disk::{Disk, FileDisk};
+
+fn entry(index: u64, term: u64) -> Entry {
+    let mut e = Entry::default();
+    e.index = index;
+    e.term = term;
+    e.data = format!("cmd-{index}-{term}").into_bytes().into();
+    e
+}
+
+fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+    range.map(|i| entry(i, term)).collect()
+}
+
+fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+    let mut hs = HardState::default();
+    hs.term = term;
+    hs.vote = vote;
+    hs.commit = commit;
+    hs
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    disk: Arc<FileDisk>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(FileDisk::open(dir.path()).unwrap());
+        Fixture { _dir: dir, disk }
+    }
+
+    fn open(&self) -> Result<StorageEngine, StorageError> {
+        StorageEngine::open(self.disk.clone())
+    }
+
+    fn bootstrapped(&self) -> StorageEngine {
+        let mut engine = self.open().unwrap();
+        let mut cs = ConfState::default();
+        cs.voters = vec![1, 2, 3];
+        engine.bootstrap(cs).unwrap();
+        engine
+    }
+
+    fn segment(&self) -> String {
+        self.disk
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|n| wal::parse_segment_name(n).is_some())
+            .last()
+            .unwrap()
+    }
+}
+
+#[test]
+fn state_survives_reopen() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=5, 1), Some(&hard_state(1, 2, 3)), true).unwrap();
+    engine.persist_applied(3).unwrap();
+    engine.sync().unwrap();
+    drop(engine);
+    let engine = fx.open().unwrap();
+    let state = engine.state();
+    assert_eq!(state.hard_state, hard_state(1, 2, 3));
+    assert_eq!(state.entries, entries(1..=5, 1));
+    assert_eq!(state.applied, 3);
+    assert_eq!(state.snapshot.get_conf_state().voters, vec![1, 2, 3]);
+    assert!(state.torn_tail.is_none());
+}
+
+#[test]
+fn torn_tail_is_truncated_and_earlier_records_kept() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 2)), true).unwrap();
+    let name = fx.segment();
+    let good_len = fx.disk.read(&name).unwrap().len();
+    engine.persist(&entries(4..=6, 1), None, true).unwrap();
+    drop(engine);
+    let full = fx.disk.read(&name).unwrap();
+    // Every cut inside the last record is a torn write: recovery keeps 1..=3.
+    for cut in (good_len + 1..full.len()).step_by(7) {
+        fx.disk.write(&name, &full[..cut]).unwrap();
+        let engine = fx.open().unwrap();
+        assert_eq!(engine.state().last_index(), 3, "cut at {cut}");
+        assert_eq!(fx.disk.read(&name).unwrap().len(), good_len, "tail truncated");
+    }
+    // After the repair the log accepts appends again.
+    let mut engine = fx.open().unwrap();
+    engine.persist(&entries(4..=4, 2), None, true).unwrap();
+    drop(engine);
+    assert_eq!(fx.open().unwrap().state().last_index(), 4);
+}
+
+#[test]
+fn zero_filled_tail_is_torn() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=2, 1), None, true).unwrap();
+    drop(engine);
+    fx.disk.append(&fx.segment(), &[0u8; 512]).unwrap();
+    let engine = fx.open().unwrap();
+    assert_eq!(engine.state().last_index(), 2);
+}
+
+#[test]
+fn corruption_inside_the_log_is_refused_with_file_and_offset() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    let name = fx.segment();
+    let first_entries_at = fx.disk.read(&name).unwrap().len();
+    engine.persist(&entries(1..=3, 1), None, true).unwrap();
+    engine.persist(&entries(4..=6, 1), None, true).unwrap();
+    drop(engine);
+    let mut bytes = fx.disk.read(&name).unwrap();
+    bytes[first_entries_at + 20] ^= 0x10;
+    fx.disk.write(&name, &bytes).unwrap();
+    match fx.open() {
+        Err(StorageError::Corruption { file, offset, reason }) => {
+            assert_eq!(file, name);
+            assert_eq!(offset, first_entries_at as u64);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|e| e.state().last_index())),
+    }
+    // The refusal changed nothing on disk.
+    assert_eq!(fx.disk.read(&name).unwrap(), bytes);
+}
+
+#[test]
+fn conflicting_suffix_is_replaced() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=5, 1), None, true).unwrap();
+    engine.persist(&entries(3..=4, 2), None, true).unwrap();
+    assert_eq!(engine.state().last_index(), 4);
+    drop(engine);
+    let engine = fx.open().unwrap();
+    let terms: Vec<(u64, u64)> = engine.state().entries.iter().map(|e| (e.index, e.term)).collect();
+    assert_eq!(terms, vec![(1, 1), (2, 1), (3, 2), (4, 2)]);
+}
+
+#[test]
+fn gap_in_the_log_is_corruption() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=2, 1), None, true).unwrap();
+    let err = engine.persist(&entries(5..=6, 1), None, true).unwrap_err();
+    assert!(matches!(err, StorageError::Corruption { .. }), "{err}");
+    drop(engine);
+    // Nothing of the refused batch reached the disk.
+    assert_eq!(fx.open().unwrap().state().last_index(), 2);
+}
+
+fn snapshot_at(index: u64, term: u64, data: &[u8]) -> Snapshot {
+    let mut meta = SnapshotMetadata::default();
+    meta.index = index;
+    meta.term = term;
+    let mut cs = ConfState::default();
+    cs.voters = vec![1, 2, 3];
+    meta.set_conf_state(cs);
+    let mut snap = Snapshot::default();
+    snap.set_metadata(meta);
+    snap.data = data.to_vec().into();
+    snap
+}
+
+#[test]
+fn snapshot_compacts_rotates_and_recovers() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 8)), true).unwrap();
+    engine.persist_snapshot(&snapshot_at(6, 1, b"state@6")).unwrap();
+    engine.persist_snapshot(&snapshot_at(8, 1, b"state@8")).unwrap();
+    let names = fx.disk.list().unwrap();
+    assert_eq!(
+        names,
+        vec![wal::snapshot_name(8, 1), wal::segment_name(2)],
+        "old segments and snapshots removed"
+    );
+    drop(engine);
+    let storage = DurableStorage::new(fx.open().unwrap());
+    assert_eq!(storage.first_index().unwrap(), 9);
+    assert_eq!(storage.last_index().unwrap(), 10);
+    assert_eq!(storage.term(8).unwrap(), 1);
+    assert!(storage.term(7).is_err());
+    assert_eq!(&storage.snapshot(0, 2).unwrap().data[..], b"state@8");
+    let got = storage.entries(9, 11, None, GetEntriesContext::empty(false)).unwrap();
+    assert_eq!(got, entries(9..=10, 1));
+    assert_eq!(storage.initial_state().unwrap().hard_state.commit, 8);
+}
+
+#[test]
+fn snapshot_beyond_the_log_replaces_it() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=3, 1), None, true).unwrap();
+    engine.persist_snapshot(&snapshot_at(20, 4, b"from leader")).unwrap();
+    assert_eq!(engine.state().last_index(), 20);
+    assert!(engine.state().entries.is_empty());
+    engine.persist(&entries(21..=22, 4), None, true).unwrap();
+    drop(engine);
+    assert_eq!(fx.open().unwrap().state().last_index(), 22);
+}
+
+#[test]
+fn damaged_snapshot_file_is_refused() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=4, 1), None, true).unwrap();
+    engine.persist_snapshot(&snapshot_at(3, 1, b"snapshot bytes")).unwrap();
+    drop(engine);
+    let name = wal::snapshot_name(3, 1);
+    let mut bytes = fx.disk.read(&name).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fx.disk.write(&name, &bytes).unwrap();
+    match fx.open() {
+        Err(StorageError::Corruption { file, .. }) => assert_eq!(file, name),
+        other => panic!("expected corruption, got {:?}", other.is_ok()),
+    }
+    fx.disk.remove(&name).unwrap();
+    assert!(matches!(fx.open(), Err(StorageError::Corruption { .. })));
+}
+
+#[test]
+fn crash_before_old_segments_are_removed_recovers_the_same_state() {
+    // Simulates a crash after the checkpoint segment was written but before the
+    // old segment was deleted: replaying both must give the same state.
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 5)), true).unwrap();
+    let old = fx.segment();
+    let old_bytes = fx.disk.read(&old).unwrap();
+    engine.persist_snapshot(&snapshot_at(4, 1, b"s4")).unwrap();
+    let expected = engine.state().entries.clone();
+    drop(engine);
+    fx.disk.write(&old, &old_bytes).unwrap();
+    let engine = fx.open().unwrap();
+    assert_eq!(engine.state().snapshot.index, 4);
+    assert_eq!(engine.state().entries, expected);
+}
+
+#[test]
+fn brand_new_disk_is_empty() {
+    let fx = Fixture::new();
+    let engine = fx.open().unwrap();
+    assert!(engine.is_new());
+    assert_eq!(engine.state().last_index(), 0);
+}

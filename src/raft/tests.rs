@@ -1,0 +1,439 @@
+//! The Raft core driven synchronously: an in-memory cluster of `RaftCore`s with a
+//! message queue, a manual clock and in-memory disks. No runtime, no network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use raft::eraftpb::{HardState, Message, MessageType};
+use raft::StateRole;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::kv::{self, KvStateMachine};
+use crate::proto;
+use crate::seams::clock::{Clock, Sleep};
+use crate::seams::disk::MemDisk;
+use crate::seams::observer::{Event, Observer};
+use crate::transport::Transport;
+
+#[derive(Default)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, _: Duration) -> Sleep {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[derive(Default)]
+struct QueueTransport {
+    queue: Mutex<Vec<Message>>,
+}
+
+impl Transport for QueueTransport {
+    fn send_raft_messages(&self, messages: Vec<Message>) {
+        self.queue.lock().unwrap().extend(messages);
+    }
+    fn set_peer(&self, _: u64, _: &str) {}
+    fn remove_peer(&self, _: u64) {}
+}
+
+/// What the tests keep of the observer's events.
+#[derive(Debug, Clone)]
+enum Recorded {
+    Persisted {
+        hard_state: Option<HardState>,
+        last: Option<(u64, u64)>,
+        synced: bool,
+    },
+    Snapshot { index: u64, term: u64 },
+    Sent(Message),
+}
+
+#[derive(Default)]
+struct EventLog(Mutex<Vec<(u64, Recorded)>>);
+
+impl Observer for EventLog {
+    fn observe(&self, node: u64, event: &Event<'_>) {
+        let rec = match event {
+            Event::Persisted {
+                hard_state,
+                entries,
+                synced,
+            } => Recorded::Persisted {
+                hard_state: hard_state.cloned(),
+                last: entries.last().map(|e| (e.index, e.term)),
+                synced: *synced,
+            },
+            Event::SnapshotPersisted { index, term } => Recorded::Snapshot {
+                index: *index,
+                term: *term,
+            },
+            Event::Sent { message } => Recorded::Sent((*message).clone()),
+            _ => return,
+        };
+        self.0.lock().unwrap().push((node, rec));
+    }
+}
+
+struct Cluster {
+    cores: BTreeMap<u64, RaftCore<KvStateMachine>>,
+    disks: BTreeMap<u64, Arc<MemDisk>>,
+    transport: Arc<QueueTransport>,
+    log: Arc<EventLog>,
+    clock: Arc<ManualClock>,
+    isolated: BTreeSet<u64>,
+    snapshot_interval: u64,
+}
+
+fn addr(id: u64) -> String {
+    format!("mem:{id}")
+}
+
+impl Cluster {
+    fn new(n: u64, snapshot_interval: u64) -> Self {
+        let mut cluster = Cluster {
+            cores: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            transport: Arc::default(),
+            log: Arc::default(),
+            clock: Arc::default(),
+            isolated: BTreeSet::new(),
+            snapshot_interval,
+        };
+        let voters: Vec<u64> = (1..=n).collect();
+        for id in 1..=n {
+            cluster.start(id, Bootstrap::NewCluster { voters: voters.clone() });
+        }
+        cluster
+    }
+
+    fn start(&mut self, id: u64, bootstrap: Bootstrap) {
+        let disk = self.disks.entry(id).or_insert_with(|| Arc::new(MemDisk::new())).clone();
+        let mut config = RaftConfig::new(id);
+        config.snapshot_interval_entries = self.snapshot_interval;
+        let env = NodeEnv {
+            disk,
+            clock: self.clock.clone(),
+            observer: self.log.clone(),
+            transport: self.transport.clone(),
+        };
+        let members = (1..=3).map(|i| (i, addr(i))).collect();
+        let core = RaftCore::open(config, env, KvStateMachine::new(), bootstrap, members).unwrap();
+        self.cores.insert(id, core);
+    }
+
+    fn core(&mut self, id: u64) -> &mut RaftCore<KvStateMachine> {
+        self.cores.get_mut(&id).unwrap()
+    }
+
+    /// Processes Readies and delivers messages until the network is quiet.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            for core in self.cores.values_mut() {
+                core.process_ready().unwrap();
+            }
+            let messages = std::mem::take(&mut *self.transport.queue.lock().unwrap());
+            if messages.is_empty() {
+                return;
+            }
+            for m in messages {
+                if self.isolated.contains(&m.from) || self.isolated.contains(&m.to) {
+                    continue;
+                }
+                if let Some(core) = self.cores.get_mut(&m.to) {
+                    if core.stop_reason().is_none() {
+                        core.receive_input(Input::RaftMessages(vec![m]));
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.clock.0.fetch_add(100, Ordering::SeqCst);
+        for core in self.cores.values_mut() {
+            core.tick();
+        }
+        self.settle();
+    }
+
+    fn run_until(&mut self, what: &str, mut done: impl FnMut(&mut Cluster) -> bool) {
+        for _ in 0..500 {
+            if done(self) {
+                return;
+            }
+            self.tick();
+        }
+        panic!("not reached within 500 ticks: {what}");
+    }
+
+    fn leader(&self) -> Option<u64> {
+        let leaders: Vec<u64> = self
+            .cores
+            .iter()
+            .filter(|(id, c)| c.raw.raft.state == StateRole::Leader && !self.isolated.contains(id))
+            .map(|(&id, _)| id)
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    fn elect(&mut self) -> u64 {
+        self.run_until("a leader", |c| c.leader().is_some());
+        self.leader().unwrap()
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> u64 {
+        let leader = self.elect();
+        let ticket = self.core(leader).propose(kv::put_command(key, value.as_bytes())).unwrap();
+        let index = ticket.index;
+        let mut rx = ticket.applied;
+        self.run_until("the put applied", |_| !rx.is_empty());
+        rx.try_recv().unwrap().unwrap();
+        index
+    }
+
+    fn value_on(&self, id: u64, key: &str) -> Option<Vec<u8>> {
+        let answer = self.cores[&id].state_machine.query(&kv::get_query(key));
+        proto::GetResponse::decode(&answer[..]).unwrap().value
+    }
+}
+
+#[test]
+fn propose_returns_the_real_index_and_the_state_machine_answer() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    let first = c.put("k", "v1");
+    let ticket = c.core(leader).propose(kv::put_command("k", b"v2")).unwrap();
+    assert_eq!(ticket.index, first + 1);
+    let mut rx = ticket.applied;
+    c.run_until("applied", |_| !rx.is_empty());
+    let answer = proto::KvApplied::decode(&rx.try_recv().unwrap().unwrap()[..]).unwrap();
+    assert_eq!(answer.prev_value.as_deref(), Some(&b"v1"[..]));
+    c.run_until("all applied", |c| c.cores.values().all(|n| n.applied == first + 1));
+    for id in 1..=3 {
+        assert_eq!(c.value_on(id, "k").as_deref(), Some(&b"v2"[..]));
+    }
+}
+
+#[test]
+fn follower_refuses_proposals_naming_the_leader() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    match c.core(follower).propose(kv::put_command("k", b"v")) {
+        Err(RaftError::NotLeader { leader_id, leader_addr }) => {
+            assert_eq!(leader_id, leader);
+            assert_eq!(leader_addr, Some(addr(leader)));
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+}
+
+#[test]
+fn linearizable_read_on_a_follower_sees_the_latest_write() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    let index = c.put("k", "v");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    c.core(follower).read(kv::get_query("k"), true, tx);
+    c.run_until("read served", |_| !rx.is_empty());
+    let read = rx.try_recv().unwrap().unwrap();
+    assert!(read.read_index >= index);
+    let got = proto::GetResponse::decode(&read.answer[..]).unwrap();
+    assert_eq!(got.value.as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn two_reads_in_flight_get_their_own_answers() {
+    // raft-rs keys pending reads by context: each read needs a unique one.
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("a", "1");
+    c.put("b", "2");
+    let (tx_a, mut rx_a) = oneshot::channel();
+    let (tx_b, mut rx_b) = oneshot::channel();
+    c.core(leader).read(kv::get_query("a"), true, tx_a);
+    c.core(leader).read(kv::get_query("b"), true, tx_b);
+    c.run_until("reads served", |_| !rx_a.is_empty() && !rx_b.is_empty());
+    let value = |a: Vec<u8>| proto::GetResponse::decode(&a[..]).unwrap().value.unwrap();
+    assert_eq!(value(rx_a.try_recv().unwrap().unwrap().answer), b"1");
+    assert_eq!(value(rx_b.try_recv().unwrap().unwrap().answer), b"2");
+}
+
+/// Ready ordering (DESIGN.md, Raft core, steps 3–4): a node sends a vote, a granted
+/// vote or an append acknowledgement only after the state it promises was synced.
+#[test]
+fn persisted_messages_leave_only_after_their_sync() {
+    let mut c = Cluster::new(3, 1000);
+    c.elect();
+    for i in 0..5 {
+        c.put(&format!("k{i}"), "v");
+    }
+    // Force another election so votes are exercised after the first term too.
+    let leader = c.leader().unwrap();
+    c.isolated.insert(leader);
+    c.run_until("a new leader", |c| c.leader().is_some());
+    c.isolated.clear();
+    c.put("after", "v");
+
+    let events = c.log.0.lock().unwrap().clone();
+    let mut durable: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new(); // term, vote, last index
+    let mut checked = 0;
+    for (node, event) in events {
+        let d = durable.entry(node).or_default();
+        match event {
+            Recorded::Persisted {
+                hard_state,
+                last,
+                synced: true,
+            } => {
+                if let Some(hs) = hard_state {
+                    d.0 = hs.term;
+                    d.1 = hs.vote;
+                }
+                if let Some((index, _)) = last {
+                    d.2 = index;
+                }
+            }
+            Recorded::Snapshot { index, .. } => d.2 = d.2.max(index),
+            Recorded::Sent(m) => {
+                let (term, vote, last) = *d;
+                match m.get_msg_type() {
+                    MessageType::MsgRequestVote => {
+                        assert!(term >= m.term && vote == node, "vote request before its vote was durable: {m:?}");
+                        checked += 1;
+                    }
+                    MessageType::MsgRequestVoteResponse if !m.reject => {
+                        assert!(term >= m.term && vote == m.to, "vote granted before durable: {m:?}");
+                        checked += 1;
+                    }
+                    MessageType::MsgAppendResponse if !m.reject => {
+                        assert!(last >= m.index, "append acked before durable: {m:?} (durable last {last})");
+                        checked += 1;
+                    }
+                    _ => {}
+                }
+                if !matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgRequestPreVote | MessageType::MsgRequestPreVoteResponse
+                ) {
+                    assert!(m.term <= term, "message carries term {} above durable term {term}", m.term);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(checked > 10, "too few messages checked: {checked}");
+}
+
+#[test]
+fn a_restarted_node_recovers_its_log_and_catches_up() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("a", "1");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    c.cores.remove(&follower);
+    c.put("b", "2");
+    c.start(follower, Bootstrap::NewCluster { voters: vec![1, 2, 3] });
+    let last = c.put("c", "3");
+    c.run_until("follower caught up", |c| c.cores[&follower].applied >= last);
+    assert_eq!(c.value_on(follower, "a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(c.value_on(follower, "b").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn new_node_joins_by_snapshot_and_a_removed_node_stops() {
+    let mut c = Cluster::new(3, 5);
+    for i in 0..12 {
+        c.put(&format!("k{i}"), "v");
+    }
+    let leader = c.leader().unwrap();
+    assert!(c.cores[&leader].status().snapshot_index > 0, "log was compacted");
+    c.start(4, Bootstrap::Join);
+    let ticket = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::AddVoter { id: 4, addr: addr(4) })
+        .unwrap();
+    let mut rx = ticket.applied;
+    c.run_until("node 4 added", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    let last = c.put("joined", "yes");
+    c.run_until("node 4 caught up", |c| c.cores[&4].applied >= last);
+    assert_eq!(c.value_on(4, "k0").as_deref(), Some(&b"v"[..]), "state came by snapshot");
+    assert!(c.cores[&4].status().snapshot_index > 0);
+    assert_eq!(c.cores[&4].members.get(&4), Some(&addr(4)));
+    assert_eq!(c.cores[&leader].raw.raft.prs().conf().voters().ids().len(), 4);
+
+    // Remove a follower; it stops, and the rest keep committing.
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    let leader = c.leader().unwrap();
+    let ticket = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::Remove { id: victim })
+        .unwrap();
+    let mut rx = ticket.applied;
+    c.run_until("node removed", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    c.run_until("victim stopped", |c| c.cores[&victim].stop_reason().is_some());
+    assert_eq!(c.cores[&victim].stop_reason(), Some("removed from the cluster"));
+    c.cores.remove(&victim);
+    c.put("after-remove", "ok");
+    assert!(!c.cores[&c.leader().unwrap()].members.contains_key(&victim));
+}
+
+#[test]
+fn invalid_membership_changes_are_refused() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    let err = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::Remove { id: 9 })
+        .unwrap_err();
+    assert!(matches!(err, RaftError::InvalidRequest(_)), "{err}");
+    let err = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::AddVoter { id: 2, addr: addr(2) })
+        .unwrap_err();
+    assert!(matches!(err, RaftError::InvalidRequest(_)), "{err}");
+}
+
+#[test]
+fn leadership_transfers_to_the_named_voter() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("k", "v");
+    let target = (1..=3).find(|&i| i != leader).unwrap();
+    c.core(leader).transfer_leader(target).unwrap();
+    c.run_until("leadership moved", |c| c.leader() == Some(target));
+}
+
+#[test]
+fn a_proposal_overwritten_by_another_leader_is_dropped_not_acknowledged() {
+    let mut c = Cluster::new(3, 1000);
+    let old = c.elect();
+    c.put("k", "v0");
+    // The old leader is cut off, still believes it leads, and accepts a proposal.
+    c.isolated.insert(old);
+    let ticket = c.core(old).propose(kv::put_command("k", b"lost")).unwrap();
+    let index = ticket.index;
+    let mut rx = ticket.applied;
+    c.run_until("new leader", |c| c.leader().is_some_and(|l| l != old));
+    // The new leader fills the same index with its own entries.
+    c.put("k", "v1");
+    c.put("k", "v2");
+    c.isolated.clear();
+    c.run_until("old leader resolved", |_| !rx.is_empty());
+    match rx.try_recv().unwrap() {
+        Err(RaftError::ProposalDropped(_)) => {}
+        other => panic!("proposal at {index} must be dropped, got {other:?}"),
+    }
+    assert_eq!(c.value_on(old, "k").as_deref(), Some(&b"v2"[..]));
+}

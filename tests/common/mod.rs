@@ -1,0 +1,185 @@
+//! Real-mode test support: `coordd` processes on 127.0.0.1 with their own data dirs.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use coordlab::client::{ClientConfig, CoordClient};
+use coordlab::proto::StatusResponse;
+
+/// A port the OS just handed out (free unless something grabs it meanwhile).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn start(id: u64, peers: &BTreeMap<u64, String>, dir: PathBuf, join: bool) -> NodeProc {
+        let addr = peers[&id].clone();
+        let mut node = NodeProc {
+            id,
+            addr,
+            dir,
+            child: None,
+        };
+        node.spawn(peers, join);
+        node
+    }
+
+    fn spawn(&mut self, peers: &BTreeMap<u64, String>, join: bool) {
+        let peers_arg: Vec<String> = peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordd"));
+        cmd.arg("--id")
+            .arg(self.id.to_string())
+            .arg("--listen")
+            .arg(&self.addr)
+            .arg("--peers")
+            .arg(peers_arg.join(","))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--tick-ms")
+            .arg("50")
+            .env("RUST_LOG", "info,raft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if join {
+            cmd.arg("--join");
+        }
+        self.child = Some(cmd.spawn().expect("start coordd"));
+    }
+
+    /// The node's stderr, across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.with_extension("log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn restart(&mut self, peers: &BTreeMap<u64, String>) {
+        assert!(self.child.is_none(), "node {} is still running", self.id);
+        self.spawn(peers, false);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_exit(&mut child, Duration::from_secs(10)).expect("coordd exits after SIGTERM")
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let status = wait_exit(self.child.as_mut().expect("running"), within);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` nodes on fresh ports, data dirs under `root`.
+pub struct TestCluster {
+    pub root: tempfile::TempDir,
+    pub peers: BTreeMap<u64, String>,
+    pub nodes: BTreeMap<u64, NodeProc>,
+}
+
+impl TestCluster {
+    pub fn start(n: u64) -> TestCluster {
+        let root = tempfile::tempdir().unwrap();
+        let peers: BTreeMap<u64, String> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let nodes = peers
+            .keys()
+            .map(|&id| (id, NodeProc::start(id, &peers, root.path().join(format!("node-{id}")), false)))
+            .collect();
+        TestCluster { root, peers, nodes }
+    }
+
+    pub fn endpoints(&self, ids: &[u64]) -> Vec<String> {
+        ids.iter().map(|id| self.peers[id].clone()).collect()
+    }
+
+    pub fn client(&self, ids: &[u64]) -> CoordClient {
+        CoordClient::new(ClientConfig::new(self.endpoints(ids))).unwrap()
+    }
+}
+
+/// Polls the nodes at `ids` until one reports itself leader.
+pub async fn wait_for_leader(client: &mut CoordClient) -> StatusResponse {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.leader_status().await {
+            Ok(s) => return s,
+            Err(e) if Instant::now() > deadline => panic!("no leader: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Polls `endpoint` until `done` holds for its status.
+pub async fn wait_for_status(
+    client: &mut CoordClient,
+    endpoint: &str,
+    what: &str,
+    done: impl Fn(&StatusResponse) -> bool,
+) -> StatusResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = client.status_of(endpoint).await {
+            if done(&s) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{endpoint}: not reached: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,157 @@
+//! Online invariant checkers: each sees every event as it is recorded and fails at
+//! the first event that breaks its invariant. One invariant per file.
+
+pub mod election_safety;
+pub mod leader_append_only;
+pub mod leader_completeness;
+pub mod liveness;
+pub mod log_matching;
+pub mod log_view;
+pub mod monotonicity;
+pub mod no_double_vote;
+pub mod persist_before_send;
+pub mod state_machine_safety;
+
+use std::fmt;
+
+use crate::sim::trace::TraceEvent;
+
+/// An invariant broken by a specific event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    /// Sequence number of the event that broke it.
+    pub event_seq: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated at event #{}: {}", self.invariant, self.event_seq, self.message)
+    }
+}
+
+/// An online checker of one invariant.
+pub trait Checker {
+    fn name(&self) -> &'static str;
+    /// Sees the next event; `Err` at the first one that breaks the invariant.
+    fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation>;
+}
+
+/// Builds a violation of `invariant` at `event`.
+pub fn violation(invariant: &'static str, event: &TraceEvent, message: impl Into<String>) -> Violation {
+    Violation {
+        invariant,
+        event_seq: event.seq,
+        message: message.into(),
+    }
+}
+
+/// Names of every online checker, as scenario files may name them.
+pub const ONLINE_CHECKERS: &[&str] = &[
+    election_safety::NAME,
+    no_double_vote::NAME,
+    log_matching::NAME,
+    leader_append_only::NAME,
+    leader_completeness::NAME,
+    state_machine_safety::NAME,
+    monotonicity::NAME,
+    persist_before_send::NAME,
+];
+
+/// Builds the online checkers, minus those `disabled`.
+pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
+    let all: Vec<Box<dyn Checker>> = vec![
+        Box::new(election_safety::ElectionSafety::default()),
+        Box::new(no_double_vote::NoDoubleVote::default()),
+        Box::new(log_matching::LogMatching::default()),
+        Box::new(leader_append_only::LeaderAppendOnly::default()),
+        Box::new(leader_completeness::LeaderCompleteness::default()),
+        Box::new(state_machine_safety::StateMachineSafety::default()),
+        Box::new(monotonicity::Monotonicity::default()),
+        Box::new(persist_before_send::PersistBeforeSend::default()),
+    ];
+    all.into_iter().filter(|c| !disabled.iter().any(|d| d == c.name())).collect()
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Builders for hand-made histories.
+    use crate::sim::trace::{DurableView, EntryMeta, EventKind, MsgMeta, Trace, TraceEvent};
+
+    #[derive(Default)]
+    pub struct History {
+        trace: Trace,
+        time_ms: u64,
+    }
+
+    impl History {
+        pub fn push(&mut self, node: u64, kind: EventKind) -> TraceEvent {
+            self.time_ms += 1;
+            self.trace.push(self.time_ms, node, kind).clone()
+        }
+
+        pub fn role(&mut self, node: u64, role: &str, term: u64, leader: u64) -> TraceEvent {
+            self.push(
+                node,
+                EventKind::Role {
+                    role: role.into(),
+                    term,
+                    leader,
+                },
+            )
+        }
+
+        pub fn persist(&mut self, node: u64, hs: Option<(u64, u64, u64)>, entries: &[(u64, u64, u64)]) -> TraceEvent {
+            self.push(
+                node,
+                EventKind::Persisted {
+                    hard_state: hs,
+                    entries: entries.iter().map(|&(index, term, digest)| EntryMeta { index, term, digest }).collect(),
+                    synced: true,
+                },
+            )
+        }
+
+        pub fn applied(&mut self, node: u64, index: u64, term: u64, digest: u64) -> TraceEvent {
+            self.push(
+                node,
+                EventKind::Applied {
+                    entry: EntryMeta { index, term, digest },
+                },
+            )
+        }
+
+        pub fn recovered(&mut self, node: u64, term: u64, vote: u64, commit: u64, last_index: u64, applied: u64) -> TraceEvent {
+            self.push(
+                node,
+                EventKind::Recovered {
+                    term,
+                    vote,
+                    commit,
+                    snapshot_index: 0,
+                    last_index,
+                    applied,
+                },
+            )
+        }
+
+        pub fn sent(&mut self, node: u64, msg: MsgMeta, durable: DurableView) -> TraceEvent {
+            self.push(node, EventKind::Sent { msg, durable })
+        }
+    }
+
+    pub fn msg(kind: &str, from: u64, to: u64, term: u64) -> MsgMeta {
+        MsgMeta {
+            kind: kind.into(),
+            from,
+            to,
+            term,
+            log_term: 0,
+            index: 0,
+            commit: 0,
+            reject: false,
+            last_entry: None,
+        }
+    }
+}

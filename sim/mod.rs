@@ -1,0 +1,37 @@
+//! coordlab's deterministic simulation harness.
+//!
+//! The pure parts — the trace and the invariant checkers — build everywhere (their
+//! unit tests run in `cargo test` through `tests/checkers.rs`). Everything that
+//! drives madsim builds only under `--cfg madsim` (through `tests/sim.rs`):
+//!
+//! - [`disk`], [`clock`], [`net`]: the simulated implementations of the seams, with
+//!   their fault models;
+//! - [`scenario`]: scenario files (TOML) and their validation;
+//! - [`faults`]: the fault plan — swarm-drawn and timeline events — and its driver;
+//! - [`workload`]: client workloads that record invoke/complete history;
+//! - [`world`]: one seeded run — cluster, clients, faults, two phases;
+//! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts.
+
+pub mod checkers;
+pub mod trace;
+
+#[cfg(madsim)]
+pub mod clock;
+#[cfg(madsim)]
+pub mod disk;
+#[cfg(madsim)]
+pub mod faults;
+#[cfg(madsim)]
+pub mod net;
+#[cfg(madsim)]
+pub mod observer;
+#[cfg(madsim)]
+pub mod report;
+#[cfg(madsim)]
+pub mod runner;
+#[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
+pub mod workload;
+#[cfg(madsim)]
+pub mod world;

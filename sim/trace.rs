@@ -1,0 +1,177 @@
+//! The run's history: every event the stack and the harness report, in order, with
+//! simulated time and node id. Pure data: checkers read it, reports print it, and
+//! its hash proves two runs identical.
+
+use serde::Serialize;
+
+/// A log entry as checkers see it: position, term and a digest of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EntryMeta {
+    pub index: u64,
+    pub term: u64,
+    /// FNV-1a of type, data and context: equal entries have equal digests.
+    pub digest: u64,
+}
+
+/// A Raft message as checkers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MsgMeta {
+    pub kind: String,
+    pub from: u64,
+    pub to: u64,
+    pub term: u64,
+    pub log_term: u64,
+    pub index: u64,
+    pub commit: u64,
+    pub reject: bool,
+    /// (index, term) of the last entry carried, for appends.
+    pub last_entry: Option<(u64, u64)>,
+}
+
+/// What the sender would recover from its disk's durable image if it crashed at the
+/// moment of the send, computed by the storage engine's own recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct DurableView {
+    pub term: u64,
+    pub vote: u64,
+    pub last_index: u64,
+    /// Term of the durable entry at the message's `index` (None: not durable).
+    pub term_at_msg_index: Option<u64>,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    /// The node opened its storage (start or restart).
+    Recovered {
+        term: u64,
+        vote: u64,
+        commit: u64,
+        snapshot_index: u64,
+        last_index: u64,
+        applied: u64,
+    },
+    Role {
+        role: String,
+        term: u64,
+        leader: u64,
+    },
+    Persisted {
+        /// (term, vote, commit) when the batch carried a HardState.
+        hard_state: Option<(u64, u64, u64)>,
+        entries: Vec<EntryMeta>,
+        synced: bool,
+    },
+    SnapshotPersisted {
+        index: u64,
+        term: u64,
+    },
+    Sent {
+        msg: MsgMeta,
+        durable: DurableView,
+    },
+    Received {
+        msg: MsgMeta,
+    },
+    Applied {
+        entry: EntryMeta,
+    },
+    Stopped {
+        reason: String,
+    },
+    /// The harness injected or healed a fault.
+    Fault {
+        action: String,
+    },
+    /// A client started an operation.
+    ClientInvoke {
+        client: u64,
+        op: u64,
+        kind: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// A client's operation ended: `ok` (with a read's value), `fail` (certainly not
+    /// applied) or `unknown` (may or may not have taken effect).
+    ClientComplete {
+        client: u64,
+        op: u64,
+        outcome: String,
+        value: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceEvent {
+    pub seq: u64,
+    /// Simulated milliseconds since the run started.
+    pub time_ms: u64,
+    /// Node id (0: the harness itself; clients use their own ids).
+    pub node: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl TraceEvent {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("trace events serialize")
+    }
+}
+
+/// FNV-1a, 64 bit: a stable hash (std's hashers may change between releases).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+
+    pub fn hash(bytes: &[u8]) -> u64 {
+        let mut h = Fnv64::default();
+        h.write(bytes);
+        h.finish()
+    }
+}
+
+/// The recorded history with its running hash.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub events: Vec<TraceEvent>,
+    hasher: Fnv64,
+}
+
+impl Trace {
+    /// Appends an event; returns a reference to it as stored.
+    pub fn push(&mut self, time_ms: u64, node: u64, kind: EventKind) -> &TraceEvent {
+        let event = TraceEvent {
+            seq: self.events.len() as u64,
+            time_ms,
+            node,
+            kind,
+        };
+        self.hasher.write(event.to_json().as_bytes());
+        self.hasher.write(b"\n");
+        self.events.push(event);
+        self.events.last().expect("just pushed")
+    }
+
+    /// Hash of every event so far, as JSON lines.
+    pub fn hash(&self) -> u64 {
+        self.hasher.finish()
+    }
+}

@@ -70,6 +70,10 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inb
         if core.stop_reason().is_some() {
             break Ok(());
         }
+        let stall = core.env.disk.take_stall();
+        if !stall.is_zero() {
+            clock.sleep(stall).await;
+        }
     };
     let reason = match (&result, core.stop_reason()) {
         (Err(e), _) => e.to_string(),

@@ -52,7 +52,7 @@ enum Recorded {
         last: Option<(u64, u64)>,
         synced: bool,
     },
-    Snapshot { index: u64, term: u64 },
+    Snapshot { index: u64 },
     Sent(Message),
 }
 
@@ -71,10 +71,7 @@ impl Observer for EventLog {
                 last: entries.last().map(|e| (e.index, e.term)),
                 synced: *synced,
             },
-            Event::SnapshotPersisted { index, term } => Recorded::Snapshot {
-                index: *index,
-                term: *term,
-            },
+            Event::SnapshotPersisted { index, .. } => Recorded::Snapshot { index: *index },
             Event::Sent { message } => Recorded::Sent((*message).clone()),
             _ => return,
         };

@@ -19,12 +19,17 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// One node's persistent storage: a flat namespace of files.
-pub trait Disk: Send + Sync + 'static {
+/// The read side of a disk: all that recovery needs. Also implemented by views of a
+/// simulated disk's durable image, so recovery can run over "what a crash keeps".
+pub trait ReadDisk {
     /// Names of all files, in ascending order.
     fn list(&self) -> io::Result<Vec<String>>;
     /// The whole content of `name` (`NotFound` if absent).
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+}
+
+/// One node's persistent storage: a flat namespace of files.
+pub trait Disk: ReadDisk + Send + Sync + 'static {
     /// Appends `data` to `name`, creating it if absent.
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
     /// Replaces the content of `name` with `data`, creating it if absent.
@@ -39,6 +44,11 @@ pub trait Disk: Send + Sync + 'static {
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes the set of names durable (creations, renames, removals).
     fn sync_dir(&self) -> io::Result<()>;
+    /// Extra time the operations since the last call took on a slow device. The Raft
+    /// driver waits it out before its next step, as a blocking fsync would make it.
+    fn take_stall(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A directory on the real file system, with `fsync` for durability.
@@ -78,7 +88,7 @@ impl FileDisk {
     }
 }
 
-impl Disk for FileDisk {
+impl ReadDisk for FileDisk {
     fn list(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -96,7 +106,9 @@ impl Disk for FileDisk {
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         fs::read(self.path(name)?)
     }
+}
 
+impl Disk for FileDisk {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(name)?;
         let mut appenders = self.appenders.lock().expect("appender lock");
@@ -170,7 +182,7 @@ fn not_found(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file {name:?}"))
 }
 
-impl Disk for MemDisk {
+impl ReadDisk for MemDisk {
     fn list(&self) -> io::Result<Vec<String>> {
         Ok(self.files.lock().expect("mem disk").keys().cloned().collect())
     }
@@ -178,7 +190,9 @@ impl Disk for MemDisk {
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         self.files.lock().expect("mem disk").get(name).cloned().ok_or_else(|| not_found(name))
     }
+}
 
+impl Disk for MemDisk {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut files = self.files.lock().expect("mem disk");
         files.entry(name.to_string()).or_default().extend_from_slice(data);

@@ -9,7 +9,7 @@ use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 use super::record::{self, FrameError};
 use super::wal::{self, WalRecord};
 use super::StorageError;
-use crate::seams::disk::Disk;
+use crate::seams::disk::ReadDisk;
 
 /// Everything recovered from disk.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +121,7 @@ impl RecoveredState {
 /// Reads all segments and the snapshot they name. A torn final record of the last
 /// segment is reported in `torn_tail`, not treated as an error; every other damage
 /// is [`StorageError::Corruption`] naming the file and offset.
-pub fn recover(disk: &dyn Disk) -> Result<RecoveredState, StorageError> {
+pub fn recover(disk: &dyn ReadDisk) -> Result<RecoveredState, StorageError> {
     let names = disk.list().map_err(StorageError::io("list"))?;
     let mut segments: Vec<u64> = names.iter().filter_map(|n| wal::parse_segment_name(n)).collect();
     segments.sort_unstable();

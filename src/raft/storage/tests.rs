@@ -7,7 +7,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, Storage};
 
 use super::*;
-use crate::seams::disk::{Disk, FileDisk};
+use crate::seams::disk::{Disk, FileDisk, ReadDisk};
 
 fn entry(index: u64, term: u64) -> Entry {
     let mut e = Entry::default();

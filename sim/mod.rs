@@ -1,7 +1,7 @@
 //! coordlab's deterministic simulation harness.
 //!
-//! The pure parts — the trace and the invariant checkers — build everywhere (their
-//! unit tests run in `cargo test` through `tests/checkers.rs`). Everything that
+//! The pure parts — the trace, the invariant checkers and scenario files — build
+//! everywhere (their unit tests run in `cargo test` through `tests/harness.rs`). Everything that
 //! drives madsim builds only under `--cfg madsim` (through `tests/sim.rs`):
 //!
 //! - [`disk`], [`clock`], [`net`]: the simulated implementations of the seams, with
@@ -13,6 +13,7 @@
 //! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts.
 
 pub mod checkers;
+pub mod scenario;
 pub mod trace;
 
 #[cfg(madsim)]
@@ -22,6 +23,8 @@ pub mod disk;
 #[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
+pub mod membership;
+#[cfg(madsim)]
 pub mod net;
 #[cfg(madsim)]
 pub mod observer;
@@ -29,8 +32,6 @@ pub mod observer;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;
-#[cfg(madsim)]
-pub mod scenario;
 #[cfg(madsim)]
 pub mod workload;
 #[cfg(madsim)]

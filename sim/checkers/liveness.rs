@@ -34,14 +34,16 @@ fn fail(events: &[TraceEvent], message: String) -> Violation {
 pub fn check_liveness(events: &[TraceEvent], bounds: LivenessBounds) -> Result<(), Violation> {
     let leader_deadline = bounds.healed_at_ms + bounds.leader_within_ms;
     // The latest role of each node as of the deadline.
+    // Stopped nodes (removed, or refusing a damaged disk) do not count.
     let mut roles: BTreeMap<u64, (&str, u64)> = BTreeMap::new();
-    let mut stopped: Vec<u64> = Vec::new();
     for e in events.iter().take_while(|e| e.time_ms <= leader_deadline) {
         match &e.kind {
             EventKind::Role { role, term, .. } => {
                 roles.insert(e.node, (role.as_str(), *term));
             }
-            EventKind::Stopped { .. } => stopped.push(e.node),
+            EventKind::Stopped { .. } => {
+                roles.remove(&e.node);
+            }
             _ => {}
         }
     }

@@ -32,7 +32,7 @@ impl fmt::Display for Violation {
 }
 
 /// An online checker of one invariant.
-pub trait Checker {
+pub trait Checker: Send {
     fn name(&self) -> &'static str;
     /// Sees the next event; `Err` at the first one that breaks the invariant.
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation>;

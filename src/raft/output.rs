@@ -63,7 +63,7 @@ impl<S: StateMachine> RaftCore<S> {
         // 6. Advance, then the LightReady.
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.storage_engine().persist_commit(commit)?;
+            self.persist_commit(commit)?;
         }
         self.send_raft_messages(light.take_messages());
         self.apply_committed_entries(light.take_committed_entries())?;
@@ -99,6 +99,17 @@ impl<S: StateMachine> RaftCore<S> {
             },
         );
         Ok(())
+    }
+
+    /// Records a higher commit index (unsynced: a lost commit index is re-learned
+    /// from the leader; entries are applied only after it is written ahead of them).
+    fn persist_commit(&mut self, commit: u64) -> Result<(), RaftError> {
+        let mut hs = self.raw.store().engine().state().hard_state.clone();
+        if commit <= hs.commit {
+            return Ok(());
+        }
+        hs.commit = commit;
+        self.persist(&[], Some(&hs), false)
     }
 
     /// Persists a snapshot sent by the leader and restores the state machine from it.

@@ -121,17 +121,6 @@ impl StorageEngine {
         Ok(())
     }
 
-    /// Records the commit index (not synced: a lost commit index is re-learned from
-    /// the leader, and entries are only applied once their commit is written ahead).
-    pub fn persist_commit(&mut self, commit: u64) -> Result<(), StorageError> {
-        if commit <= self.state.hard_state.commit {
-            return Ok(());
-        }
-        let mut hs = self.state.hard_state.clone();
-        hs.commit = commit;
-        self.persist(&[], Some(&hs), false)
-    }
-
     /// Records how far the state machine has applied (not synced).
     pub fn persist_applied(&mut self, applied: u64) -> Result<(), StorageError> {
         if applied <= self.state.applied {

@@ -1,0 +1,82 @@
+//! The simulated clock: madsim's virtual time seen through a per-node offset and
+//! drift, with jumps on demand.
+//!
+//! `now_ms` = local time accumulated at the last change + elapsed virtual time ×
+//! rate + offset, where rate = 1 + drift_ppm / 10⁶. `sleep(d)` lasts d / rate of
+//! virtual time, so a fast clock ticks (and times out) early. A backward jump makes
+//! `now_ms` go back, which the stack must tolerate.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use coordlab::seams::clock::{Clock, Sleep};
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct ClockState {
+    /// Virtual instant of the last rate change.
+    since: Instant,
+    /// Local milliseconds (without offset) at `since`.
+    local_at_since: f64,
+    drift_ppm: i64,
+    offset_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct SimClock {
+    state: Mutex<ClockState>,
+}
+
+impl Default for SimClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimClock {
+    pub fn new() -> Self {
+        SimClock {
+            state: Mutex::new(ClockState {
+                since: Instant::now(),
+                local_at_since: 0.0,
+                drift_ppm: 0,
+                offset_ms: 0,
+            }),
+        }
+    }
+
+    fn rate(drift_ppm: i64) -> f64 {
+        (1.0 + drift_ppm as f64 / 1e6).max(0.01)
+    }
+
+    /// Sets the drift (parts per million; +100_000 runs 10% fast).
+    pub fn set_drift_ppm(&self, drift_ppm: i64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        s.local_at_since += (now - s.since).as_secs_f64() * 1000.0 * Self::rate(s.drift_ppm);
+        s.since = now;
+        s.drift_ppm = drift_ppm;
+    }
+
+    /// Moves the clock by `delta_ms` (negative: backwards) at once.
+    pub fn jump(&self, delta_ms: i64) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).offset_ms += delta_ms;
+    }
+
+    pub fn drift_ppm(&self) -> i64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).drift_ppm
+    }
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let local = s.local_at_since + (Instant::now() - s.since).as_secs_f64() * 1000.0 * Self::rate(s.drift_ppm);
+        (local as i64 + s.offset_ms).max(0) as u64
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let rate = Self::rate(self.drift_ppm());
+        Box::pin(tokio::time::sleep(duration.div_f64(rate)))
+    }
+}

@@ -1,0 +1,60 @@
+//! Membership changes under faults: the harness starts a brand-new node and asks the
+//! cluster to add it, or asks it to remove a member, through the client API.
+
+use std::time::Duration;
+
+use coordlab::client::{ClientConfig, CoordClient};
+use coordlab::raft::Bootstrap;
+
+use super::world::{node_addr, NodeState, SharedWorld};
+
+fn admin_client(world: &SharedWorld) -> Option<CoordClient> {
+    let w = world.lock().unwrap_or_else(|e| e.into_inner());
+    let endpoints: Vec<String> = w.live_nodes().into_iter().map(|id| node_addr(id).to_string()).collect();
+    let mut config = ClientConfig::new(endpoints);
+    config.attempt_timeout = Duration::from_secs(2);
+    config.total_timeout = Duration::from_secs(6);
+    CoordClient::new(config).ok()
+}
+
+/// Starts node `max+1` empty (joining) and proposes adding it as a voter.
+pub async fn add_node(world: &SharedWorld) {
+    let id = {
+        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+        let next = w.nodes.keys().max().copied().unwrap_or(0) + 1;
+        if next > w.scenario.max_nodes() {
+            return;
+        }
+        w.fault(format!("start node {next} to join"));
+        w.create_node(next, Bootstrap::Join);
+        next
+    };
+    let Some(mut client) = admin_client(world) else { return };
+    let outcome = match client.add_member(id, &node_addr(id).to_string()).await {
+        Ok(r) => format!("added node {id} at index {}", r.index),
+        Err(e) => format!("adding node {id} failed: {e}"),
+    };
+    world.lock().unwrap_or_else(|e| e.into_inner()).fault(outcome);
+}
+
+/// Proposes removing `node`, keeping at least three active members.
+pub async fn remove_node(world: &SharedWorld, node: u64) {
+    {
+        let w = world.lock().unwrap_or_else(|e| e.into_inner());
+        let active = w
+            .nodes
+            .values()
+            .filter(|n| !matches!(n.state, NodeState::Removed | NodeState::Failed))
+            .count();
+        if active <= 3 || !w.nodes.contains_key(&node) {
+            return;
+        }
+        w.fault(format!("remove node {node}"));
+    }
+    let Some(mut client) = admin_client(world) else { return };
+    let outcome = match client.remove_member(node).await {
+        Ok(r) => format!("removed node {node} at index {}", r.index),
+        Err(e) => format!("removing node {node} failed: {e}"),
+    };
+    world.lock().unwrap_or_else(|e| e.into_inner()).fault(outcome);
+}

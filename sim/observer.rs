@@ -1,0 +1,270 @@
+//! The harness's Observer: turns the stack's events into trace events, stamps them
+//! with simulated time, computes what each sender has durable, and feeds every
+//! online checker as the event is recorded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use coordlab::raft::storage::recover;
+use coordlab::seams::observer::{Event, Observer};
+use raft::eraftpb::{Entry, Message};
+use raft::StateRole;
+use tokio::time::Instant;
+
+use super::checkers::{Checker, Violation};
+use super::disk::SimDisk;
+use super::trace::{DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, Trace, TraceEvent};
+
+/// The durable state of one node's disk as recovery sees it.
+#[derive(Debug, Clone, Default)]
+struct DurableSummary {
+    term: u64,
+    vote: u64,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    /// Terms of the entries after the snapshot.
+    terms: Vec<u64>,
+}
+
+impl DurableSummary {
+    fn last_index(&self) -> u64 {
+        self.snapshot_index + self.terms.len() as u64
+    }
+
+    fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        let offset = index.checked_sub(self.snapshot_index + 1)?;
+        self.terms.get(offset as usize).copied()
+    }
+}
+
+/// Everything recorded in one run.
+pub struct RecorderState {
+    pub trace: Trace,
+    checkers: Vec<Box<dyn Checker>>,
+    /// The first invariant broken.
+    pub violation: Option<Violation>,
+    start: Option<Instant>,
+    disks: BTreeMap<u64, Arc<SimDisk>>,
+    durable_cache: BTreeMap<u64, (u64, DurableSummary)>,
+    /// Latest (role, term) of each node.
+    pub roles: BTreeMap<u64, (StateRole, u64)>,
+    /// Nodes whose Raft loop has stopped since they last started.
+    pub stopped: BTreeSet<u64>,
+}
+
+/// Shared by every node's observer and the harness.
+pub struct Recorder {
+    state: Mutex<RecorderState>,
+}
+
+impl Recorder {
+    pub fn new(checkers: Vec<Box<dyn Checker>>) -> Arc<Self> {
+        Arc::new(Recorder {
+            state: Mutex::new(RecorderState {
+                trace: Trace::default(),
+                checkers,
+                violation: None,
+                start: None,
+                disks: BTreeMap::new(),
+                durable_cache: BTreeMap::new(),
+                roles: BTreeMap::new(),
+                stopped: BTreeSet::new(),
+            }),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, RecorderState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the run's clock (call inside the simulation).
+    pub fn start(&self) {
+        self.lock().start = Some(Instant::now());
+    }
+
+    pub fn add_disk(&self, node: u64, disk: Arc<SimDisk>) {
+        self.lock().disks.insert(node, disk);
+    }
+
+    /// Records an event and runs the online checkers on it.
+    pub fn record(&self, node: u64, kind: EventKind) {
+        self.lock().record(node, kind);
+    }
+
+    pub fn violation(&self) -> Option<Violation> {
+        self.lock().violation.clone()
+    }
+
+    /// The node that leads the highest term seen, if it still leads.
+    pub fn current_leader(&self) -> Option<u64> {
+        let state = self.lock();
+        let max_term = state.roles.values().map(|&(_, t)| t).max()?;
+        state
+            .roles
+            .iter()
+            .find(|(n, &(role, term))| role == StateRole::Leader && term == max_term && !state.stopped.contains(n))
+            .map(|(&n, _)| n)
+    }
+}
+
+impl RecorderState {
+    pub fn now_ms(&self) -> u64 {
+        self.start.map_or(0, |s| s.elapsed().as_millis() as u64)
+    }
+
+    fn record(&mut self, node: u64, kind: EventKind) {
+        match &kind {
+            EventKind::Stopped { .. } => {
+                self.stopped.insert(node);
+            }
+            EventKind::Recovered { .. } => {
+                self.stopped.remove(&node);
+            }
+            _ => {}
+        }
+        let time_ms = self.now_ms();
+        let event: &TraceEvent = self.trace.push(time_ms, node, kind);
+        if self.violation.is_some() {
+            return;
+        }
+        for checker in &mut self.checkers {
+            if let Err(v) = checker.observe(event) {
+                self.violation = Some(v);
+                break;
+            }
+        }
+    }
+
+    /// What `node` would recover right now, via the storage engine's recovery over
+    /// its disk's durable bytes (cached until the durable image changes).
+    fn durable_summary(&mut self, node: u64) -> Result<DurableSummary, String> {
+        let disk = self.disks.get(&node).ok_or("node has no simulated disk")?.clone();
+        let generation = disk.generation();
+        if let Some((g, summary)) = self.durable_cache.get(&node) {
+            if *g == generation {
+                return Ok(summary.clone());
+            }
+        }
+        let recovered = recover(&disk.durable_image()).map_err(|e| e.to_string())?;
+        let summary = DurableSummary {
+            term: recovered.hard_state.term,
+            vote: recovered.hard_state.vote,
+            snapshot_index: recovered.snapshot.index,
+            snapshot_term: recovered.snapshot.term,
+            terms: recovered.entries.iter().map(|e| e.term).collect(),
+        };
+        self.durable_cache.insert(node, (generation, summary.clone()));
+        Ok(summary)
+    }
+}
+
+/// The Observer given to one simulated node.
+pub struct SimObserver {
+    pub recorder: Arc<Recorder>,
+}
+
+fn entry_meta(entry: &Entry) -> EntryMeta {
+    let mut h = Fnv64::default();
+    h.write(&[entry.get_entry_type() as u8]);
+    h.write(&entry.data);
+    h.write(&entry.context);
+    EntryMeta {
+        index: entry.index,
+        term: entry.term,
+        digest: h.finish(),
+    }
+}
+
+fn msg_meta(m: &Message) -> MsgMeta {
+    MsgMeta {
+        kind: format!("{:?}", m.get_msg_type()),
+        from: m.from,
+        to: m.to,
+        term: m.term,
+        log_term: m.log_term,
+        index: m.index,
+        commit: m.commit,
+        reject: m.reject,
+        last_entry: m.entries.last().map(|e| (e.index, e.term)),
+    }
+}
+
+pub fn role_name(role: StateRole) -> &'static str {
+    coordlab::raft::role_name(role)
+}
+
+impl Observer for SimObserver {
+    fn observe(&self, node: u64, event: &Event<'_>) {
+        let mut state = self.recorder.lock();
+        let kind = match event {
+            Event::Recovered {
+                hard_state,
+                snapshot_index,
+                last_index,
+                applied_index,
+            } => EventKind::Recovered {
+                term: hard_state.term,
+                vote: hard_state.vote,
+                commit: hard_state.commit,
+                snapshot_index: *snapshot_index,
+                last_index: *last_index,
+                applied: *applied_index,
+            },
+            Event::RoleChanged { role, term, leader_id } => {
+                state.roles.insert(node, (*role, *term));
+                EventKind::Role {
+                    role: role_name(*role).to_string(),
+                    term: *term,
+                    leader: *leader_id,
+                }
+            }
+            Event::Persisted {
+                hard_state,
+                entries,
+                synced,
+            } => EventKind::Persisted {
+                hard_state: hard_state.map(|hs| (hs.term, hs.vote, hs.commit)),
+                entries: entries.iter().map(entry_meta).collect(),
+                synced: *synced,
+            },
+            Event::SnapshotPersisted { index, term } => EventKind::SnapshotPersisted {
+                index: *index,
+                term: *term,
+            },
+            Event::Sent { message } => {
+                let msg = msg_meta(message);
+                let durable = match state.durable_summary(node) {
+                    Ok(s) => DurableView {
+                        term: s.term,
+                        vote: s.vote,
+                        last_index: s.last_index(),
+                        term_at_msg_index: s.term_at(msg.index),
+                    },
+                    Err(e) => {
+                        if state.violation.is_none() {
+                            let seq = state.trace.events.len() as u64;
+                            state.violation = Some(Violation {
+                                invariant: "durability",
+                                event_seq: seq,
+                                message: format!("node {node}'s durable image does not recover: {e}"),
+                            });
+                        }
+                        DurableView::default()
+                    }
+                };
+                EventKind::Sent { msg, durable }
+            }
+            Event::Received { message } => EventKind::Received { msg: msg_meta(message) },
+            Event::Applied { entry } => EventKind::Applied {
+                entry: entry_meta(entry),
+            },
+            Event::Stopped { reason } => EventKind::Stopped {
+                reason: reason.to_string(),
+            },
+        };
+        state.record(node, kind);
+    }
+}

@@ -1,0 +1,117 @@
+//! Failure artifacts: the trace as JSON lines, readable timelines (all nodes, and
+//! one file per node), and a summary with the replay command.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::checkers::Violation;
+use super::trace::{EventKind, TraceEvent};
+
+/// One line of human-readable description of an event.
+pub fn describe(e: &EventKind) -> String {
+    match e {
+        EventKind::Recovered {
+            term,
+            vote,
+            commit,
+            snapshot_index,
+            last_index,
+            applied,
+        } => format!(
+            "recovered term={term} vote={vote} commit={commit} snapshot={snapshot_index} last={last_index} applied={applied}"
+        ),
+        EventKind::Role { role, term, leader } => format!("role {role} term={term} leader={leader}"),
+        EventKind::Persisted {
+            hard_state,
+            entries,
+            synced,
+        } => {
+            let mut s = String::from("persist");
+            if let Some((t, v, c)) = hard_state {
+                let _ = write!(s, " hs(term={t} vote={v} commit={c})");
+            }
+            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+                let _ = write!(s, " entries {}..={} (last term {})", first.index, last.index, last.term);
+            }
+            if *synced {
+                s.push_str(" +sync");
+            }
+            s
+        }
+        EventKind::SnapshotPersisted { index, term } => format!("snapshot index={index} term={term}"),
+        EventKind::Sent { msg, durable } => format!(
+            "send {} -> {} term={} index={} log_term={} commit={}{} | durable term={} vote={} last={}",
+            msg.kind,
+            msg.to,
+            msg.term,
+            msg.index,
+            msg.log_term,
+            msg.commit,
+            if msg.reject { " REJECT" } else { "" },
+            durable.term,
+            durable.vote,
+            durable.last_index
+        ),
+        EventKind::Received { msg } => format!("recv {} <- {} term={} index={}", msg.kind, msg.from, msg.term, msg.index),
+        EventKind::Applied { entry } => format!("apply {}@{} #{:016x}", entry.index, entry.term, entry.digest),
+        EventKind::Stopped { reason } => format!("STOPPED: {reason}"),
+        EventKind::Fault { action } => format!("FAULT {action}"),
+        EventKind::ClientInvoke { op, kind, key, value, .. } => {
+            format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())
+        }
+        EventKind::ClientComplete { op, outcome, value, .. } => {
+            format!("complete #{op} {outcome}{}", value.as_ref().map(|v| format!(" -> {v}")).unwrap_or_default())
+        }
+    }
+}
+
+pub fn line(e: &TraceEvent) -> String {
+    let who = if e.node == 0 { "harness".to_string() } else { format!("n{}", e.node) };
+    format!("#{:<7} {:>9.3}s {:<7} {}", e.seq, e.time_ms as f64 / 1000.0, who, describe(&e.kind))
+}
+
+/// Where a failing run's artifacts go.
+pub fn artifact_dir(scenario: &str, seed: u64) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("sim-failures")
+        .join(format!("{scenario}-{seed}"))
+}
+
+/// Writes trace.jsonl, timeline.txt, node-<id>.txt and failure.txt.
+pub fn write_artifacts(
+    dir: &Path,
+    events: &[TraceEvent],
+    class: &str,
+    violation: &Violation,
+    replay: &str,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut jsonl = String::new();
+    let mut timeline = String::new();
+    let mut per_node: BTreeMap<u64, String> = BTreeMap::new();
+    for e in events {
+        jsonl.push_str(&e.to_json());
+        jsonl.push('\n');
+        let l = line(e);
+        timeline.push_str(&l);
+        timeline.push('\n');
+        let own = per_node.entry(e.node).or_default();
+        own.push_str(&l);
+        own.push('\n');
+    }
+    std::fs::write(dir.join("trace.jsonl"), jsonl)?;
+    std::fs::write(dir.join("timeline.txt"), timeline)?;
+    for (node, text) in per_node {
+        let name = if node == 0 { "harness.txt".to_string() } else { format!("node-{node}.txt") };
+        std::fs::write(dir.join(name), text)?;
+    }
+    let culprit = events
+        .iter()
+        .find(|e| e.seq == violation.event_seq)
+        .map(line)
+        .unwrap_or_default();
+    let summary = format!("class: {class}\ninvariant: {}\n{}\nevent: {culprit}\nreplay: {replay}\n", violation.invariant, violation.message);
+    std::fs::write(dir.join("failure.txt"), summary)
+}

@@ -1,0 +1,570 @@
+//! Scenario files: declarative TOML describing cluster, workload, fault plan,
+//! durations, liveness bounds, checkers and the default number of seeds.
+//!
+//! A bad file fails with `file:line: reason` — unknown keys, wrong types and values
+//! out of range alike.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::checkers::ONLINE_CHECKERS;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Defaults to the file name without `.toml`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seeds run by default (`SIM_SEEDS` overrides).
+    #[serde(default = "defaults::seeds")]
+    pub seeds: u64,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    #[serde(default)]
+    pub faults: FaultSpec,
+    /// Explicit fault events, in addition to (or instead of) random ones.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEvent>,
+    #[serde(default)]
+    pub duration: DurationSpec,
+    #[serde(default)]
+    pub liveness: LivenessSpec,
+    #[serde(default)]
+    pub checkers: CheckerSpec,
+    /// Where it was loaded from (set by the loader).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+mod defaults {
+    pub fn seeds() -> u64 {
+        4
+    }
+    pub fn nodes() -> u64 {
+        3
+    }
+    pub fn tick_ms() -> u64 {
+        100
+    }
+    pub fn election_ticks() -> usize {
+        10
+    }
+    pub fn heartbeat_ticks() -> usize {
+        2
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn snapshot_entries() -> u64 {
+        100
+    }
+    pub fn clients() -> u64 {
+        2
+    }
+    pub fn keys() -> u64 {
+        5
+    }
+    pub fn min_interval_ms() -> u64 {
+        50
+    }
+    pub fn max_interval_ms() -> u64 {
+        300
+    }
+    pub fn read_fraction() -> f64 {
+        0.3
+    }
+    pub fn op_timeout_ms() -> u64 {
+        5000
+    }
+    pub fn mean_interval_ms() -> u64 {
+        3000
+    }
+    pub fn min_fault_ms() -> u64 {
+        500
+    }
+    pub fn max_fault_ms() -> u64 {
+        5000
+    }
+    pub fn safety_secs() -> u64 {
+        20
+    }
+    pub fn heal_secs() -> u64 {
+        15
+    }
+    pub fn leader_within_secs() -> u64 {
+        10
+    }
+    pub fn ops_within_secs() -> u64 {
+        12
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(default = "defaults::nodes")]
+    pub nodes: u64,
+    /// Most nodes membership changes may grow the cluster to (default: nodes + 2).
+    #[serde(default)]
+    pub max_nodes: Option<u64>,
+    #[serde(default = "defaults::tick_ms")]
+    pub tick_ms: u64,
+    #[serde(default = "defaults::election_ticks")]
+    pub election_ticks: usize,
+    #[serde(default = "defaults::heartbeat_ticks")]
+    pub heartbeat_ticks: usize,
+    #[serde(default = "defaults::yes")]
+    pub pre_vote: bool,
+    #[serde(default = "defaults::yes")]
+    pub check_quorum: bool,
+    #[serde(default = "defaults::snapshot_entries")]
+    pub snapshot_entries: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    #[serde(default = "defaults::clients")]
+    pub clients: u64,
+    #[serde(default = "defaults::keys")]
+    pub keys: u64,
+    #[serde(default = "defaults::min_interval_ms")]
+    pub min_interval_ms: u64,
+    #[serde(default = "defaults::max_interval_ms")]
+    pub max_interval_ms: u64,
+    #[serde(default = "defaults::read_fraction")]
+    pub read_fraction: f64,
+    #[serde(default = "defaults::op_timeout_ms")]
+    pub op_timeout_ms: u64,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// A kind of fault the random generator may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Partition,
+    OneWay,
+    Kill,
+    Pause,
+    LeaderChurn,
+    Loss,
+    Duplicate,
+    Reorder,
+    Latency,
+    DiskEio,
+    DiskLatency,
+    TornWrite,
+    BitFlip,
+    ClockJump,
+    ClockDrift,
+    Membership,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Each seed draws which of `kinds` are on and how hard (swarm testing).
+    #[serde(default)]
+    pub swarm: bool,
+    #[serde(default)]
+    pub kinds: Vec<FaultKind>,
+    /// Mean time between random faults.
+    #[serde(default = "defaults::mean_interval_ms")]
+    pub mean_interval_ms: u64,
+    /// How long a random fault lasts before it heals, drawn in this range.
+    #[serde(default = "defaults::min_fault_ms")]
+    pub min_fault_ms: u64,
+    #[serde(default = "defaults::max_fault_ms")]
+    pub max_fault_ms: u64,
+}
+
+impl Default for FaultSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// A fault at a fixed time; `heal_after_ms` undoes it after that long.
+#[derive(Debug, Clone)]
+pub struct TimelineEvent {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+// By hand: serde's `flatten` cannot be combined with `deny_unknown_fields`.
+impl<'de> Deserialize<'de> for TimelineEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let at_ms = table
+            .remove("at_ms")
+            .ok_or_else(|| D::Error::custom("timeline event needs `at_ms`"))?
+            .as_integer()
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| D::Error::custom("`at_ms` must be a non-negative integer"))? as u64;
+        let action = Action::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(TimelineEvent { at_ms, action })
+    }
+}
+
+/// What the fault driver can do. Durations heal the fault after that long.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    Partition {
+        groups: Vec<Vec<u64>>,
+        heal_after_ms: Option<u64>,
+    },
+    OneWay {
+        from: u64,
+        to: u64,
+        heal_after_ms: Option<u64>,
+    },
+    HealNetwork,
+    Kill {
+        node: u64,
+        restart_after_ms: Option<u64>,
+    },
+    Restart {
+        node: u64,
+    },
+    Pause {
+        node: u64,
+        resume_after_ms: Option<u64>,
+    },
+    KillLeader {
+        restart_after_ms: Option<u64>,
+    },
+    LinkFaults {
+        #[serde(default)]
+        drop: f64,
+        #[serde(default)]
+        duplicate: f64,
+        #[serde(default)]
+        delay: f64,
+        #[serde(default)]
+        max_delay_ms: u64,
+        heal_after_ms: Option<u64>,
+    },
+    Latency {
+        min_ms: u64,
+        max_ms: u64,
+        heal_after_ms: Option<u64>,
+    },
+    DiskFaults {
+        node: u64,
+        #[serde(default)]
+        write_eio: f64,
+        #[serde(default)]
+        sync_eio: f64,
+        #[serde(default)]
+        sync_latency_ms: (u64, u64),
+        #[serde(default)]
+        torn_writes: bool,
+        heal_after_ms: Option<u64>,
+    },
+    /// Kill the node with torn writes on, then restart it.
+    TornCrash {
+        node: u64,
+        restart_after_ms: Option<u64>,
+    },
+    BitFlip {
+        node: u64,
+        restart_after_ms: Option<u64>,
+    },
+    ClockJump {
+        node: u64,
+        delta_ms: i64,
+    },
+    ClockDrift {
+        node: u64,
+        ppm: i64,
+        heal_after_ms: Option<u64>,
+    },
+    AddNode,
+    RemoveNode {
+        node: u64,
+    },
+}
+
+impl Action {
+    /// Node ids the action names (for validation).
+    fn nodes(&self) -> Vec<u64> {
+        match self {
+            Action::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
+            Action::OneWay { from, to, .. } => vec![*from, *to],
+            Action::Kill { node, .. }
+            | Action::Restart { node }
+            | Action::Pause { node, .. }
+            | Action::DiskFaults { node, .. }
+            | Action::TornCrash { node, .. }
+            | Action::BitFlip { node, .. }
+            | Action::ClockJump { node, .. }
+            | Action::ClockDrift { node, .. }
+            | Action::RemoveNode { node } => vec![*node],
+            _ => vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationSpec {
+    /// Phase 1: faults on, safety checked.
+    #[serde(default = "defaults::safety_secs")]
+    pub safety_secs: u64,
+    /// Phase 2: everything healed, convergence required.
+    #[serde(default = "defaults::heal_secs")]
+    pub heal_secs: u64,
+}
+
+impl Default for DurationSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessSpec {
+    #[serde(default = "defaults::leader_within_secs")]
+    pub leader_within_secs: u64,
+    #[serde(default = "defaults::ops_within_secs")]
+    pub ops_within_secs: u64,
+}
+
+impl Default for LivenessSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckerSpec {
+    /// Checkers to leave out (by name).
+    #[serde(default)]
+    pub disabled: Vec<String>,
+}
+
+/// A scenario file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of the first `key =` (or `[table]`) mention, for errors found after parsing.
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key}=")) || l.starts_with(&format!("[{key}"))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+impl Scenario {
+    /// Parses and validates `text` (from `path`, for messages and the default name).
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
+            file: file.clone(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            reason: e.message().to_string(),
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        scenario.path = path.to_path_buf();
+        scenario.validate().map_err(|(key, reason)| ScenarioError {
+            line: line_of_key(text, key),
+            file,
+            reason: format!("{key}: {reason}"),
+        })?;
+        Ok(scenario)
+    }
+
+    pub fn max_nodes(&self) -> u64 {
+        self.cluster.max_nodes.unwrap_or(self.cluster.nodes + 2)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let c = &self.cluster;
+        if !(1..=7).contains(&c.nodes) {
+            return Err(("nodes", format!("{} nodes; must be 1 to 7", c.nodes)));
+        }
+        if self.max_nodes() < c.nodes || self.max_nodes() > 9 {
+            return Err(("max_nodes", "must be at least nodes and at most 9".into()));
+        }
+        if c.tick_ms == 0 || c.heartbeat_ticks == 0 || c.election_ticks <= c.heartbeat_ticks {
+            return Err(("election_ticks", "need tick_ms > 0 and election_ticks > heartbeat_ticks > 0".into()));
+        }
+        if c.snapshot_entries == 0 {
+            return Err(("snapshot_entries", "must be positive".into()));
+        }
+        let w = &self.workload;
+        if !(0.0..=1.0).contains(&w.read_fraction) {
+            return Err(("read_fraction", format!("{} is not in 0..=1", w.read_fraction)));
+        }
+        if w.keys == 0 || w.min_interval_ms > w.max_interval_ms || w.op_timeout_ms == 0 {
+            return Err((
+                "keys",
+                "need keys > 0, min_interval_ms <= max_interval_ms, op_timeout_ms > 0".into(),
+            ));
+        }
+        let f = &self.faults;
+        if f.swarm && f.kinds.is_empty() {
+            return Err(("swarm", "swarm mode needs at least one fault kind in `kinds`".into()));
+        }
+        if f.min_fault_ms > f.max_fault_ms || f.mean_interval_ms == 0 {
+            return Err(("min_fault_ms", "need min_fault_ms <= max_fault_ms and mean_interval_ms > 0".into()));
+        }
+        if self.duration.safety_secs == 0 && !self.timeline.is_empty() {
+            return Err(("safety_secs", "a timeline needs a safety phase".into()));
+        }
+        let safety_ms = self.duration.safety_secs * 1000;
+        for event in &self.timeline {
+            if event.at_ms > safety_ms {
+                return Err(("at_ms", format!("{} is after the safety phase ({safety_ms} ms)", event.at_ms)));
+            }
+            if let Some(bad) = event.action.nodes().into_iter().find(|&n| n == 0 || n > self.max_nodes()) {
+                return Err(("node", format!("node {bad} does not exist (nodes are 1..={})", self.max_nodes())));
+            }
+        }
+        for name in &self.checkers.disabled {
+            if !ONLINE_CHECKERS.contains(&name.as_str()) && name != super::checkers::liveness::NAME {
+                return Err(("disabled", format!("unknown checker {name:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads every `*.toml` in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ScenarioError {
+            file: dir.display().to_string(),
+            line: 0,
+            reason: e.to_string(),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| load_file(p)).collect()
+}
+
+pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.display().to_string(),
+        line: 0,
+        reason: e.to_string(),
+    })?;
+    Scenario::parse(path, &text)
+}
+
+/// Seeds to run: `SIM_SEEDS` (a count `N`: seeds 1..=N, or a range `a..b`) or the
+/// scenario's default count.
+pub fn parse_seeds(text: Option<&str>, default_count: u64) -> Result<Vec<u64>, String> {
+    let Some(text) = text else {
+        return Ok((1..=default_count).collect());
+    };
+    let text = text.trim();
+    if let Some((a, b)) = text.split_once("..") {
+        let a: u64 = a.parse().map_err(|_| format!("SIM_SEEDS start {a:?} is not a number"))?;
+        let b: u64 = b.parse().map_err(|_| format!("SIM_SEEDS end {b:?} is not a number"))?;
+        if a >= b {
+            return Err(format!("SIM_SEEDS range {a}..{b} is empty"));
+        }
+        return Ok((a..b).collect());
+    }
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("SIM_SEEDS {text:?} is neither a count nor a range like 100..200"))?;
+    Ok((1..=n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("scenarios/test.toml"), text)
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_file() {
+        let s = parse("").unwrap();
+        assert_eq!(s.name, "test");
+        assert_eq!(s.cluster.nodes, 3);
+        assert!(s.timeline.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_file_and_line() {
+        let err = parse("seeds = 2\n[cluster]\nnodes = 3\nnodez = 4\n").unwrap_err();
+        assert_eq!(err.file, "scenarios/test.toml");
+        assert_eq!(err.line, 4, "{err}");
+        assert!(err.reason.contains("nodez"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values_name_their_line() {
+        let err = parse("[cluster]\nnodes = \"three\"\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        let err = parse("[cluster]\n\nnodes = 12\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.reason.contains("1 to 7"), "{err}");
+        let err = parse("[faults]\nswarm = true\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+    }
+
+    #[test]
+    fn timeline_events_are_checked() {
+        let ok = parse("[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 2\nrestart_after_ms = 500\n").unwrap();
+        assert_eq!(ok.timeline[0].action, Action::Kill { node: 2, restart_after_ms: Some(500) });
+        let err = parse("[[timeline]]\nat_ms = 1000\naction = \"explode\"\n").unwrap_err();
+        assert!(err.reason.contains("explode"), "{err}");
+        let err = parse("[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 9\n").unwrap_err();
+        assert!(err.reason.contains("node 9"), "{err}");
+        let err = parse("[[timeline]]\naction = \"heal_network\"\n").unwrap_err();
+        assert!(err.reason.contains("at_ms"), "{err}");
+    }
+
+    #[test]
+    fn seeds_parse() {
+        assert_eq!(parse_seeds(None, 3).unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds(Some("2"), 9).unwrap(), vec![1, 2]);
+        assert_eq!(parse_seeds(Some("5..8"), 9).unwrap(), vec![5, 6, 7]);
+        assert!(parse_seeds(Some("8..5"), 9).is_err());
+        assert!(parse_seeds(Some("x"), 9).is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The KV client workload: clients on their own madsim nodes issue puts and
+//! linearizable gets through the leader-following client, recording each
+//! operation's invoke and completion in the trace.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordlab::client::{ClientConfig, CoordClient};
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use tonic::Code;
+
+use super::observer::Recorder;
+use super::scenario::Scenario;
+use super::trace::EventKind;
+use super::world::node_addr;
+
+/// Trace node ids of clients start here.
+pub const CLIENT_ID_BASE: u64 = 100;
+
+/// Tells the clients to stop issuing operations.
+#[derive(Clone, Default)]
+pub struct WorkloadControl(Arc<AtomicBool>);
+
+impl WorkloadControl {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub fn start_clients(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>, control: WorkloadControl) {
+    for c in 1..=scenario.workload.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, c as u8)))
+            .build();
+        node.spawn(run_client(CLIENT_ID_BASE + c, scenario.clone(), recorder.clone(), control.clone()));
+    }
+}
+
+async fn run_client(client_id: u64, scenario: Scenario, recorder: Arc<Recorder>, control: WorkloadControl) {
+    let w = &scenario.workload;
+    let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string()).collect();
+    let mut config = ClientConfig::new(endpoints);
+    config.attempt_timeout = Duration::from_millis(w.op_timeout_ms.min(2000));
+    config.total_timeout = Duration::from_millis(w.op_timeout_ms);
+    let mut client = CoordClient::new(config).expect("valid endpoints");
+    let mut op = 0u64;
+    while !control.stopped() {
+        let pause = thread_rng().gen_range(w.min_interval_ms..=w.max_interval_ms);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        op += 1;
+        let key = format!("k{}", thread_rng().gen_range(0..w.keys));
+        let read = thread_rng().gen_bool(w.read_fraction);
+        let value = (!read).then(|| format!("c{client_id}-{op}"));
+        recorder.record(
+            client_id,
+            EventKind::ClientInvoke {
+                client: client_id,
+                op,
+                kind: if read { "get" } else { "put" }.into(),
+                key: key.clone(),
+                value: value.clone(),
+            },
+        );
+        let (outcome, got) = if read {
+            match client.get(&key, false).await {
+                Ok(r) => ("ok", r.value.map(|v| String::from_utf8_lossy(&v).into_owned())),
+                // A read that failed had no effect.
+                Err(_) => ("fail", None),
+            }
+        } else {
+            let value = value.expect("puts carry a value");
+            match client.put(&key, value.as_bytes()).await {
+                Ok(_) => ("ok", None),
+                Err(e) if e.code() == Some(Code::InvalidArgument) => ("fail", None),
+                // Timed out or dropped after retries: it may still be applied.
+                Err(_) => ("unknown", None),
+            }
+        };
+        recorder.record(
+            client_id,
+            EventKind::ClientComplete {
+                client: client_id,
+                op,
+                outcome: outcome.into(),
+                value: got,
+            },
+        );
+    }
+}

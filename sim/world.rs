@@ -1,0 +1,413 @@
+//! One seeded run: a cluster of madsim nodes (each a coordd-equivalent with its own
+//! simulated disk and clock), client nodes running the workload, and the fault
+//! driver; a safety phase under faults, then a healed phase that must converge.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordlab::raft::{Bootstrap, RaftConfig};
+use coordlab::server::{serve_node, NodeOptions, NodeSeams};
+use coordlab::transport::Transport;
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+
+use super::checkers::liveness::{self, check_liveness, LivenessBounds};
+use super::checkers::Violation;
+use super::clock::SimClock;
+use super::disk::{DiskFaults, SimDisk};
+use super::faults::FaultDriver;
+use super::net::{FaultyTransport, LinkFaults, SharedLinkFaults};
+use super::observer::{Recorder, SimObserver};
+use super::scenario::Scenario;
+use super::trace::EventKind;
+use super::workload::{self, WorkloadControl};
+
+/// Port every simulated node serves on.
+pub const NODE_PORT: u16 = 7100;
+
+pub fn node_addr(id: u64) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8)), NODE_PORT)
+}
+
+/// Where a node stands, as the harness made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Up,
+    Paused,
+    Down,
+    /// Its disk is damaged beyond what it may start from; it stays down.
+    Failed,
+    /// Removed from the cluster by a membership change.
+    Removed,
+}
+
+pub struct SimNode {
+    pub id: u64,
+    pub madsim_id: NodeId,
+    pub disk: Arc<SimDisk>,
+    pub clock: Arc<SimClock>,
+    pub state: NodeState,
+}
+
+/// How a run ended badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The stack or the harness panicked.
+    Crash,
+    /// A safety invariant was broken.
+    Correctness,
+    /// The healed cluster did not converge in time.
+    Liveness,
+}
+
+impl FailureClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Crash => "crash",
+            FailureClass::Correctness => "correctness",
+            FailureClass::Liveness => "liveness",
+        }
+    }
+}
+
+/// The harness's world during a run.
+pub struct World {
+    pub scenario: Scenario,
+    pub handle: Handle,
+    pub net: Arc<NetSim>,
+    pub recorder: Arc<Recorder>,
+    pub link_faults: SharedLinkFaults,
+    pub nodes: BTreeMap<u64, SimNode>,
+    /// Address of every node ever started, by id.
+    pub peers: BTreeMap<u64, String>,
+}
+
+pub type SharedWorld = Arc<Mutex<World>>;
+
+fn raft_config(scenario: &Scenario, id: u64) -> RaftConfig {
+    let c = &scenario.cluster;
+    let mut raft = RaftConfig::new(id);
+    raft.tick_interval = Duration::from_millis(c.tick_ms);
+    raft.election_ticks = c.election_ticks;
+    raft.heartbeat_ticks = c.heartbeat_ticks;
+    raft.pre_vote = c.pre_vote;
+    raft.check_quorum = c.check_quorum;
+    raft.snapshot_interval_entries = c.snapshot_entries;
+    raft.request_timeout = Duration::from_millis(scenario.workload.op_timeout_ms);
+    raft
+}
+
+impl World {
+    /// Creates node `id` (its madsim node, disk and clock) and starts it.
+    pub fn create_node(&mut self, id: u64, bootstrap: Bootstrap) {
+        let disk = Arc::new(SimDisk::new());
+        let clock = Arc::new(SimClock::new());
+        self.recorder.add_disk(id, disk.clone());
+        self.peers.insert(id, node_addr(id).to_string());
+        let options = NodeOptions {
+            raft: raft_config(&self.scenario, id),
+            listen: node_addr(id),
+            peers: self.peers.clone(),
+            bootstrap,
+        };
+        let link_faults = self.link_faults.clone();
+        let seams = NodeSeams {
+            disk: disk.clone(),
+            clock: clock.clone(),
+            observer: Arc::new(SimObserver {
+                recorder: self.recorder.clone(),
+            }),
+            transport_layer: Some(Arc::new(move |inner: Arc<dyn Transport>| -> Arc<dyn Transport> {
+                Arc::new(FaultyTransport::new(inner, link_faults.clone()))
+            })),
+        };
+        let recorder = self.recorder.clone();
+        let node = self
+            .handle
+            .create_node()
+            .name(format!("node-{id}"))
+            .ip(node_addr(id).ip())
+            .init(move || {
+                let options = options.clone();
+                let seams = seams.clone();
+                let recorder = recorder.clone();
+                async move {
+                    // The process exits when its Raft loop stops; the world's
+                    // supervisor decides whether to restart it.
+                    if let Err(e) = serve_node(options, seams, std::future::pending()).await {
+                        recorder.record(id, EventKind::Stopped { reason: e.to_string() });
+                    }
+                }
+            })
+            .build();
+        self.nodes.insert(
+            id,
+            SimNode {
+                id,
+                madsim_id: node.id(),
+                disk,
+                clock,
+                state: NodeState::Up,
+            },
+        );
+    }
+
+    pub fn fault(&self, action: String) {
+        self.recorder.record(0, EventKind::Fault { action });
+    }
+
+    /// Kills the node's process; its disk loses what was not synced.
+    pub fn kill(&mut self, id: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if matches!(node.state, NodeState::Up | NodeState::Paused) {
+            self.handle.kill(node.madsim_id);
+            node.disk.crash();
+            node.state = NodeState::Down;
+        }
+    }
+
+    /// Starts a down (or self-stopped) node again from its disk.
+    pub fn restart(&mut self, id: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if matches!(node.state, NodeState::Failed | NodeState::Removed) {
+            return;
+        }
+        if node.state != NodeState::Down {
+            self.handle.kill(node.madsim_id);
+            node.disk.crash();
+        }
+        self.handle.restart(node.madsim_id);
+        node.state = NodeState::Up;
+    }
+
+    pub fn pause(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            if node.state == NodeState::Up {
+                self.handle.pause(node.madsim_id);
+                node.state = NodeState::Paused;
+            }
+        }
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            if node.state == NodeState::Paused {
+                self.handle.resume(node.madsim_id);
+                node.state = NodeState::Up;
+            }
+        }
+    }
+
+    /// Clogs every link between different groups (one-way links: `clog_link`).
+    pub fn partition(&self, groups: &[Vec<u64>]) {
+        for (i, a) in groups.iter().enumerate() {
+            for b in groups.iter().skip(i + 1) {
+                for x in a {
+                    for y in b {
+                        if let (Some(nx), Some(ny)) = (self.nodes.get(x), self.nodes.get(y)) {
+                            self.net.clog_link(nx.madsim_id, ny.madsim_id);
+                            self.net.clog_link(ny.madsim_id, nx.madsim_id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn clog_one_way(&self, from: u64, to: u64) {
+        if let (Some(a), Some(b)) = (self.nodes.get(&from), self.nodes.get(&to)) {
+            self.net.clog_link(a.madsim_id, b.madsim_id);
+        }
+    }
+
+    pub fn heal_network(&self) {
+        let ids: Vec<NodeId> = self.nodes.values().map(|n| n.madsim_id).collect();
+        for &a in &ids {
+            for &b in &ids {
+                if a != b {
+                    self.net.unclog_link(a, b);
+                }
+            }
+        }
+    }
+
+    pub fn live_nodes(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.state == NodeState::Up).map(|n| n.id).collect()
+    }
+
+    /// Heals every fault: network, message faults, latency, disks, clocks, paused
+    /// and down nodes. Self-stopped nodes are restarted too.
+    pub fn heal_everything(&mut self) {
+        self.heal_network();
+        *self.link_faults.lock().unwrap_or_else(|e| e.into_inner()) = LinkFaults::default();
+        self.net.update_config(|c| c.send_latency = default_latency());
+        let stopped = self.recorder.lock().stopped.clone();
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let node = &self.nodes[&id];
+            node.disk.set_faults(DiskFaults::default());
+            node.clock.set_drift_ppm(0);
+            match node.state {
+                NodeState::Paused => self.resume(id),
+                NodeState::Down => self.restart(id),
+                NodeState::Up if stopped.contains(&id) => self.restart(id),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub fn default_latency() -> std::ops::Range<Duration> {
+    Duration::from_millis(1)..Duration::from_millis(5)
+}
+
+/// What a run produced.
+pub struct RunOutcome {
+    pub failure: Option<(FailureClass, Violation)>,
+    pub sim_ms: u64,
+}
+
+/// Restarts nodes whose process stopped by itself (e.g. a storage error), as a
+/// service manager would, after `delay`.
+async fn supervise(world: SharedWorld, delay: Duration) {
+    loop {
+        tokio::time::sleep(delay).await;
+        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+        let stopped = w.recorder.lock().stopped.clone();
+        for id in stopped {
+            let reason = {
+                let state = w.recorder.lock();
+                last_stop_reason(&state.trace.events, id).unwrap_or_default().to_string()
+            };
+            let Some(node) = w.nodes.get_mut(&id) else { continue };
+            if node.state != NodeState::Up {
+                continue;
+            }
+            if reason.contains("removed from the cluster") {
+                node.state = NodeState::Removed;
+            } else if reason.contains("corrupt") {
+                // It refused its damaged disk: it stays down, as an operator would
+                // replace it rather than restart it.
+                node.state = NodeState::Failed;
+                w.fault(format!("node {id} refuses its damaged disk; left down"));
+            } else {
+                w.fault(format!("supervisor restarts stopped node {id}"));
+                w.restart(id);
+            }
+        }
+    }
+}
+
+fn last_stop_reason(events: &[super::trace::TraceEvent], node: u64) -> Option<&str> {
+    events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::Stopped { reason } if e.node == node => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+/// Runs the scenario inside the current madsim runtime.
+pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
+    recorder.start();
+    let handle = Handle::current();
+    let net = NetSim::current();
+    net.update_config(|c| c.send_latency = default_latency());
+    let world = Arc::new(Mutex::new(World {
+        scenario: scenario.clone(),
+        handle: handle.clone(),
+        net,
+        recorder: recorder.clone(),
+        link_faults: Arc::default(),
+        nodes: BTreeMap::new(),
+        peers: BTreeMap::new(),
+    }));
+    {
+        let mut w = world.lock().unwrap();
+        let voters: Vec<u64> = (1..=scenario.cluster.nodes).collect();
+        for &id in &voters {
+            w.peers.insert(id, node_addr(id).to_string());
+        }
+        for &id in &voters {
+            w.create_node(id, Bootstrap::NewCluster { voters: voters.clone() });
+        }
+    }
+    let control = WorkloadControl::new();
+    workload::start_clients(&handle, &scenario, recorder.clone(), control.clone());
+    let supervisor = handle
+        .create_node()
+        .name("supervisor")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
+        .build();
+    let sup_world = world.clone();
+    supervisor.spawn(supervise(sup_world, Duration::from_secs(2)));
+
+    let safety = Duration::from_secs(scenario.duration.safety_secs);
+    let driver = FaultDriver::plan(&scenario, world.clone());
+    let driver_node = handle
+        .create_node()
+        .name("fault-driver")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+        .build();
+    driver_node.spawn(driver.run());
+
+    // Phase 1: safety under faults (ends early on the first violation).
+    if wait_or_violation(&recorder, safety).await {
+        return finish(&recorder, None);
+    }
+    // Killing the driver's node also cancels its pending heal timers.
+    handle.kill(driver_node.id());
+    let healed_at_ms = {
+        let mut w = world.lock().unwrap();
+        w.heal_everything();
+        w.fault("heal everything".into());
+        let now = w.recorder.lock().now_ms();
+        now
+    };
+    // Phase 2: healed; the cluster must converge within the bounds.
+    let heal = Duration::from_secs(scenario.duration.heal_secs);
+    if wait_or_violation(&recorder, heal).await {
+        return finish(&recorder, None);
+    }
+    control.stop();
+    let bounds = LivenessBounds {
+        healed_at_ms,
+        leader_within_ms: scenario.liveness.leader_within_secs * 1000,
+        ops_within_ms: scenario.liveness.ops_within_secs * 1000,
+    };
+    let liveness_on = !scenario.checkers.disabled.iter().any(|d| d == liveness::NAME);
+    let live = if liveness_on {
+        let state = recorder.lock();
+        check_liveness(&state.trace.events, bounds).err()
+    } else {
+        None
+    };
+    finish(&recorder, live)
+}
+
+async fn wait_or_violation(recorder: &Recorder, duration: Duration) -> bool {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < duration {
+        tokio::time::sleep(step).await;
+        waited += step;
+        if recorder.violation().is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+fn finish(recorder: &Recorder, liveness: Option<Violation>) -> RunOutcome {
+    let state = recorder.lock();
+    let failure = match (&state.violation, liveness) {
+        (Some(v), _) => Some((FailureClass::Correctness, v.clone())),
+        (None, Some(v)) => Some((FailureClass::Liveness, v)),
+        (None, None) => None,
+    };
+    RunOutcome {
+        failure,
+        sim_ms: state.now_ms(),
+    }
+}

@@ -1,6 +1,0 @@
-//! The harness's pure parts in the normal build: the trace and every invariant
-//! checker, each fed hand-made bad histories by its unit tests.
-
-#[allow(dead_code)]
-#[path = "../sim/mod.rs"]
-mod sim;

@@ -60,18 +60,25 @@ impl SimClock {
 
     /// Moves the clock by `delta_ms` (negative: backwards) at once.
     pub fn jump(&self, delta_ms: i64) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).offset_ms += delta_ms;
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offset_ms += delta_ms;
     }
 
     pub fn drift_ppm(&self) -> i64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).drift_ppm
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drift_ppm
     }
 }
 
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let local = s.local_at_since + (Instant::now() - s.since).as_secs_f64() * 1000.0 * Self::rate(s.drift_ppm);
+        let local = s.local_at_since
+            + (Instant::now() - s.since).as_secs_f64() * 1000.0 * Self::rate(s.drift_ppm);
         (local as i64 + s.offset_ms).max(0) as u64
     }
 

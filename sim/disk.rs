@@ -136,8 +136,12 @@ impl DiskState {
     }
 
     fn drop_unreferenced(&mut self) {
-        let live: std::collections::BTreeSet<u64> =
-            self.names.values().chain(self.durable_names.values()).copied().collect();
+        let live: std::collections::BTreeSet<u64> = self
+            .names
+            .values()
+            .chain(self.durable_names.values())
+            .copied()
+            .collect();
         self.inodes.retain(|id, _| live.contains(id));
     }
 }
@@ -179,7 +183,8 @@ impl SimDisk {
         let mut kept = 0;
         for id in durable_ids {
             let inode = state.inodes.get_mut(&id).expect("durable inode");
-            let appended_only = inode.dirty_from >= inode.durable.len() && inode.data.len() > inode.durable.len();
+            let appended_only =
+                inode.dirty_from >= inode.durable.len() && inode.data.len() > inode.durable.len();
             let mut image = inode.durable.clone();
             if torn && appended_only && thread_rng().gen_bool(0.5) {
                 let unsynced = &inode.data[inode.durable.len()..];
@@ -330,7 +335,11 @@ impl ReadDisk for DurableImage<'_> {
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        let id = self.0.durable_names.get(name).ok_or_else(|| not_found(name))?;
+        let id = self
+            .0
+            .durable_names
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
         Ok(self.0.inodes[id].durable.clone())
     }
 }

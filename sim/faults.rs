@@ -190,7 +190,10 @@ impl FaultDriver {
                 FaultKind::BitFlip => None,
                 FaultKind::ClockJump => {
                     let delta = rng.gen_range(-intensity.clock_jump_ms..=intensity.clock_jump_ms);
-                    Some(Action::ClockJump { node, delta_ms: delta })
+                    Some(Action::ClockJump {
+                        node,
+                        delta_ms: delta,
+                    })
                 }
                 FaultKind::ClockDrift => {
                     let ppm = rng.gen_range(-intensity.clock_drift_ppm..=intensity.clock_drift_ppm);
@@ -245,7 +248,10 @@ fn set_link_faults(world: &SharedWorld, faults: LinkFaults) {
 }
 
 /// Carries out one action now (and schedules its heal).
-pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+pub fn apply(
+    world: &SharedWorld,
+    action: Action,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
     Box::pin(async move {
         let description = serde_json::to_string(&action).expect("actions serialize");
         match action {
@@ -262,25 +268,41 @@ pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.fault(description);
         match action {
-            Action::Partition { groups, heal_after_ms } => {
+            Action::Partition {
+                groups,
+                heal_after_ms,
+            } => {
                 w.partition(&groups);
                 after(world, heal_after_ms, Action::HealNetwork);
             }
-            Action::OneWay { from, to, heal_after_ms } => {
+            Action::OneWay {
+                from,
+                to,
+                heal_after_ms,
+            } => {
                 w.clog_one_way(from, to);
                 after(world, heal_after_ms, Action::HealNetwork);
             }
             Action::HealNetwork => w.heal_network(),
-            Action::Kill { node, restart_after_ms } => {
+            Action::Kill {
+                node,
+                restart_after_ms,
+            } => {
                 w.kill(node);
                 after(world, restart_after_ms, Action::Restart { node });
             }
             Action::Restart { node } => {
-                if w.nodes.get(&node).is_some_and(|n| n.state == NodeState::Down) {
+                if w.nodes
+                    .get(&node)
+                    .is_some_and(|n| n.state == NodeState::Down)
+                {
                     w.restart(node);
                 }
             }
-            Action::Pause { node, resume_after_ms } => {
+            Action::Pause {
+                node,
+                resume_after_ms,
+            } => {
                 w.pause(node);
                 let world = world.clone();
                 if let Some(ms) = resume_after_ms {
@@ -329,7 +351,8 @@ pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::
                 max_ms,
                 heal_after_ms,
             } => {
-                let range = Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms + 1));
+                let range =
+                    Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms + 1));
                 w.net.update_config(|c| c.send_latency = range);
                 if let Some(ms) = heal_after_ms {
                     let net = w.net.clone();
@@ -363,7 +386,10 @@ pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::
                     }
                 }
             }
-            Action::TornCrash { node, restart_after_ms } => {
+            Action::TornCrash {
+                node,
+                restart_after_ms,
+            } => {
                 if let Some(n) = w.nodes.get(&node) {
                     let mut faults = n.disk.faults();
                     faults.torn_writes = true;
@@ -372,11 +398,16 @@ pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::
                 w.kill(node);
                 after(world, restart_after_ms, Action::Restart { node });
             }
-            Action::BitFlip { node, restart_after_ms } => {
+            Action::BitFlip {
+                node,
+                restart_after_ms,
+            } => {
                 w.kill(node);
                 if let Some(n) = w.nodes.get(&node) {
                     if let Some((file, offset)) = n.disk.flip_random_bit() {
-                        w.fault(format!("flipped a bit of node {node}'s {file} at offset {offset}"));
+                        w.fault(format!(
+                            "flipped a bit of node {node}'s {file} at offset {offset}"
+                        ));
                     }
                 }
                 after(world, restart_after_ms, Action::Restart { node });
@@ -386,7 +417,11 @@ pub fn apply(world: &SharedWorld, action: Action) -> std::pin::Pin<Box<dyn std::
                     n.clock.jump(delta_ms);
                 }
             }
-            Action::ClockDrift { node, ppm, heal_after_ms } => {
+            Action::ClockDrift {
+                node,
+                ppm,
+                heal_after_ms,
+            } => {
                 if let Some(n) = w.nodes.get(&node) {
                     let clock = n.clock.clone();
                     clock.set_drift_ppm(ppm);

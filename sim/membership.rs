@@ -10,7 +10,11 @@ use super::world::{node_addr, NodeState, SharedWorld};
 
 fn admin_client(world: &SharedWorld) -> Option<CoordClient> {
     let w = world.lock().unwrap_or_else(|e| e.into_inner());
-    let endpoints: Vec<String> = w.live_nodes().into_iter().map(|id| node_addr(id).to_string()).collect();
+    let endpoints: Vec<String> = w
+        .live_nodes()
+        .into_iter()
+        .map(|id| node_addr(id).to_string())
+        .collect();
     let mut config = ClientConfig::new(endpoints);
     config.attempt_timeout = Duration::from_secs(2);
     config.total_timeout = Duration::from_secs(6);
@@ -29,12 +33,17 @@ pub async fn add_node(world: &SharedWorld) {
         w.create_node(next, Bootstrap::Join);
         next
     };
-    let Some(mut client) = admin_client(world) else { return };
+    let Some(mut client) = admin_client(world) else {
+        return;
+    };
     let outcome = match client.add_member(id, &node_addr(id).to_string()).await {
         Ok(r) => format!("added node {id} at index {}", r.index),
         Err(e) => format!("adding node {id} failed: {e}"),
     };
-    world.lock().unwrap_or_else(|e| e.into_inner()).fault(outcome);
+    world
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .fault(outcome);
 }
 
 /// Proposes removing `node`, keeping at least three active members.
@@ -51,10 +60,15 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
         }
         w.fault(format!("remove node {node}"));
     }
-    let Some(mut client) = admin_client(world) else { return };
+    let Some(mut client) = admin_client(world) else {
+        return;
+    };
     let outcome = match client.remove_member(node).await {
         Ok(r) => format!("removed node {node} at index {}", r.index),
         Err(e) => format!("removing node {node} failed: {e}"),
     };
-    world.lock().unwrap_or_else(|e| e.into_inner()).fault(outcome);
+    world
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .fault(outcome);
 }

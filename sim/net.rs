@@ -38,7 +38,11 @@ impl FaultyTransport {
 
 impl Transport for FaultyTransport {
     fn send_raft_messages(&self, messages: Vec<Message>) {
-        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if faults == LinkFaults::default() {
             self.inner.send_raft_messages(messages);
             return;
@@ -49,7 +53,11 @@ impl Transport for FaultyTransport {
             if rng.gen_bool(faults.drop.clamp(0.0, 1.0)) {
                 continue;
             }
-            let copies = if rng.gen_bool(faults.duplicate.clamp(0.0, 1.0)) { 2 } else { 1 };
+            let copies = if rng.gen_bool(faults.duplicate.clamp(0.0, 1.0)) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 if faults.max_delay_ms > 0 && rng.gen_bool(faults.delay.clamp(0.0, 1.0)) {
                     let delay = Duration::from_millis(rng.gen_range(1..=faults.max_delay_ms));

@@ -105,7 +105,9 @@ impl Recorder {
         state
             .roles
             .iter()
-            .find(|(n, &(role, term))| role == StateRole::Leader && term == max_term && !state.stopped.contains(n))
+            .find(|(n, &(role, term))| {
+                role == StateRole::Leader && term == max_term && !state.stopped.contains(n)
+            })
             .map(|(&n, _)| n)
     }
 }
@@ -141,7 +143,11 @@ impl RecorderState {
     /// What `node` would recover right now, via the storage engine's recovery over
     /// its disk's durable bytes (cached until the durable image changes).
     fn durable_summary(&mut self, node: u64) -> Result<DurableSummary, String> {
-        let disk = self.disks.get(&node).ok_or("node has no simulated disk")?.clone();
+        let disk = self
+            .disks
+            .get(&node)
+            .ok_or("node has no simulated disk")?
+            .clone();
         let generation = disk.generation();
         if let Some((g, summary)) = self.durable_cache.get(&node) {
             if *g == generation {
@@ -156,7 +162,8 @@ impl RecorderState {
             snapshot_term: recovered.snapshot.term,
             terms: recovered.entries.iter().map(|e| e.term).collect(),
         };
-        self.durable_cache.insert(node, (generation, summary.clone()));
+        self.durable_cache
+            .insert(node, (generation, summary.clone()));
         Ok(summary)
     }
 }
@@ -213,7 +220,11 @@ impl Observer for SimObserver {
                 last_index: *last_index,
                 applied: *applied_index,
             },
-            Event::RoleChanged { role, term, leader_id } => {
+            Event::RoleChanged {
+                role,
+                term,
+                leader_id,
+            } => {
                 state.roles.insert(node, (*role, *term));
                 EventKind::Role {
                     role: role_name(*role).to_string(),
@@ -249,7 +260,9 @@ impl Observer for SimObserver {
                             state.violation = Some(Violation {
                                 invariant: "durability",
                                 event_seq: seq,
-                                message: format!("node {node}'s durable image does not recover: {e}"),
+                                message: format!(
+                                    "node {node}'s durable image does not recover: {e}"
+                                ),
                             });
                         }
                         DurableView::default()
@@ -257,7 +270,9 @@ impl Observer for SimObserver {
                 };
                 EventKind::Sent { msg, durable }
             }
-            Event::Received { message } => EventKind::Received { msg: msg_meta(message) },
+            Event::Received { message } => EventKind::Received {
+                msg: msg_meta(message),
+            },
             Event::Applied { entry } => EventKind::Applied {
                 entry: entry_meta(entry),
             },

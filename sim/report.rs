@@ -67,8 +67,18 @@ pub fn describe(e: &EventKind) -> String {
 }
 
 pub fn line(e: &TraceEvent) -> String {
-    let who = if e.node == 0 { "harness".to_string() } else { format!("n{}", e.node) };
-    format!("#{:<7} {:>9.3}s {:<7} {}", e.seq, e.time_ms as f64 / 1000.0, who, describe(&e.kind))
+    let who = if e.node == 0 {
+        "harness".to_string()
+    } else {
+        format!("n{}", e.node)
+    };
+    format!(
+        "#{:<7} {:>9.3}s {:<7} {}",
+        e.seq,
+        e.time_ms as f64 / 1000.0,
+        who,
+        describe(&e.kind)
+    )
 }
 
 /// Where a failing run's artifacts go.
@@ -104,7 +114,11 @@ pub fn write_artifacts(
     std::fs::write(dir.join("trace.jsonl"), jsonl)?;
     std::fs::write(dir.join("timeline.txt"), timeline)?;
     for (node, text) in per_node {
-        let name = if node == 0 { "harness.txt".to_string() } else { format!("node-{node}.txt") };
+        let name = if node == 0 {
+            "harness.txt".to_string()
+        } else {
+            format!("node-{node}.txt")
+        };
         std::fs::write(dir.join(name), text)?;
     }
     let culprit = events
@@ -112,6 +126,9 @@ pub fn write_artifacts(
         .find(|e| e.seq == violation.event_seq)
         .map(line)
         .unwrap_or_default();
-    let summary = format!("class: {class}\ninvariant: {}\n{}\nevent: {culprit}\nreplay: {replay}\n", violation.invariant, violation.message);
+    let summary = format!(
+        "class: {class}\ninvariant: {}\n{}\nevent: {culprit}\nreplay: {replay}\n",
+        violation.invariant, violation.message
+    );
     std::fs::write(dir.join("failure.txt"), summary)
 }

@@ -50,7 +50,8 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
     let joined = std::thread::Builder::new()
         .name(format!("sim-{}-{seed}", scenario.name))
         .spawn(move || {
-            let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            let mut rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(limit);
             rt.block_on(run_world(sc, for_sim))
         })
@@ -105,7 +106,12 @@ fn summary_line(scenario: &Scenario, seed: u64, r: &RunResult) -> String {
 pub fn first_divergence(a: &[TraceEvent], b: &[TraceEvent]) -> Option<String> {
     for (x, y) in a.iter().zip(b) {
         if x != y {
-            return Some(format!("event #{}:\n  first:  {}\n  second: {}", x.seq, x.to_json(), y.to_json()));
+            return Some(format!(
+                "event #{}:\n  first:  {}\n  second: {}",
+                x.seq,
+                x.to_json(),
+                y.to_json()
+            ));
         }
     }
     (a.len() != b.len()).then(|| format!("one run has {} events, the other {}", a.len(), b.len()))
@@ -133,8 +139,14 @@ fn run_trial(scenario: &Scenario, seed: u64) -> Result<(), Failed> {
                 event_seq: u64::MAX,
                 message: "the run passed".into(),
             };
-            report::write_artifacts(&dir, &result.events, "pass", &none, &replay_command(scenario, seed))
-                .map_err(|e| format!("artifacts: {e}"))?;
+            report::write_artifacts(
+                &dir,
+                &result.events,
+                "pass",
+                &none,
+                &replay_command(scenario, seed),
+            )
+            .map_err(|e| format!("artifacts: {e}"))?;
         }
         return Ok(());
     };
@@ -176,7 +188,10 @@ fn cross_process_check(sample: &[(String, u64)]) -> Result<(), Failed> {
             let hash = stdout
                 .lines()
                 .find_map(|l| l.find(&marker).map(|at| &l[at..]))
-                .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("trace_hash=")))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("trace_hash="))
+                })
                 .map(str::to_string)
                 .ok_or_else(|| format!("{trial}: no trace_hash in child output:\n{stdout}"))?;
             hashes.push(hash);
@@ -188,7 +203,10 @@ fn cross_process_check(sample: &[(String, u64)]) -> Result<(), Failed> {
             )
             .into());
         }
-        println!("determinism: {trial} trace_hash={} in two processes", hashes[0]);
+        println!(
+            "determinism: {trial} trace_hash={} in two processes",
+            hashes[0]
+        );
     }
     Ok(())
 }
@@ -227,9 +245,14 @@ pub fn main() {
         }
         for seed in seeds {
             let sc = scenario.clone();
-            trials.push(Trial::test(format!("{}::seed_{seed}", scenario.name), move || run_trial(&sc, seed)));
+            trials.push(Trial::test(
+                format!("{}::seed_{seed}", scenario.name),
+                move || run_trial(&sc, seed),
+            ));
         }
     }
-    trials.push(Trial::test("determinism::cross_process", move || cross_process_check(&sample)));
+    trials.push(Trial::test("determinism::cross_process", move || {
+        cross_process_check(&sample)
+    }));
     libtest_mimic::run(&args, trials).exit();
 }

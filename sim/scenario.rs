@@ -218,7 +218,8 @@ impl<'de> Deserialize<'de> for TimelineEvent {
             .ok_or_else(|| D::Error::custom("timeline event needs `at_ms`"))?
             .as_integer()
             .filter(|v| *v >= 0)
-            .ok_or_else(|| D::Error::custom("`at_ms` must be a non-negative integer"))? as u64;
+            .ok_or_else(|| D::Error::custom("`at_ms` must be a non-negative integer"))?
+            as u64;
         let action = Action::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
         Ok(TimelineEvent { at_ms, action })
     }
@@ -382,7 +383,9 @@ fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key}=")) || l.starts_with(&format!("[{key}"))
+            l.starts_with(&format!("{key} "))
+                || l.starts_with(&format!("{key}="))
+                || l.starts_with(&format!("[{key}"))
         })
         .map_or(1, |i| i + 1)
 }
@@ -424,14 +427,20 @@ impl Scenario {
             return Err(("max_nodes", "must be at least nodes and at most 9".into()));
         }
         if c.tick_ms == 0 || c.heartbeat_ticks == 0 || c.election_ticks <= c.heartbeat_ticks {
-            return Err(("election_ticks", "need tick_ms > 0 and election_ticks > heartbeat_ticks > 0".into()));
+            return Err((
+                "election_ticks",
+                "need tick_ms > 0 and election_ticks > heartbeat_ticks > 0".into(),
+            ));
         }
         if c.snapshot_entries == 0 {
             return Err(("snapshot_entries", "must be positive".into()));
         }
         let w = &self.workload;
         if !(0.0..=1.0).contains(&w.read_fraction) {
-            return Err(("read_fraction", format!("{} is not in 0..=1", w.read_fraction)));
+            return Err((
+                "read_fraction",
+                format!("{} is not in 0..=1", w.read_fraction),
+            ));
         }
         if w.keys == 0 || w.min_interval_ms > w.max_interval_ms || w.op_timeout_ms == 0 {
             return Err((
@@ -441,10 +450,16 @@ impl Scenario {
         }
         let f = &self.faults;
         if f.swarm && f.kinds.is_empty() {
-            return Err(("swarm", "swarm mode needs at least one fault kind in `kinds`".into()));
+            return Err((
+                "swarm",
+                "swarm mode needs at least one fault kind in `kinds`".into(),
+            ));
         }
         if f.min_fault_ms > f.max_fault_ms || f.mean_interval_ms == 0 {
-            return Err(("min_fault_ms", "need min_fault_ms <= max_fault_ms and mean_interval_ms > 0".into()));
+            return Err((
+                "min_fault_ms",
+                "need min_fault_ms <= max_fault_ms and mean_interval_ms > 0".into(),
+            ));
         }
         if self.duration.safety_secs == 0 && !self.timeline.is_empty() {
             return Err(("safety_secs", "a timeline needs a safety phase".into()));
@@ -452,14 +467,29 @@ impl Scenario {
         let safety_ms = self.duration.safety_secs * 1000;
         for event in &self.timeline {
             if event.at_ms > safety_ms {
-                return Err(("at_ms", format!("{} is after the safety phase ({safety_ms} ms)", event.at_ms)));
+                return Err((
+                    "at_ms",
+                    format!("{} is after the safety phase ({safety_ms} ms)", event.at_ms),
+                ));
             }
-            if let Some(bad) = event.action.nodes().into_iter().find(|&n| n == 0 || n > self.max_nodes()) {
-                return Err(("node", format!("node {bad} does not exist (nodes are 1..={})", self.max_nodes())));
+            if let Some(bad) = event
+                .action
+                .nodes()
+                .into_iter()
+                .find(|&n| n == 0 || n > self.max_nodes())
+            {
+                return Err((
+                    "node",
+                    format!(
+                        "node {bad} does not exist (nodes are 1..={})",
+                        self.max_nodes()
+                    ),
+                ));
             }
         }
         for name in &self.checkers.disabled {
-            if !ONLINE_CHECKERS.contains(&name.as_str()) && name != super::checkers::liveness::NAME {
+            if !ONLINE_CHECKERS.contains(&name.as_str()) && name != super::checkers::liveness::NAME
+            {
                 return Err(("disabled", format!("unknown checker {name:?}")));
             }
         }
@@ -499,8 +529,12 @@ pub fn parse_seeds(text: Option<&str>, default_count: u64) -> Result<Vec<u64>, S
     };
     let text = text.trim();
     if let Some((a, b)) = text.split_once("..") {
-        let a: u64 = a.parse().map_err(|_| format!("SIM_SEEDS start {a:?} is not a number"))?;
-        let b: u64 = b.parse().map_err(|_| format!("SIM_SEEDS end {b:?} is not a number"))?;
+        let a: u64 = a
+            .parse()
+            .map_err(|_| format!("SIM_SEEDS start {a:?} is not a number"))?;
+        let b: u64 = b
+            .parse()
+            .map_err(|_| format!("SIM_SEEDS end {b:?} is not a number"))?;
         if a >= b {
             return Err(format!("SIM_SEEDS range {a}..{b} is empty"));
         }
@@ -549,8 +583,17 @@ mod tests {
 
     #[test]
     fn timeline_events_are_checked() {
-        let ok = parse("[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 2\nrestart_after_ms = 500\n").unwrap();
-        assert_eq!(ok.timeline[0].action, Action::Kill { node: 2, restart_after_ms: Some(500) });
+        let ok = parse(
+            "[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 2\nrestart_after_ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.timeline[0].action,
+            Action::Kill {
+                node: 2,
+                restart_after_ms: Some(500)
+            }
+        );
         let err = parse("[[timeline]]\nat_ms = 1000\naction = \"explode\"\n").unwrap_err();
         assert!(err.reason.contains("explode"), "{err}");
         let err = parse("[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 9\n").unwrap_err();

@@ -38,20 +38,37 @@ impl WorkloadControl {
     }
 }
 
-pub fn start_clients(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>, control: WorkloadControl) {
+pub fn start_clients(
+    handle: &Handle,
+    scenario: &Scenario,
+    recorder: Arc<Recorder>,
+    control: WorkloadControl,
+) {
     for c in 1..=scenario.workload.clients {
         let node = handle
             .create_node()
             .name(format!("client-{c}"))
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, c as u8)))
             .build();
-        node.spawn(run_client(CLIENT_ID_BASE + c, scenario.clone(), recorder.clone(), control.clone()));
+        node.spawn(run_client(
+            CLIENT_ID_BASE + c,
+            scenario.clone(),
+            recorder.clone(),
+            control.clone(),
+        ));
     }
 }
 
-async fn run_client(client_id: u64, scenario: Scenario, recorder: Arc<Recorder>, control: WorkloadControl) {
+async fn run_client(
+    client_id: u64,
+    scenario: Scenario,
+    recorder: Arc<Recorder>,
+    control: WorkloadControl,
+) {
     let w = &scenario.workload;
-    let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string()).collect();
+    let endpoints = (1..=scenario.cluster.nodes)
+        .map(|id| node_addr(id).to_string())
+        .collect();
     let mut config = ClientConfig::new(endpoints);
     config.attempt_timeout = Duration::from_millis(w.op_timeout_ms.min(2000));
     config.total_timeout = Duration::from_millis(w.op_timeout_ms);
@@ -76,7 +93,10 @@ async fn run_client(client_id: u64, scenario: Scenario, recorder: Arc<Recorder>,
         );
         let (outcome, got) = if read {
             match client.get(&key, false).await {
-                Ok(r) => ("ok", r.value.map(|v| String::from_utf8_lossy(&v).into_owned())),
+                Ok(r) => (
+                    "ok",
+                    r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                ),
                 // A read that failed had no effect.
                 Err(_) => ("fail", None),
             }

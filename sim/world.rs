@@ -120,9 +120,11 @@ impl World {
             observer: Arc::new(SimObserver {
                 recorder: self.recorder.clone(),
             }),
-            transport_layer: Some(Arc::new(move |inner: Arc<dyn Transport>| -> Arc<dyn Transport> {
-                Arc::new(FaultyTransport::new(inner, link_faults.clone()))
-            })),
+            transport_layer: Some(Arc::new(
+                move |inner: Arc<dyn Transport>| -> Arc<dyn Transport> {
+                    Arc::new(FaultyTransport::new(inner, link_faults.clone()))
+                },
+            )),
         };
         let recorder = self.recorder.clone();
         let node = self
@@ -138,7 +140,12 @@ impl World {
                     // The process exits when its Raft loop stops; the world's
                     // supervisor decides whether to restart it.
                     if let Err(e) = serve_node(options, seams, std::future::pending()).await {
-                        recorder.record(id, EventKind::Stopped { reason: e.to_string() });
+                        recorder.record(
+                            id,
+                            EventKind::Stopped {
+                                reason: e.to_string(),
+                            },
+                        );
                     }
                 }
             })
@@ -161,7 +168,9 @@ impl World {
 
     /// Kills the node's process; its disk loses what was not synced.
     pub fn kill(&mut self, id: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         if matches!(node.state, NodeState::Up | NodeState::Paused) {
             self.handle.kill(node.madsim_id);
             node.disk.crash();
@@ -171,7 +180,9 @@ impl World {
 
     /// Starts a down (or self-stopped) node again from its disk.
     pub fn restart(&mut self, id: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         if matches!(node.state, NodeState::Failed | NodeState::Removed) {
             return;
         }
@@ -235,7 +246,11 @@ impl World {
     }
 
     pub fn live_nodes(&self) -> Vec<u64> {
-        self.nodes.values().filter(|n| n.state == NodeState::Up).map(|n| n.id).collect()
+        self.nodes
+            .values()
+            .filter(|n| n.state == NodeState::Up)
+            .map(|n| n.id)
+            .collect()
     }
 
     /// Heals every fault: network, message faults, latency, disks, clocks, paused
@@ -243,7 +258,8 @@ impl World {
     pub fn heal_everything(&mut self) {
         self.heal_network();
         *self.link_faults.lock().unwrap_or_else(|e| e.into_inner()) = LinkFaults::default();
-        self.net.update_config(|c| c.send_latency = default_latency());
+        self.net
+            .update_config(|c| c.send_latency = default_latency());
         let stopped = self.recorder.lock().stopped.clone();
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
@@ -280,9 +296,13 @@ async fn supervise(world: SharedWorld, delay: Duration) {
         for id in stopped {
             let reason = {
                 let state = w.recorder.lock();
-                last_stop_reason(&state.trace.events, id).unwrap_or_default().to_string()
+                last_stop_reason(&state.trace.events, id)
+                    .unwrap_or_default()
+                    .to_string()
             };
-            let Some(node) = w.nodes.get_mut(&id) else { continue };
+            let Some(node) = w.nodes.get_mut(&id) else {
+                continue;
+            };
             if node.state != NodeState::Up {
                 continue;
             }
@@ -330,7 +350,12 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
             w.peers.insert(id, node_addr(id).to_string());
         }
         for &id in &voters {
-            w.create_node(id, Bootstrap::NewCluster { voters: voters.clone() });
+            w.create_node(
+                id,
+                Bootstrap::NewCluster {
+                    voters: voters.clone(),
+                },
+            );
         }
     }
     let control = WorkloadControl::new();
@@ -376,7 +401,11 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         leader_within_ms: scenario.liveness.leader_within_secs * 1000,
         ops_within_ms: scenario.liveness.ops_within_secs * 1000,
     };
-    let liveness_on = !scenario.checkers.disabled.iter().any(|d| d == liveness::NAME);
+    let liveness_on = !scenario
+        .checkers
+        .disabled
+        .iter()
+        .any(|d| d == liveness::NAME);
     let live = if liveness_on {
         let state = recorder.lock();
         check_liveness(&state.trace.events, bounds).err()

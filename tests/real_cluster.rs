@@ -35,9 +35,12 @@ async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
     cluster.nodes.get_mut(&old_leader).unwrap().restart(&peers);
     let old_addr = cluster.peers[&old_leader].clone();
     let mut all = cluster.client(&[1, 2, 3]);
-    let status = wait_for_status(&mut all, &old_addr, "old leader applied the new write", |s| {
-        s.applied_index >= second.index
-    })
+    let status = wait_for_status(
+        &mut all,
+        &old_addr,
+        "old leader applied the new write",
+        |s| s.applied_index >= second.index,
+    )
     .await;
     assert_eq!(status.leader_id, new_leader.id);
     let mut direct = cluster.client(&[old_leader]);
@@ -52,9 +55,15 @@ async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains(&format!("leader: {}", new_leader.id)), "{text}");
+    assert!(
+        text.contains(&format!("leader: {}", new_leader.id)),
+        "{text}"
+    );
     for key in ["term: ", "commit_index: ", "applied_index: ", "members: "] {
-        assert!(text.lines().any(|l| l.starts_with(key)), "missing {key}: {text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "missing {key}: {text}"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_coordctl"))
         .args(["--endpoints", &endpoints, "get", "no-such-key"])
@@ -91,9 +100,15 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
     let added = client.add_member(4, &addr4).await.unwrap();
     assert!(added.members.iter().any(|m| m.id == 4 && m.addr == addr4));
     let last = client.put("after-join", b"yes").await.unwrap();
-    wait_for_status(&mut client, &addr4, "node 4 caught up", |s| s.applied_index >= last.index).await;
+    wait_for_status(&mut client, &addr4, "node 4 caught up", |s| {
+        s.applied_index >= last.index
+    })
+    .await;
     let mut on4 = cluster.client(&[4]);
-    assert_eq!(on4.get("k0", true).await.unwrap().value.as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        on4.get("k0", true).await.unwrap().value.as_deref(),
+        Some(&b"v"[..])
+    );
 
     // Remove a follower: it stops by itself and the cluster goes on.
     let leader = wait_for_leader(&mut client).await.id;
@@ -107,7 +122,10 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
         .wait_exit(Duration::from_secs(15))
         .expect("removed node exits");
     assert!(exit.success());
-    let rest: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&id| id != victim).collect();
+    let rest: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != victim)
+        .collect();
     let mut rest_client = cluster.client(&rest);
     rest_client.put("after-remove", b"ok").await.unwrap();
     let status = rest_client.leader_status().await.unwrap();
@@ -117,14 +135,28 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
 #[test]
 fn coordd_rejects_bad_arguments_with_a_clear_message() {
     let out = Command::new(env!("CARGO_BIN_EXE_coordd"))
-        .args(["--id", "1", "--listen", "127.0.0.1:1", "--peers", "1=nonsense"])
+        .args([
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--peers",
+            "1=nonsense",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("peer 1 address"), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_coordd"))
-        .args(["--id", "4", "--listen", "127.0.0.1:1", "--peers", "1=127.0.0.1:2"])
+        .args([
+            "--id",
+            "4",
+            "--listen",
+            "127.0.0.1:1",
+            "--peers",
+            "1=127.0.0.1:2",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -154,11 +186,16 @@ async fn a_corrupt_wal_is_refused_naming_file_and_offset() {
     let peers = cluster.peers.clone();
     let node = cluster.nodes.get_mut(&1).unwrap();
     node.restart(&peers);
-    let exit = node.wait_exit(Duration::from_secs(10)).expect("coordd refuses to start");
+    let exit = node
+        .wait_exit(Duration::from_secs(10))
+        .expect("coordd refuses to start");
     assert!(!exit.success());
     let log = node.log();
     let name = wal.file_name().unwrap().to_string_lossy().to_string();
-    assert!(log.contains(&format!("corrupt data in {name} at offset")), "{log}");
+    assert!(
+        log.contains(&format!("corrupt data in {name} at offset")),
+        "{log}"
+    );
     // Refusing changed nothing on disk.
     assert_eq!(std::fs::read(&wal).unwrap(), bytes);
 }

@@ -25,10 +25,13 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = env!("CARGO_MANIFEST_DIR");
     let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    if !rustflags.split_whitespace().any(|f| f == "--cfg=madsim") && !rustflags.contains("--cfg madsim") {
+    if !rustflags.split_whitespace().any(|f| f == "--cfg=madsim")
+        && !rustflags.contains("--cfg madsim")
+    {
         rustflags.push_str(" --cfg madsim");
     }
-    let target_dir = std::env::var("SIM_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target/sim"));
+    let target_dir =
+        std::env::var("SIM_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target/sim"));
     let status = Command::new(cargo)
         .current_dir(root)
         .args(["test", "--features", "sim", "--test", "sim", "--"])

@@ -35,7 +35,11 @@ impl Checker for LeaderAppendOnly {
             }
             EventKind::Persisted { entries, .. } if self.leading.contains_key(&event.node) => {
                 if let Some(first) = entries.first() {
-                    let last = self.logs.nodes.get(&event.node).map_or(0, |l| l.last_index());
+                    let last = self
+                        .logs
+                        .nodes
+                        .get(&event.node)
+                        .map_or(0, |l| l.last_index());
                     if first.index <= last {
                         return Err(violation(
                             NAME,
@@ -64,7 +68,8 @@ mod tests {
     fn fires_when_a_leader_truncates_its_log() {
         let mut h = History::default();
         let mut c = LeaderAppendOnly::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
+            .unwrap();
         c.observe(&h.role(1, "leader", 2, 1)).unwrap();
         c.observe(&h.persist(1, None, &[(3, 2, 3)])).unwrap();
         let bad = h.persist(1, None, &[(2, 2, 9)]);
@@ -75,7 +80,8 @@ mod tests {
     fn followers_may_truncate() {
         let mut h = History::default();
         let mut c = LeaderAppendOnly::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
+            .unwrap();
         c.observe(&h.role(1, "follower", 2, 2)).unwrap();
         c.observe(&h.persist(1, None, &[(2, 2, 9)])).unwrap();
     }

@@ -28,7 +28,8 @@ impl Checker for LeaderCompleteness {
         self.logs.observe(event);
         match &event.kind {
             EventKind::Applied { entry } => {
-                self.committed.insert(entry.index, (entry.term, entry.digest));
+                self.committed
+                    .insert(entry.index, (entry.term, entry.digest));
             }
             EventKind::Role { role, term, .. } if role == "leader" => {
                 let Some(log) = self.logs.nodes.get(&event.node) else {
@@ -63,7 +64,8 @@ mod tests {
     fn fires_when_a_new_leader_lacks_a_committed_entry() {
         let mut h = History::default();
         let mut c = LeaderCompleteness::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
+            .unwrap();
         c.observe(&h.applied(1, 1, 1, 10)).unwrap();
         c.observe(&h.applied(1, 2, 1, 20)).unwrap();
         c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
@@ -77,7 +79,8 @@ mod tests {
         let mut c = LeaderCompleteness::default();
         c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
         c.observe(&h.applied(1, 1, 1, 10)).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 1, 5)])).unwrap();
+        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 1, 5)]))
+            .unwrap();
         c.observe(&h.role(2, "leader", 2, 2)).unwrap();
     }
 }

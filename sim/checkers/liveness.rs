@@ -48,7 +48,9 @@ pub fn check_liveness(events: &[TraceEvent], bounds: LivenessBounds) -> Result<(
         }
     }
     let max_term = roles.values().map(|&(_, t)| t).max().unwrap_or(0);
-    let leader = roles.iter().find(|(_, &(role, term))| role == "leader" && term == max_term);
+    let leader = roles
+        .iter()
+        .find(|(_, &(role, term))| role == "leader" && term == max_term);
     if leader.is_none() {
         return Err(fail(
             events,
@@ -65,8 +67,14 @@ pub fn check_liveness(events: &[TraceEvent], bounds: LivenessBounds) -> Result<(
             EventKind::ClientInvoke { client, op, .. } if e.time_ms >= bounds.healed_at_ms => {
                 invoked_after_heal.insert((*client, *op), e.time_ms);
             }
-            EventKind::ClientComplete { client, op, outcome, .. }
-                if outcome == "ok" && e.time_ms <= ops_deadline && invoked_after_heal.contains_key(&(*client, *op)) =>
+            EventKind::ClientComplete {
+                client,
+                op,
+                outcome,
+                ..
+            } if outcome == "ok"
+                && e.time_ms <= ops_deadline
+                && invoked_after_heal.contains_key(&(*client, *op)) =>
             {
                 return Ok(());
             }

@@ -32,8 +32,15 @@ impl Checker for LogMatching {
         }
         let log = &self.logs.nodes[&event.node];
         for e in appended {
-            let prev_term = if e.index > 1 { log.term_at(e.index - 1) } else { Some(0) };
-            let slot = self.seen.entry((e.index, e.term)).or_insert((e.digest, prev_term));
+            let prev_term = if e.index > 1 {
+                log.term_at(e.index - 1)
+            } else {
+                Some(0)
+            };
+            let slot = self
+                .seen
+                .entry((e.index, e.term))
+                .or_insert((e.digest, prev_term));
             if slot.0 != e.digest {
                 return Err(violation(
                     NAME,
@@ -72,7 +79,8 @@ mod tests {
     fn fires_on_same_index_and_term_with_different_content() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
+            .unwrap();
         c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
         let bad = h.persist(2, None, &[(2, 1, 99)]);
         assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
@@ -82,7 +90,8 @@ mod tests {
     fn fires_on_different_prefix_under_a_matching_entry() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 2, 20)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 2, 20)]))
+            .unwrap();
         c.observe(&h.persist(2, None, &[(1, 3, 30)])).unwrap();
         let bad = h.persist(2, None, &[(2, 2, 20)]);
         assert!(c.observe(&bad).is_err());
@@ -92,8 +101,10 @@ mod tests {
     fn replaced_suffixes_are_fine() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20), (3, 1, 30)])).unwrap();
+        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20), (3, 1, 30)]))
+            .unwrap();
         c.observe(&h.persist(1, None, &[(2, 2, 21)])).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 2, 21)])).unwrap();
+        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 2, 21)]))
+            .unwrap();
     }
 }

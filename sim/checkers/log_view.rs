@@ -16,7 +16,11 @@ pub struct NodeLog {
 
 impl NodeLog {
     pub fn last_index(&self) -> u64 {
-        self.entries.keys().next_back().copied().unwrap_or(self.snapshot_index)
+        self.entries
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.snapshot_index)
     }
 
     pub fn term_at(&self, index: u64) -> Option<u64> {

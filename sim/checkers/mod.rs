@@ -27,7 +27,11 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} violated at event #{}: {}", self.invariant, self.event_seq, self.message)
+        write!(
+            f,
+            "{} violated at event #{}: {}",
+            self.invariant, self.event_seq, self.message
+        )
     }
 }
 
@@ -39,7 +43,11 @@ pub trait Checker: Send {
 }
 
 /// Builds a violation of `invariant` at `event`.
-pub fn violation(invariant: &'static str, event: &TraceEvent, message: impl Into<String>) -> Violation {
+pub fn violation(
+    invariant: &'static str,
+    event: &TraceEvent,
+    message: impl Into<String>,
+) -> Violation {
     Violation {
         invariant,
         event_seq: event.seq,
@@ -71,7 +79,9 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
         Box::new(monotonicity::Monotonicity::default()),
         Box::new(persist_before_send::PersistBeforeSend::default()),
     ];
-    all.into_iter().filter(|c| !disabled.iter().any(|d| d == c.name())).collect()
+    all.into_iter()
+        .filter(|c| !disabled.iter().any(|d| d == c.name()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -102,12 +112,24 @@ pub mod testing {
             )
         }
 
-        pub fn persist(&mut self, node: u64, hs: Option<(u64, u64, u64)>, entries: &[(u64, u64, u64)]) -> TraceEvent {
+        pub fn persist(
+            &mut self,
+            node: u64,
+            hs: Option<(u64, u64, u64)>,
+            entries: &[(u64, u64, u64)],
+        ) -> TraceEvent {
             self.push(
                 node,
                 EventKind::Persisted {
                     hard_state: hs,
-                    entries: entries.iter().map(|&(index, term, digest)| EntryMeta { index, term, digest }).collect(),
+                    entries: entries
+                        .iter()
+                        .map(|&(index, term, digest)| EntryMeta {
+                            index,
+                            term,
+                            digest,
+                        })
+                        .collect(),
                     synced: true,
                 },
             )
@@ -117,12 +139,24 @@ pub mod testing {
             self.push(
                 node,
                 EventKind::Applied {
-                    entry: EntryMeta { index, term, digest },
+                    entry: EntryMeta {
+                        index,
+                        term,
+                        digest,
+                    },
                 },
             )
         }
 
-        pub fn recovered(&mut self, node: u64, term: u64, vote: u64, commit: u64, last_index: u64, applied: u64) -> TraceEvent {
+        pub fn recovered(
+            &mut self,
+            node: u64,
+            term: u64,
+            vote: u64,
+            commit: u64,
+            last_index: u64,
+            applied: u64,
+        ) -> TraceEvent {
             self.push(
                 node,
                 EventKind::Recovered {

@@ -38,7 +38,11 @@ impl Checker for Monotonicity {
         match &event.kind {
             EventKind::Role { term, .. } => {
                 if *term < state.term {
-                    return Err(violation(NAME, event, format!("node {node} term went from {} to {term}", state.term)));
+                    return Err(violation(
+                        NAME,
+                        event,
+                        format!("node {node} term went from {} to {term}", state.term),
+                    ));
                 }
                 state.term = *term;
             }
@@ -64,7 +68,10 @@ impl Checker for Monotonicity {
                     return Err(violation(
                         NAME,
                         event,
-                        format!("node {node} recovered term {term}, below its synced term {}", state.durable_term),
+                        format!(
+                            "node {node} recovered term {term}, below its synced term {}",
+                            state.durable_term
+                        ),
                     ));
                 }
                 if *commit < state.durable_commit {

@@ -16,7 +16,13 @@ pub struct NoDoubleVote {
 }
 
 impl NoDoubleVote {
-    fn record(&mut self, event: &TraceEvent, term: u64, candidate: u64, what: &str) -> Result<(), Violation> {
+    fn record(
+        &mut self,
+        event: &TraceEvent,
+        term: u64,
+        candidate: u64,
+        what: &str,
+    ) -> Result<(), Violation> {
         if candidate == 0 {
             return Ok(());
         }
@@ -65,11 +71,19 @@ mod tests {
         let mut h = History::default();
         let mut c = NoDoubleVote::default();
         c.observe(&h.persist(3, Some((5, 1, 0)), &[])).unwrap();
-        c.observe(&h.sent(3, msg("MsgRequestVoteResponse", 3, 1, 5), DurableView::default()))
-            .unwrap();
+        c.observe(&h.sent(
+            3,
+            msg("MsgRequestVoteResponse", 3, 1, 5),
+            DurableView::default(),
+        ))
+        .unwrap();
         // Restart lost the vote; the node grants term 5 again, to node 2.
         c.observe(&h.recovered(3, 5, 0, 0, 0, 0)).unwrap();
-        let bad = h.sent(3, msg("MsgRequestVoteResponse", 3, 2, 5), DurableView::default());
+        let bad = h.sent(
+            3,
+            msg("MsgRequestVoteResponse", 3, 2, 5),
+            DurableView::default(),
+        );
         let v = c.observe(&bad).unwrap_err();
         assert_eq!(v.event_seq, bad.seq);
     }
@@ -78,12 +92,21 @@ mod tests {
     fn rejections_and_new_terms_are_fine() {
         let mut h = History::default();
         let mut c = NoDoubleVote::default();
-        c.observe(&h.sent(3, msg("MsgRequestVoteResponse", 3, 1, 5), DurableView::default()))
-            .unwrap();
+        c.observe(&h.sent(
+            3,
+            msg("MsgRequestVoteResponse", 3, 1, 5),
+            DurableView::default(),
+        ))
+        .unwrap();
         let mut reject = msg("MsgRequestVoteResponse", 3, 2, 5);
         reject.reject = true;
-        c.observe(&h.sent(3, reject, DurableView::default())).unwrap();
-        c.observe(&h.sent(3, msg("MsgRequestVoteResponse", 3, 2, 6), DurableView::default()))
+        c.observe(&h.sent(3, reject, DurableView::default()))
             .unwrap();
+        c.observe(&h.sent(
+            3,
+            msg("MsgRequestVoteResponse", 3, 2, 6),
+            DurableView::default(),
+        ))
+        .unwrap();
     }
 }

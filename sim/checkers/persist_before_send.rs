@@ -35,29 +35,57 @@ impl Checker for PersistBeforeSend {
             return Ok(());
         };
         let node = event.node;
-        let fail = |what: String| Err(violation(NAME, event, format!("node {node} sent {} to {}: {what}", msg.kind, msg.to)));
-        let pre_vote = matches!(msg.kind.as_str(), "MsgRequestPreVote" | "MsgRequestPreVoteResponse");
+        let fail = |what: String| {
+            Err(violation(
+                NAME,
+                event,
+                format!("node {node} sent {} to {}: {what}", msg.kind, msg.to),
+            ))
+        };
+        let pre_vote = matches!(
+            msg.kind.as_str(),
+            "MsgRequestPreVote" | "MsgRequestPreVoteResponse"
+        );
         if !pre_vote && msg.term > durable.term {
-            return fail(format!("term {} above durable term {}", msg.term, durable.term));
+            return fail(format!(
+                "term {} above durable term {}",
+                msg.term, durable.term
+            ));
         }
         match msg.kind.as_str() {
-            "MsgRequestVote" if durable.vote != node || durable.term < msg.term => {
-                fail(format!("own vote not durable (durable term {} vote {})", durable.term, durable.vote))
+            "MsgRequestVote" if durable.vote != node || durable.term < msg.term => fail(format!(
+                "own vote not durable (durable term {} vote {})",
+                durable.term, durable.vote
+            )),
+            "MsgRequestVoteResponse"
+                if !msg.reject && (durable.vote != msg.to || durable.term < msg.term) =>
+            {
+                fail(format!(
+                    "granted vote not durable (durable term {} vote {})",
+                    durable.term, durable.vote
+                ))
             }
-            "MsgRequestVoteResponse" if !msg.reject && (durable.vote != msg.to || durable.term < msg.term) => fail(
-                format!("granted vote not durable (durable term {} vote {})", durable.term, durable.vote),
-            ),
             "MsgAppendResponse" if !msg.reject => {
                 if durable.last_index < msg.index {
-                    return fail(format!("acknowledged {} but durable log ends at {}", msg.index, durable.last_index));
+                    return fail(format!(
+                        "acknowledged {} but durable log ends at {}",
+                        msg.index, durable.last_index
+                    ));
                 }
-                let claimed = self.logs.nodes.get(&node).and_then(|l| l.term_at(msg.index));
+                let claimed = self
+                    .logs
+                    .nodes
+                    .get(&node)
+                    .and_then(|l| l.term_at(msg.index));
                 match (claimed, durable.term_at_msg_index) {
                     (Some(want), Some(have)) if want != have => fail(format!(
                         "acknowledged {}@{want} but durable entry there has term {have}",
                         msg.index
                     )),
-                    (Some(want), None) => fail(format!("acknowledged {}@{want} but it is not durable", msg.index)),
+                    (Some(want), None) => fail(format!(
+                        "acknowledged {}@{want} but it is not durable",
+                        msg.index
+                    )),
                     _ => Ok(()),
                 }
             }
@@ -85,7 +113,8 @@ mod tests {
     fn fires_on_an_append_ack_before_the_sync() {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
-        c.observe(&h.persist(2, None, &[(1, 1, 5), (2, 1, 6)])).unwrap();
+        c.observe(&h.persist(2, None, &[(1, 1, 5), (2, 1, 6)]))
+            .unwrap();
         let mut ack = msg("MsgAppendResponse", 2, 1, 1);
         ack.index = 2;
         let bad = h.sent(2, ack, durable(1, 1, 1, None));
@@ -96,7 +125,11 @@ mod tests {
     fn fires_on_a_granted_vote_that_is_not_durable() {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
-        let bad = h.sent(2, msg("MsgRequestVoteResponse", 2, 1, 3), durable(3, 0, 0, None));
+        let bad = h.sent(
+            2,
+            msg("MsgRequestVoteResponse", 2, 1, 3),
+            durable(3, 0, 0, None),
+        );
         assert!(c.observe(&bad).is_err());
     }
 
@@ -114,11 +147,17 @@ mod tests {
         let mut c = PersistBeforeSend::default();
         c.observe(&h.sent(1, msg("MsgRequestPreVote", 1, 2, 9), durable(3, 1, 0, None)))
             .unwrap();
-        c.observe(&h.persist(2, Some((3, 1, 0)), &[(1, 3, 5)])).unwrap();
+        c.observe(&h.persist(2, Some((3, 1, 0)), &[(1, 3, 5)]))
+            .unwrap();
         let mut ack = msg("MsgAppendResponse", 2, 1, 3);
         ack.index = 1;
-        c.observe(&h.sent(2, ack, durable(3, 1, 1, Some(3)))).unwrap();
-        c.observe(&h.sent(2, msg("MsgRequestVoteResponse", 2, 1, 3), durable(3, 1, 1, Some(3))))
+        c.observe(&h.sent(2, ack, durable(3, 1, 1, Some(3))))
             .unwrap();
+        c.observe(&h.sent(
+            2,
+            msg("MsgRequestVoteResponse", 2, 1, 3),
+            durable(3, 1, 1, Some(3)),
+        ))
+        .unwrap();
     }
 }

@@ -41,17 +41,24 @@ impl Checker for StateMachineSafety {
                     ));
                 }
                 *last = entry.index;
-                let first = *self
-                    .applied_at
-                    .entry(entry.index)
-                    .or_insert((entry.term, entry.digest, event.node));
+                let first = *self.applied_at.entry(entry.index).or_insert((
+                    entry.term,
+                    entry.digest,
+                    event.node,
+                ));
                 if (first.0, first.1) != (entry.term, entry.digest) {
                     return Err(violation(
                         NAME,
                         event,
                         format!(
                             "node {} applied {}@{} at index {}, node {} applied {}@{}",
-                            event.node, entry.digest, entry.term, entry.index, first.2, first.1, first.0
+                            event.node,
+                            entry.digest,
+                            entry.term,
+                            entry.index,
+                            first.2,
+                            first.1,
+                            first.0
                         ),
                     ));
                 }

@@ -12,7 +12,11 @@ use coordlab::proto::StatusResponse;
 #[command(name = "coordctl", about = "Talk to a coordlab cluster")]
 struct Args {
     /// Comma-separated node addresses (host:port).
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+    )]
     endpoints: Vec<String>,
     /// Seconds before a request gives up, retries included.
     #[arg(long, default_value_t = 20)]
@@ -60,7 +64,11 @@ enum MemberAction {
 }
 
 fn print_status(out: &mut impl Write, s: &StatusResponse) -> std::io::Result<()> {
-    let members: Vec<String> = s.members.iter().map(|m| format!("{}={}", m.id, m.addr)).collect();
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.addr))
+        .collect();
     writeln!(out, "id: {}", s.id)?;
     writeln!(out, "role: {}", s.role)?;
     writeln!(out, "leader: {}", s.leader_id)?;

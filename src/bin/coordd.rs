@@ -96,7 +96,11 @@ fn raft_config(args: &Args, id: u64) -> RaftConfig {
     raft
 }
 
-async fn run_node(args: Arc<Args>, spec: NodeSpec, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+async fn run_node(
+    args: Arc<Args>,
+    spec: NodeSpec,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
     let disk = FileDisk::open(&spec.data_dir)
         .map_err(|e| format!("data dir {}: {e}", spec.data_dir.display()))?;
     let bootstrap = if spec.join {
@@ -128,7 +132,9 @@ async fn run_node(args: Arc<Args>, spec: NodeSpec, mut stop: watch::Receiver<boo
 
 fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {
     if args.dev {
-        let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", 7100 + id))).collect();
+        let peers: BTreeMap<u64, String> = (1..=3)
+            .map(|id| (id, format!("127.0.0.1:{}", 7100 + id)))
+            .collect();
         return Ok((1..=3)
             .map(|id| NodeSpec {
                 id,
@@ -169,6 +175,7 @@ async fn shutdown_signal() {
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
+                    biased;
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
                 }

@@ -16,8 +16,9 @@ use tonic::{Code, Response, Status};
 
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, MembershipResponse, PutRequest,
-    PutResponse, RemoveMemberRequest, StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, MembershipResponse,
+    PutRequest, PutResponse, RemoveMemberRequest, StatusRequest, StatusResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::server::leader_hint;
 
@@ -104,9 +105,11 @@ impl CoordClient {
             return Err(ClientError::NoEndpoints);
         }
         for endpoint in &config.endpoints {
-            Endpoint::from_shared(format!("http://{endpoint}")).map_err(|e| ClientError::InvalidEndpoint {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
+            Endpoint::from_shared(format!("http://{endpoint}")).map_err(|e| {
+                ClientError::InvalidEndpoint {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         }
         Ok(CoordClient {
@@ -213,7 +216,9 @@ impl CoordClient {
     }
 
     pub async fn delete(&mut self, key: &str) -> Result<DeleteResponse, ClientError> {
-        let req = DeleteRequest { key: key.to_string() };
+        let req = DeleteRequest {
+            key: key.to_string(),
+        };
         self.call(|mut c| {
             let req = req.clone();
             async move { c.delete(req).await }
@@ -237,7 +242,9 @@ impl CoordClient {
     /// Status of the preferred endpoint's node (no leader following).
     pub async fn status_of(&mut self, endpoint: &str) -> Result<StatusResponse, ClientError> {
         let mut client = KvClient::new(self.channel(endpoint)?);
-        match tokio::time::timeout(self.config.attempt_timeout, client.status(StatusRequest {})).await {
+        match tokio::time::timeout(self.config.attempt_timeout, client.status(StatusRequest {}))
+            .await
+        {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(ClientError::Rejected {
                 endpoint: endpoint.to_string(),
@@ -284,7 +291,11 @@ impl CoordClient {
         })
     }
 
-    pub async fn add_member(&mut self, id: u64, addr: &str) -> Result<MembershipResponse, ClientError> {
+    pub async fn add_member(
+        &mut self,
+        id: u64,
+        addr: &str,
+    ) -> Result<MembershipResponse, ClientError> {
         let req = AddMemberRequest {
             id,
             addr: addr.to_string(),
@@ -301,7 +312,10 @@ impl CoordClient {
             .await
     }
 
-    pub async fn transfer_leader(&mut self, to: u64) -> Result<TransferLeaderResponse, ClientError> {
+    pub async fn transfer_leader(
+        &mut self,
+        to: u64,
+    ) -> Result<TransferLeaderResponse, ClientError> {
         self.call(|mut c| async move { c.transfer_leader(TransferLeaderRequest { to }).await })
             .await
     }

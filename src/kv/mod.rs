@@ -53,7 +53,9 @@ pub fn put_command(key: &str, value: &[u8]) -> Vec<u8> {
 /// Encodes a delete as a Raft command.
 pub fn delete_command(key: &str) -> Vec<u8> {
     proto::KvCommand {
-        op: Some(Op::Delete(proto::DeleteRequest { key: key.to_string() })),
+        op: Some(Op::Delete(proto::DeleteRequest {
+            key: key.to_string(),
+        })),
     }
     .encode_to_vec()
 }
@@ -108,8 +110,13 @@ impl StateMachine for KvStateMachine {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let snapshot = proto::KvSnapshot::decode(snapshot).map_err(|e| format!("KV snapshot: {e}"))?;
-        self.data = snapshot.pairs.into_iter().map(|p| (p.key, p.value)).collect();
+        let snapshot =
+            proto::KvSnapshot::decode(snapshot).map_err(|e| format!("KV snapshot: {e}"))?;
+        self.data = snapshot
+            .pairs
+            .into_iter()
+            .map(|p| (p.key, p.value))
+            .collect();
         Ok(())
     }
 }

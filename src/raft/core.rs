@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::config::RaftConfig;
 use super::error::RaftError;
-use super::pending::{PendingRead, PendingReads, PendingProposals, ReadAnswer, RequestIds};
+use super::pending::{PendingProposals, PendingRead, PendingReads, ReadAnswer, RequestIds};
 use super::router::{Input, MembershipChange, ProposalTicket};
 use super::state_machine::StateMachine;
 use super::status::NodeStatus;
@@ -196,7 +196,9 @@ impl<S: StateMachine> RaftCore<S> {
 
     /// Steps a Raft message received from a peer.
     pub fn receive_raft_message(&mut self, message: Message) {
-        self.env.observer.observe(self.id, &Event::Received { message: &message });
+        self.env
+            .observer
+            .observe(self.id, &Event::Received { message: &message });
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(node = self.id, error = %e, "raft message not stepped");
         }
@@ -215,7 +217,9 @@ impl<S: StateMachine> RaftCore<S> {
             return Err(self.not_leader());
         }
         if self.raw.raft.lead_transferee.is_some() {
-            return Err(RaftError::ProposalDropped("leader transfer in progress".into()));
+            return Err(RaftError::ProposalDropped(
+                "leader transfer in progress".into(),
+            ));
         }
         Ok(())
     }
@@ -231,10 +235,16 @@ impl<S: StateMachine> RaftCore<S> {
         self.track_proposal(before, id)
     }
 
-    fn track_proposal(&mut self, before: u64, id: super::pending::RequestId) -> Result<ProposalTicket, RaftError> {
+    fn track_proposal(
+        &mut self,
+        before: u64,
+        id: super::pending::RequestId,
+    ) -> Result<ProposalTicket, RaftError> {
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
-            return Err(RaftError::ProposalDropped("raft did not append the proposal".into()));
+            return Err(RaftError::ProposalDropped(
+                "raft did not append the proposal".into(),
+            ));
         }
         let (tx, rx) = oneshot::channel();
         let deadline = self.deadline_ms();
@@ -245,7 +255,12 @@ impl<S: StateMachine> RaftCore<S> {
     /// Serves a read: at once from local state when serializable, else after
     /// ReadIndex (Raft thesis §6.4) confirms leadership and the state machine
     /// reaches the confirmed index.
-    pub fn read(&mut self, query: Vec<u8>, linearizable: bool, reply: oneshot::Sender<Result<ReadAnswer, RaftError>>) {
+    pub fn read(
+        &mut self,
+        query: Vec<u8>,
+        linearizable: bool,
+        reply: oneshot::Sender<Result<ReadAnswer, RaftError>>,
+    ) {
         if !linearizable {
             let answer = self.state_machine.query(&query);
             let _ = reply.send(Ok(ReadAnswer {
@@ -273,14 +288,19 @@ impl<S: StateMachine> RaftCore<S> {
     }
 
     /// Proposes a ConfChangeV2 for one membership change.
-    pub fn propose_membership_change(&mut self, change: MembershipChange) -> Result<ProposalTicket, RaftError> {
+    pub fn propose_membership_change(
+        &mut self,
+        change: MembershipChange,
+    ) -> Result<ProposalTicket, RaftError> {
         self.check_leader()?;
         let voters = self.raw.raft.prs().conf().voters().ids();
         let learners = self.raw.raft.prs().conf().learners();
         let is_member = |id: u64| voters.contains(id) || learners.contains(&id);
         let (change_type, node_id, addr) = match &change {
             MembershipChange::AddVoter { id, addr } => (ConfChangeType::AddNode, *id, addr.clone()),
-            MembershipChange::AddLearner { id, addr } => (ConfChangeType::AddLearnerNode, *id, addr.clone()),
+            MembershipChange::AddLearner { id, addr } => {
+                (ConfChangeType::AddLearnerNode, *id, addr.clone())
+            }
             MembershipChange::Remove { id } => (ConfChangeType::RemoveNode, *id, String::new()),
         };
         if node_id == raft::INVALID_ID {
@@ -288,13 +308,19 @@ impl<S: StateMachine> RaftCore<S> {
         }
         match change_type {
             ConfChangeType::RemoveNode if !is_member(node_id) => {
-                return Err(RaftError::InvalidRequest(format!("node {node_id} is not a member")));
+                return Err(RaftError::InvalidRequest(format!(
+                    "node {node_id} is not a member"
+                )));
             }
             ConfChangeType::AddNode if voters.contains(node_id) => {
-                return Err(RaftError::InvalidRequest(format!("node {node_id} is already a voter")));
+                return Err(RaftError::InvalidRequest(format!(
+                    "node {node_id} is already a voter"
+                )));
             }
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode if addr.is_empty() => {
-                return Err(RaftError::InvalidRequest(format!("node {node_id} needs an address")));
+                return Err(RaftError::InvalidRequest(format!(
+                    "node {node_id} needs an address"
+                )));
             }
             _ => {}
         }
@@ -318,7 +344,9 @@ impl<S: StateMachine> RaftCore<S> {
             return Err(self.not_leader());
         }
         if !self.raw.raft.prs().conf().voters().ids().contains(to) {
-            return Err(RaftError::InvalidRequest(format!("node {to} is not a voter")));
+            return Err(RaftError::InvalidRequest(format!(
+                "node {to} is not a voter"
+            )));
         }
         self.raw.transfer_leader(to);
         Ok(())
@@ -354,7 +382,8 @@ impl<S: StateMachine> RaftCore<S> {
 
 /// Decodes the node-level snapshot (members + state machine bytes).
 pub(super) fn decode_node_snapshot(data: &[u8]) -> Result<proto::NodeSnapshot, RaftError> {
-    proto::NodeSnapshot::decode(data).map_err(|e| RaftError::Corruption(format!("node snapshot: {e}")))
+    proto::NodeSnapshot::decode(data)
+        .map_err(|e| RaftError::Corruption(format!("node snapshot: {e}")))
 }
 
 pub(super) fn members_from_proto(members: &[proto::Member]) -> BTreeMap<u64, String> {
@@ -364,6 +393,9 @@ pub(super) fn members_from_proto(members: &[proto::Member]) -> BTreeMap<u64, Str
 pub(super) fn members_to_proto(members: &BTreeMap<u64, String>) -> Vec<proto::Member> {
     members
         .iter()
-        .map(|(&id, addr)| proto::Member { id, addr: addr.clone() })
+        .map(|(&id, addr)| proto::Member {
+            id,
+            addr: addr.clone(),
+        })
         .collect()
 }

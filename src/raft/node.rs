@@ -40,13 +40,16 @@ pub async fn run_raft_node<S: StateMachine>(
 }
 
 /// Runs an opened core until shutdown, removal or a storage failure.
-pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inbox) -> Result<(), RaftError> {
+pub async fn drive<S: StateMachine>(
+    mut core: RaftCore<S>,
+    Inbox(mut inbox): Inbox,
+) -> Result<(), RaftError> {
     let tick_interval = core.config.tick_interval;
     let clock = core.env.clock.clone();
     let mut tick = clock.sleep(tick_interval);
     let result = loop {
+        // Biased: the branch order is fixed, so a seed always picks the same one.
         tokio::select! {
-            // Biased: the branch order is fixed, so a seed always picks the same one.
             biased;
             _ = &mut tick => {
                 core.tick();
@@ -82,6 +85,8 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, Inbox(mut inbox): Inb
     };
     tracing::info!(node = core.id, %reason, "raft loop stopped");
     core.fail_pending(&reason);
-    core.env.observer.observe(core.id, &Event::Stopped { reason: &reason });
+    core.env
+        .observer
+        .observe(core.id, &Event::Stopped { reason: &reason });
     result
 }

@@ -16,9 +16,12 @@
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot, SnapshotMetadata};
-use raft_proto::ConfChangeI;
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot,
+    SnapshotMetadata,
+};
 use raft::Storage;
+use raft_proto::ConfChangeI;
 
 use super::core::{decode_node_snapshot, members_from_proto, members_to_proto, RaftCore};
 use super::error::RaftError;
@@ -54,7 +57,8 @@ impl<S: StateMachine> RaftCore<S> {
         self.send_raft_messages(ready.take_persisted_messages());
 
         for read_state in ready.take_read_states() {
-            self.reads.confirm(&read_state.request_ctx, read_state.index);
+            self.reads
+                .confirm(&read_state.request_ctx, read_state.index);
         }
 
         // 5. Committed entries, covered by the commit index persisted in step 3.
@@ -85,7 +89,12 @@ impl<S: StateMachine> RaftCore<S> {
     }
 
     /// Writes entries and HardState as one batch; syncs when `sync`.
-    pub(super) fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> Result<(), RaftError> {
+    pub(super) fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -122,7 +131,8 @@ impl<S: StateMachine> RaftCore<S> {
             .map_err(|e| RaftError::Corruption(format!("snapshot from leader: {e}")))?;
         self.set_members(members_from_proto(&node_snapshot.members));
         self.applied = meta.index;
-        self.proposals.drop_through(meta.index, "replaced by a snapshot");
+        self.proposals
+            .drop_through(meta.index, "replaced by a snapshot");
         self.env.observer.observe(
             self.id,
             &Event::SnapshotPersisted {
@@ -146,12 +156,16 @@ impl<S: StateMachine> RaftCore<S> {
             let answer = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
                 EntryType::EntryNormal => self.state_machine.apply(entry.index, &entry.data),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(entry)?
+                }
             };
             self.proposals
                 .resolve_applied(entry.index, RequestId::decode(&entry.context), answer);
             self.applied = entry.index;
-            self.env.observer.observe(self.id, &Event::Applied { entry });
+            self.env
+                .observer
+                .observe(self.id, &Event::Applied { entry });
         }
         let applied = self.applied;
         self.storage_engine().persist_applied(applied)?;
@@ -165,8 +179,9 @@ impl<S: StateMachine> RaftCore<S> {
             EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data)
                 .map_err(|e| RaftError::Corruption(format!("conf change at {}: {e}", entry.index)))?
                 .into_v2(),
-            _ => ConfChangeV2::parse_from_bytes(&entry.data)
-                .map_err(|e| RaftError::Corruption(format!("conf change at {}: {e}", entry.index)))?,
+            _ => ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| {
+                RaftError::Corruption(format!("conf change at {}: {e}", entry.index))
+            })?,
         };
         if let Err(e) = self.raw.apply_conf_change(&cc) {
             // Every node rejects the same change the same way: the log stays consistent.
@@ -216,7 +231,9 @@ impl<S: StateMachine> RaftCore<S> {
     fn serve_ready_reads(&mut self) {
         for (read_index, read) in self.reads.take_ready(self.applied) {
             let answer = self.state_machine.query(&read.query);
-            let _ = read.reply.send(Ok(super::pending::ReadAnswer { read_index, answer }));
+            let _ = read
+                .reply
+                .send(Ok(super::pending::ReadAnswer { read_index, answer }));
         }
     }
 
@@ -224,23 +241,24 @@ impl<S: StateMachine> RaftCore<S> {
     /// when a follower needs a newer one than the stored snapshot.
     fn snapshot_if_due(&mut self) -> Result<(), RaftError> {
         let snapshot_index = self.raw.store().engine().state().snapshot.index;
-        let wanted = self.raw.store().take_fresh_snapshot_request() && self.applied > snapshot_index;
+        let wanted =
+            self.raw.store().take_fresh_snapshot_request() && self.applied > snapshot_index;
         if !wanted && self.applied < snapshot_index + self.config.snapshot_interval_entries {
             return Ok(());
         }
-        let term = self
-            .raw
-            .store()
-            .term(self.applied)
-            .map_err(|e| RaftError::Storage(format!("term of applied index {}: {e}", self.applied)))?;
+        let term = self.raw.store().term(self.applied).map_err(|e| {
+            RaftError::Storage(format!("term of applied index {}: {e}", self.applied))
+        })?;
         let data = proto::NodeSnapshot {
             members: members_to_proto(&self.members),
             state_machine: self.state_machine.snapshot(),
         }
         .encode_to_vec();
-        let mut meta = SnapshotMetadata::default();
-        meta.index = self.applied;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index: self.applied,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
         let mut snapshot = Snapshot::default();
         snapshot.set_metadata(meta);
@@ -258,7 +276,11 @@ impl<S: StateMachine> RaftCore<S> {
 
     /// Reports role/term/leader changes and fails reads that lost their leader.
     fn observe_role_change(&mut self) {
-        let now = (self.raw.raft.state, self.raw.raft.term, self.raw.raft.leader_id);
+        let now = (
+            self.raw.raft.state,
+            self.raw.raft.term,
+            self.raw.raft.leader_id,
+        );
         if now == self.last_role {
             return;
         }

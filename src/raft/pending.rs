@@ -5,7 +5,7 @@
 //! leader's entry, and the waiting client must then hear "dropped", not someone
 //! else's answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
@@ -35,7 +35,8 @@ impl RequestId {
         if bytes.len() != Self::ENCODED_LEN {
             return None;
         }
-        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let word =
+            |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         Some(RequestId {
             node_id: word(0),
             incarnation: word(1),
@@ -88,8 +89,21 @@ pub struct PendingProposals {
 }
 
 impl PendingProposals {
-    pub fn insert(&mut self, index: u64, id: RequestId, deadline_ms: u64, reply: oneshot::Sender<ProposalResult>) {
-        if let Some(old) = self.by_index.insert(index, PendingProposal { id, deadline_ms, reply }) {
+    pub fn insert(
+        &mut self,
+        index: u64,
+        id: RequestId,
+        deadline_ms: u64,
+        reply: oneshot::Sender<ProposalResult>,
+    ) {
+        if let Some(old) = self.by_index.insert(
+            index,
+            PendingProposal {
+                id,
+                deadline_ms,
+                reply,
+            },
+        ) {
             // Our own earlier proposal at this index was overwritten before we knew.
             let _ = old.reply.send(Err(RaftError::ProposalDropped(format!(
                 "index {index} was reused by a later proposal"
@@ -129,7 +143,9 @@ impl PendingProposals {
     pub fn drop_through(&mut self, index: u64, why: &str) {
         let rest = self.by_index.split_off(&(index + 1));
         for (_, p) in std::mem::replace(&mut self.by_index, rest) {
-            let _ = p.reply.send(Err(RaftError::ProposalDropped(why.to_string())));
+            let _ = p
+                .reply
+                .send(Err(RaftError::ProposalDropped(why.to_string())));
         }
     }
 
@@ -174,7 +190,7 @@ pub struct ReadAnswer {
 /// state machine to reach it.
 #[derive(Default)]
 pub struct PendingReads {
-    awaiting_index: HashMap<RequestId, PendingRead>,
+    awaiting_index: BTreeMap<RequestId, PendingRead>,
     awaiting_apply: BTreeMap<(u64, RequestId), PendingRead>,
 }
 
@@ -194,7 +210,14 @@ impl PendingReads {
 
     /// Takes the reads whose index is now applied.
     pub fn take_ready(&mut self, applied: u64) -> Vec<(u64, PendingRead)> {
-        let later = self.awaiting_apply.split_off(&(applied + 1, RequestId { node_id: 0, incarnation: 0, seq: 0 }));
+        let later = self.awaiting_apply.split_off(&(
+            applied + 1,
+            RequestId {
+                node_id: 0,
+                incarnation: 0,
+                seq: 0,
+            },
+        ));
         std::mem::replace(&mut self.awaiting_apply, later)
             .into_iter()
             .map(|((index, _), read)| (index, read))
@@ -205,11 +228,21 @@ impl PendingReads {
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
         let expired = |r: &PendingRead| r.deadline_ms <= now_ms;
         let mut failed = Vec::new();
-        let ids: Vec<RequestId> = self.awaiting_index.iter().filter(|(_, r)| expired(r)).map(|(&id, _)| id).collect();
+        let ids: Vec<RequestId> = self
+            .awaiting_index
+            .iter()
+            .filter(|(_, r)| expired(r))
+            .map(|(&id, _)| id)
+            .collect();
         for id in ids {
             failed.extend(self.awaiting_index.remove(&id));
         }
-        let keys: Vec<(u64, RequestId)> = self.awaiting_apply.iter().filter(|(_, r)| expired(r)).map(|(&k, _)| k).collect();
+        let keys: Vec<(u64, RequestId)> = self
+            .awaiting_apply
+            .iter()
+            .filter(|(_, r)| expired(r))
+            .map(|(&k, _)| k)
+            .collect();
         for k in keys {
             failed.extend(self.awaiting_apply.remove(&k));
         }
@@ -239,7 +272,11 @@ mod tests {
     use super::*;
 
     fn id(seq: u64) -> RequestId {
-        RequestId { node_id: 1, incarnation: 7, seq }
+        RequestId {
+            node_id: 1,
+            incarnation: 7,
+            seq,
+        }
     }
 
     #[test]
@@ -257,7 +294,10 @@ mod tests {
         pending.insert(6, id(2), 1000, tx_b);
         // Another leader's entry took index 5: client A must hear "dropped".
         pending.resolve_applied(5, Some(id(99)), b"wrong".to_vec());
-        assert!(matches!(rx_a.try_recv(), Ok(Err(RaftError::ProposalDropped(_)))));
+        assert!(matches!(
+            rx_a.try_recv(),
+            Ok(Err(RaftError::ProposalDropped(_)))
+        ));
         pending.resolve_applied(6, Some(id(2)), b"ok".to_vec());
         assert_eq!(rx_b.try_recv().unwrap().unwrap(), b"ok");
         assert!(pending.is_empty());
@@ -267,14 +307,28 @@ mod tests {
     fn reads_wait_for_apply_and_expire() {
         let mut reads = PendingReads::default();
         let (tx, mut rx) = oneshot::channel();
-        reads.insert(id(1), PendingRead { query: vec![], deadline_ms: 100, reply: tx });
+        reads.insert(
+            id(1),
+            PendingRead {
+                query: vec![],
+                deadline_ms: 100,
+                reply: tx,
+            },
+        );
         reads.confirm(&id(1).encode(), 10);
         assert!(reads.take_ready(9).is_empty());
         let ready = reads.take_ready(10);
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].0, 10);
         let (tx2, mut rx2) = oneshot::channel();
-        reads.insert(id(2), PendingRead { query: vec![], deadline_ms: 100, reply: tx2 });
+        reads.insert(
+            id(2),
+            PendingRead {
+                query: vec![],
+                deadline_ms: 100,
+                reply: tx2,
+            },
+        );
         reads.expire(100, 100);
         assert!(matches!(rx2.try_recv(), Ok(Err(RaftError::Timeout(100)))));
         drop(ready);

@@ -65,9 +65,14 @@ pub enum Input {
         reply: oneshot::Sender<Result<(), RaftError>>,
     },
     /// The transport could not reach `peer`.
-    PeerUnreachable { peer: u64 },
+    PeerUnreachable {
+        peer: u64,
+    },
     /// A snapshot message to `peer` was delivered (`ok`) or not.
-    SnapshotSent { peer: u64, ok: bool },
+    SnapshotSent {
+        peer: u64,
+        ok: bool,
+    },
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
@@ -90,7 +95,10 @@ impl RaftHandle {
         RaftHandle { inbox }
     }
 
-    async fn ask<T>(&self, build: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, RaftError> {
+    async fn ask<T>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, RaftError> {
         let (tx, rx) = oneshot::channel();
         self.inbox.send(build(tx)).await.map_err(stopped)?;
         rx.await.map_err(stopped)
@@ -144,7 +152,8 @@ impl RaftHandle {
 
     /// Asks the leader to hand leadership to `to`.
     pub async fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
-        self.ask(|reply| Input::TransferLeader { to, reply }).await?
+        self.ask(|reply| Input::TransferLeader { to, reply })
+            .await?
     }
 
     pub async fn status(&self) -> Result<NodeStatus, RaftError> {

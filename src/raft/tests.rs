@@ -52,7 +52,9 @@ enum Recorded {
         last: Option<(u64, u64)>,
         synced: bool,
     },
-    Snapshot { index: u64 },
+    Snapshot {
+        index: u64,
+    },
     Sent(Message),
 }
 
@@ -106,13 +108,22 @@ impl Cluster {
         };
         let voters: Vec<u64> = (1..=n).collect();
         for id in 1..=n {
-            cluster.start(id, Bootstrap::NewCluster { voters: voters.clone() });
+            cluster.start(
+                id,
+                Bootstrap::NewCluster {
+                    voters: voters.clone(),
+                },
+            );
         }
         cluster
     }
 
     fn start(&mut self, id: u64, bootstrap: Bootstrap) {
-        let disk = self.disks.entry(id).or_insert_with(|| Arc::new(MemDisk::new())).clone();
+        let disk = self
+            .disks
+            .entry(id)
+            .or_insert_with(|| Arc::new(MemDisk::new()))
+            .clone();
         let mut config = RaftConfig::new(id);
         config.snapshot_interval_entries = self.snapshot_interval;
         let env = NodeEnv {
@@ -188,7 +199,10 @@ impl Cluster {
 
     fn put(&mut self, key: &str, value: &str) -> u64 {
         let leader = self.elect();
-        let ticket = self.core(leader).propose(kv::put_command(key, value.as_bytes())).unwrap();
+        let ticket = self
+            .core(leader)
+            .propose(kv::put_command(key, value.as_bytes()))
+            .unwrap();
         let index = ticket.index;
         let mut rx = ticket.applied;
         self.run_until("the put applied", |_| !rx.is_empty());
@@ -213,7 +227,9 @@ fn propose_returns_the_real_index_and_the_state_machine_answer() {
     c.run_until("applied", |_| !rx.is_empty());
     let answer = proto::KvApplied::decode(&rx.try_recv().unwrap().unwrap()[..]).unwrap();
     assert_eq!(answer.prev_value.as_deref(), Some(&b"v1"[..]));
-    c.run_until("all applied", |c| c.cores.values().all(|n| n.applied == first + 1));
+    c.run_until("all applied", |c| {
+        c.cores.values().all(|n| n.applied == first + 1)
+    });
     for id in 1..=3 {
         assert_eq!(c.value_on(id, "k").as_deref(), Some(&b"v2"[..]));
     }
@@ -225,7 +241,10 @@ fn follower_refuses_proposals_naming_the_leader() {
     let leader = c.elect();
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     match c.core(follower).propose(kv::put_command("k", b"v")) {
-        Err(RaftError::NotLeader { leader_id, leader_addr }) => {
+        Err(RaftError::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => {
             assert_eq!(leader_id, leader);
             assert_eq!(leader_addr, Some(addr(leader)));
         }
@@ -305,15 +324,24 @@ fn persisted_messages_leave_only_after_their_sync() {
                 let (term, vote, last) = *d;
                 match m.get_msg_type() {
                     MessageType::MsgRequestVote => {
-                        assert!(term >= m.term && vote == node, "vote request before its vote was durable: {m:?}");
+                        assert!(
+                            term >= m.term && vote == node,
+                            "vote request before its vote was durable: {m:?}"
+                        );
                         checked += 1;
                     }
                     MessageType::MsgRequestVoteResponse if !m.reject => {
-                        assert!(term >= m.term && vote == m.to, "vote granted before durable: {m:?}");
+                        assert!(
+                            term >= m.term && vote == m.to,
+                            "vote granted before durable: {m:?}"
+                        );
                         checked += 1;
                     }
                     MessageType::MsgAppendResponse if !m.reject => {
-                        assert!(last >= m.index, "append acked before durable: {m:?} (durable last {last})");
+                        assert!(
+                            last >= m.index,
+                            "append acked before durable: {m:?} (durable last {last})"
+                        );
                         checked += 1;
                     }
                     _ => {}
@@ -322,7 +350,11 @@ fn persisted_messages_leave_only_after_their_sync() {
                     m.get_msg_type(),
                     MessageType::MsgRequestPreVote | MessageType::MsgRequestPreVoteResponse
                 ) {
-                    assert!(m.term <= term, "message carries term {} above durable term {term}", m.term);
+                    assert!(
+                        m.term <= term,
+                        "message carries term {} above durable term {term}",
+                        m.term
+                    );
                 }
             }
             _ => {}
@@ -339,7 +371,12 @@ fn a_restarted_node_recovers_its_log_and_catches_up() {
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     c.cores.remove(&follower);
     c.put("b", "2");
-    c.start(follower, Bootstrap::NewCluster { voters: vec![1, 2, 3] });
+    c.start(
+        follower,
+        Bootstrap::NewCluster {
+            voters: vec![1, 2, 3],
+        },
+    );
     let last = c.put("c", "3");
     c.run_until("follower caught up", |c| c.cores[&follower].applied >= last);
     assert_eq!(c.value_on(follower, "a").as_deref(), Some(&b"1"[..]));
@@ -353,21 +390,34 @@ fn new_node_joins_by_snapshot_and_a_removed_node_stops() {
         c.put(&format!("k{i}"), "v");
     }
     let leader = c.leader().unwrap();
-    assert!(c.cores[&leader].status().snapshot_index > 0, "log was compacted");
+    assert!(
+        c.cores[&leader].status().snapshot_index > 0,
+        "log was compacted"
+    );
     c.start(4, Bootstrap::Join);
     let ticket = c
         .core(leader)
-        .propose_membership_change(MembershipChange::AddVoter { id: 4, addr: addr(4) })
+        .propose_membership_change(MembershipChange::AddVoter {
+            id: 4,
+            addr: addr(4),
+        })
         .unwrap();
     let mut rx = ticket.applied;
     c.run_until("node 4 added", |_| !rx.is_empty());
     rx.try_recv().unwrap().unwrap();
     let last = c.put("joined", "yes");
     c.run_until("node 4 caught up", |c| c.cores[&4].applied >= last);
-    assert_eq!(c.value_on(4, "k0").as_deref(), Some(&b"v"[..]), "state came by snapshot");
+    assert_eq!(
+        c.value_on(4, "k0").as_deref(),
+        Some(&b"v"[..]),
+        "state came by snapshot"
+    );
     assert!(c.cores[&4].status().snapshot_index > 0);
     assert_eq!(c.cores[&4].members.get(&4), Some(&addr(4)));
-    assert_eq!(c.cores[&leader].raw.raft.prs().conf().voters().ids().len(), 4);
+    assert_eq!(
+        c.cores[&leader].raw.raft.prs().conf().voters().ids().len(),
+        4
+    );
 
     // Remove a follower; it stops, and the rest keep committing.
     let victim = (1..=3).find(|&i| i != leader).unwrap();
@@ -379,8 +429,13 @@ fn new_node_joins_by_snapshot_and_a_removed_node_stops() {
     let mut rx = ticket.applied;
     c.run_until("node removed", |_| !rx.is_empty());
     rx.try_recv().unwrap().unwrap();
-    c.run_until("victim stopped", |c| c.cores[&victim].stop_reason().is_some());
-    assert_eq!(c.cores[&victim].stop_reason(), Some("removed from the cluster"));
+    c.run_until("victim stopped", |c| {
+        c.cores[&victim].stop_reason().is_some()
+    });
+    assert_eq!(
+        c.cores[&victim].stop_reason(),
+        Some("removed from the cluster")
+    );
     c.cores.remove(&victim);
     c.put("after-remove", "ok");
     assert!(!c.cores[&c.leader().unwrap()].members.contains_key(&victim));
@@ -397,7 +452,10 @@ fn invalid_membership_changes_are_refused() {
     assert!(matches!(err, RaftError::InvalidRequest(_)), "{err}");
     let err = c
         .core(leader)
-        .propose_membership_change(MembershipChange::AddVoter { id: 2, addr: addr(2) })
+        .propose_membership_change(MembershipChange::AddVoter {
+            id: 2,
+            addr: addr(2),
+        })
         .unwrap_err();
     assert!(matches!(err, RaftError::InvalidRequest(_)), "{err}");
 }

@@ -114,12 +114,9 @@ impl Disk for FileDisk {
         let mut appenders = self.appenders.lock().expect("appender lock");
         let file = match appenders.entry(name.to_string()) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(OpenOptions::new().create(true).append(true).open(path)?)
+            }
         };
         file.write_all(data)
     }
@@ -184,23 +181,40 @@ fn not_found(name: &str) -> io::Error {
 
 impl ReadDisk for MemDisk {
     fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.files.lock().expect("mem disk").keys().cloned().collect())
+        Ok(self
+            .files
+            .lock()
+            .expect("mem disk")
+            .keys()
+            .cloned()
+            .collect())
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.files.lock().expect("mem disk").get(name).cloned().ok_or_else(|| not_found(name))
+        self.files
+            .lock()
+            .expect("mem disk")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))
     }
 }
 
 impl Disk for MemDisk {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut files = self.files.lock().expect("mem disk");
-        files.entry(name.to_string()).or_default().extend_from_slice(data);
+        files
+            .entry(name.to_string())
+            .or_default()
+            .extend_from_slice(data);
         Ok(())
     }
 
     fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        self.files.lock().expect("mem disk").insert(name.to_string(), data.to_vec());
+        self.files
+            .lock()
+            .expect("mem disk")
+            .insert(name.to_string(), data.to_vec());
         Ok(())
     }
 

@@ -11,8 +11,8 @@ use crate::kv::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, KvApplied, Member,
-    MembershipResponse, PutRequest, PutResponse, RemoveMemberRequest, StatusRequest, StatusResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    MembershipResponse, PutRequest, PutResponse, RemoveMemberRequest, StatusRequest,
+    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::{role_name, MembershipChange, NodeStatus, RaftHandle};
 use crate::seams::clock::Clock;
@@ -54,7 +54,10 @@ fn members_of(status: &NodeStatus) -> Vec<Member> {
     status
         .members
         .iter()
-        .map(|(&id, addr)| Member { id, addr: addr.clone() })
+        .map(|(&id, addr)| Member {
+            id,
+            addr: addr.clone(),
+        })
         .collect()
 }
 
@@ -81,7 +84,10 @@ impl Kv for KvService {
         }))
     }
 
-    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         let req = request.into_inner();
         check_key(&req.key)?;
         let (index, answer) = self
@@ -110,7 +116,10 @@ impl Kv for KvService {
         Ok(Response::new(answer))
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let s = self.status_now().await?;
         Ok(Response::new(StatusResponse {
             id: s.id,
@@ -126,7 +135,10 @@ impl Kv for KvService {
         }))
     }
 
-    async fn add_member(&self, request: Request<AddMemberRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn add_member(
+        &self,
+        request: Request<AddMemberRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(Status::invalid_argument(format!(
@@ -141,7 +153,10 @@ impl Kv for KvService {
         self.change(change).await
     }
 
-    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let change = MembershipChange::Remove {
             id: request.into_inner().id,
         };
@@ -153,7 +168,10 @@ impl Kv for KvService {
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let to = request.into_inner().to;
-        self.node.transfer_leader(to).await.map_err(status_from_raft_error)?;
+        self.node
+            .transfer_leader(to)
+            .await
+            .map_err(status_from_raft_error)?;
         // Leadership moves within an election timeout or the transfer is abandoned.
         for _ in 0..50 {
             let s = self.status_now().await?;
@@ -162,12 +180,17 @@ impl Kv for KvService {
             }
             self.clock.sleep(Duration::from_millis(100)).await;
         }
-        Err(Status::deadline_exceeded(format!("leadership did not move to node {to}")))
+        Err(Status::deadline_exceeded(format!(
+            "leadership did not move to node {to}"
+        )))
     }
 }
 
 impl KvService {
-    async fn change(&self, change: MembershipChange) -> Result<Response<MembershipResponse>, Status> {
+    async fn change(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let index = self
             .node
             .change_membership(change)

@@ -64,7 +64,8 @@ pub async fn serve_node(
 ) -> Result<(), NodeError> {
     let id = options.raft.id;
     let (handle, inbox) = raft::inbox();
-    let grpc: Arc<dyn Transport> = Arc::new(GrpcTransport::new(id, handle.clone(), seams.clock.clone()));
+    let grpc: Arc<dyn Transport> =
+        Arc::new(GrpcTransport::new(id, handle.clone(), seams.clock.clone()));
     let transport = match &seams.transport_layer {
         Some(layer) => layer(grpc),
         None => grpc,
@@ -122,7 +123,8 @@ pub async fn serve_node(
     };
     match raft_result {
         Ok(result) => result.map_err(NodeError::from),
-        Err(join) => Err(NodeError::Raft(RaftError::Stopped(format!("raft task: {join}")))),
+        Err(join) => Err(NodeError::Raft(RaftError::Stopped(format!(
+            "raft task: {join}"
+        )))),
     }
 }
-

@@ -27,7 +27,9 @@ pub fn status_from_raft_error(err: RaftError) -> Status {
             status
         }
         RaftError::ProposalDropped(why) => Status::aborted(format!("proposal dropped: {why}")),
-        RaftError::Timeout(ms) => Status::deadline_exceeded(format!("request timed out after {ms} ms")),
+        RaftError::Timeout(ms) => {
+            Status::deadline_exceeded(format!("request timed out after {ms} ms"))
+        }
         RaftError::InvalidRequest(why) => Status::invalid_argument(why),
         RaftError::Corruption(why) => Status::data_loss(why),
         e @ (RaftError::Storage(_) | RaftError::Transport(_) | RaftError::Stopped(_)) => {
@@ -60,7 +62,10 @@ mod tests {
             leader_id: 3,
             leader_addr: Some("127.0.0.1:7103".into()),
         });
-        assert_eq!(leader_hint(&status), Some((3, Some("127.0.0.1:7103".into()))));
+        assert_eq!(
+            leader_hint(&status),
+            Some((3, Some("127.0.0.1:7103".into())))
+        );
         assert_eq!(leader_hint(&Status::unavailable("x")), None);
     }
 }

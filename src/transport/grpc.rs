@@ -64,7 +64,10 @@ impl Transport for GrpcTransport {
             if !queued {
                 self.node.report(Input::PeerUnreachable { peer: to });
                 if is_snapshot {
-                    self.node.report(Input::SnapshotSent { peer: to, ok: false });
+                    self.node.report(Input::SnapshotSent {
+                        peer: to,
+                        ok: false,
+                    });
                 }
             }
         }

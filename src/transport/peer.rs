@@ -96,7 +96,10 @@ async fn send_batch(
             .map(|m| m.write_to_bytes().expect("encode raft message"))
             .collect(),
     };
-    let call = client.as_mut().expect("connected").send_raft_messages(request);
+    let call = client
+        .as_mut()
+        .expect("connected")
+        .send_raft_messages(request);
     with_deadline(&link.clock, RPC_DEADLINE, call)
         .await?
         .map(|_| ())

@@ -13,7 +13,11 @@ use coordlab::proto::StatusResponse;
 
 /// A port the OS just handed out (free unless something grabs it meanwhile).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct NodeProc {
@@ -119,7 +123,6 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     None
 }
 
-
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
@@ -136,10 +139,17 @@ pub struct TestCluster {
 impl TestCluster {
     pub fn start(n: u64) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
-        let peers: BTreeMap<u64, String> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let peers: BTreeMap<u64, String> = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
         let nodes = peers
             .keys()
-            .map(|&id| (id, NodeProc::start(id, &peers, root.path().join(format!("node-{id}")), false)))
+            .map(|&id| {
+                (
+                    id,
+                    NodeProc::start(id, &peers, root.path().join(format!("node-{id}")), false),
+                )
+            })
             .collect();
         TestCluster { root, peers, nodes }
     }

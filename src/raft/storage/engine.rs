@@ -37,7 +37,8 @@ impl StorageEngine {
         let state = recovery::recover(disk.as_ref())?;
         if let Some((name, offset)) = &state.torn_tail {
             tracing::warn!(file = %name, offset, "truncating torn WAL tail");
-            disk.truncate(name, *offset).map_err(StorageError::io(name))?;
+            disk.truncate(name, *offset)
+                .map_err(StorageError::io(name))?;
             disk.sync(name).map_err(StorageError::io(name))?;
         }
         let segment_seq = state.segments.last().copied().unwrap_or(0);
@@ -147,9 +148,13 @@ impl StorageEngine {
         let name = wal::snapshot_name(meta.index, meta.term);
         let tmp = format!("{name}.tmp");
         let bytes = wal::encode_snapshot_file(meta, &snapshot.data);
-        self.disk.write(&tmp, &bytes).map_err(StorageError::io(&tmp))?;
+        self.disk
+            .write(&tmp, &bytes)
+            .map_err(StorageError::io(&tmp))?;
         self.disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
-        self.disk.rename(&tmp, &name).map_err(StorageError::io(&name))?;
+        self.disk
+            .rename(&tmp, &name)
+            .map_err(StorageError::io(&name))?;
         self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
         self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
         self.apply_to_memory(WalRecord::Snapshot(meta.clone()))?;
@@ -176,7 +181,9 @@ impl StorageEngine {
         }
         let name = wal::segment_name(self.segment_seq);
         if !self.buf.is_empty() {
-            self.disk.append(&name, &self.buf).map_err(StorageError::io(&name))?;
+            self.disk
+                .append(&name, &self.buf)
+                .map_err(StorageError::io(&name))?;
             self.segment_len += self.buf.len() as u64;
         }
         if sync {
@@ -219,7 +226,9 @@ impl StorageEngine {
             wal::encode_record(&mut self.buf, rec);
         }
         let name = wal::segment_name(self.segment_seq);
-        self.disk.append(&name, &self.buf).map_err(StorageError::io(&name))?;
+        self.disk
+            .append(&name, &self.buf)
+            .map_err(StorageError::io(&name))?;
         self.segment_len = self.buf.len() as u64;
         self.disk.sync(&name).map_err(StorageError::io(&name))?;
         self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;

@@ -125,7 +125,8 @@ impl Storage for DurableStorage {
             return Err(unavailable());
         }
         let offset = self.first();
-        let entries = &self.engine.state().entries[(low - offset) as usize..(high - offset) as usize];
+        let entries =
+            &self.engine.state().entries[(low - offset) as usize..(high - offset) as usize];
         let mut out = entries.to_vec();
         raft::util::limit_size(&mut out, max_size.into());
         Ok(out)
@@ -159,7 +160,9 @@ impl Storage for DurableStorage {
         let includes_peer = conf.voters.contains(&to) || conf.learners.contains(&to);
         if meta.index < request_index || !includes_peer {
             self.fresh_snapshot_wanted.set(true);
-            return Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(self.engine.snapshot())
     }

@@ -19,7 +19,10 @@ pub const MAX_PAYLOAD_LEN: u32 = 1 << 30;
 /// Appends one framed record holding `payload` to `buf`.
 pub fn encode_into(buf: &mut Vec<u8>, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("record payload over 4 GiB");
-    assert!(len <= MAX_PAYLOAD_LEN, "record payload over the 1 GiB limit");
+    assert!(
+        len <= MAX_PAYLOAD_LEN,
+        "record payload over the 1 GiB limit"
+    );
     let len_bytes = len.to_le_bytes();
     buf.extend_from_slice(&len_bytes);
     buf.extend_from_slice(&crc32c::crc32c(&len_bytes).to_le_bytes());
@@ -143,6 +146,9 @@ mod tests {
         let mut buf = two_records();
         let len = buf.len();
         buf.extend_from_slice(&[0u8; 40]);
-        assert_eq!(decode_at(&buf, len), Err(FrameError::Torn { offset: len as u64 }));
+        assert_eq!(
+            decode_at(&buf, len),
+            Err(FrameError::Torn { offset: len as u64 })
+        );
     }
 }

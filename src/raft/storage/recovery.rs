@@ -123,7 +123,10 @@ impl RecoveredState {
 /// is [`StorageError::Corruption`] naming the file and offset.
 pub fn recover(disk: &dyn ReadDisk) -> Result<RecoveredState, StorageError> {
     let names = disk.list().map_err(StorageError::io("list"))?;
-    let mut segments: Vec<u64> = names.iter().filter_map(|n| wal::parse_segment_name(n)).collect();
+    let mut segments: Vec<u64> = names
+        .iter()
+        .filter_map(|n| wal::parse_segment_name(n))
+        .collect();
     segments.sort_unstable();
     let mut state = RecoveredState {
         segments: segments.clone(),
@@ -137,9 +140,8 @@ pub fn recover(disk: &dyn ReadDisk) -> Result<RecoveredState, StorageError> {
         while offset < data.len() {
             match record::decode_at(&data, offset) {
                 Ok((payload, next)) => {
-                    let rec = wal::decode_record(payload).map_err(|reason| {
-                        StorageError::corruption(&name, offset as u64, reason)
-                    })?;
+                    let rec = wal::decode_record(payload)
+                        .map_err(|reason| StorageError::corruption(&name, offset as u64, reason))?;
                     state
                         .apply_record(rec)
                         .map_err(|reason| StorageError::corruption(&name, offset as u64, reason))?;
@@ -168,12 +170,20 @@ pub fn recover(disk: &dyn ReadDisk) -> Result<RecoveredState, StorageError> {
     if state.snapshot.index > 0 {
         let name = wal::snapshot_name(state.snapshot.index, state.snapshot.term);
         let bytes = disk.read(&name).map_err(|e| {
-            StorageError::corruption(&name, 0, format!("snapshot named by the WAL is unreadable: {e}"))
+            StorageError::corruption(
+                &name,
+                0,
+                format!("snapshot named by the WAL is unreadable: {e}"),
+            )
         })?;
         let (meta, data) = wal::decode_snapshot_file(&bytes)
             .map_err(|reason| StorageError::corruption(&name, 0, reason))?;
         if meta.index != state.snapshot.index || meta.term != state.snapshot.term {
-            return Err(StorageError::corruption(&name, 0, "snapshot metadata does not match its name"));
+            return Err(StorageError::corruption(
+                &name,
+                0,
+                "snapshot metadata does not match its name",
+            ));
         }
         state.snapshot_data = data;
     }

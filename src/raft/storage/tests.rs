@@ -10,11 +10,12 @@ use super::*;
 use crate::seams::disk::{Disk, FileDisk, ReadDisk};
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = format!("cmd-{index}-{term}").into_bytes().into();
-    e
+    Entry {
+        index,
+        term,
+        data: format!("cmd-{index}-{term}").into_bytes().into(),
+        ..Default::default()
+    }
 }
 
 fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -22,11 +23,12 @@ fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.vote = vote;
-    hs.commit = commit;
-    hs
+    HardState {
+        term,
+        vote,
+        commit,
+        ..Default::default()
+    }
 }
 
 struct Fixture {
@@ -47,8 +49,10 @@ impl Fixture {
 
     fn bootstrapped(&self) -> StorageEngine {
         let mut engine = self.open().unwrap();
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         engine.bootstrap(cs).unwrap();
         engine
     }
@@ -58,8 +62,7 @@ impl Fixture {
             .list()
             .unwrap()
             .into_iter()
-            .filter(|n| wal::parse_segment_name(n).is_some())
-            .last()
+            .rfind(|n| wal::parse_segment_name(n).is_some())
             .unwrap()
     }
 }
@@ -68,7 +71,9 @@ impl Fixture {
 fn state_survives_reopen() {
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
-    engine.persist(&entries(1..=5, 1), Some(&hard_state(1, 2, 3)), true).unwrap();
+    engine
+        .persist(&entries(1..=5, 1), Some(&hard_state(1, 2, 3)), true)
+        .unwrap();
     engine.persist_applied(3).unwrap();
     engine.sync().unwrap();
     drop(engine);
@@ -85,7 +90,9 @@ fn state_survives_reopen() {
 fn torn_tail_is_truncated_and_earlier_records_kept() {
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
-    engine.persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 2)), true).unwrap();
+    engine
+        .persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 2)), true)
+        .unwrap();
     let name = fx.segment();
     let good_len = fx.disk.read(&name).unwrap().len();
     engine.persist(&entries(4..=6, 1), None, true).unwrap();
@@ -96,7 +103,11 @@ fn torn_tail_is_truncated_and_earlier_records_kept() {
         fx.disk.write(&name, &full[..cut]).unwrap();
         let engine = fx.open().unwrap();
         assert_eq!(engine.state().last_index(), 3, "cut at {cut}");
-        assert_eq!(fx.disk.read(&name).unwrap().len(), good_len, "tail truncated");
+        assert_eq!(
+            fx.disk.read(&name).unwrap().len(),
+            good_len,
+            "tail truncated"
+        );
     }
     // After the repair the log accepts appends again.
     let mut engine = fx.open().unwrap();
@@ -129,12 +140,19 @@ fn corruption_inside_the_log_is_refused_with_file_and_offset() {
     bytes[first_entries_at + 20] ^= 0x10;
     fx.disk.write(&name, &bytes).unwrap();
     match fx.open() {
-        Err(StorageError::Corruption { file, offset, reason }) => {
+        Err(StorageError::Corruption {
+            file,
+            offset,
+            reason,
+        }) => {
             assert_eq!(file, name);
             assert_eq!(offset, first_entries_at as u64);
             assert!(reason.contains("checksum"), "{reason}");
         }
-        other => panic!("expected corruption, got {:?}", other.map(|e| e.state().last_index())),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|e| e.state().last_index())
+        ),
     }
     // The refusal changed nothing on disk.
     assert_eq!(fx.disk.read(&name).unwrap(), bytes);
@@ -149,7 +167,12 @@ fn conflicting_suffix_is_replaced() {
     assert_eq!(engine.state().last_index(), 4);
     drop(engine);
     let engine = fx.open().unwrap();
-    let terms: Vec<(u64, u64)> = engine.state().entries.iter().map(|e| (e.index, e.term)).collect();
+    let terms: Vec<(u64, u64)> = engine
+        .state()
+        .entries
+        .iter()
+        .map(|e| (e.index, e.term))
+        .collect();
     assert_eq!(terms, vec![(1, 1), (2, 1), (3, 2), (4, 2)]);
 }
 
@@ -166,12 +189,15 @@ fn gap_in_the_log_is_corruption() {
 }
 
 fn snapshot_at(index: u64, term: u64, data: &[u8]) -> Snapshot {
-    let mut meta = SnapshotMetadata::default();
-    meta.index = index;
-    meta.term = term;
-    let mut cs = ConfState::default();
-    cs.voters = vec![1, 2, 3];
-    meta.set_conf_state(cs);
+    let mut meta = SnapshotMetadata {
+        index,
+        term,
+        ..Default::default()
+    };
+    meta.set_conf_state(ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    });
     let mut snap = Snapshot::default();
     snap.set_metadata(meta);
     snap.data = data.to_vec().into();
@@ -182,9 +208,15 @@ fn snapshot_at(index: u64, term: u64, data: &[u8]) -> Snapshot {
 fn snapshot_compacts_rotates_and_recovers() {
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
-    engine.persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 8)), true).unwrap();
-    engine.persist_snapshot(&snapshot_at(6, 1, b"state@6")).unwrap();
-    engine.persist_snapshot(&snapshot_at(8, 1, b"state@8")).unwrap();
+    engine
+        .persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 8)), true)
+        .unwrap();
+    engine
+        .persist_snapshot(&snapshot_at(6, 1, b"state@6"))
+        .unwrap();
+    engine
+        .persist_snapshot(&snapshot_at(8, 1, b"state@8"))
+        .unwrap();
     let names = fx.disk.list().unwrap();
     assert_eq!(
         names,
@@ -198,7 +230,9 @@ fn snapshot_compacts_rotates_and_recovers() {
     assert_eq!(storage.term(8).unwrap(), 1);
     assert!(storage.term(7).is_err());
     assert_eq!(&storage.snapshot(0, 2).unwrap().data[..], b"state@8");
-    let got = storage.entries(9, 11, None, GetEntriesContext::empty(false)).unwrap();
+    let got = storage
+        .entries(9, 11, None, GetEntriesContext::empty(false))
+        .unwrap();
     assert_eq!(got, entries(9..=10, 1));
     assert_eq!(storage.initial_state().unwrap().hard_state.commit, 8);
 }
@@ -208,7 +242,9 @@ fn snapshot_beyond_the_log_replaces_it() {
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
     engine.persist(&entries(1..=3, 1), None, true).unwrap();
-    engine.persist_snapshot(&snapshot_at(20, 4, b"from leader")).unwrap();
+    engine
+        .persist_snapshot(&snapshot_at(20, 4, b"from leader"))
+        .unwrap();
     assert_eq!(engine.state().last_index(), 20);
     assert!(engine.state().entries.is_empty());
     engine.persist(&entries(21..=22, 4), None, true).unwrap();
@@ -221,7 +257,9 @@ fn damaged_snapshot_file_is_refused() {
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
     engine.persist(&entries(1..=4, 1), None, true).unwrap();
-    engine.persist_snapshot(&snapshot_at(3, 1, b"snapshot bytes")).unwrap();
+    engine
+        .persist_snapshot(&snapshot_at(3, 1, b"snapshot bytes"))
+        .unwrap();
     drop(engine);
     let name = wal::snapshot_name(3, 1);
     let mut bytes = fx.disk.read(&name).unwrap();
@@ -242,7 +280,9 @@ fn crash_before_old_segments_are_removed_recovers_the_same_state() {
     // old segment was deleted: replaying both must give the same state.
     let fx = Fixture::new();
     let mut engine = fx.bootstrapped();
-    engine.persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 5)), true).unwrap();
+    engine
+        .persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 5)), true)
+        .unwrap();
     let old = fx.segment();
     let old_bytes = fx.disk.read(&old).unwrap();
     engine.persist_snapshot(&snapshot_at(4, 1, b"s4")).unwrap();

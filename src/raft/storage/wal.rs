@@ -36,7 +36,10 @@ pub fn segment_name(seq: u64) -> String {
 }
 
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+    name.strip_prefix("wal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 pub fn snapshot_name(index: u64, term: u64) -> String {
@@ -107,7 +110,9 @@ pub fn decode_record(payload: &[u8]) -> Result<WalRecord, String> {
             .map(WalRecord::Snapshot)
             .map_err(|e| e.to_string()),
         KIND_APPLIED => {
-            let bytes: [u8; 8] = body.try_into().map_err(|_| "applied record is not 8 bytes")?;
+            let bytes: [u8; 8] = body
+                .try_into()
+                .map_err(|_| "applied record is not 8 bytes")?;
             Ok(WalRecord::Applied(u64::from_le_bytes(bytes)))
         }
         other => Err(format!("unknown record kind {other}")),
@@ -156,22 +161,27 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn records_round_trip() {
-        let mut hs = HardState::default();
-        hs.term = 3;
-        hs.vote = 2;
-        hs.commit = 7;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 5;
-        meta.term = 2;
+        let hs = HardState {
+            term: 3,
+            vote: 2,
+            commit: 7,
+            ..Default::default()
+        };
+        let meta = SnapshotMetadata {
+            index: 5,
+            term: 2,
+            ..Default::default()
+        };
         let records = vec![
             WalRecord::Entries(vec![entry(1, 1, b"a"), entry(2, 1, b"")]),
             WalRecord::HardState(hs),

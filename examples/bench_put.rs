@@ -51,13 +51,28 @@ async fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("temp dir");
     let ports: Vec<u16> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
         .collect();
-    let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
     let mut children = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let child = Command::new(&args.coordd)
-            .args(["--id", &(i + 1).to_string(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--id",
+                &(i + 1).to_string(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--peers", &peers.join(","), "--data-dir"])
             .arg(dir.path().join(format!("node-{}", i + 1)))
             .env("RUST_LOG", "warn")
@@ -87,7 +102,10 @@ async fn main() {
             while Instant::now() < end {
                 i += 1;
                 let started = Instant::now();
-                let ok = client.put(&format!("bench/{c}/{}", i % 1000), &value).await.is_ok();
+                let ok = client
+                    .put(&format!("bench/{c}/{}", i % 1000), &value)
+                    .await
+                    .is_ok();
                 if started >= warmup_end {
                     if ok {
                         latencies.push(started.elapsed());

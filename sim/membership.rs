@@ -36,14 +36,15 @@ pub async fn add_node(world: &SharedWorld) {
     let Some(mut client) = admin_client(world) else {
         return;
     };
-    let outcome = match client.add_member(id, &node_addr(id).to_string()).await {
-        Ok(r) => format!("added node {id} at index {}", r.index),
-        Err(e) => format!("adding node {id} failed: {e}"),
-    };
-    world
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .fault(outcome);
+    let result = client.add_member(id, &node_addr(id).to_string()).await;
+    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(r) => {
+            w.members.insert(id);
+            w.fault(format!("added node {id} at index {}", r.index));
+        }
+        Err(e) => w.fault(format!("adding node {id} failed: {e}")),
+    }
 }
 
 /// Proposes removing `node`, keeping at least three active members.
@@ -63,12 +64,13 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
     let Some(mut client) = admin_client(world) else {
         return;
     };
-    let outcome = match client.remove_member(node).await {
-        Ok(r) => format!("removed node {node} at index {}", r.index),
-        Err(e) => format!("removing node {node} failed: {e}"),
-    };
-    world
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .fault(outcome);
+    let result = client.remove_member(node).await;
+    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(r) => {
+            w.members.remove(&node);
+            w.fault(format!("removed node {node} at index {}", r.index));
+        }
+        Err(e) => w.fault(format!("removing node {node} failed: {e}")),
+    }
 }

@@ -81,6 +81,10 @@ impl Transport for FaultyTransport {
         self.inner.set_peer(id, addr);
     }
 
+    fn learn_peer(&self, id: u64, addr: &str) {
+        self.inner.learn_peer(id, addr);
+    }
+
     fn remove_peer(&self, id: u64) {
         self.inner.remove_peer(id);
     }

@@ -199,6 +199,23 @@ fn msg_meta(m: &Message) -> MsgMeta {
     }
 }
 
+/// A readable form of a KV command (`put k=v`, `del k`), if the bytes are one.
+fn kv_command(data: &[u8]) -> Option<String> {
+    use coordlab::proto::{kv_command::Op, KvCommand};
+    use prost::Message as _;
+    if data.is_empty() {
+        return None;
+    }
+    match KvCommand::decode(data).ok()?.op? {
+        Op::Put(p) => Some(format!(
+            "put {}={}",
+            p.key,
+            String::from_utf8_lossy(&p.value)
+        )),
+        Op::Delete(d) => Some(format!("del {}", d.key)),
+    }
+}
+
 pub fn role_name(role: StateRole) -> &'static str {
     coordlab::raft::role_name(role)
 }
@@ -275,6 +292,7 @@ impl Observer for SimObserver {
             },
             Event::Applied { entry } => EventKind::Applied {
                 entry: entry_meta(entry),
+                command: kv_command(&entry.data),
             },
             Event::Stopped { reason } => EventKind::Stopped {
                 reason: reason.to_string(),

@@ -54,15 +54,29 @@ pub fn describe(e: &EventKind) -> String {
             durable.last_index
         ),
         EventKind::Received { msg } => format!("recv {} <- {} term={} index={}", msg.kind, msg.from, msg.term, msg.index),
-        EventKind::Applied { entry } => format!("apply {}@{} #{:016x}", entry.index, entry.term, entry.digest),
+        EventKind::Applied { entry, command } => format!(
+            "apply {}@{} #{:016x}{}",
+            entry.index,
+            entry.term,
+            entry.digest,
+            command.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+        ),
         EventKind::Stopped { reason } => format!("STOPPED: {reason}"),
         EventKind::Fault { action } => format!("FAULT {action}"),
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())
         }
-        EventKind::ClientComplete { op, outcome, value, .. } => {
-            format!("complete #{op} {outcome}{}", value.as_ref().map(|v| format!(" -> {v}")).unwrap_or_default())
-        }
+        EventKind::ClientComplete {
+            op,
+            outcome,
+            value,
+            index,
+            ..
+        } => format!(
+            "complete #{op} {outcome}{}{}",
+            value.as_ref().map(|v| format!(" -> {v}")).unwrap_or_default(),
+            index.map(|i| format!(" at index {i}")).unwrap_or_default()
+        ),
     }
 }
 

@@ -76,6 +76,8 @@ pub enum EventKind {
     },
     Applied {
         entry: EntryMeta,
+        /// The KV command it carried, e.g. `put k1=c101-4` (None: not a KV command).
+        command: Option<String>,
     },
     Stopped {
         reason: String,
@@ -99,6 +101,8 @@ pub enum EventKind {
         op: u64,
         outcome: String,
         value: Option<String>,
+        /// The log index the cluster said the write was applied at.
+        index: Option<u64>,
     },
 }
 

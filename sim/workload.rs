@@ -91,22 +91,23 @@ async fn run_client(
                 value: value.clone(),
             },
         );
-        let (outcome, got) = if read {
+        let (outcome, got, index) = if read {
             match client.get(&key, false).await {
                 Ok(r) => (
                     "ok",
                     r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    None,
                 ),
                 // A read that failed had no effect.
-                Err(_) => ("fail", None),
+                Err(_) => ("fail", None, None),
             }
         } else {
             let value = value.expect("puts carry a value");
             match client.put(&key, value.as_bytes()).await {
-                Ok(_) => ("ok", None),
-                Err(e) if e.code() == Some(Code::InvalidArgument) => ("fail", None),
+                Ok(r) => ("ok", None, Some(r.index)),
+                Err(e) if e.code() == Some(Code::InvalidArgument) => ("fail", None, None),
                 // Timed out or dropped after retries: it may still be applied.
-                Err(_) => ("unknown", None),
+                Err(_) => ("unknown", None, None),
             }
         };
         recorder.record(
@@ -116,6 +117,7 @@ async fn run_client(
                 op,
                 outcome: outcome.into(),
                 value: got,
+                index,
             },
         );
     }

@@ -14,7 +14,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
-use super::checkers::liveness::{self, check_liveness, LivenessBounds};
+use super::checkers::liveness::{self, check_convergence, check_liveness, LivenessBounds};
 use super::checkers::Violation;
 use super::clock::SimClock;
 use super::disk::{DiskFaults, SimDisk};
@@ -83,6 +83,9 @@ pub struct World {
     pub nodes: BTreeMap<u64, SimNode>,
     /// Address of every node ever started, by id.
     pub peers: BTreeMap<u64, String>,
+    /// Members as the harness knows them: initial voters, plus acknowledged
+    /// additions, minus acknowledged removals.
+    pub members: std::collections::BTreeSet<u64>,
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -342,6 +345,7 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         link_faults: Arc::default(),
         nodes: BTreeMap::new(),
         peers: BTreeMap::new(),
+        members: (1..=scenario.cluster.nodes).collect(),
     }));
     {
         let mut w = world.lock().unwrap();
@@ -406,9 +410,23 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         .disabled
         .iter()
         .any(|d| d == liveness::NAME);
+    let members: Vec<u64> = {
+        let w = world.lock().unwrap();
+        w.members
+            .iter()
+            .copied()
+            .filter(|id| {
+                w.nodes
+                    .get(id)
+                    .is_some_and(|n| !matches!(n.state, NodeState::Failed | NodeState::Removed))
+            })
+            .collect()
+    };
     let live = if liveness_on {
         let state = recorder.lock();
-        check_liveness(&state.trace.events, bounds).err()
+        check_liveness(&state.trace.events, bounds)
+            .and_then(|()| check_convergence(&state.trace.events, healed_at_ms, &members))
+            .err()
     } else {
         None
     };

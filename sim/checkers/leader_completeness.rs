@@ -27,7 +27,7 @@ impl Checker for LeaderCompleteness {
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
         self.logs.observe(event);
         match &event.kind {
-            EventKind::Applied { entry } => {
+            EventKind::Applied { entry, .. } => {
                 self.committed
                     .insert(entry.index, (entry.term, entry.digest));
             }

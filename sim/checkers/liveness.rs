@@ -1,6 +1,7 @@
-//! Liveness after healing: once the fault plan has healed, a leader appears and
-//! client operations complete within the scenario's bounds (DESIGN.md,
-//! "Invariants"; the second phase of every run, STYLE.md §8).
+//! Liveness after healing: once the fault plan has healed, a leader appears, client
+//! operations complete within the scenario's bounds, and every member catches up
+//! with what was committed before healing (DESIGN.md, "Invariants"; the second
+//! phase of every run, STYLE.md §8).
 //!
 //! Unlike the online checkers this judges the whole trace once the run ends.
 
@@ -20,6 +21,46 @@ pub struct LivenessBounds {
     pub leader_within_ms: u64,
     /// A client operation invoked after healing must succeed within this long.
     pub ops_within_ms: u64,
+}
+
+/// Checks that every node in `members` has applied (or holds a snapshot of) every
+/// entry any node had applied when the faults healed, by the end of the run.
+pub fn check_convergence(
+    events: &[TraceEvent],
+    healed_at_ms: u64,
+    members: &[u64],
+) -> Result<(), Violation> {
+    let mut target = 0;
+    let mut progress: BTreeMap<u64, u64> = BTreeMap::new();
+    for e in events {
+        match &e.kind {
+            EventKind::Applied { entry, .. } => {
+                if e.time_ms <= healed_at_ms {
+                    target = target.max(entry.index);
+                }
+                let p = progress.entry(e.node).or_default();
+                *p = (*p).max(entry.index);
+            }
+            EventKind::Recovered { snapshot_index, .. } => {
+                progress.insert(e.node, *snapshot_index);
+            }
+            EventKind::SnapshotPersisted { index, .. } => {
+                let p = progress.entry(e.node).or_default();
+                *p = (*p).max(*index);
+            }
+            _ => {}
+        }
+    }
+    for &node in members {
+        let reached = progress.get(&node).copied().unwrap_or(0);
+        if reached < target {
+            return Err(fail(
+                events,
+                format!("member {node} applied only up to {reached}, below {target} committed before healing"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn fail(events: &[TraceEvent], message: String) -> Violation {
@@ -106,6 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn fires_when_a_member_never_catches_up() {
+        let mut h = History::default();
+        let events = vec![
+            h.applied(1, 1, 1, 1),
+            h.applied(1, 2, 1, 2),
+            h.applied(2, 1, 1, 1),
+        ];
+        assert!(check_convergence(&events, 100, &[1, 2]).is_err());
+        assert!(check_convergence(&events, 100, &[1]).is_ok());
+    }
+
+    #[test]
     fn fires_without_a_leader() {
         let mut h = History::default();
         let events = vec![h.role(1, "candidate", 2, 0), h.role(2, "follower", 1, 0)];
@@ -134,6 +187,7 @@ mod tests {
                     op: 1,
                     outcome: "unknown".into(),
                     value: None,
+                    index: None,
                 },
             ),
         ];
@@ -146,6 +200,7 @@ mod tests {
                 op: 1,
                 outcome: "ok".into(),
                 value: None,
+                index: None,
             },
         ));
         check_liveness(&ok, bounds()).unwrap();

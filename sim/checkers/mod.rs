@@ -1,6 +1,7 @@
 //! Online invariant checkers: each sees every event as it is recorded and fails at
 //! the first event that breaks its invariant. One invariant per file.
 
+pub mod acknowledged_writes;
 pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
@@ -57,6 +58,7 @@ pub fn violation(
 
 /// Names of every online checker, as scenario files may name them.
 pub const ONLINE_CHECKERS: &[&str] = &[
+    acknowledged_writes::NAME,
     election_safety::NAME,
     no_double_vote::NAME,
     log_matching::NAME,
@@ -70,6 +72,7 @@ pub const ONLINE_CHECKERS: &[&str] = &[
 /// Builds the online checkers, minus those `disabled`.
 pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
     let all: Vec<Box<dyn Checker>> = vec![
+        Box::new(acknowledged_writes::AcknowledgedWrites::default()),
         Box::new(election_safety::ElectionSafety::default()),
         Box::new(no_double_vote::NoDoubleVote::default()),
         Box::new(log_matching::LogMatching::default()),
@@ -144,6 +147,53 @@ pub mod testing {
                         term,
                         digest,
                     },
+                    command: None,
+                },
+            )
+        }
+
+        pub fn applied_command(&mut self, node: u64, index: u64, command: &str) -> TraceEvent {
+            self.push(
+                node,
+                EventKind::Applied {
+                    entry: EntryMeta {
+                        index,
+                        term: 1,
+                        digest: index,
+                    },
+                    command: Some(command.into()),
+                },
+            )
+        }
+
+        pub fn invoke_put(&mut self, client: u64, op: u64, key: &str, value: &str) -> TraceEvent {
+            self.push(
+                client,
+                EventKind::ClientInvoke {
+                    client,
+                    op,
+                    kind: "put".into(),
+                    key: key.into(),
+                    value: Some(value.into()),
+                },
+            )
+        }
+
+        pub fn complete(
+            &mut self,
+            client: u64,
+            op: u64,
+            outcome: &str,
+            index: Option<u64>,
+        ) -> TraceEvent {
+            self.push(
+                client,
+                EventKind::ClientComplete {
+                    client,
+                    op,
+                    outcome: outcome.into(),
+                    value: None,
+                    index,
                 },
             )
         }

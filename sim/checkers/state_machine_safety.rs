@@ -31,7 +31,7 @@ impl Checker for StateMachineSafety {
                 let last = self.last_applied.entry(event.node).or_default();
                 *last = (*last).max(*index);
             }
-            EventKind::Applied { entry } => {
+            EventKind::Applied { entry, .. } => {
                 let last = self.last_applied.entry(event.node).or_default();
                 if entry.index != *last + 1 {
                     return Err(violation(

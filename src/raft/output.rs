@@ -28,6 +28,7 @@ use super::error::RaftError;
 use super::pending::RequestId;
 use super::state_machine::StateMachine;
 use crate::proto;
+use crate::seams::mutants;
 use crate::seams::observer::Event;
 
 impl<S: StateMachine> RaftCore<S> {
@@ -50,11 +51,19 @@ impl<S: StateMachine> RaftCore<S> {
         }
 
         // 3. Entries and HardState, one batch, synced when Raft needs durability.
+        let mut persisted_messages = ready.take_persisted_messages();
+        if mutants::active("send_before_sync") {
+            self.send_raft_messages(std::mem::take(&mut persisted_messages));
+        }
         let must_sync = ready.must_sync();
         self.persist(ready.entries(), ready.hs(), must_sync)?;
+        if mutants::active("apply_uncommitted") {
+            let entries = ready.entries().clone();
+            self.apply_committed_entries(entries)?;
+        }
 
         // 4. Messages that promise what step 3 made durable.
-        self.send_raft_messages(ready.take_persisted_messages());
+        self.send_raft_messages(persisted_messages);
 
         for read_state in ready.take_read_states() {
             self.reads
@@ -183,6 +192,9 @@ impl<S: StateMachine> RaftCore<S> {
                 RaftError::Corruption(format!("conf change at {}: {e}", entry.index))
             })?,
         };
+        if mutants::active("drop_conf_change") {
+            return Ok(Vec::new());
+        }
         if let Err(e) = self.raw.apply_conf_change(&cc) {
             // Every node rejects the same change the same way: the log stays consistent.
             tracing::warn!(node = self.id, index = entry.index, error = %e, "conf change rejected");

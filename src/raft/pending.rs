@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
 use super::error::RaftError;
+use crate::seams::mutants;
 
 /// Unique id of a request issued by this node in this incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,7 +126,8 @@ impl PendingProposals {
             }
             let at = *entry.key();
             let pending = entry.remove();
-            let result = if at == index && Some(pending.id) == applied_id {
+            let own_entry = Some(pending.id) == applied_id || mutants::active("ack_wrong_client");
+            let result = if at == index && own_entry {
                 Ok(answer.take().unwrap_or_default())
             } else {
                 Err(RaftError::ProposalDropped(format!(

@@ -41,6 +41,7 @@ impl Transport for QueueTransport {
         self.queue.lock().unwrap().extend(messages);
     }
     fn set_peer(&self, _: u64, _: &str) {}
+    fn learn_peer(&self, _: u64, _: &str) {}
     fn remove_peer(&self, _: u64) {}
 }
 

@@ -5,7 +5,10 @@
 //! (`sim/`): [`disk::Disk`] for persistence, [`clock::Clock`] for time, and
 //! [`observer::Observer`] for what the checkers need to see. The network seam is the
 //! gRPC transport in [`crate::transport`], which madsim-tonic simulates.
+//! [`mutants`] holds the catalog of deliberately injected bugs, compiled only into
+//! simulation builds.
 
 pub mod clock;
 pub mod disk;
+pub mod mutants;
 pub mod observer;

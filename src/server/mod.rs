@@ -64,8 +64,18 @@ pub async fn serve_node(
 ) -> Result<(), NodeError> {
     let id = options.raft.id;
     let (handle, inbox) = raft::inbox();
-    let grpc: Arc<dyn Transport> =
-        Arc::new(GrpcTransport::new(id, handle.clone(), seams.clock.clone()));
+    // Peers learn this address from our messages before they apply our addition.
+    let own_addr = options
+        .peers
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| options.listen.to_string());
+    let grpc: Arc<dyn Transport> = Arc::new(GrpcTransport::new(
+        id,
+        own_addr,
+        handle.clone(),
+        seams.clock.clone(),
+    ));
     let transport = match &seams.transport_layer {
         Some(layer) => layer(grpc),
         None => grpc,
@@ -77,6 +87,7 @@ pub async fn serve_node(
         observer: seams.observer,
         transport,
     };
+    let receiver_transport = env.transport.clone();
     let core = RaftCore::open(
         options.raft,
         env,
@@ -88,8 +99,12 @@ pub async fn serve_node(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(
-            RaftTransportServer::new(RaftTransportService::new(id, handle.clone()))
-                .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
+            RaftTransportServer::new(RaftTransportService::new(
+                id,
+                handle.clone(),
+                receiver_transport,
+            ))
+            .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(KvServer::new(KvService::new(handle.clone(), clock)))
         .serve_with_shutdown(options.listen, async move {

@@ -19,16 +19,19 @@ struct Peer {
 /// Sends Raft messages over gRPC.
 pub struct GrpcTransport {
     id: u64,
+    addr: String,
     node: RaftHandle,
     clock: Arc<dyn Clock>,
     peers: Mutex<BTreeMap<u64, Peer>>,
 }
 
 impl GrpcTransport {
-    /// A transport for node `id`, reporting delivery failures to `node`.
-    pub fn new(id: u64, node: RaftHandle, clock: Arc<dyn Clock>) -> Self {
+    /// A transport for node `id` serving at `addr`, reporting delivery failures to
+    /// `node`.
+    pub fn new(id: u64, addr: String, node: RaftHandle, clock: Arc<dyn Clock>) -> Self {
         GrpcTransport {
             id,
+            addr,
             node,
             clock,
             peers: Mutex::new(BTreeMap::new()),
@@ -39,6 +42,7 @@ impl GrpcTransport {
         let (queue, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
         let link = PeerLink {
             from: self.id,
+            from_addr: self.addr.clone(),
             to,
             addr: addr.to_string(),
             node: self.node.clone(),
@@ -81,6 +85,15 @@ impl Transport for GrpcTransport {
         let peer = self.start_peer(id, addr);
         // Replacing the old entry drops its queue, which ends its task.
         peers.insert(id, peer);
+    }
+
+    fn learn_peer(&self, id: u64, addr: &str) {
+        let mut peers = self.peers.lock().expect("peers lock");
+        if id != self.id && !peers.contains_key(&id) {
+            tracing::info!(node = self.id, peer = id, %addr, "learned a peer's address from its messages");
+            let peer = self.start_peer(id, addr);
+            peers.insert(id, peer);
+        }
     }
 
     fn remove_peer(&self, id: u64) {

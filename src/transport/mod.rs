@@ -24,5 +24,9 @@ pub trait Transport: Send + Sync + 'static {
     fn send_raft_messages(&self, messages: Vec<Message>);
     /// Adds `id` at `addr`, or moves it there.
     fn set_peer(&self, id: u64, addr: &str);
+    /// Adds `id` at `addr` only if `id` is unknown: a peer that contacted us before
+    /// we applied the change that added it (otherwise we could never answer it, and
+    /// never receive the snapshot that carries that change).
+    fn learn_peer(&self, id: u64, addr: &str);
     fn remove_peer(&self, id: u64);
 }

@@ -30,6 +30,9 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 << 20;
 /// Where a peer sender reports, and what it knows about itself.
 pub struct PeerLink {
     pub from: u64,
+    /// Where `from` serves, sent along so the peer can answer a node it does not
+    /// know yet.
+    pub from_addr: String,
     pub to: u64,
     pub addr: String,
     pub node: RaftHandle,
@@ -90,6 +93,7 @@ async fn send_batch(
     }
     let request = RaftMessageBatch {
         from: link.from,
+        from_addr: link.from_addr.clone(),
         to: link.to,
         messages: batch
             .iter()

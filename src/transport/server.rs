@@ -1,9 +1,12 @@
 //! The receiving side: a gRPC service that steps peers' messages into the node.
 
+use std::sync::Arc;
+
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status};
 
+use super::Transport;
 use crate::proto::raft_transport_server::RaftTransport;
 use crate::proto::{RaftMessageAck, RaftMessageBatch};
 use crate::raft::RaftHandle;
@@ -12,11 +15,17 @@ use crate::raft::RaftHandle;
 pub struct RaftTransportService {
     id: u64,
     node: RaftHandle,
+    /// To learn the address of a sender we do not know yet.
+    transport: Arc<dyn Transport>,
 }
 
 impl RaftTransportService {
-    pub fn new(id: u64, node: RaftHandle) -> Self {
-        RaftTransportService { id, node }
+    pub fn new(id: u64, node: RaftHandle, transport: Arc<dyn Transport>) -> Self {
+        RaftTransportService {
+            id,
+            node,
+            transport,
+        }
     }
 }
 
@@ -45,6 +54,9 @@ impl RaftTransport for RaftTransportService {
                 )));
             }
             messages.push(message);
+        }
+        if !batch.from_addr.is_empty() {
+            self.transport.learn_peer(batch.from, &batch.from_addr);
         }
         self.node
             .receive_raft_messages(messages)

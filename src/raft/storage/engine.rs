@@ -17,6 +17,7 @@ use super::recovery::{self, RecoveredState};
 use super::wal::{self, WalRecord};
 use super::StorageError;
 use crate::seams::disk::Disk;
+use crate::seams::mutants;
 
 /// Start a fresh segment once the current one passes this size.
 const SEGMENT_ROTATE_BYTES: u64 = 64 << 20;
@@ -34,7 +35,10 @@ pub struct StorageEngine {
 impl StorageEngine {
     /// Opens the engine: recovers, and repairs a torn tail by truncating it.
     pub fn open(disk: Arc<dyn Disk>) -> Result<Self, StorageError> {
-        let state = recovery::recover(disk.as_ref())?;
+        let mut state = recovery::recover(disk.as_ref())?;
+        if mutants::active("lose_commit_on_restart") {
+            state.hard_state.commit = 0;
+        }
         if let Some((name, offset)) = &state.torn_tail {
             tracing::warn!(file = %name, offset, "truncating torn WAL tail");
             disk.truncate(name, *offset)
@@ -88,7 +92,11 @@ impl StorageEngine {
             records.push(WalRecord::Entries(entries.to_vec()));
         }
         if let Some(hs) = hard_state {
-            records.push(WalRecord::HardState(hs.clone()));
+            let mut hs = hs.clone();
+            if mutants::active("forget_vote") {
+                hs.vote = 0;
+            }
+            records.push(WalRecord::HardState(hs));
         }
         if records.is_empty() && !sync {
             return Ok(());
@@ -186,7 +194,7 @@ impl StorageEngine {
                 .map_err(StorageError::io(&name))?;
             self.segment_len += self.buf.len() as u64;
         }
-        if sync {
+        if sync && !mutants::active("skip_fsync") {
             self.disk.sync(&name).map_err(StorageError::io(&name))?;
         }
         Ok(())

@@ -1,0 +1,72 @@
+//! Deliberately injected bugs that prove the harness's checkers catch what they
+//! claim to catch. Compiled only into simulation builds (`--cfg madsim`) and off by
+//! default; `SIM_MUTANT=<name>` turns one on. In production builds [`active`] is a
+//! constant `false` and every mutant site compiles to nothing.
+//!
+//! The catalog is the single list of mutants, each with the invariant expected to
+//! trip. Later components add their own entries here.
+
+/// (name, invariant expected to fire, what the bug is).
+pub const CATALOG: &[(&str, &str, &str)] = &[
+    (
+        "send_before_sync",
+        "persist_before_send",
+        "send Ready.persisted_messages() before persisting and syncing the batch",
+    ),
+    (
+        "skip_fsync",
+        "persist_before_send",
+        "claim durability without syncing: the WAL is written but never fsynced",
+    ),
+    (
+        "forget_vote",
+        "no_double_vote",
+        "persist the HardState without its vote",
+    ),
+    (
+        "apply_uncommitted",
+        "state_machine_safety",
+        "apply log entries as soon as they are persisted, before they are committed",
+    ),
+    (
+        "lose_commit_on_restart",
+        "monotonicity",
+        "forget the persisted commit index when recovering",
+    ),
+    (
+        "ack_wrong_client",
+        "acknowledged_writes",
+        "answer whichever proposal waits at an index (FIFO), ignoring the entry's request id",
+    ),
+    (
+        "drop_conf_change",
+        "liveness",
+        "drop a committed ConfChange instead of applying it",
+    ),
+];
+
+/// Whether mutant `name` is on in this run.
+#[cfg(madsim)]
+pub fn active(name: &str) -> bool {
+    use std::sync::OnceLock;
+    static SELECTED: OnceLock<Option<String>> = OnceLock::new();
+    SELECTED
+        .get_or_init(|| std::env::var("SIM_MUTANT").ok().filter(|m| !m.is_empty()))
+        .as_deref()
+        == Some(name)
+}
+
+/// Production builds carry no mutants.
+#[cfg(not(madsim))]
+#[inline(always)]
+pub const fn active(_name: &str) -> bool {
+    false
+}
+
+/// The expected invariant of a catalogued mutant.
+pub fn expected_invariant(name: &str) -> Option<&'static str> {
+    CATALOG
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, inv, _)| *inv)
+}

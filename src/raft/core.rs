@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prost::Message as _;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, HardState, Message, Snapshot,
+    SnapshotMetadata,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
@@ -75,11 +78,9 @@ impl<S: StateMachine> RaftCore<S> {
         let id = config.id;
         let mut engine = StorageEngine::open(env.disk.clone())?;
         if engine.is_new() {
-            let mut conf_state = ConfState::default();
-            if let Bootstrap::NewCluster { voters } = &bootstrap {
-                conf_state.voters = voters.clone();
-            }
-            engine.bootstrap(conf_state)?;
+            let (snapshot, hard_state) =
+                initial_state(&bootstrap, &state_machine, &initial_members);
+            engine.bootstrap(&snapshot, &hard_state)?;
         }
         let mut members = initial_members;
         let state = engine.state();
@@ -378,6 +379,48 @@ impl<S: StateMachine> RaftCore<S> {
     pub(super) fn storage_engine(&mut self) -> &mut StorageEngine {
         self.raw.mut_store().engine_mut()
     }
+}
+
+/// The first durable state of a brand-new node.
+///
+/// A founder starts from a snapshot at index 1, term 1 holding the initial voters,
+/// members and (empty) state machine — as TiKV bootstraps at a non-zero index. A
+/// node that later joins with an empty log therefore always needs a snapshot (index
+/// 1 is in no one's log) and learns the configuration from it: replaying the log
+/// from index 1 would miss the initial voters, which are in no log entry.
+fn initial_state<S: StateMachine>(
+    bootstrap: &Bootstrap,
+    state_machine: &S,
+    members: &BTreeMap<u64, String>,
+) -> (Snapshot, HardState) {
+    let Bootstrap::NewCluster { voters } = bootstrap else {
+        return (Snapshot::default(), HardState::default());
+    };
+    let mut meta = SnapshotMetadata {
+        index: 1,
+        term: 1,
+        ..Default::default()
+    };
+    meta.set_conf_state(ConfState {
+        voters: voters.clone(),
+        ..Default::default()
+    });
+    let data = proto::NodeSnapshot {
+        members: members_to_proto(members),
+        state_machine: state_machine.snapshot(),
+    }
+    .encode_to_vec();
+    let mut snapshot = Snapshot {
+        data: data.into(),
+        ..Default::default()
+    };
+    snapshot.set_metadata(meta);
+    let hard_state = HardState {
+        term: 1,
+        commit: 1,
+        ..Default::default()
+    };
+    (snapshot, hard_state)
 }
 
 /// Decodes the node-level snapshot (members + state machine bytes).

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{Entry, HardState, Snapshot, SnapshotMetadata};
 
 use super::recovery::{self, RecoveredState};
 use super::wal::{self, WalRecord};
@@ -66,17 +66,55 @@ impl StorageEngine {
         self.state.segments.is_empty()
     }
 
-    /// Persists the initial configuration of a node that founds a new cluster, or an
-    /// empty one for a node that will join a running cluster.
-    pub fn bootstrap(&mut self, conf_state: ConfState) -> Result<(), StorageError> {
+    /// Persists a brand-new node's initial state: for a founder, a snapshot holding
+    /// the initial configuration and state; for a joiner, an empty one (index 0).
+    ///
+    /// The WAL segment, whose existence makes the node "not new", is written last,
+    /// in one synced append, so a crash during bootstrap leaves a node that simply
+    /// bootstraps again.
+    pub fn bootstrap(
+        &mut self,
+        snapshot: &Snapshot,
+        hard_state: &HardState,
+    ) -> Result<(), StorageError> {
         debug_assert!(self.is_new(), "bootstrap of a node with state");
-        let mut meta = SnapshotMetadata::default();
-        meta.set_conf_state(conf_state);
+        let meta = snapshot.get_metadata().clone();
+        if meta.index > 0 {
+            self.write_snapshot_file(&meta, &snapshot.data)?;
+        }
         self.state.segments.push(self.segment_seq);
-        self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
+        let records = [
+            WalRecord::Snapshot(meta.clone()),
+            WalRecord::HardState(hard_state.clone()),
+        ];
+        self.write_records(&records, true)?;
         self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
-        self.state.snapshot = meta;
+        for rec in records {
+            self.apply_to_memory(rec)?;
+        }
+        self.state.snapshot_data = snapshot.data.to_vec();
+        self.state.applied = meta.index;
         Ok(())
+    }
+
+    /// Writes a snapshot file durably under its final name (temporary name, sync,
+    /// rename, directory sync).
+    fn write_snapshot_file(
+        &mut self,
+        meta: &SnapshotMetadata,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let name = wal::snapshot_name(meta.index, meta.term);
+        let tmp = format!("{name}.tmp");
+        let bytes = wal::encode_snapshot_file(meta, data);
+        self.disk
+            .write(&tmp, &bytes)
+            .map_err(StorageError::io(&tmp))?;
+        self.disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
+        self.disk
+            .rename(&tmp, &name)
+            .map_err(StorageError::io(&name))?;
+        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))
     }
 
     /// Appends `entries` and/or `hard_state` as one write; syncs when `sync`.
@@ -153,17 +191,7 @@ impl StorageEngine {
         if meta.index <= self.state.snapshot.index {
             return Ok(());
         }
-        let name = wal::snapshot_name(meta.index, meta.term);
-        let tmp = format!("{name}.tmp");
-        let bytes = wal::encode_snapshot_file(meta, &snapshot.data);
-        self.disk
-            .write(&tmp, &bytes)
-            .map_err(StorageError::io(&tmp))?;
-        self.disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
-        self.disk
-            .rename(&tmp, &name)
-            .map_err(StorageError::io(&name))?;
-        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
+        self.write_snapshot_file(meta, &snapshot.data)?;
         self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
         self.apply_to_memory(WalRecord::Snapshot(meta.clone()))?;
         self.state.snapshot_data = snapshot.data.to_vec();

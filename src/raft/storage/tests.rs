@@ -53,7 +53,9 @@ impl Fixture {
             voters: vec![1, 2, 3],
             ..Default::default()
         };
-        engine.bootstrap(cs).unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().set_conf_state(cs);
+        engine.bootstrap(&snapshot, &HardState::default()).unwrap();
         engine
     }
 

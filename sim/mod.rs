@@ -10,12 +10,16 @@
 //! - [`faults`]: the fault plan — swarm-drawn and timeline events — and its driver;
 //! - [`workload`]: client workloads that record invoke/complete history;
 //! - [`world`]: one seeded run — cluster, clients, faults, two phases;
-//! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts.
+//! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts;
+//! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps, mutant hunts, benchmarks and
+//!   schedule shrinking, selected by `SIM_SWEEP`.
 
 pub mod checkers;
 pub mod scenario;
 pub mod trace;
 
+#[cfg(madsim)]
+pub mod bench;
 #[cfg(madsim)]
 pub mod clock;
 #[cfg(madsim)]
@@ -32,6 +36,10 @@ pub mod observer;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;
+#[cfg(madsim)]
+pub mod shrink;
+#[cfg(madsim)]
+pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;
 #[cfg(madsim)]

@@ -61,6 +61,11 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
     let mut state = recorder.lock();
     let (failure, sim_ms) = match joined {
         Ok(outcome) => (outcome.failure, outcome.sim_ms),
+        // An invariant broken before the panic is the root cause; report it.
+        Err(_) if state.violation.is_some() => {
+            let violation = state.violation.clone().expect("checked");
+            (Some((FailureClass::Correctness, violation)), state.now_ms())
+        }
         Err(panic) => {
             let violation = Violation {
                 invariant: "no_panic",
@@ -229,6 +234,22 @@ pub fn main() {
             std::process::exit(2);
         }
     };
+    if let Ok(mutant) = std::env::var("SIM_MUTANT") {
+        if !mutant.is_empty() && coordlab::seams::mutants::expected_invariant(&mutant).is_none() {
+            let known: Vec<&str> = coordlab::seams::mutants::CATALOG
+                .iter()
+                .map(|m| m.0)
+                .collect();
+            eprintln!(
+                "error: unknown SIM_MUTANT {mutant:?}; known: {}",
+                known.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+    if let Ok(mode) = std::env::var("SIM_SWEEP") {
+        std::process::exit(super::sweep::main(&mode, scenarios));
+    }
     let seeds_env = std::env::var("SIM_SEEDS").ok();
     let mut trials = Vec::new();
     let mut sample = Vec::new();

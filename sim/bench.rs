@@ -1,0 +1,152 @@
+//! `SIM_SWEEP=bench`: how fast the harness simulates, against the physical limit.
+//!
+//! Runs the `reference` scenario (5 nodes, KV workload, faults on) for
+//! `SIM_BENCH_SEEDS` seeds and reports time dilation (simulated seconds per wall
+//! second), seeds per minute, Raft messages and events per wall second. Then pushes
+//! the same number of Raft messages through five bare raft-rs `RawNode`s with
+//! `MemStorage` in a plain loop (no runtime, no network, no disk) and reports the
+//! ratio.
+
+use std::time::Instant;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Message};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, StateRole};
+
+use super::runner::run_once;
+use super::scenario::Scenario;
+use super::trace::EventKind;
+
+pub fn main(scenarios: Vec<Scenario>) -> i32 {
+    let Some(reference) = scenarios.iter().find(|s| s.name == "reference") else {
+        eprintln!("error: no scenario named `reference` in scenarios/");
+        return 2;
+    };
+    let seeds: u64 = std::env::var("SIM_BENCH_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let (mut sim_ms, mut events, mut messages, mut failures) = (0u64, 0u64, 0u64, 0u64);
+    let started = Instant::now();
+    for seed in 1..=seeds {
+        let r = run_once(reference, seed);
+        sim_ms += r.sim_ms;
+        events += r.events.len() as u64;
+        messages += r
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Sent { .. }))
+            .count() as u64;
+        failures += u64::from(r.failure.is_some());
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "reference scenario: {} nodes, {seeds} seeds, {failures} failures",
+        reference.cluster.nodes
+    );
+    println!(
+        "time dilation: {:.1} simulated s per wall s ({:.0} simulated s in {wall:.2} wall s, one thread)",
+        sim_ms as f64 / 1000.0 / wall,
+        sim_ms as f64 / 1000.0
+    );
+    println!("seeds per minute: {:.1}", seeds as f64 / wall * 60.0);
+    println!(
+        "harness: {:.0} raft messages/s, {:.0} events/s ({messages} messages, {events} events)",
+        messages as f64 / wall,
+        events as f64 / wall
+    );
+    let (bare_msgs, bare_wall) = bare_raft_loop(5, messages.max(1));
+    let bare_rate = bare_msgs as f64 / bare_wall;
+    println!("bare raft-rs RawNode loop: {bare_rate:.0} raft messages/s ({bare_msgs} messages in {bare_wall:.2} s)");
+    println!(
+        "overhead: the harness moves Raft messages {:.1}x slower than the bare loop",
+        bare_rate / (messages as f64 / wall)
+    );
+    0
+}
+
+/// Pushes at least `target` Raft messages through `n` in-memory RawNodes: elect node
+/// 1, then propose 100-byte entries and deliver every message directly. Returns
+/// (messages, seconds). Messages are encoded and decoded once each, as on a wire.
+pub fn bare_raft_loop(n: u64, target: u64) -> (u64, f64) {
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let voters: Vec<u64> = (1..=n).collect();
+    let mut nodes: Vec<RawNode<MemStorage>> = voters
+        .iter()
+        .map(|&id| {
+            let storage =
+                MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
+            let config = Config {
+                id,
+                election_tick: 10,
+                heartbeat_tick: 2,
+                pre_vote: true,
+                check_quorum: true,
+                ..Default::default()
+            };
+            RawNode::new(&config, storage, &logger).expect("raw node")
+        })
+        .collect();
+    let started = Instant::now();
+    nodes[0].campaign().expect("campaign");
+    let mut sent = 0u64;
+    let mut inflight: Vec<Message> = Vec::new();
+    let payload = vec![7u8; 100];
+    let mut round = 0u64;
+    while sent < target {
+        round += 1;
+        if nodes[0].raft.state == StateRole::Leader {
+            for _ in 0..8 {
+                let _ = nodes[0].propose(vec![], payload.clone());
+            }
+        }
+        if round % 16 == 0 {
+            for node in nodes.iter_mut() {
+                node.tick();
+            }
+        }
+        for node in nodes.iter_mut() {
+            drain_ready(node, &mut inflight);
+        }
+        for m in std::mem::take(&mut inflight) {
+            sent += 1;
+            let bytes = m.write_to_bytes().expect("encode");
+            let m = Message::parse_from_bytes(&bytes).expect("decode");
+            let to = (m.to - 1) as usize;
+            let _ = nodes[to].step(m);
+        }
+    }
+    (sent, started.elapsed().as_secs_f64())
+}
+
+fn drain_ready(node: &mut RawNode<MemStorage>, out: &mut Vec<Message>) {
+    if !node.has_ready() {
+        return;
+    }
+    let mut rd = node.ready();
+    out.extend(rd.take_messages());
+    let store = node.raft.raft_log.store.clone();
+    if !rd.snapshot().is_empty() {
+        store
+            .wl()
+            .apply_snapshot(rd.snapshot().clone())
+            .expect("snapshot");
+    }
+    store.wl().append(rd.entries()).expect("append");
+    if let Some(hs) = rd.hs() {
+        store.wl().set_hardstate(hs.clone());
+    }
+    out.extend(rd.take_persisted_messages());
+    let mut light = node.advance(rd);
+    if let Some(commit) = light.commit_index() {
+        store.wl().mut_hard_state().commit = commit;
+    }
+    out.extend(light.take_messages());
+    node.advance_apply();
+    // Keep memory flat: compact all but the last 1000 applied entries.
+    let applied = node.raft.raft_log.applied;
+    if applied > 2000 && applied % 1000 == 0 {
+        let _ = store.wl().compact(applied - 1000);
+    }
+}

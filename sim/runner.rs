@@ -39,6 +39,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic with a non-string payload".into())
 }
 
+/// Simulated time of the last event (the runtime is gone after a panic, so its
+/// clock cannot be read any more).
+fn last_event_ms(events: &[TraceEvent]) -> u64 {
+    events.last().map_or(0, |e| e.time_ms)
+}
+
 /// Runs `scenario` with `seed` on a fresh thread (no thread-local state carries
 /// over from another run).
 pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
@@ -64,7 +70,10 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
         // An invariant broken before the panic is the root cause; report it.
         Err(_) if state.violation.is_some() => {
             let violation = state.violation.clone().expect("checked");
-            (Some((FailureClass::Correctness, violation)), state.now_ms())
+            (
+                Some((FailureClass::Correctness, violation)),
+                last_event_ms(&state.trace.events),
+            )
         }
         Err(panic) => {
             let violation = Violation {
@@ -72,7 +81,10 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
                 event_seq: state.trace.events.len().saturating_sub(1) as u64,
                 message: panic_message(panic.as_ref()),
             };
-            (Some((FailureClass::Crash, violation)), state.now_ms())
+            (
+                Some((FailureClass::Crash, violation)),
+                last_event_ms(&state.trace.events),
+            )
         }
     };
     RunResult {

@@ -25,6 +25,9 @@ pub struct RaftConfig {
     pub max_inflight_msgs: usize,
     /// Deadline for proposals, reads and membership changes waiting inside the node.
     pub request_timeout: Duration,
+    /// A snapshot sent to a follower that has not moved it out of raft-rs's
+    /// Snapshot state after this long is reported failed, so it is sent again.
+    pub snapshot_timeout: Duration,
 }
 
 impl RaftConfig {
@@ -40,6 +43,7 @@ impl RaftConfig {
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             request_timeout: Duration::from_secs(5),
+            snapshot_timeout: Duration::from_secs(5),
         }
     }
 

@@ -64,6 +64,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) last_role: (StateRole, u64, u64),
     /// Set when the node must stop: removed from the cluster or failed to persist.
     pub(super) stop_reason: Option<String>,
+    /// Followers we sent a snapshot to, and when (node clock, ms).
+    pub(super) snapshots_in_flight: BTreeMap<u64, u64>,
 }
 
 impl<S: StateMachine> RaftCore<S> {
@@ -128,6 +130,7 @@ impl<S: StateMachine> RaftCore<S> {
             applied,
             last_role: role,
             stop_reason: None,
+            snapshots_in_flight: BTreeMap::new(),
         })
     }
 
@@ -151,6 +154,39 @@ impl<S: StateMachine> RaftCore<S> {
         let timeout = self.config.request_timeout.as_millis() as u64;
         self.proposals.expire(now, timeout);
         self.reads.expire(now, timeout);
+        self.expire_snapshots(now);
+    }
+
+    /// Reports snapshots that never got their follower out of the Snapshot state as
+    /// failed. raft-rs waits for `report_snapshot` forever otherwise, and a snapshot
+    /// can be lost after the transport delivered it (the follower's inbox was full,
+    /// or it crashed before persisting it).
+    fn expire_snapshots(&mut self, now_ms: u64) {
+        let timeout = self.config.snapshot_timeout.as_millis() as u64;
+        let overdue: Vec<u64> = self
+            .snapshots_in_flight
+            .iter()
+            .filter(|(_, &sent)| now_ms.saturating_sub(sent) >= timeout)
+            .map(|(&peer, _)| peer)
+            .collect();
+        for peer in overdue {
+            self.snapshots_in_flight.remove(&peer);
+            let stuck = self
+                .raw
+                .raft
+                .prs()
+                .get(peer)
+                .is_some_and(|pr| pr.state == raft::ProgressState::Snapshot);
+            if stuck {
+                tracing::info!(
+                    node = self.id,
+                    peer,
+                    "snapshot not acknowledged in time; resending"
+                );
+                self.raw
+                    .report_snapshot(peer, raft::SnapshotStatus::Failure);
+            }
+        }
     }
 
     /// Steps one input into Raft (or answers it directly).
@@ -179,6 +215,9 @@ impl<S: StateMachine> RaftCore<S> {
             }
             Input::PeerUnreachable { peer } => self.raw.report_unreachable(peer),
             Input::SnapshotSent { peer, ok } => {
+                if !ok {
+                    self.snapshots_in_flight.remove(&peer);
+                }
                 let status = if ok {
                     raft::SnapshotStatus::Finish
                 } else {

@@ -17,8 +17,8 @@
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot,
-    SnapshotMetadata,
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot, SnapshotMetadata,
 };
 use raft::Storage;
 use raft_proto::ConfChangeI;
@@ -93,6 +93,9 @@ impl<S: StateMachine> RaftCore<S> {
         }
         for message in &messages {
             self.env.observer.observe(self.id, &Event::Sent { message });
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_in_flight.insert(message.to, self.now_ms());
+            }
         }
         self.env.transport.send_raft_messages(messages);
     }

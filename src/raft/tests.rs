@@ -90,6 +90,8 @@ struct Cluster {
     clock: Arc<ManualClock>,
     isolated: BTreeSet<u64>,
     snapshot_interval: u64,
+    /// Lose snapshot messages in the network (after the transport delivered them).
+    drop_snapshots: usize,
 }
 
 fn addr(id: u64) -> String {
@@ -106,6 +108,7 @@ impl Cluster {
             clock: Arc::default(),
             isolated: BTreeSet::new(),
             snapshot_interval,
+            drop_snapshots: 0,
         };
         let voters: Vec<u64> = (1..=n).collect();
         for id in 1..=n {
@@ -154,6 +157,10 @@ impl Cluster {
             }
             for m in messages {
                 if self.isolated.contains(&m.from) || self.isolated.contains(&m.to) {
+                    continue;
+                }
+                if m.get_msg_type() == MessageType::MsgSnapshot && self.drop_snapshots > 0 {
+                    self.drop_snapshots -= 1;
                     continue;
                 }
                 if let Some(core) = self.cores.get_mut(&m.to) {
@@ -492,4 +499,28 @@ fn a_proposal_overwritten_by_another_leader_is_dropped_not_acknowledged() {
         other => panic!("proposal at {index} must be dropped, got {other:?}"),
     }
     assert_eq!(c.value_on(old, "k").as_deref(), Some(&b"v2"[..]));
+}
+
+#[test]
+fn a_snapshot_lost_after_delivery_is_sent_again() {
+    let mut c = Cluster::new(3, 5);
+    for i in 0..12 {
+        c.put(&format!("k{i}"), "v");
+    }
+    let leader = c.leader().unwrap();
+    c.start(4, Bootstrap::Join);
+    c.drop_snapshots = 2;
+    let ticket = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::AddVoter {
+            id: 4,
+            addr: addr(4),
+        })
+        .unwrap();
+    let mut rx = ticket.applied;
+    c.run_until("node 4 added", |_| !rx.is_empty());
+    let last = c.put("after", "v");
+    // Nothing reports the lost snapshots: only the snapshot timeout unsticks the leader.
+    c.run_until("node 4 caught up", |c| c.cores[&4].applied >= last);
+    assert_eq!(c.drop_snapshots, 0, "both snapshots were lost on the way");
 }

@@ -20,7 +20,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "forget_vote",
-        "no_double_vote",
+        "persist_before_send",
         "persist the HardState without its vote",
     ),
     (

@@ -517,7 +517,7 @@ fn a_snapshot_lost_after_delivery_is_sent_again() {
             addr: addr(4),
         })
         .unwrap();
-    let mut rx = ticket.applied;
+    let rx = ticket.applied;
     c.run_until("node 4 added", |_| !rx.is_empty());
     let last = c.put("after", "v");
     // Nothing reports the lost snapshots: only the snapshot timeout unsticks the leader.

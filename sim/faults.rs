@@ -133,6 +133,9 @@ impl FaultDriver {
                 FaultKind::LeaderChurn => Some(Action::KillLeader {
                     restart_after_ms: Some(heal),
                 }),
+                FaultKind::IsolateLeader => Some(Action::IsolateLeader {
+                    heal_after_ms: Some(heal),
+                }),
                 FaultKind::Loss => Some(Action::LinkFaults {
                     drop: intensity.loss,
                     duplicate: 0.0,
@@ -319,6 +322,15 @@ pub fn apply(
                     w.fault(format!("leader is node {leader}"));
                     w.kill(leader);
                     after(world, restart_after_ms, Action::Restart { node: leader });
+                }
+            }
+            Action::IsolateLeader { heal_after_ms } => {
+                if let Some(leader) = w.recorder.current_leader() {
+                    let others: Vec<u64> =
+                        w.nodes.keys().copied().filter(|&n| n != leader).collect();
+                    w.fault(format!("isolating leader {leader}"));
+                    w.partition(&[vec![leader], others]);
+                    after(world, heal_after_ms, Action::HealNetwork);
                 }
             }
             Action::LinkFaults {

@@ -187,7 +187,7 @@ fn entry_meta(entry: &Entry) -> EntryMeta {
 
 fn msg_meta(m: &Message) -> MsgMeta {
     MsgMeta {
-        kind: format!("{:?}", m.get_msg_type()),
+        kind: protobuf::ProtobufEnum::descriptor(&m.get_msg_type()).name(),
         from: m.from,
         to: m.to,
         term: m.term,
@@ -199,20 +199,33 @@ fn msg_meta(m: &Message) -> MsgMeta {
     }
 }
 
-/// A readable form of a KV command (`put k=v`, `del k`), if the bytes are one.
+/// A readable form of a node command (`put k=v`, `del k`, `coo report broker=3
+/// seq=7`, …), if the bytes are one.
 fn kv_command(data: &[u8]) -> Option<String> {
-    use coordlab::proto::{kv_command::Op, KvCommand};
+    use coordlab::proto::{command::Op, coo_command::Op as CooOp, Command};
     use prost::Message as _;
     if data.is_empty() {
         return None;
     }
-    match KvCommand::decode(data).ok()?.op? {
+    match Command::decode(data).ok()?.op? {
         Op::Put(p) => Some(format!(
             "put {}={}",
             p.key,
             String::from_utf8_lossy(&p.value)
         )),
         Op::Delete(d) => Some(format!("del {}", d.key)),
+        Op::Coo(c) => Some(match c.op? {
+            CooOp::Report(r) => {
+                let r = r.report.unwrap_or_default();
+                format!("coo report broker={} seq={}", r.broker_id, r.seq)
+            }
+            CooOp::CreateTopic(t) => format!("coo create_topic {}", t.name),
+            CooOp::DeleteTopic(t) => format!("coo delete_topic {}", t.name),
+            CooOp::ExpireBroker(e) => {
+                format!("coo expire broker={} seq={}", e.broker_id, e.last_seq)
+            }
+            CooOp::SyncGroup(g) => format!("coo sync_group {} member={}", g.group, g.member),
+        }),
     }
 }
 
@@ -297,6 +310,33 @@ impl Observer for SimObserver {
             Event::Stopped { reason } => EventKind::Stopped {
                 reason: reason.to_string(),
             },
+            Event::LoopStarted { mode } => EventKind::LoopStarted {
+                mode: mode.to_string(),
+            },
+            Event::LoopStopped { mode } => EventKind::LoopStopped {
+                mode: mode.to_string(),
+            },
+            Event::ModeSwitched { from, to } => EventKind::ModeSwitched {
+                from: from.to_string(),
+                to: to.to_string(),
+            },
+            Event::ReceiverRegistered { registration } => EventKind::ReceiverRegistered {
+                registration: *registration,
+            },
+            Event::ReceiverReleased { registration } => EventKind::ReceiverReleased {
+                registration: *registration,
+            },
+            Event::ReportDelivered { seq, local } => EventKind::ReportDelivered {
+                seq: *seq,
+                local: *local,
+            },
+            Event::TopicViewApplied { version } => {
+                EventKind::TopicViewApplied { version: *version }
+            }
+            Event::CooRpcSent { rpc } => EventKind::CooRpcSent {
+                rpc: rpc.to_string(),
+            },
+            Event::LogicNodeStopped => EventKind::LogicNodeStopped,
         };
         state.record(node, kind);
     }

@@ -62,6 +62,17 @@ pub fn describe(e: &EventKind) -> String {
             command.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
         ),
         EventKind::Stopped { reason } => format!("STOPPED: {reason}"),
+        EventKind::LoopStarted { mode } => format!("logic node: {mode} loop started"),
+        EventKind::LoopStopped { mode } => format!("logic node: {mode} loop stopped"),
+        EventKind::ModeSwitched { from, to } => format!("logic node: MODE {from} -> {to}"),
+        EventKind::ReceiverRegistered { registration } => format!("broker: receiver #{registration} registered"),
+        EventKind::ReceiverReleased { registration } => format!("broker: receiver #{registration} released"),
+        EventKind::ReportDelivered { seq, local } => {
+            format!("broker: report #{seq} delivered ({})", if *local { "local" } else { "external" })
+        }
+        EventKind::TopicViewApplied { version } => format!("broker: topic view v{version}"),
+        EventKind::CooRpcSent { rpc } => format!("broker: coo rpc {rpc}"),
+        EventKind::LogicNodeStopped => "logic node stopped".to_string(),
         EventKind::Fault { action } => format!("FAULT {action}"),
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())

@@ -36,6 +36,9 @@ pub struct Scenario {
     pub liveness: LivenessSpec,
     #[serde(default)]
     pub checkers: CheckerSpec,
+    /// The MQ control plane: LogicNodes, extra brokers, topic admin.
+    #[serde(default)]
+    pub mq: MqSpec,
     /// Where it was loaded from (set by the loader).
     #[serde(skip)]
     pub path: PathBuf,
@@ -164,6 +167,8 @@ pub enum FaultKind {
     Kill,
     Pause,
     LeaderChurn,
+    /// Cut whoever leads off from everyone else (flapping partitions around the leader).
+    IsolateLeader,
     Loss,
     Duplicate,
     Reorder,
@@ -252,6 +257,9 @@ pub enum Action {
     },
     KillLeader {
         restart_after_ms: Option<u64>,
+    },
+    IsolateLeader {
+        heal_after_ms: Option<u64>,
     },
     LinkFaults {
         #[serde(default)]
@@ -355,6 +363,20 @@ impl Default for LivenessSpec {
     fn default() -> Self {
         toml::from_str("").expect("defaults")
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqSpec {
+    /// Every node runs a LogicNode: a broker beside its coo.
+    #[serde(default)]
+    pub brokers: bool,
+    /// Broker-only LogicNodes on their own hosts (always External mode).
+    #[serde(default)]
+    pub extra_brokers: u64,
+    /// Topics an admin client creates during the safety phase.
+    #[serde(default)]
+    pub topics: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -486,6 +508,15 @@ impl Scenario {
                     ),
                 ));
             }
+        }
+        if (self.mq.extra_brokers > 0 || self.mq.topics > 0) && !self.mq.brokers {
+            return Err((
+                "brokers",
+                "extra_brokers and topics need `brokers = true`".into(),
+            ));
+        }
+        if self.mq.extra_brokers > 8 {
+            return Err(("extra_brokers", "at most 8".into()));
         }
         for name in &self.checkers.disabled {
             if !ONLINE_CHECKERS.contains(&name.as_str()) && name != super::checkers::liveness::NAME

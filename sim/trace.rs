@@ -16,7 +16,8 @@ pub struct EntryMeta {
 /// A Raft message as checkers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MsgMeta {
-    pub kind: String,
+    /// raft-rs's message type name, e.g. `MsgAppend`.
+    pub kind: &'static str,
     pub from: u64,
     pub to: u64,
     pub term: u64,
@@ -82,6 +83,35 @@ pub enum EventKind {
     Stopped {
         reason: String,
     },
+    /// A LogicNode started a communication loop.
+    LoopStarted {
+        mode: String,
+    },
+    /// A LogicNode's loop stopped and released its receivers.
+    LoopStopped {
+        mode: String,
+    },
+    ModeSwitched {
+        from: String,
+        to: String,
+    },
+    ReceiverRegistered {
+        registration: u64,
+    },
+    ReceiverReleased {
+        registration: u64,
+    },
+    ReportDelivered {
+        seq: u64,
+        local: bool,
+    },
+    TopicViewApplied {
+        version: u64,
+    },
+    CooRpcSent {
+        rpc: String,
+    },
+    LogicNodeStopped,
     /// The harness injected or healed a fault.
     Fault {
         action: String,
@@ -133,6 +163,17 @@ impl Default for Fnv64 {
     }
 }
 
+impl std::io::Write for Fnv64 {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Fnv64::write(self, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Fnv64 {
     pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -168,7 +209,8 @@ impl Trace {
             node,
             kind,
         };
-        self.hasher.write(event.to_json().as_bytes());
+        // Streamed into the hasher: no per-event string.
+        serde_json::to_writer(&mut self.hasher, &event).expect("trace events serialize");
         self.hasher.write(b"\n");
         self.events.push(event);
         self.events.last().expect("just pushed")

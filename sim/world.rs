@@ -7,6 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coordlab::mq::broker::Broker;
+use coordlab::mq::client::CooClient;
+use coordlab::mq::logic_node::LogicNode;
+use coordlab::proto::{CreateTopicRequest, SyncConsumerAssignmentsRequest};
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::server::{serve_node, NodeOptions, NodeSeams};
 use coordlab::transport::Transport;
@@ -15,6 +19,7 @@ use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
 use super::checkers::liveness::{self, check_convergence, check_liveness, LivenessBounds};
+use super::checkers::mq_convergence::check_mq_convergence;
 use super::checkers::Violation;
 use super::clock::SimClock;
 use super::disk::{DiskFaults, SimDisk};
@@ -24,6 +29,9 @@ use super::observer::{Recorder, SimObserver};
 use super::scenario::Scenario;
 use super::trace::EventKind;
 use super::workload::{self, WorkloadControl};
+
+/// A live broker's report must have been committed within this long before the end.
+const MQ_REPORT_WINDOW_MS: u64 = 5_000;
 
 /// Port every simulated node serves on.
 pub const NODE_PORT: u16 = 7100;
@@ -115,6 +123,7 @@ impl World {
             listen: node_addr(id),
             peers: self.peers.clone(),
             bootstrap,
+            broker: self.scenario.mq.brokers,
         };
         let link_faults = self.link_faults.clone();
         let seams = NodeSeams {
@@ -289,6 +298,89 @@ pub struct RunOutcome {
     pub sim_ms: u64,
 }
 
+/// Trace ids of broker-only LogicNodes start here.
+pub const EXTRA_BROKER_BASE: u64 = 50;
+
+/// Starts broker-only LogicNodes on their own hosts (External mode only).
+fn start_extra_brokers(handle: &Handle, scenario: &Scenario, recorder: &Arc<Recorder>) -> Vec<u64> {
+    let endpoints: Vec<String> = (1..=scenario.cluster.nodes)
+        .map(|id| node_addr(id).to_string())
+        .collect();
+    let mut ids = Vec::new();
+    for k in 1..=scenario.mq.extra_brokers {
+        let id = EXTRA_BROKER_BASE + k;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 5, k as u8));
+        let observer: Arc<dyn coordlab::seams::observer::Observer> = Arc::new(SimObserver {
+            recorder: recorder.clone(),
+        });
+        let endpoints = endpoints.clone();
+        let node = handle
+            .create_node()
+            .name(format!("broker-{id}"))
+            .ip(ip)
+            .build();
+        node.spawn(async move {
+            let clock: Arc<dyn coordlab::seams::clock::Clock> = Arc::new(SimClock::new());
+            let broker = Broker::new(
+                id,
+                SocketAddr::new(ip, NODE_PORT).to_string(),
+                observer.clone(),
+            );
+            let logic = LogicNode::builder()
+                .id(id)
+                .broker(broker)
+                .coo_endpoints(endpoints)
+                .clock(clock)
+                .observer(observer)
+                .build()
+                .expect("valid broker-only LogicNode");
+            logic.run(std::future::pending()).await;
+        });
+        ids.push(id);
+    }
+    ids
+}
+
+/// An admin client that creates topics and keeps a consumer group busy.
+async fn run_topic_admin(scenario: Scenario, recorder: Arc<Recorder>) {
+    let endpoints = (1..=scenario.cluster.nodes)
+        .map(|id| node_addr(id).to_string())
+        .collect();
+    let mut config = coordlab::client::ClientConfig::new(endpoints);
+    config.total_timeout = Duration::from_secs(5);
+    let Ok(mut client) = CooClient::new(config) else {
+        return;
+    };
+    let spacing = scenario.duration.safety_secs * 1000 / (scenario.mq.topics + 1);
+    for i in 0..scenario.mq.topics {
+        tokio::time::sleep(Duration::from_millis(spacing)).await;
+        let request = CreateTopicRequest {
+            name: format!("topic-{i}"),
+            partitions: 4,
+            replication: 2,
+        };
+        let outcome = match client.create_topic(request).await {
+            Ok(t) => format!("created {}", t.name),
+            Err(e) => format!("creating topic-{i} failed: {e}"),
+        };
+        recorder.record(
+            0,
+            EventKind::Fault {
+                action: format!("admin: {outcome}"),
+            },
+        );
+        let member = format!("consumer-{}", i % 3);
+        let _ = client
+            .sync_consumer_assignments(SyncConsumerAssignmentsRequest {
+                group: "group-a".into(),
+                member,
+                topics: vec![format!("topic-{i}")],
+                leave: false,
+            })
+            .await;
+    }
+}
+
 /// Restarts nodes whose process stopped by itself (e.g. a storage error), as a
 /// service manager would, after `delay`.
 async fn supervise(world: SharedWorld, delay: Duration) {
@@ -364,6 +456,15 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     }
     let control = WorkloadControl::new();
     workload::start_clients(&handle, &scenario, recorder.clone(), control.clone());
+    let extra_brokers = start_extra_brokers(&handle, &scenario, &recorder);
+    if scenario.mq.topics > 0 {
+        let admin = handle
+            .create_node()
+            .name("topic-admin")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 6, 1)))
+            .build();
+        admin.spawn(run_topic_admin(scenario.clone(), recorder.clone()));
+    }
     let supervisor = handle
         .create_node()
         .name("supervisor")
@@ -424,8 +525,18 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     };
     let live = if liveness_on {
         let state = recorder.lock();
+        let brokers: Vec<u64> = if scenario.mq.brokers {
+            members
+                .iter()
+                .copied()
+                .chain(extra_brokers.iter().copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
         check_liveness(&state.trace.events, bounds)
             .and_then(|()| check_convergence(&state.trace.events, healed_at_ms, &members))
+            .and_then(|()| check_mq_convergence(&state.trace.events, &brokers, MQ_REPORT_WINDOW_MS))
             .err()
     } else {
         None

@@ -8,11 +8,13 @@
 //! - [`raft`]: the Raft core on raft-rs's `RawNode` and its storage engine.
 //! - [`transport`]: Raft messages between nodes over gRPC.
 //! - [`kv`]: the replicated key-value state machine.
+//! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000).
 //! - [`server`]: a whole `coordd` node: Raft core, transport and client API.
 //! - [`client`]: a client that finds and follows the leader (`coordctl` uses it).
 
 pub mod client;
 pub mod kv;
+pub mod mq;
 pub mod proto;
 pub mod raft;
 pub mod seams;

@@ -6,11 +6,16 @@ pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod liveness;
+pub mod local_no_network;
 pub mod log_matching;
 pub mod log_view;
+pub mod mode_matches_leadership;
 pub mod monotonicity;
+pub mod mq_convergence;
 pub mod no_double_vote;
+pub mod one_active_loop;
 pub mod persist_before_send;
+pub mod single_state_receiver;
 pub mod state_machine_safety;
 
 use std::fmt;
@@ -67,6 +72,10 @@ pub const ONLINE_CHECKERS: &[&str] = &[
     state_machine_safety::NAME,
     monotonicity::NAME,
     persist_before_send::NAME,
+    one_active_loop::NAME,
+    single_state_receiver::NAME,
+    mode_matches_leadership::NAME,
+    local_no_network::NAME,
 ];
 
 /// Builds the online checkers, minus those `disabled`.
@@ -81,6 +90,10 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
         Box::new(state_machine_safety::StateMachineSafety::default()),
         Box::new(monotonicity::Monotonicity::default()),
         Box::new(persist_before_send::PersistBeforeSend::default()),
+        Box::new(one_active_loop::OneActiveLoop::default()),
+        Box::new(single_state_receiver::SingleStateReceiver::default()),
+        Box::new(mode_matches_leadership::ModeMatchesLeadership::default()),
+        Box::new(local_no_network::LocalNoNetwork::default()),
     ];
     all.into_iter()
         .filter(|c| !disabled.iter().any(|d| d == c.name()))
@@ -225,9 +238,9 @@ pub mod testing {
         }
     }
 
-    pub fn msg(kind: &str, from: u64, to: u64, term: u64) -> MsgMeta {
+    pub fn msg(kind: &'static str, from: u64, to: u64, term: u64) -> MsgMeta {
         MsgMeta {
-            kind: kind.into(),
+            kind,
             from,
             to,
             term,

@@ -42,17 +42,14 @@ impl Checker for PersistBeforeSend {
                 format!("node {node} sent {} to {}: {what}", msg.kind, msg.to),
             ))
         };
-        let pre_vote = matches!(
-            msg.kind.as_str(),
-            "MsgRequestPreVote" | "MsgRequestPreVoteResponse"
-        );
+        let pre_vote = matches!(msg.kind, "MsgRequestPreVote" | "MsgRequestPreVoteResponse");
         if !pre_vote && msg.term > durable.term {
             return fail(format!(
                 "term {} above durable term {}",
                 msg.term, durable.term
             ));
         }
-        match msg.kind.as_str() {
+        match msg.kind {
             "MsgRequestVote" if durable.vote != node || durable.term < msg.term => fail(format!(
                 "own vote not durable (durable term {} vote {})",
                 durable.term, durable.vote

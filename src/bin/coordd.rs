@@ -50,6 +50,10 @@ struct Args {
     /// Turn off check-quorum.
     #[arg(long)]
     no_check_quorum: bool,
+    /// Also run an MQ broker and a LogicNode (broker + this node's coo). `--dev`
+    /// turns it on for every node.
+    #[arg(long)]
+    broker: bool,
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
@@ -115,6 +119,7 @@ async fn run_node(
         listen: spec.listen,
         peers: spec.peers,
         bootstrap,
+        broker: args.broker || args.dev,
     };
     let seams = NodeSeams {
         disk: Arc::new(disk),

@@ -157,6 +157,38 @@ impl CoordClient {
         F: FnMut(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
+        self.call_with(|channel| op(KvClient::new(channel))).await
+    }
+
+    /// Runs `op` once against `endpoint`, with no leader following or retry.
+    pub async fn call_once_at<T, F, Fut>(&mut self, endpoint: &str, op: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let channel = self.channel(endpoint)?;
+        let rejected = |code: Code, message: String| ClientError::Rejected {
+            endpoint: endpoint.to_string(),
+            code,
+            message,
+        };
+        match tokio::time::timeout(self.config.attempt_timeout, op(channel)).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(rejected(status.code(), status.message().to_string())),
+            Err(_) => Err(rejected(
+                Code::DeadlineExceeded,
+                "attempt deadline passed".into(),
+            )),
+        }
+    }
+
+    /// Runs `op` — any gRPC call built on a channel — against the leader, following
+    /// "not leader" hints and retrying failures on other endpoints with backoff.
+    pub async fn call_with<T, F, Fut>(&mut self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
         let started = tokio::time::Instant::now();
         let mut backoff = self.config.backoff_min;
         let mut attempts = 0;
@@ -165,8 +197,8 @@ impl CoordClient {
         while started.elapsed() < self.config.total_timeout {
             attempts += 1;
             let endpoint = self.endpoints[self.preferred].clone();
-            let client = KvClient::new(self.channel(&endpoint)?);
-            let outcome = tokio::time::timeout(self.config.attempt_timeout, op(client)).await;
+            let channel = self.channel(&endpoint)?;
+            let outcome = tokio::time::timeout(self.config.attempt_timeout, op(channel)).await;
             let status = match outcome {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,

@@ -66,6 +66,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) stop_reason: Option<String>,
     /// Followers we sent a snapshot to, and when (node clock, ms).
     pub(super) snapshots_in_flight: BTreeMap<u64, u64>,
+    /// Where leadership changes are published (set by the driver).
+    pub(super) leader_tx: Option<tokio::sync::watch::Sender<super::status::LeaderInfo>>,
 }
 
 impl<S: StateMachine> RaftCore<S> {
@@ -131,7 +133,24 @@ impl<S: StateMachine> RaftCore<S> {
             last_role: role,
             stop_reason: None,
             snapshots_in_flight: BTreeMap::new(),
+            leader_tx: None,
         })
+    }
+
+    /// Publishes who leads now to the handle's watchers.
+    pub(super) fn publish_leader(&self) {
+        if let Some(tx) = &self.leader_tx {
+            let info = super::status::LeaderInfo {
+                leader_id: self.raw.raft.leader_id,
+                term: self.raw.raft.term,
+                is_self: self.raw.raft.state == StateRole::Leader,
+            };
+            tx.send_if_modified(|old| {
+                let changed = *old != info;
+                *old = info;
+                changed
+            });
+        }
     }
 
     /// Why the node must stop, once it must.

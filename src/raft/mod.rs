@@ -25,7 +25,7 @@ pub use error::RaftError;
 pub use node::{inbox, run_raft_node, Inbox};
 pub use router::{Input, MembershipChange, ProposalTicket, RaftHandle};
 pub use state_machine::StateMachine;
-pub use status::{role_name, NodeStatus};
+pub use status::{role_name, LeaderInfo, NodeStatus};
 
 #[cfg(test)]
 mod tests;

@@ -3,26 +3,31 @@
 
 use std::collections::BTreeMap;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::config::RaftConfig;
 use super::core::{Bootstrap, NodeEnv, RaftCore};
 use super::error::RaftError;
 use super::router::{Input, RaftHandle, INBOX_CAPACITY};
 use super::state_machine::StateMachine;
+use super::status::LeaderInfo;
 use crate::seams::observer::Event;
 
 /// Inputs drained per loop turn before a Ready is processed (bounds latency).
 const INPUTS_PER_TURN: usize = 256;
 
-/// The receiving side of a node's inbox.
-pub struct Inbox(mpsc::Receiver<Input>);
+/// The receiving side of a node's inbox, and where it publishes leadership.
+pub struct Inbox {
+    inputs: mpsc::Receiver<Input>,
+    leader: watch::Sender<LeaderInfo>,
+}
 
 /// Creates a node's inbox: the handle goes to the transport and clients, the inbox
 /// to [`run_raft_node`].
 pub fn inbox() -> (RaftHandle, Inbox) {
-    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-    (RaftHandle::new(tx), Inbox(rx))
+    let (tx, inputs) = mpsc::channel(INBOX_CAPACITY);
+    let (leader, leader_rx) = watch::channel(LeaderInfo::default());
+    (RaftHandle::new(tx, leader_rx), Inbox { inputs, leader })
 }
 
 /// Opens the node's storage and runs its Raft loop until shutdown, removal, or a
@@ -40,10 +45,13 @@ pub async fn run_raft_node<S: StateMachine>(
 }
 
 /// Runs an opened core until shutdown, removal or a storage failure.
-pub async fn drive<S: StateMachine>(
-    mut core: RaftCore<S>,
-    Inbox(mut inbox): Inbox,
-) -> Result<(), RaftError> {
+pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Result<(), RaftError> {
+    let Inbox {
+        inputs: mut inbox,
+        leader,
+    } = inbox;
+    core.leader_tx = Some(leader);
+    core.publish_leader();
     let tick_interval = core.config.tick_interval;
     let clock = core.env.clock.clone();
     let mut tick = clock.sleep(tick_interval);

@@ -304,6 +304,7 @@ impl<S: StateMachine> RaftCore<S> {
             self.reads.fail_unconfirmed(&err);
         }
         self.last_role = now;
+        self.publish_leader();
         self.env.observer.observe(
             self.id,
             &Event::RoleChanged {

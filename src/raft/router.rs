@@ -5,11 +5,11 @@
 //! in arrival order. [`RaftHandle`] is the typed front door that builds them.
 
 use raft::eraftpb::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::RaftError;
 use super::pending::{ProposalResult, ReadAnswer};
-use super::status::NodeStatus;
+use super::status::{LeaderInfo, NodeStatus};
 
 /// How many inputs may wait in the inbox.
 pub const INBOX_CAPACITY: usize = 4096;
@@ -84,6 +84,7 @@ pub enum Input {
 #[derive(Clone, Debug)]
 pub struct RaftHandle {
     inbox: mpsc::Sender<Input>,
+    leader: watch::Receiver<LeaderInfo>,
 }
 
 fn stopped<T>(_: T) -> RaftError {
@@ -91,8 +92,18 @@ fn stopped<T>(_: T) -> RaftError {
 }
 
 impl RaftHandle {
-    pub fn new(inbox: mpsc::Sender<Input>) -> Self {
-        RaftHandle { inbox }
+    pub fn new(inbox: mpsc::Sender<Input>, leader: watch::Receiver<LeaderInfo>) -> Self {
+        RaftHandle { inbox, leader }
+    }
+
+    /// Who leads, as of this node's last role change.
+    pub fn leader(&self) -> LeaderInfo {
+        *self.leader.borrow()
+    }
+
+    /// Follows leadership changes.
+    pub fn leader_watch(&self) -> watch::Receiver<LeaderInfo> {
+        self.leader.clone()
     }
 
     async fn ask<T>(

@@ -28,3 +28,12 @@ pub fn role_name(role: StateRole) -> &'static str {
         StateRole::PreCandidate => "pre-candidate",
     }
 }
+
+/// Who leads, as this node last saw it (published on every role change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaderInfo {
+    pub leader_id: u64,
+    pub term: u64,
+    /// This node is the leader.
+    pub is_self: bool,
+}

@@ -43,6 +43,31 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "liveness",
         "drop a committed ConfChange instead of applying it",
     ),
+    (
+        "keep_old_receiver",
+        "single_state_receiver",
+        "a LogicNode keeps the old loop's broker state receiver on a switch (leak)",
+    ),
+    (
+        "ignore_not_leader_local",
+        "mode_matches_leadership",
+        "Local mode ignores NotLeader from its coo and never switches away",
+    ),
+    (
+        "watcher_first_change_only",
+        "mode_matches_leadership",
+        "the leadership watcher signals only the first change",
+    ),
+    (
+        "external_sticks_to_deposed_leader",
+        "mq_convergence",
+        "the External client keeps talking to the coo it first reached, even once deposed",
+    ),
+    (
+        "start_before_stop",
+        "one_active_loop",
+        "a switch starts the new loop before the old one has stopped",
+    ),
 ];
 
 /// Whether mutant `name` is on in this run.

@@ -40,6 +40,26 @@ pub enum Event<'a> {
     Applied { entry: &'a Entry },
     /// The node stopped its Raft loop.
     Stopped { reason: &'a str },
+
+    // --- MQ control plane (seed 000); `node_id` is the LogicNode's or broker's id ---
+    /// A LogicNode started a communication loop ("local" or "external").
+    LoopStarted { mode: &'a str },
+    /// A LogicNode's loop has fully stopped and released its receivers.
+    LoopStopped { mode: &'a str },
+    /// A LogicNode switched communication mode.
+    ModeSwitched { from: &'a str, to: &'a str },
+    /// A broker registered a state receiver.
+    ReceiverRegistered { registration: u64 },
+    /// A broker released a state receiver.
+    ReceiverReleased { registration: u64 },
+    /// A broker's report was accepted by a coo (in-process or over gRPC).
+    ReportDelivered { seq: u64, local: bool },
+    /// A broker applied topic metadata of `version`.
+    TopicViewApplied { version: u64 },
+    /// A broker sent an RPC to a coo over the network.
+    CooRpcSent { rpc: &'a str },
+    /// A LogicNode shut down.
+    LogicNodeStopped,
 }
 
 /// Receives the stack's events.

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::status::status_from_raft_error;
 use crate::kv::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::mq::logic_node::LogicNodeMetrics;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, KvApplied, Member,
@@ -21,11 +22,21 @@ use crate::seams::clock::Clock;
 pub struct KvService {
     node: RaftHandle,
     clock: Arc<dyn Clock>,
+    /// The node's LogicNode, when it runs a broker.
+    logic_node: Option<Arc<LogicNodeMetrics>>,
 }
 
 impl KvService {
-    pub fn new(node: RaftHandle, clock: Arc<dyn Clock>) -> Self {
-        KvService { node, clock }
+    pub fn new(
+        node: RaftHandle,
+        clock: Arc<dyn Clock>,
+        logic_node: Option<Arc<LogicNodeMetrics>>,
+    ) -> Self {
+        KvService {
+            node,
+            clock,
+            logic_node,
+        }
     }
 
     async fn status_now(&self) -> Result<NodeStatus, Status> {
@@ -107,7 +118,10 @@ impl Kv for KvService {
         check_key(&req.key)?;
         let read = self
             .node
-            .read(kv::get_query(&req.key), !req.serializable)
+            .read(
+                super::replicated::get_query(&req.key, req.serializable),
+                !req.serializable,
+            )
             .await
             .map_err(status_from_raft_error)?;
         let mut answer = GetResponse::decode(&read.answer[..])
@@ -132,6 +146,12 @@ impl Kv for KvService {
             first_log_index: s.first_log_index,
             last_log_index: s.last_log_index,
             snapshot_index: s.snapshot_index,
+            logic_node_mode: self
+                .logic_node
+                .as_ref()
+                .and_then(|m| m.mode())
+                .map_or(String::new(), |m| m.name().to_string()),
+            mode_switches: self.logic_node.as_ref().map_or(0, |m| m.switches()),
         }))
     }
 

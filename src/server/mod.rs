@@ -2,6 +2,7 @@
 //! the seams it is given (real ones in `coordd`, simulated ones in the harness).
 
 mod kv_service;
+pub mod replicated;
 mod status;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,10 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::kv::KvStateMachine;
+use crate::mq::broker::Broker;
+use crate::mq::coo::{Coo, CooService, BROKER_TIMEOUT};
+use crate::mq::logic_node::LogicNode;
+use crate::proto::coo_server::CooServer;
 use crate::proto::kv_server::KvServer;
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
@@ -19,6 +23,7 @@ use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
 use crate::seams::observer::Observer;
 use crate::transport::{GrpcTransport, RaftTransportService, Transport};
+use replicated::ReplicatedState;
 
 pub use kv_service::KvService;
 pub use status::{leader_hint, status_from_raft_error};
@@ -36,6 +41,8 @@ pub struct NodeOptions {
     pub peers: BTreeMap<u64, String>,
     /// How to start when the disk is empty.
     pub bootstrap: Bootstrap,
+    /// Run a broker and a LogicNode (broker + this node's coo) in this process.
+    pub broker: bool,
 }
 
 /// The outside world a node is wired to.
@@ -72,7 +79,7 @@ pub async fn serve_node(
         .unwrap_or_else(|| options.listen.to_string());
     let grpc: Arc<dyn Transport> = Arc::new(GrpcTransport::new(
         id,
-        own_addr,
+        own_addr.clone(),
         handle.clone(),
         seams.clock.clone(),
     ));
@@ -88,14 +95,36 @@ pub async fn serve_node(
         transport,
     };
     let receiver_transport = env.transport.clone();
-    let core = RaftCore::open(
-        options.raft,
-        env,
-        KvStateMachine::new(),
-        options.bootstrap,
-        options.peers,
-    )?;
+    let (state, topics) = ReplicatedState::new();
+    let observer = env.observer.clone();
+    let coo_endpoints: Vec<String> = options.peers.values().cloned().collect();
+    let core = RaftCore::open(options.raft, env, state, options.bootstrap, options.peers)?;
     let mut raft_task = tokio::spawn(raft::node::drive(core, inbox));
+    let coo = Coo::new(handle.clone(), clock.clone(), topics);
+    let expiry = tokio::spawn(coo.clone().run_broker_expiry(BROKER_TIMEOUT));
+    let (logic_stop, logic_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut metrics = None;
+    let logic_task = if options.broker {
+        let broker = Broker::new(id, own_addr.clone(), observer.clone());
+        let logic = LogicNode::builder()
+            .id(id)
+            .broker(broker)
+            .coo(coo.clone())
+            .coo_endpoints(coo_endpoints)
+            .clock(clock.clone())
+            .observer(observer)
+            .build()
+            .map_err(|reason| NodeError::Serve {
+                addr: options.listen,
+                reason,
+            })?;
+        metrics = Some(logic.metrics());
+        Some(tokio::spawn(logic.run(async move {
+            let _ = logic_stopped.await;
+        })))
+    } else {
+        None
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(
@@ -106,7 +135,12 @@ pub async fn serve_node(
             ))
             .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
         )
-        .add_service(KvServer::new(KvService::new(handle.clone(), clock)))
+        .add_service(KvServer::new(KvService::new(
+            handle.clone(),
+            clock,
+            metrics,
+        )))
+        .add_service(CooServer::new(CooService::new(coo)))
         .serve_with_shutdown(options.listen, async move {
             let _ = stop_rx.await;
         });
@@ -129,6 +163,11 @@ pub async fn serve_node(
     };
     let _ = stop_tx.send(());
     let _ = server_task.await;
+    let _ = logic_stop.send(());
+    if let Some(task) = logic_task {
+        let _ = task.await;
+    }
+    expiry.abort();
     let raft_result = match raft_result {
         Some(result) => result,
         None => {

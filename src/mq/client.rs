@@ -1,0 +1,162 @@
+//! A leader-following client of the coo's gRPC API (the broker's "smart client"):
+//! it finds the leader coo, follows "not leader" hints, refreshes endpoints and
+//! retries, on top of [`CoordClient`]'s machinery.
+
+use std::sync::Arc;
+
+use tonic::codec::Streaming;
+use tonic::transport::Channel;
+
+use crate::client::{ClientConfig, ClientError, CoordClient};
+use crate::proto::coo_client::CooClient as CooGrpc;
+use crate::proto::{
+    BrokerList, BrokerReport, ConsumerAssignment, CreateTopicRequest, DeleteTopicRequest,
+    GroupList, ListRequest, PullRequest, SyncConsumerAssignmentsRequest, TopicInfo, TopicInfos,
+};
+use crate::seams::mutants;
+use crate::seams::observer::{Event, Observer};
+
+pub struct CooClient {
+    inner: CoordClient,
+    /// Who the RPCs are sent for (observer events), 0 for admin use.
+    broker_id: u64,
+    observer: Option<Arc<dyn Observer>>,
+    /// Only for the `external_sticks_to_deposed_leader` mutant.
+    pinned: Option<String>,
+}
+
+fn coo(channel: Channel) -> CooGrpc<Channel> {
+    CooGrpc::new(channel)
+}
+
+impl CooClient {
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        Ok(CooClient {
+            inner: CoordClient::new(config)?,
+            broker_id: 0,
+            observer: None,
+            pinned: None,
+        })
+    }
+
+    /// A client that reports its RPCs as broker `broker_id`'s network traffic.
+    pub fn for_broker(
+        config: ClientConfig,
+        broker_id: u64,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::new(config)?;
+        client.broker_id = broker_id;
+        client.observer = Some(observer);
+        Ok(client)
+    }
+
+    fn sent(&self, rpc: &str) {
+        if let Some(o) = &self.observer {
+            o.observe(self.broker_id, &Event::CooRpcSent { rpc });
+        }
+    }
+
+    pub async fn report(&mut self, report: BrokerReport) -> Result<u64, ClientError> {
+        self.sent("report");
+        if mutants::active("external_sticks_to_deposed_leader") {
+            if let Some(endpoint) = self.pinned.clone() {
+                let ack = self
+                    .inner
+                    .call_once_at(&endpoint, |ch| async move { coo(ch).report(report).await })
+                    .await?;
+                return Ok(ack.index);
+            }
+            let ack = self
+                .inner
+                .call_with(|ch| {
+                    let report = report.clone();
+                    async move { coo(ch).report(report).await }
+                })
+                .await?;
+            self.pinned = Some(self.inner.preferred_endpoint().to_string());
+            return Ok(ack.index);
+        }
+        let ack = self
+            .inner
+            .call_with(|ch| {
+                let report = report.clone();
+                async move { coo(ch).report(report).await }
+            })
+            .await?;
+        Ok(ack.index)
+    }
+
+    /// Opens the leader's stream of topic infos for `broker_id`.
+    pub async fn pull(&mut self, broker_id: u64) -> Result<Streaming<TopicInfos>, ClientError> {
+        self.sent("pull");
+        if let Some(endpoint) = self.pinned.clone() {
+            return self
+                .inner
+                .call_once_at(&endpoint, |ch| async move {
+                    coo(ch).pull(PullRequest { broker_id }).await
+                })
+                .await;
+        }
+        self.inner
+            .call_with(|ch| async move { coo(ch).pull(PullRequest { broker_id }).await })
+            .await
+    }
+
+    pub async fn sync_consumer_assignments(
+        &mut self,
+        req: SyncConsumerAssignmentsRequest,
+    ) -> Result<ConsumerAssignment, ClientError> {
+        self.sent("sync_consumer_assignments");
+        self.inner
+            .call_with(|ch| {
+                let req = req.clone();
+                async move { coo(ch).sync_consumer_assignments(req).await }
+            })
+            .await
+    }
+
+    pub async fn create_topic(
+        &mut self,
+        req: CreateTopicRequest,
+    ) -> Result<TopicInfo, ClientError> {
+        self.inner
+            .call_with(|ch| {
+                let req = req.clone();
+                async move { coo(ch).create_topic(req).await }
+            })
+            .await
+    }
+
+    pub async fn delete_topic(&mut self, name: &str) -> Result<bool, ClientError> {
+        let req = DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        let r = self
+            .inner
+            .call_with(|ch| {
+                let req = req.clone();
+                async move { coo(ch).delete_topic(req).await }
+            })
+            .await?;
+        Ok(r.existed)
+    }
+
+    pub async fn list_topics(&mut self) -> Result<TopicInfos, ClientError> {
+        self.inner
+            .call_with(|ch| async move { coo(ch).list_topics(ListRequest {}).await })
+            .await
+    }
+
+    pub async fn list_brokers(&mut self) -> Result<BrokerList, ClientError> {
+        self.inner
+            .call_with(|ch| async move { coo(ch).list_brokers(ListRequest {}).await })
+            .await
+    }
+
+    pub async fn list_groups(&mut self) -> Result<GroupList, ClientError> {
+        self.inner
+            .call_with(|ch| async move { coo(ch).list_groups(ListRequest {}).await })
+            .await
+    }
+}

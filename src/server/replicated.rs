@@ -1,0 +1,149 @@
+//! The state machine a coordd node replicates: the KV store and the coo's metadata,
+//! behind one command envelope (`proto::Command`) and one query envelope.
+//!
+//! After every coo change it publishes the new topic metadata on a watch channel,
+//! which in-process brokers (Local mode) and `Pull` streams follow.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::sync::watch;
+
+use crate::kv::KvStateMachine;
+use crate::mq::coo::state::CooState;
+use crate::proto::{self, command, query};
+use crate::raft::StateMachine;
+
+/// What observers of the coo metadata see.
+pub type TopicWatch = watch::Receiver<Arc<proto::TopicInfos>>;
+
+pub struct ReplicatedState {
+    kv: KvStateMachine,
+    coo: CooState,
+    topics: watch::Sender<Arc<proto::TopicInfos>>,
+}
+
+impl ReplicatedState {
+    pub fn new() -> (Self, TopicWatch) {
+        let coo = CooState::new();
+        let (topics, rx) = watch::channel(Arc::new(coo.topic_infos()));
+        (
+            ReplicatedState {
+                kv: KvStateMachine::new(),
+                coo,
+                topics,
+            },
+            rx,
+        )
+    }
+
+    fn publish_if_changed(&self) {
+        if self.topics.borrow().version != self.coo.version() {
+            self.topics.send_replace(Arc::new(self.coo.topic_infos()));
+        }
+    }
+}
+
+/// Encodes a KV read as a node query.
+pub fn get_query(key: &str, serializable: bool) -> Vec<u8> {
+    proto::Query {
+        q: Some(query::Q::Get(proto::GetRequest {
+            key: key.to_string(),
+            serializable,
+        })),
+    }
+    .encode_to_vec()
+}
+
+/// Encodes a coo read as a node query.
+pub fn coo_query(q: proto::coo_query::Q) -> Vec<u8> {
+    proto::Query {
+        q: Some(query::Q::Coo(proto::CooQuery { q: Some(q) })),
+    }
+    .encode_to_vec()
+}
+
+/// Encodes a coo command for the Raft log.
+pub fn coo_command(op: proto::coo_command::Op) -> Vec<u8> {
+    proto::Command {
+        op: Some(command::Op::Coo(proto::CooCommand { op: Some(op) })),
+    }
+    .encode_to_vec()
+}
+
+impl StateMachine for ReplicatedState {
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> Vec<u8> {
+        match proto::Command::decode(bytes).map(|c| c.op) {
+            Ok(Some(command::Op::Coo(coo))) => {
+                let answer = self.coo.apply(coo);
+                self.publish_if_changed();
+                answer
+            }
+            // KV commands (and malformed ones, which the KV machine ignores alike on
+            // every replica).
+            _ => self.kv.apply(index, bytes),
+        }
+    }
+
+    fn query(&self, bytes: &[u8]) -> Vec<u8> {
+        match proto::Query::decode(bytes).map(|q| q.q) {
+            Ok(Some(query::Q::Get(get))) => self.kv.query(&get.encode_to_vec()),
+            Ok(Some(query::Q::Coo(coo))) => self.coo.query(&coo),
+            _ => Vec::new(),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        proto::ReplicatedSnapshot {
+            kv: self.kv.snapshot(),
+            coo: self.coo.snapshot(),
+        }
+        .encode_to_vec()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let snap = proto::ReplicatedSnapshot::decode(bytes)
+            .map_err(|e| format!("node state snapshot: {e}"))?;
+        self.kv.restore(&snap.kv)?;
+        self.coo.restore(&snap.coo)?;
+        self.publish_if_changed();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv;
+
+    #[test]
+    fn kv_and_coo_commands_reach_their_machines() {
+        let (mut s, topics) = ReplicatedState::new();
+        s.apply(1, &kv::put_command("k", b"v"));
+        let create = coo_command(proto::coo_command::Op::CreateTopic(
+            proto::CreateTopicRequest {
+                name: "t".into(),
+                partitions: 2,
+                replication: 1,
+            },
+        ));
+        s.apply(2, &create);
+        let got = proto::GetResponse::decode(&s.query(&get_query("k", false))[..]).unwrap();
+        assert_eq!(got.value.as_deref(), Some(&b"v"[..]));
+        let infos = proto::TopicInfos::decode(
+            &s.query(&coo_query(proto::coo_query::Q::Topics(
+                proto::ListRequest {},
+            )))[..],
+        )
+        .unwrap();
+        assert_eq!(infos.topics.len(), 1);
+        assert_eq!(
+            topics.borrow().version,
+            infos.version,
+            "the watch saw the change"
+        );
+        let (mut copy, _) = ReplicatedState::new();
+        copy.restore(&s.snapshot()).unwrap();
+        assert_eq!(copy.snapshot(), s.snapshot());
+    }
+}

@@ -150,3 +150,34 @@ fn drain_ready(node: &mut RawNode<MemStorage>, out: &mut Vec<Message>) {
         let _ = store.wl().compact(applied - 1000);
     }
 }
+
+/// `SIM_SWEEP=mq-switch`: for every MQ scenario, over `SIM_BENCH_SEEDS` seeds, the
+/// simulated time from each coo leader change to every LogicNode being in the right
+/// mode (Local iff its own coo leads): median and worst.
+pub fn mq_switch_main(scenarios: Vec<Scenario>) -> i32 {
+    let seeds: u64 = std::env::var("SIM_BENCH_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    for scenario in scenarios.iter().filter(|s| s.mq.brokers) {
+        let mut times = Vec::new();
+        let mut failures = 0;
+        for seed in 1..=seeds {
+            let r = run_once(scenario, seed);
+            failures += u64::from(r.failure.is_some());
+            times.extend(super::checkers::mq_convergence::mode_convergence_ms(
+                &r.events,
+            ));
+        }
+        times.sort_unstable();
+        let median = times.get(times.len() / 2).copied().unwrap_or(0);
+        let worst = times.last().copied().unwrap_or(0);
+        println!(
+            "{}: {seeds} seeds, {} leader changes, all LogicNodes in the right mode after median {median} ms, worst {worst} ms (simulated){}",
+            scenario.name,
+            times.len(),
+            if failures > 0 { format!(", {failures} failing seeds") } else { String::new() }
+        );
+    }
+    0
+}

@@ -8,7 +8,8 @@
 //! - `mutants`: print the mutant catalog;
 //! - `bench`: time dilation and throughput of the reference scenario, against bare
 //!   raft-rs `RawNode`s in a plain loop (see [`super::bench`]);
-//! - `shrink`: find a failing fault schedule and shrink it (see [`super::shrink`]).
+//! - `shrink`: find a failing fault schedule and shrink it (see [`super::shrink`]);
+//! - `mq-switch`: time from a coo leader change to every LogicNode in the right mode.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -67,9 +68,12 @@ pub fn main(mode: &str, scenarios: Vec<Scenario>) -> i32 {
         }
         "fuzz" | "hunt" => sweep(mode, scenarios),
         "bench" => super::bench::main(scenarios),
+        "mq-switch" => super::bench::mq_switch_main(scenarios),
         "shrink" => super::shrink::main(scenarios),
         other => {
-            eprintln!("error: SIM_SWEEP={other:?}: use fuzz, hunt, mutants, bench or shrink");
+            eprintln!(
+                "error: SIM_SWEEP={other:?}: use fuzz, hunt, mutants, bench, mq-switch or shrink"
+            );
             2
         }
     }

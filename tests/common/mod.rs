@@ -24,16 +24,29 @@ pub struct NodeProc {
     pub id: u64,
     pub addr: String,
     pub dir: PathBuf,
+    /// Extra coordd arguments (e.g. `--broker`), kept across restarts.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl NodeProc {
     pub fn start(id: u64, peers: &BTreeMap<u64, String>, dir: PathBuf, join: bool) -> NodeProc {
+        Self::start_args(id, peers, dir, join, &[])
+    }
+
+    pub fn start_args(
+        id: u64,
+        peers: &BTreeMap<u64, String>,
+        dir: PathBuf,
+        join: bool,
+        extra: &[&str],
+    ) -> NodeProc {
         let addr = peers[&id].clone();
         let mut node = NodeProc {
             id,
             addr,
             dir,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         node.spawn(peers, join);
@@ -65,6 +78,7 @@ impl NodeProc {
         if join {
             cmd.arg("--join");
         }
+        cmd.args(&self.extra_args);
         self.child = Some(cmd.spawn().expect("start coordd"));
     }
 
@@ -138,6 +152,11 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(n: u64) -> TestCluster {
+        Self::start_with(n, &[])
+    }
+
+    /// `n` nodes started with `extra` coordd arguments.
+    pub fn start_with(n: u64, extra: &[&str]) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
         let peers: BTreeMap<u64, String> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
@@ -145,10 +164,8 @@ impl TestCluster {
         let nodes = peers
             .keys()
             .map(|&id| {
-                (
-                    id,
-                    NodeProc::start(id, &peers, root.path().join(format!("node-{id}")), false),
-                )
+                let dir = root.path().join(format!("node-{id}"));
+                (id, NodeProc::start_args(id, &peers, dir, false, extra))
             })
             .collect();
         TestCluster { root, peers, nodes }

@@ -240,6 +240,7 @@ impl Observer for SimObserver {
             Event::Recovered {
                 hard_state,
                 snapshot_index,
+                snapshot_term,
                 last_index,
                 applied_index,
             } => EventKind::Recovered {
@@ -247,6 +248,7 @@ impl Observer for SimObserver {
                 vote: hard_state.vote,
                 commit: hard_state.commit,
                 snapshot_index: *snapshot_index,
+                snapshot_term: *snapshot_term,
                 last_index: *last_index,
                 applied: *applied_index,
             },

@@ -16,10 +16,11 @@ pub fn describe(e: &EventKind) -> String {
             vote,
             commit,
             snapshot_index,
+            snapshot_term,
             last_index,
             applied,
         } => format!(
-            "recovered term={term} vote={vote} commit={commit} snapshot={snapshot_index} last={last_index} applied={applied}"
+            "recovered term={term} vote={vote} commit={commit} snapshot={snapshot_index}@{snapshot_term} last={last_index} applied={applied}"
         ),
         EventKind::Role { role, term, leader } => format!("role {role} term={term} leader={leader}"),
         EventKind::Persisted {

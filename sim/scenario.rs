@@ -519,8 +519,11 @@ impl Scenario {
             return Err(("extra_brokers", "at most 8".into()));
         }
         for name in &self.checkers.disabled {
-            if !ONLINE_CHECKERS.contains(&name.as_str()) && name != super::checkers::liveness::NAME
-            {
+            let end_of_run = [
+                super::checkers::liveness::NAME,
+                super::checkers::linearizability::NAME,
+            ];
+            if !ONLINE_CHECKERS.contains(&name.as_str()) && !end_of_run.contains(&name.as_str()) {
                 return Err(("disabled", format!("unknown checker {name:?}")));
             }
         }

@@ -50,6 +50,7 @@ pub enum EventKind {
         vote: u64,
         commit: u64,
         snapshot_index: u64,
+        snapshot_term: u64,
         last_index: u64,
         applied: u64,
     },

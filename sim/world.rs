@@ -18,6 +18,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
+use super::checkers::linearizability;
 use super::checkers::liveness::{self, check_convergence, check_liveness, LivenessBounds};
 use super::checkers::mq_convergence::check_mq_convergence;
 use super::checkers::Violation;
@@ -541,6 +542,23 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     } else {
         None
     };
+    // Linearizability of the KV workload: a correctness failure, judged on the
+    // whole history once it is complete.
+    let linearizability_on = !scenario
+        .checkers
+        .disabled
+        .iter()
+        .any(|d| d == linearizability::NAME);
+    if live.is_none() && linearizability_on {
+        let state = recorder.lock();
+        if let Err(v) = linearizability::check_trace(&state.trace.events) {
+            drop(state);
+            return RunOutcome {
+                sim_ms: recorder.lock().now_ms(),
+                failure: Some((FailureClass::Correctness, v)),
+            };
+        }
+    }
     finish(&recorder, live)
 }
 

@@ -69,13 +69,14 @@ impl LogView {
             }
             EventKind::Recovered {
                 snapshot_index,
+                snapshot_term,
                 last_index,
                 ..
             } => {
                 // A crash keeps a prefix: drop what was not durable.
                 log.entries.split_off(&(last_index + 1));
                 if *snapshot_index > log.snapshot_index {
-                    log.snapshot_term = log.term_at(*snapshot_index).unwrap_or(0);
+                    log.snapshot_term = *snapshot_term;
                     log.entries = log.entries.split_off(&(snapshot_index + 1));
                     log.snapshot_index = *snapshot_index;
                 }

@@ -5,6 +5,7 @@ pub mod acknowledged_writes;
 pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
+pub mod linearizability;
 pub mod liveness;
 pub mod local_no_network;
 pub mod log_matching;
@@ -227,6 +228,7 @@ pub mod testing {
                     vote,
                     commit,
                     snapshot_index: 0,
+                    snapshot_term: 0,
                     last_index,
                     applied,
                 },

@@ -101,6 +101,7 @@ impl<S: StateMachine> RaftCore<S> {
             &Event::Recovered {
                 hard_state: &state.hard_state,
                 snapshot_index: state.snapshot.index,
+                snapshot_term: state.snapshot.term,
                 last_index: state.last_index(),
                 applied_index: state.applied,
             },
@@ -320,7 +321,7 @@ impl<S: StateMachine> RaftCore<S> {
         linearizable: bool,
         reply: oneshot::Sender<Result<ReadAnswer, RaftError>>,
     ) {
-        if !linearizable {
+        if !linearizable || crate::seams::mutants::active("stale_reads") {
             let answer = self.state_machine.query(&query);
             let _ = reply.send(Ok(ReadAnswer {
                 read_index: self.applied,

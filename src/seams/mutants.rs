@@ -44,6 +44,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "drop a committed ConfChange instead of applying it",
     ),
     (
+        "stale_reads",
+        "linearizability",
+        "serve linearizable reads from local state, skipping ReadIndex",
+    ),
+    (
         "keep_old_receiver",
         "single_state_receiver",
         "a LogicNode keeps the old loop's broker state receiver on a switch (leak)",

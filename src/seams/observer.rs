@@ -14,6 +14,7 @@ pub enum Event<'a> {
     Recovered {
         hard_state: &'a HardState,
         snapshot_index: u64,
+        snapshot_term: u64,
         last_index: u64,
         applied_index: u64,
     },

@@ -195,9 +195,6 @@ impl StorageEngine {
         self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
         self.apply_to_memory(WalRecord::Snapshot(meta.clone()))?;
         self.state.snapshot_data = snapshot.data.to_vec();
-        if self.state.hard_state.commit < meta.index {
-            self.state.hard_state.commit = meta.index;
-        }
         self.state.applied = self.state.applied.max(meta.index);
         self.rotate_with_checkpoint()
     }

@@ -76,6 +76,9 @@ impl RecoveredState {
                     let keep_from = (index - self.snapshot.index) as usize;
                     self.entries.drain(..keep_from);
                 }
+                // A snapshot only ever covers committed entries: its index is a
+                // commit index even if no HardState record said so before a crash.
+                self.hard_state.commit = self.hard_state.commit.max(meta.index);
                 self.snapshot = meta;
                 Ok(())
             }

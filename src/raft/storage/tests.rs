@@ -303,3 +303,18 @@ fn brand_new_disk_is_empty() {
     assert!(engine.is_new());
     assert_eq!(engine.state().last_index(), 0);
 }
+
+#[test]
+fn a_snapshot_implies_its_commit_index_after_a_crash() {
+    // A crash after the Snapshot record was synced but before any HardState record
+    // carried the higher commit: replay must not yield commit < snapshot index
+    // (raft-rs refuses to start from that). Found by the `everything` scenario.
+    let mut state = RecoveredState::default();
+    state
+        .apply_record(wal::WalRecord::HardState(hard_state(1, 1, 2)))
+        .unwrap();
+    let meta = snapshot_at(10, 2, b"").get_metadata().clone();
+    state.apply_record(wal::WalRecord::Snapshot(meta)).unwrap();
+    assert_eq!(state.snapshot.index, 10);
+    assert_eq!(state.hard_state.commit, 10);
+}

@@ -1,0 +1,192 @@
+//! Linearizability of KV operations per key (Herlihy & Wing; checked with the
+//! Wing–Gong–Lowe search and Lowe's memoised states, as Porcupine does).
+//!
+//! Histories are split by key — each key is an independent object, so the history
+//! is linearizable iff every key's is (P-compositionality). An operation whose
+//! outcome is unknown may or may not have taken effect. On failure the checker
+//! shrinks the offending key's history to a small sub-history that is still not
+//! linearizable, for the report. It is validated against Porcupine's golden
+//! histories (`shared/golden/linearizability`, see `tests`).
+
+pub mod histories;
+pub mod models;
+pub mod wgl;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use super::Violation;
+use crate::sim::trace::TraceEvent;
+use wgl::{linearizable, Model, Operation};
+
+pub const NAME: &str = "linearizability";
+
+/// Greedily drops operations while the rest stays non-linearizable: a small
+/// counterexample for a human (at most `budget` checks).
+pub fn shrink<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    budget: usize,
+) -> Vec<Operation<M::Input, M::Output>>
+where
+    M::Input: Clone,
+    M::Output: Clone,
+{
+    let mut current: Vec<_> = ops.to_vec();
+    let mut checks = 0;
+    let mut i = 0;
+    while i < current.len() && checks < budget {
+        let mut candidate = current.clone();
+        candidate.remove(i);
+        checks += 1;
+        if !linearizable(model, &candidate) {
+            current = candidate;
+        } else {
+            i += 1;
+        }
+    }
+    current
+}
+
+/// Describes a history for a report, one operation a line.
+pub fn describe<I: Debug, O: Debug>(ops: &[Operation<I, O>]) -> String {
+    ops.iter()
+        .map(|op| {
+            let ret = if op.ret == u64::MAX {
+                "…".to_string()
+            } else {
+                op.ret.to_string()
+            };
+            format!(
+                "  client {} [{}, {ret}] {:?} -> {:?}",
+                op.client, op.call, op.input, op.output
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks every key's history of the KV workload in a trace.
+pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
+    check_kv(&histories::from_trace(events)).map_err(|message| Violation {
+        invariant: NAME,
+        event_seq: events.last().map_or(0, |e| e.seq),
+        message,
+    })
+}
+
+/// Checks per-key KV histories; `Err` names the key and a small counterexample.
+pub fn check_kv(by_key: &BTreeMap<String, Vec<histories::KvOp>>) -> Result<(), String> {
+    for (key, ops) in by_key {
+        if !linearizable(&models::KvModel, ops) {
+            let small = shrink(&models::KvModel, ops, 2_000);
+            return Err(format!(
+                "key {key:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
+                small.len(),
+                ops.len(),
+                describe(&small)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use super::models::{CasRegister, KvInput, KvModel};
+    use super::*;
+
+    fn golden_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/linearizability")
+    }
+
+    fn put(client: u64, v: &str, call: u64, ret: u64) -> histories::KvOp {
+        Operation {
+            client,
+            input: KvInput::Put(v.into()),
+            output: None,
+            call,
+            ret,
+        }
+    }
+
+    fn get(client: u64, v: &str, call: u64, ret: u64) -> histories::KvOp {
+        Operation {
+            client,
+            input: KvInput::Get,
+            output: Some(v.into()),
+            call,
+            ret,
+        }
+    }
+
+    #[test]
+    fn concurrent_reads_may_see_either_value_but_not_go_back() {
+        // put a, then a read concurrent with put b sees b, then a later read sees a: stale.
+        let bad = vec![
+            put(1, "a", 0, 1),
+            put(2, "b", 2, 5),
+            get(3, "b", 3, 4),
+            get(3, "a", 6, 7),
+        ];
+        assert!(!linearizable(&KvModel, &bad));
+        let ok = vec![
+            put(1, "a", 0, 1),
+            put(2, "b", 2, 5),
+            get(3, "a", 3, 4),
+            get(3, "b", 6, 7),
+        ];
+        assert!(linearizable(&KvModel, &ok));
+        let small = shrink(&KvModel, &bad, 100);
+        assert!(small.len() <= bad.len() && !linearizable(&KvModel, &small));
+    }
+
+    #[test]
+    fn an_unknown_write_may_or_may_not_take_effect() {
+        let seen = vec![put(1, "a", 0, u64::MAX), get(2, "a", 5, 6)];
+        assert!(linearizable(&KvModel, &seen));
+        let unseen = vec![put(1, "a", 0, u64::MAX), get(2, "", 5, 6)];
+        assert!(linearizable(&KvModel, &unseen));
+        let flip = vec![
+            put(1, "a", 0, u64::MAX),
+            get(2, "a", 5, 6),
+            get(2, "", 7, 8),
+        ];
+        assert!(!linearizable(&KvModel, &flip));
+    }
+
+    /// Every golden history gets the verdict Porcupine's test suite expects.
+    #[test]
+    fn golden_histories_get_their_verdicts() {
+        let dir = golden_dir();
+        let verdicts = std::fs::read_to_string(dir.join("VERDICTS.tsv"))
+            .unwrap_or_else(|e| panic!("golden data missing at {}: {e}", dir.display()));
+        let mut checked = 0;
+        let mut total_ops = 0;
+        let started = Instant::now();
+        for line in verdicts.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let (file, expected) = line.split_once('\t').expect("file<TAB>verdict");
+            let expected: bool = expected.trim().parse().expect("true/false");
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let got = if file.starts_with("kv/") {
+                let by_key = histories::parse_kv(&text).unwrap();
+                total_ops += by_key.values().map(Vec::len).sum::<usize>();
+                check_kv(&by_key).is_ok()
+            } else {
+                let ops = histories::parse_etcd_log(&text).unwrap();
+                total_ops += ops.len();
+                linearizable(&CasRegister, &ops)
+            };
+            assert_eq!(got, expected, "{file}: expected linearizable={expected}");
+            checked += 1;
+        }
+        assert_eq!(checked, 55);
+        eprintln!(
+            "golden: {checked} histories, {total_ops} operations decided in {:.2?}",
+            started.elapsed()
+        );
+    }
+}

@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+/// The harness's pure parts only (the rest needs the simulator and test crates).
 #[allow(dead_code)]
-#[path = "../../sim/mod.rs"]
-mod sim;
+mod sim {
+    #[path = "../../../sim/checkers/mod.rs"]
+    pub mod checkers;
+    #[path = "../../../sim/trace.rs"]
+    pub mod trace;
+}
 
 use sim::checkers::linearizability::{check_kv, histories, models::CasRegister, wgl::linearizable};
 

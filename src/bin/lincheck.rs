@@ -13,12 +13,8 @@ use clap::Parser;
 
 /// The harness's pure parts only (the rest needs the simulator and test crates).
 #[allow(dead_code)]
-mod sim {
-    #[path = "../../../sim/checkers/mod.rs"]
-    pub mod checkers;
-    #[path = "../../../sim/trace.rs"]
-    pub mod trace;
-}
+#[path = "../../sim/pure.rs"]
+mod sim;
 
 use sim::checkers::linearizability::{check_kv, histories, models::CasRegister, wgl::linearizable};
 

@@ -84,6 +84,9 @@ mod defaults {
     pub fn op_timeout_ms() -> u64 {
         5000
     }
+    pub fn attempt_timeout_ms() -> u64 {
+        2000
+    }
     pub fn mean_interval_ms() -> u64 {
         3000
     }
@@ -150,6 +153,10 @@ pub struct WorkloadSpec {
     pub read_fraction: f64,
     #[serde(default = "defaults::op_timeout_ms")]
     pub op_timeout_ms: u64,
+    /// Deadline of one attempt; a shorter one makes clients retry writes whose
+    /// answers are merely slow.
+    #[serde(default = "defaults::attempt_timeout_ms")]
+    pub attempt_timeout_ms: u64,
 }
 
 impl Default for WorkloadSpec {

@@ -156,8 +156,8 @@ fn scenario_toml(s: &Scenario, reason: &str, replay: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "[workload]\nclients = {}\nkeys = {}\nmin_interval_ms = {}\nmax_interval_ms = {}\nread_fraction = {}\nop_timeout_ms = {}\n",
-        w.clients, w.keys, w.min_interval_ms, w.max_interval_ms, w.read_fraction, w.op_timeout_ms
+        "[workload]\nclients = {}\nkeys = {}\nmin_interval_ms = {}\nmax_interval_ms = {}\nread_fraction = {}\nop_timeout_ms = {}\nattempt_timeout_ms = {}\n",
+        w.clients, w.keys, w.min_interval_ms, w.max_interval_ms, w.read_fraction, w.op_timeout_ms, w.attempt_timeout_ms
     );
     let _ = writeln!(
         out,

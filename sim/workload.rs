@@ -70,7 +70,7 @@ async fn run_client(
         .map(|id| node_addr(id).to_string())
         .collect();
     let mut config = ClientConfig::new(endpoints);
-    config.attempt_timeout = Duration::from_millis(w.op_timeout_ms.min(2000));
+    config.attempt_timeout = Duration::from_millis(w.attempt_timeout_ms.min(w.op_timeout_ms));
     config.total_timeout = Duration::from_millis(w.op_timeout_ms);
     let mut client = CoordClient::new(config).expect("valid endpoints");
     let mut op = 0u64;

@@ -17,7 +17,7 @@ use tonic::{Code, Response, Status};
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, MembershipResponse,
-    PutRequest, PutResponse, RemoveMemberRequest, StatusRequest, StatusResponse,
+    PutRequest, PutResponse, RemoveMemberRequest, RequestSession, StatusRequest, StatusResponse,
     TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::server::leader_hint;
@@ -84,6 +84,10 @@ pub struct CoordClient {
     endpoints: Vec<String>,
     preferred: usize,
     channels: HashMap<String, Channel>,
+    /// This client's write session: each put/delete carries (client_id, seq), the
+    /// same on every retry, so the cluster applies it once.
+    client_id: u64,
+    next_seq: u64,
 }
 
 fn retryable(code: Code) -> bool {
@@ -117,7 +121,18 @@ impl CoordClient {
             config,
             preferred: 0,
             channels: HashMap::new(),
+            client_id: madsim::rand::random::<u64>().max(1),
+            next_seq: 1,
         })
+    }
+
+    fn next_session(&mut self) -> RequestSession {
+        let request_seq = self.next_seq;
+        self.next_seq += 1;
+        RequestSession {
+            client_id: self.client_id,
+            request_seq,
+        }
     }
 
     /// The endpoint the next request goes to first.
@@ -239,6 +254,7 @@ impl CoordClient {
         let req = PutRequest {
             key: key.to_string(),
             value: value.to_vec(),
+            session: Some(self.next_session()),
         };
         self.call(|mut c| {
             let req = req.clone();
@@ -250,6 +266,7 @@ impl CoordClient {
     pub async fn delete(&mut self, key: &str) -> Result<DeleteResponse, ClientError> {
         let req = DeleteRequest {
             key: key.to_string(),
+            session: Some(self.next_session()),
         };
         self.call(|mut c| {
             let req = req.clone();

@@ -19,6 +19,9 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStateMachine {
     data: BTreeMap<String, Vec<u8>>,
+    /// client id → (last request seq applied, its answer): a retried write is
+    /// answered, not applied again (Raft dissertation §6.3).
+    sessions: BTreeMap<u64, (u64, Vec<u8>)>,
 }
 
 impl KvStateMachine {
@@ -41,23 +44,59 @@ impl KvStateMachine {
 
 /// Encodes a put as a Raft command.
 pub fn put_command(key: &str, value: &[u8]) -> Vec<u8> {
-    proto::KvCommand {
-        op: Some(Op::Put(proto::PutRequest {
-            key: key.to_string(),
-            value: value.to_vec(),
-        })),
-    }
-    .encode_to_vec()
+    encode_put(proto::PutRequest {
+        key: key.to_string(),
+        value: value.to_vec(),
+        session: None,
+    })
 }
 
 /// Encodes a delete as a Raft command.
 pub fn delete_command(key: &str) -> Vec<u8> {
+    encode_delete(proto::DeleteRequest {
+        key: key.to_string(),
+        session: None,
+    })
+}
+
+/// Encodes a client's put request (with its session, if any) as a Raft command.
+pub fn encode_put(put: proto::PutRequest) -> Vec<u8> {
     proto::KvCommand {
-        op: Some(Op::Delete(proto::DeleteRequest {
-            key: key.to_string(),
-        })),
+        op: Some(Op::Put(put)),
     }
     .encode_to_vec()
+}
+
+/// Encodes a client's delete request (with its session, if any) as a Raft command.
+pub fn encode_delete(delete: proto::DeleteRequest) -> Vec<u8> {
+    proto::KvCommand {
+        op: Some(Op::Delete(delete)),
+    }
+    .encode_to_vec()
+}
+
+impl KvStateMachine {
+    /// The answer to a write already seen from this session, if it is a retry.
+    fn replayed(&self, session: Option<&proto::RequestSession>) -> Option<Vec<u8>> {
+        if crate::seams::mutants::active("retry_reapplies_writes") {
+            return None;
+        }
+        let s = session.filter(|s| s.client_id != 0)?;
+        let (seq, answer) = self.sessions.get(&s.client_id)?;
+        match s.request_seq.cmp(seq) {
+            std::cmp::Ordering::Equal => Some(answer.clone()),
+            // Older than the client's latest write: it gave up on it long ago.
+            std::cmp::Ordering::Less => Some(proto::KvApplied { prev_value: None }.encode_to_vec()),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    fn remember(&mut self, session: Option<&proto::RequestSession>, answer: &[u8]) {
+        if let Some(s) = session.filter(|s| s.client_id != 0) {
+            self.sessions
+                .insert(s.client_id, (s.request_seq, answer.to_vec()));
+        }
+    }
 }
 
 /// Encodes a point read as a query.
@@ -73,15 +112,27 @@ impl StateMachine for KvStateMachine {
     fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
         // A command that does not decode was proposed by a buggy client; every node
         // rejects it identically, so the replicas stay equal.
-        let prev_value = match proto::KvCommand::decode(command).map(|c| c.op) {
-            Ok(Some(Op::Put(put))) => self.data.insert(put.key, put.value),
-            Ok(Some(Op::Delete(del))) => self.data.remove(&del.key),
+        let op = match proto::KvCommand::decode(command).map(|c| c.op) {
+            Ok(Some(op)) => op,
             Ok(None) | Err(_) => {
                 tracing::warn!("ignoring malformed KV command");
-                None
+                return proto::KvApplied { prev_value: None }.encode_to_vec();
             }
         };
-        proto::KvApplied { prev_value }.encode_to_vec()
+        let session = match &op {
+            Op::Put(put) => put.session,
+            Op::Delete(del) => del.session,
+        };
+        if let Some(answer) = self.replayed(session.as_ref()) {
+            return answer;
+        }
+        let prev_value = match op {
+            Op::Put(put) => self.data.insert(put.key, put.value),
+            Op::Delete(del) => self.data.remove(&del.key),
+        };
+        let answer = proto::KvApplied { prev_value }.encode_to_vec();
+        self.remember(session.as_ref(), &answer);
+        answer
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -105,6 +156,15 @@ impl StateMachine for KvStateMachine {
                     value: value.clone(),
                 })
                 .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(&client_id, (request_seq, answer))| proto::ClientSession {
+                    client_id,
+                    request_seq: *request_seq,
+                    answer: answer.clone(),
+                })
+                .collect(),
         }
         .encode_to_vec()
     }
@@ -116,6 +176,11 @@ impl StateMachine for KvStateMachine {
             .pairs
             .into_iter()
             .map(|p| (p.key, p.value))
+            .collect();
+        self.sessions = snapshot
+            .sessions
+            .into_iter()
+            .map(|s| (s.client_id, (s.request_seq, s.answer)))
             .collect();
         Ok(())
     }
@@ -140,6 +205,35 @@ mod tests {
         copy.restore(&sm.snapshot()).unwrap();
         assert_eq!(copy, sm);
         assert!(copy.restore(b"\xff\xff").is_err());
+    }
+
+    #[test]
+    fn a_retried_write_is_answered_not_applied_again() {
+        let mut sm = KvStateMachine::new();
+        let session = |seq| {
+            Some(proto::RequestSession {
+                client_id: 7,
+                request_seq: seq,
+            })
+        };
+        let put = |v: &str, seq| {
+            encode_put(proto::PutRequest {
+                key: "k".into(),
+                value: v.as_bytes().to_vec(),
+                session: session(seq),
+            })
+        };
+        sm.apply(1, &put("a", 1));
+        sm.apply(2, &put_command("k", b"other"));
+        // The retry of seq 1 (its first answer was lost) must not bring "a" back.
+        let answer = proto::KvApplied::decode(&sm.apply(3, &put("a", 1))[..]).unwrap();
+        assert_eq!(answer.prev_value, None, "the first application's answer");
+        assert_eq!(sm.get("k"), Some(&b"other"[..]));
+        sm.apply(4, &put("b", 2));
+        assert_eq!(sm.get("k"), Some(&b"b"[..]));
+        let mut copy = KvStateMachine::new();
+        copy.restore(&sm.snapshot()).unwrap();
+        assert_eq!(copy, sm, "sessions survive snapshots");
     }
 
     #[test]

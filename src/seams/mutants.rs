@@ -49,6 +49,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "serve linearizable reads from local state, skipping ReadIndex",
     ),
     (
+        "retry_reapplies_writes",
+        "linearizability",
+        "ignore write sessions: a client's retry after a lost answer applies the write again",
+    ),
+    (
         "keep_old_receiver",
         "single_state_receiver",
         "a LogicNode keeps the old loop's broker state receiver on a switch (leak)",

@@ -85,7 +85,7 @@ impl Kv for KvService {
         }
         let (index, answer) = self
             .node
-            .propose_and_wait(kv::put_command(&req.key, &req.value))
+            .propose_and_wait(kv::encode_put(req))
             .await
             .map_err(status_from_raft_error)?;
         let applied = decode_applied(&answer)?;
@@ -103,7 +103,7 @@ impl Kv for KvService {
         check_key(&req.key)?;
         let (index, answer) = self
             .node
-            .propose_and_wait(kv::delete_command(&req.key))
+            .propose_and_wait(kv::encode_delete(req))
             .await
             .map_err(status_from_raft_error)?;
         let applied = decode_applied(&answer)?;

@@ -22,11 +22,14 @@ use wgl::{linearizable, Model, Operation};
 pub const NAME: &str = "linearizability";
 
 /// Greedily drops operations while the rest stays non-linearizable: a small
-/// counterexample for a human (at most `budget` checks).
+/// counterexample for a human (at most `budget` checks). `keep(ops, i)` protects an
+/// operation the rest depends on (a write whose value a remaining read saw), so the
+/// result stays a meaningful witness rather than a lone read of a value never written.
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[Operation<M::Input, M::Output>],
     budget: usize,
+    keep: impl Fn(&[Operation<M::Input, M::Output>], usize) -> bool,
 ) -> Vec<Operation<M::Input, M::Output>>
 where
     M::Input: Clone,
@@ -36,6 +39,10 @@ where
     let mut checks = 0;
     let mut i = 0;
     while i < current.len() && checks < budget {
+        if keep(&current, i) {
+            i += 1;
+            continue;
+        }
         let mut candidate = current.clone();
         candidate.remove(i);
         checks += 1;
@@ -46,6 +53,21 @@ where
         }
     }
     current
+}
+
+/// Whether `ops[i]` wrote a value some remaining read returned.
+fn is_read_write(ops: &[histories::KvOp], i: usize) -> bool {
+    let written = match &ops[i].input {
+        models::KvInput::Put(v) | models::KvInput::Append(v) => v,
+        models::KvInput::Get => return false,
+    };
+    ops.iter().any(|op| {
+        op.input == models::KvInput::Get
+            && op
+                .output
+                .as_deref()
+                .is_some_and(|r| r.contains(written.as_str()))
+    })
 }
 
 /// Describes a history for a report, one operation a line.
@@ -79,7 +101,7 @@ pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
 pub fn check_kv(by_key: &BTreeMap<String, Vec<histories::KvOp>>) -> Result<(), String> {
     for (key, ops) in by_key {
         if !linearizable(&models::KvModel, ops) {
-            let small = shrink(&models::KvModel, ops, 2_000);
+            let small = shrink(&models::KvModel, ops, 2_000, is_read_write);
             return Err(format!(
                 "key {key:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
                 small.len(),
@@ -140,7 +162,7 @@ mod tests {
             get(3, "b", 6, 7),
         ];
         assert!(linearizable(&KvModel, &ok));
-        let small = shrink(&KvModel, &bad, 100);
+        let small = shrink(&KvModel, &bad, 100, |_, _| false);
         assert!(small.len() <= bad.len() && !linearizable(&KvModel, &small));
     }
 

@@ -13,6 +13,7 @@
 //! - [`client`]: a client that finds and follows the leader (`coordctl` uses it).
 
 pub mod client;
+pub mod coord;
 pub mod kv;
 pub mod mq;
 pub mod proto;

@@ -1,0 +1,618 @@
+//! A multi-version keyspace with etcd v3's semantics: one global revision, every
+//! write transaction takes the next revision; each key has a create revision, a mod
+//! revision and a version (number of writes since creation, reset by deletion).
+//! Reads can ask for any revision not yet compacted. Pure: no I/O, deterministic.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+/// A key's value at some revision (etcd `mvccpb.KeyValue`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub value: Vec<u8>,
+    pub lease: i64,
+}
+
+/// Errors with etcd's meanings (their gRPC messages are etcd's too).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MvccError {
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted { compact_revision: i64 },
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: empty key")]
+    EmptyKey,
+}
+
+/// What a range read asks for (etcd `RangeRequest`, minus sorting).
+#[derive(Debug, Clone, Default)]
+pub struct RangeQuery {
+    pub key: Vec<u8>,
+    /// Empty: just `key`; `[0]`: every key >= `key`; else `[key, range_end)`.
+    pub range_end: Vec<u8>,
+    /// 0: the current revision.
+    pub revision: i64,
+    /// 0: no limit.
+    pub limit: i64,
+    pub keys_only: bool,
+    pub count_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range (ignoring `limit`).
+    pub count: i64,
+    /// More keys than `limit` returned.
+    pub more: bool,
+    /// The store's revision when read.
+    pub revision: i64,
+}
+
+/// What a compare looks at (etcd `Compare.CompareTarget`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompareTarget {
+    Version(i64),
+    Create(i64),
+    Mod(i64),
+    Value(Vec<u8>),
+    Lease(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareResult {
+    Equal,
+    Greater,
+    Less,
+    NotEqual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    /// As in a range: empty for one key; a range compare holds for every key in it.
+    pub range_end: Vec<u8>,
+    pub result: CompareResult,
+    pub target: CompareTarget,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone)]
+pub enum TxnOp {
+    Range(RangeQuery),
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+        prev_kv: bool,
+        ignore_value: bool,
+        ignore_lease: bool,
+    },
+    DeleteRange {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        prev_kv: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOpResult {
+    Range(RangeResult),
+    Put {
+        prev_kv: Option<KeyValue>,
+    },
+    DeleteRange {
+        deleted: i64,
+        prev_kvs: Vec<KeyValue>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    pub responses: Vec<TxnOpResult>,
+    /// The store's revision after the transaction.
+    pub revision: i64,
+}
+
+/// The keyspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MvccStore {
+    /// key → versions in revision order; `None` marks a deletion (tombstone).
+    history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+    revision: i64,
+    compacted: i64,
+}
+
+impl Default for MvccStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MvccStore {
+    /// An empty store at revision 1, like a new etcd cluster.
+    pub fn new() -> Self {
+        MvccStore {
+            history: BTreeMap::new(),
+            revision: 1,
+            compacted: 0,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compacted
+    }
+
+    /// The live value of `key` at revision `rev`.
+    fn at(&self, key: &[u8], rev: i64) -> Option<&KeyValue> {
+        let versions = self.history.get(key)?;
+        let i = versions.partition_point(|(r, _)| *r <= rev);
+        versions[..i].last()?.1.as_ref()
+    }
+
+    /// Keys (ever written, not compacted away) in `[start, end)` as etcd reads a
+    /// range: empty `end` is the single key, `[0]` is every key from `start`.
+    fn keys_in<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> Box<dyn Iterator<Item = &'a Vec<u8>> + 'a> {
+        match end {
+            [] => Box::new(
+                self.history
+                    .get_key_value(start)
+                    .map(|(k, _)| k)
+                    .into_iter(),
+            ),
+            [0] => Box::new(self.history.range(start.to_vec()..).map(|(k, _)| k)),
+            _ if start < end => Box::new(
+                self.history
+                    .range(start.to_vec()..end.to_vec())
+                    .map(|(k, _)| k),
+            ),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// Reads a range at a revision.
+    pub fn range(&self, q: &RangeQuery) -> Result<RangeResult, MvccError> {
+        self.range_upto(q, self.revision)
+    }
+
+    /// Reads a range as if the store's revision were `head` (a transaction's reads
+    /// see its own earlier writes, made at the next revision).
+    fn range_upto(&self, q: &RangeQuery, head: i64) -> Result<RangeResult, MvccError> {
+        let rev = if q.revision <= 0 { head } else { q.revision };
+        if rev > head {
+            return Err(MvccError::FutureRevision);
+        }
+        if rev < self.compacted {
+            return Err(MvccError::Compacted {
+                compact_revision: self.compacted,
+            });
+        }
+        let mut out = RangeResult {
+            revision: head,
+            ..Default::default()
+        };
+        for key in self.keys_in(&q.key, &q.range_end) {
+            let Some(kv) = self.at(key, rev) else {
+                continue;
+            };
+            out.count += 1;
+            if q.count_only {
+                continue;
+            }
+            if q.limit > 0 && out.kvs.len() as i64 >= q.limit {
+                out.more = true;
+                continue;
+            }
+            let mut kv = kv.clone();
+            if q.keys_only {
+                kv.value.clear();
+            }
+            out.kvs.push(kv);
+        }
+        Ok(out)
+    }
+
+    fn compare_holds(&self, c: &Compare) -> bool {
+        let check = |kv: Option<&KeyValue>| -> bool {
+            use std::cmp::Ordering;
+            let ord: Ordering = match &c.target {
+                CompareTarget::Version(v) => kv.map_or(0, |k| k.version).cmp(v),
+                CompareTarget::Create(v) => kv.map_or(0, |k| k.create_revision).cmp(v),
+                CompareTarget::Mod(v) => kv.map_or(0, |k| k.mod_revision).cmp(v),
+                CompareTarget::Lease(v) => kv.map_or(0, |k| k.lease).cmp(v),
+                // A value compare on an absent key fails (etcd).
+                CompareTarget::Value(v) => match kv {
+                    Some(k) => k.value.as_slice().cmp(v.as_slice()),
+                    None => return false,
+                },
+            };
+            match c.result {
+                CompareResult::Equal => ord == Ordering::Equal,
+                CompareResult::Greater => ord == Ordering::Greater,
+                CompareResult::Less => ord == Ordering::Less,
+                CompareResult::NotEqual => ord != Ordering::Equal,
+            }
+        };
+        if c.range_end.is_empty() {
+            return check(self.at(&c.key, self.revision));
+        }
+        let keys: Vec<&Vec<u8>> = self.keys_in(&c.key, &c.range_end).collect();
+        keys.into_iter()
+            .filter_map(|k| self.at(k, self.revision))
+            .all(|kv| check(Some(kv)))
+    }
+
+    /// Runs a transaction: compares at the current revision, then the success or
+    /// failure branch. All writes of one transaction share one new revision.
+    pub fn txn(
+        &mut self,
+        compares: &[Compare],
+        success: &[TxnOp],
+        failure: &[TxnOp],
+    ) -> Result<TxnResult, MvccError> {
+        let succeeded = compares.iter().all(|c| self.compare_holds(c));
+        let ops = if succeeded { success } else { failure };
+        for op in ops {
+            match op {
+                TxnOp::Put { key, .. } | TxnOp::DeleteRange { key, .. } if key.is_empty() => {
+                    return Err(MvccError::EmptyKey)
+                }
+                TxnOp::Put {
+                    key,
+                    ignore_value: true,
+                    ..
+                }
+                | TxnOp::Put {
+                    key,
+                    ignore_lease: true,
+                    ..
+                } if self.at(key, self.revision).is_none() => return Err(MvccError::KeyNotFound),
+                _ => {}
+            }
+        }
+        let writes = ops.iter().any(|op| !matches!(op, TxnOp::Range(_)));
+        let write_rev = self.revision + 1;
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                TxnOp::Range(q) => {
+                    let head = if writes { write_rev } else { self.revision };
+                    TxnOpResult::Range(self.range_upto(q, head)?)
+                }
+                TxnOp::Put {
+                    key,
+                    value,
+                    lease,
+                    prev_kv,
+                    ignore_value,
+                    ignore_lease,
+                } => {
+                    let prev = self.at(key, write_rev).cloned();
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        create_revision: prev.as_ref().map_or(write_rev, |p| p.create_revision),
+                        mod_revision: write_rev,
+                        version: prev.as_ref().map_or(1, |p| p.version + 1),
+                        value: if *ignore_value {
+                            prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
+                        } else {
+                            value.clone()
+                        },
+                        lease: if *ignore_lease {
+                            prev.as_ref().map_or(0, |p| p.lease)
+                        } else {
+                            *lease
+                        },
+                    };
+                    self.record(key, write_rev, Some(kv));
+                    TxnOpResult::Put {
+                        prev_kv: if *prev_kv { prev } else { None },
+                    }
+                }
+                TxnOp::DeleteRange {
+                    key,
+                    range_end,
+                    prev_kv,
+                } => {
+                    let keys: Vec<Vec<u8>> = self.keys_in(key, range_end).cloned().collect();
+                    let mut prev_kvs = Vec::new();
+                    let mut deleted = 0;
+                    for k in keys {
+                        if let Some(prev) = self.at(&k, write_rev).cloned() {
+                            deleted += 1;
+                            self.record(&k, write_rev, None);
+                            if *prev_kv {
+                                prev_kvs.push(prev);
+                            }
+                        }
+                    }
+                    TxnOpResult::DeleteRange { deleted, prev_kvs }
+                }
+            });
+        }
+        if writes {
+            self.revision = write_rev;
+        }
+        Ok(TxnResult {
+            succeeded,
+            responses,
+            revision: self.revision,
+        })
+    }
+
+    fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) {
+        let versions = self.history.entry(key.to_vec()).or_default();
+        match versions.last_mut() {
+            // A second write to the same key in one transaction replaces the first.
+            Some((r, slot)) if *r == rev => *slot = kv,
+            _ => versions.push((rev, kv)),
+        }
+    }
+
+    /// Put outside a transaction.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<(i64, Option<KeyValue>), MvccError> {
+        let op = TxnOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            prev_kv: true,
+            ignore_value: false,
+            ignore_lease: false,
+        };
+        let r = self.txn(&[], &[op], &[])?;
+        match r.responses.into_iter().next() {
+            Some(TxnOpResult::Put { prev_kv }) => Ok((r.revision, prev_kv)),
+            _ => unreachable!("a put answers a put"),
+        }
+    }
+
+    /// Forgets versions older than `rev` that no read at or after `rev` can see.
+    pub fn compact(&mut self, rev: i64) -> Result<(), MvccError> {
+        if rev <= self.compacted {
+            return Err(MvccError::Compacted {
+                compact_revision: self.compacted,
+            });
+        }
+        if rev > self.revision {
+            return Err(MvccError::FutureRevision);
+        }
+        self.history.retain(|_, versions| {
+            let visible = versions.partition_point(|(r, _)| *r <= rev);
+            // Keep the version visible at `rev` (unless it is a tombstone) and later ones.
+            let keep_from = visible.saturating_sub(1);
+            let drop_visible = versions
+                .get(keep_from)
+                .is_some_and(|(r, kv)| *r <= rev && kv.is_none());
+            versions.drain(..keep_from + usize::from(drop_visible));
+            !versions.is_empty()
+        });
+        self.compacted = rev;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(s: &MvccStore, key: &str, rev: i64) -> Result<Option<KeyValue>, MvccError> {
+        let q = RangeQuery {
+            key: key.as_bytes().to_vec(),
+            revision: rev,
+            ..Default::default()
+        };
+        Ok(s.range(&q)?.kvs.into_iter().next())
+    }
+
+    fn range(s: &MvccStore, start: &str, end: &[u8]) -> RangeResult {
+        s.range(&RangeQuery {
+            key: start.as_bytes().to_vec(),
+            range_end: end.to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn revisions_versions_and_history_follow_etcd() {
+        let mut s = MvccStore::new();
+        assert_eq!(s.revision(), 1);
+        let (rev, prev) = s.put(b"a", b"1", 0).unwrap();
+        assert_eq!((rev, prev), (2, None));
+        s.put(b"a", b"2", 0).unwrap();
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+        assert_eq!(get(&s, "a", 2).unwrap().unwrap().value, b"1");
+        let del = TxnOp::DeleteRange {
+            key: b"a".to_vec(),
+            range_end: vec![],
+            prev_kv: true,
+        };
+        let r = s.txn(&[], &[del], &[]).unwrap();
+        assert_eq!(r.revision, 4);
+        assert!(get(&s, "a", 0).unwrap().is_none());
+        // Re-created: version restarts, new create revision.
+        s.put(b"a", b"3", 0).unwrap();
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.version), (5, 1));
+        assert_eq!(get(&s, "a", 99), Err(MvccError::FutureRevision));
+    }
+
+    #[test]
+    fn ranges_prefixes_limits_and_counts() {
+        let mut s = MvccStore::new();
+        for k in ["a", "b/1", "b/2", "b/3", "c"] {
+            s.put(k.as_bytes(), b"v", 0).unwrap();
+        }
+        assert_eq!(range(&s, "b/", b"b0").count, 3);
+        assert_eq!(range(&s, "b", &[0]).count, 4);
+        let limited = s
+            .range(&RangeQuery {
+                key: b"a".to_vec(),
+                range_end: vec![0],
+                limit: 2,
+                keys_only: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (limited.kvs.len(), limited.count, limited.more),
+            (2, 5, true)
+        );
+        assert!(limited.kvs[0].value.is_empty());
+    }
+
+    #[test]
+    fn txn_compares_choose_the_branch_and_share_one_revision() {
+        let mut s = MvccStore::new();
+        s.put(b"k", b"v1", 0).unwrap();
+        let cmp = |target| Compare {
+            key: b"k".to_vec(),
+            range_end: vec![],
+            result: CompareResult::Equal,
+            target,
+        };
+        let put = |k: &str| TxnOp::Put {
+            key: k.as_bytes().to_vec(),
+            value: b"x".to_vec(),
+            lease: 0,
+            prev_kv: false,
+            ignore_value: false,
+            ignore_lease: false,
+        };
+        let r = s
+            .txn(
+                &[cmp(CompareTarget::Value(b"v1".to_vec()))],
+                &[put("x"), put("y")],
+                &[],
+            )
+            .unwrap();
+        assert!(r.succeeded);
+        assert_eq!(r.revision, 3);
+        assert_eq!(get(&s, "x", 0).unwrap().unwrap().mod_revision, 3);
+        assert_eq!(get(&s, "y", 0).unwrap().unwrap().mod_revision, 3);
+        let r = s
+            .txn(&[cmp(CompareTarget::Version(5))], &[put("z")], &[])
+            .unwrap();
+        assert!(!r.succeeded);
+        assert_eq!(
+            r.revision, 3,
+            "a failed branch without writes takes no revision"
+        );
+        // A compare on an absent key: create revision 0.
+        let absent = Compare {
+            key: b"nope".to_vec(),
+            range_end: vec![],
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+        };
+        assert!(s.txn(&[absent], &[], &[]).unwrap().succeeded);
+    }
+
+    #[test]
+    fn reads_in_a_txn_see_its_earlier_writes_and_range_compares_cover_every_key() {
+        let mut s = MvccStore::new();
+        s.put(b"p/1", b"1", 0).unwrap();
+        s.put(b"p/2", b"1", 0).unwrap();
+        let all_v1 = Compare {
+            key: b"p/".to_vec(),
+            range_end: b"p0".to_vec(),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(1),
+        };
+        let ops = [
+            TxnOp::Put {
+                key: b"p/3".to_vec(),
+                value: b"new".to_vec(),
+                lease: 0,
+                prev_kv: false,
+                ignore_value: false,
+                ignore_lease: false,
+            },
+            TxnOp::Range(RangeQuery {
+                key: b"p/".to_vec(),
+                range_end: b"p0".to_vec(),
+                ..Default::default()
+            }),
+        ];
+        let r = s.txn(std::slice::from_ref(&all_v1), &ops, &[]).unwrap();
+        assert!(r.succeeded);
+        match &r.responses[1] {
+            TxnOpResult::Range(range) => {
+                assert_eq!(range.count, 3, "the range saw the put before it")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        s.put(b"p/1", b"2", 0).unwrap();
+        assert!(
+            !s.txn(&[all_v1], &[], &[]).unwrap().succeeded,
+            "p/1 is at version 2 now"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_what_later_reads_need() {
+        let mut s = MvccStore::new();
+        s.put(b"a", b"1", 0).unwrap(); // 2
+        s.put(b"a", b"2", 0).unwrap(); // 3
+        s.put(b"b", b"1", 0).unwrap(); // 4
+        s.compact(3).unwrap();
+        assert_eq!(
+            get(&s, "a", 2),
+            Err(MvccError::Compacted {
+                compact_revision: 3
+            })
+        );
+        assert_eq!(get(&s, "a", 3).unwrap().unwrap().value, b"2");
+        assert_eq!(get(&s, "b", 0).unwrap().unwrap().value, b"1");
+        assert_eq!(
+            s.compact(2),
+            Err(MvccError::Compacted {
+                compact_revision: 3
+            })
+        );
+        assert_eq!(s.compact(10), Err(MvccError::FutureRevision));
+    }
+
+    #[test]
+    fn ignore_value_needs_an_existing_key() {
+        let mut s = MvccStore::new();
+        let op = TxnOp::Put {
+            key: b"k".to_vec(),
+            value: vec![],
+            lease: 7,
+            prev_kv: false,
+            ignore_value: true,
+            ignore_lease: false,
+        };
+        assert_eq!(
+            s.txn(&[], std::slice::from_ref(&op), &[]),
+            Err(MvccError::KeyNotFound)
+        );
+        s.put(b"k", b"keep", 0).unwrap();
+        s.txn(&[], &[op], &[]).unwrap();
+        let kv = get(&s, "k", 0).unwrap().unwrap();
+        assert_eq!((kv.value.as_slice(), kv.lease), (&b"keep"[..], 7));
+    }
+}

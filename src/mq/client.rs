@@ -59,22 +59,11 @@ impl CooClient {
 
     pub async fn report(&mut self, report: BrokerReport) -> Result<u64, ClientError> {
         self.sent("report");
-        if mutants::active("external_sticks_to_deposed_leader") {
-            if let Some(endpoint) = self.pinned.clone() {
-                let ack = self
-                    .inner
-                    .call_once_at(&endpoint, |ch| async move { coo(ch).report(report).await })
-                    .await?;
-                return Ok(ack.index);
-            }
+        if let Some(endpoint) = self.pinned.clone() {
             let ack = self
                 .inner
-                .call_with(|ch| {
-                    let report = report.clone();
-                    async move { coo(ch).report(report).await }
-                })
+                .call_once_at(&endpoint, |ch| async move { coo(ch).report(report).await })
                 .await?;
-            self.pinned = Some(self.inner.preferred_endpoint().to_string());
             return Ok(ack.index);
         }
         let ack = self
@@ -84,6 +73,9 @@ impl CooClient {
                 async move { coo(ch).report(report).await }
             })
             .await?;
+        if mutants::active("external_sticks_to_deposed_leader") {
+            self.pinned = Some(self.inner.preferred_endpoint().to_string());
+        }
         Ok(ack.index)
     }
 

@@ -284,24 +284,8 @@ impl CooState {
         CooSnapshot {
             brokers: self.brokers.values().cloned().collect(),
             topics: self.topics.values().cloned().collect(),
-            groups: self
-                .groups
-                .iter()
-                .map(|(name, g)| GroupInfo {
-                    name: name.clone(),
-                    topics: g.topics.iter().cloned().collect(),
-                    members: g
-                        .members
-                        .iter()
-                        .map(|m| ConsumerAssignment {
-                            group: name.clone(),
-                            member: m.clone(),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    generation: g.generation,
-                })
-                .collect(),
+            // Assignments are derived; restore reads only the member names.
+            groups: self.group_list().groups,
             version: self.version,
         }
         .encode_to_vec()

@@ -226,6 +226,28 @@ fn kv_command(data: &[u8]) -> Option<String> {
             }
             CooOp::SyncGroup(g) => format!("coo sync_group {} member={}", g.group, g.member),
         }),
+        Op::Coord(c) => Some(coord_command(c.op?)),
+    }
+}
+
+/// A readable form of a coordination command.
+fn coord_command(op: coordlab::proto::coord_command::Op) -> String {
+    use coordlab::proto::coord_command::Op;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match op {
+        Op::Put(p) => format!("etcd put {}={}", text(&p.key), text(&p.value)),
+        Op::DeleteRange(d) => format!("etcd delete {}..{}", text(&d.key), text(&d.range_end)),
+        Op::Txn(t) => format!(
+            "etcd txn compares={} success={} failure={}",
+            t.compare.len(),
+            t.success.len(),
+            t.failure.len()
+        ),
+        Op::Compaction(c) => format!("etcd compact {}", c.revision),
+        Op::LeaseGrant(g) => format!("etcd lease grant {:x} ttl={}", g.id, g.ttl),
+        Op::LeaseRevoke(r) => format!("etcd lease revoke {:x}", r.id),
+        Op::LeaseExpired(e) => format!("etcd lease expired {:x} by {}", e.id, e.decided_by),
+        Op::Auth(_) => "etcd auth".to_string(),
     }
 }
 
@@ -339,6 +361,30 @@ impl Observer for SimObserver {
                 rpc: rpc.to_string(),
             },
             Event::LogicNodeStopped => EventKind::LogicNodeStopped,
+            Event::CoordApplied { index, revision } => EventKind::CoordApplied {
+                index: *index,
+                revision: *revision,
+            },
+            Event::LeaseRemoved {
+                lease,
+                expired,
+                revision,
+            } => EventKind::LeaseRemoved {
+                lease: *lease,
+                expired: *expired,
+                revision: *revision,
+            },
+            Event::LockGranted {
+                name,
+                key,
+                create_revision,
+                revision,
+            } => EventKind::LockGranted {
+                name: String::from_utf8_lossy(name).into_owned(),
+                key: String::from_utf8_lossy(key).into_owned(),
+                create_revision: *create_revision,
+                revision: *revision,
+            },
         };
         state.record(node, kind);
     }

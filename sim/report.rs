@@ -74,6 +74,13 @@ pub fn describe(e: &EventKind) -> String {
         EventKind::TopicViewApplied { version } => format!("broker: topic view v{version}"),
         EventKind::CooRpcSent { rpc } => format!("broker: coo rpc {rpc}"),
         EventKind::LogicNodeStopped => "logic node stopped".to_string(),
+        EventKind::CoordApplied { index, revision } => format!("coord: applied #{index} at rev {revision}"),
+        EventKind::LeaseRemoved { lease, expired, revision } => {
+            format!("coord: lease {lease:x} {} at rev {revision}", if *expired { "expired" } else { "revoked" })
+        }
+        EventKind::LockGranted { name, key, create_revision, revision } => {
+            format!("coord: lock {name} granted as {key} (token {create_revision}) at rev {revision}")
+        }
         EventKind::Fault { action } => format!("FAULT {action}"),
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())

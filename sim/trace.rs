@@ -113,6 +113,24 @@ pub enum EventKind {
         rpc: String,
     },
     LogicNodeStopped,
+    /// Coordination: a command at `index` applied; the store is at `revision`.
+    CoordApplied {
+        index: u64,
+        revision: i64,
+    },
+    /// Coordination: a lease and its keys were removed at `revision`.
+    LeaseRemoved {
+        lease: i64,
+        expired: bool,
+        revision: i64,
+    },
+    /// Coordination: the Lock service granted `name` (key and fencing token).
+    LockGranted {
+        name: String,
+        key: String,
+        create_revision: i64,
+        revision: i64,
+    },
     /// The harness injected or healed a fault.
     Fault {
         action: String,

@@ -49,6 +49,26 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "serve linearizable reads from local state, skipping ReadIndex",
     ),
     (
+        "reuse_read_context",
+        "linearizability",
+        "reuse one ReadIndex request context: a later read is answered with an earlier read's index",
+    ),
+    (
+        "follower_lease_expiry",
+        "lease_correctness",
+        "followers expire leases from their own clocks, blind to keep-alives sent to the leader",
+    ),
+    (
+        "lock_ignores_holder",
+        "lock_safety",
+        "grant a lock once the holder's TTL has passed on the waiter's clock, without checking the holder's lease",
+    ),
+    (
+        "watch_skips_history",
+        "watch_order",
+        "a watch created at a past start revision skips the history and starts at the current revision",
+    ),
+    (
         "retry_reapplies_writes",
         "linearizability",
         "ignore write sessions: a client's retry after a lost answer applies the write again",

@@ -61,6 +61,25 @@ pub enum Event<'a> {
     CooRpcSent { rpc: &'a str },
     /// A LogicNode shut down.
     LogicNodeStopped,
+
+    // --- Coordination service (seed 001, etcd v3 API) ---
+    /// A coordination command at log `index` was applied; the store is at `revision`.
+    CoordApplied { index: u64, revision: i64 },
+    /// A lease was removed by the state machine (`expired`: by the leader's expiry
+    /// decision, else revoked by a client); its keys were deleted at `revision`.
+    LeaseRemoved {
+        lease: i64,
+        expired: bool,
+        revision: i64,
+    },
+    /// The Lock service granted lock `name` with `key`; `create_revision` is the
+    /// fencing token; `revision` is the store revision at which the grant was decided.
+    LockGranted {
+        name: &'a [u8],
+        key: &'a [u8],
+        create_revision: i64,
+        revision: i64,
+    },
 }
 
 /// Receives the stack's events.

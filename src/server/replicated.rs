@@ -97,6 +97,7 @@ impl StateMachine for ReplicatedState {
         proto::ReplicatedSnapshot {
             kv: self.kv.snapshot(),
             coo: self.coo.snapshot(),
+            coord: Vec::new(),
         }
         .encode_to_vec()
     }

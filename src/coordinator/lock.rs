@@ -9,13 +9,10 @@ use std::time::Duration;
 use super::connection::{is_retryable, Connection};
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
-use crate::coord::service::lock::prefix_end;
+use crate::coord::service::lock::{enqueue_txn, enqueued_revision, prefix_end};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-use crate::proto::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
-};
+use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
 use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::proto::v3lockpb::LockRequest;
 
@@ -99,31 +96,18 @@ impl DistributedLock {
         let lease = KeptLease::grant(self.conn.clone(), ttl).await?;
         let owner = owner_key(key, lease.id());
         let prefix = format!("{key}/").into_bytes();
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: owner.clone(),
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-                range_end: Vec::new(),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
-                    key: owner.clone(),
-                    lease: lease.id(),
-                    ..Default::default()
-                })),
-            }],
-            failure: vec![],
-        };
+        let txn = enqueue_txn(&owner, lease.id());
         // Idempotent: a retried txn finds its key and changes nothing.
-        self.conn
+        let queued = self
+            .conn
             .call(|ch, c| {
                 let req = c.request(txn.clone());
                 async move { KvClient::new(ch).txn(req).await }
             })
-            .await?;
-        let mine = self.create_revision(&owner).await?;
+            .await?
+            .into_inner();
+        let mine =
+            enqueued_revision(&queued).ok_or(CoordinatorError::LeaseLost { lease: lease.id() })?;
         // The oldest waiter owns the lock.
         let first = self
             .conn

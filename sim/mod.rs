@@ -15,6 +15,8 @@
 //!   schedule shrinking, selected by `SIM_SWEEP`.
 
 pub mod checkers;
+// --- client library (issue 7) ---
+pub mod library;
 pub mod scenario;
 pub mod trace;
 

@@ -30,6 +30,11 @@ pub struct Scenario {
     /// Explicit fault events, in addition to (or instead of) random ones.
     #[serde(default)]
     pub timeline: Vec<TimelineEvent>,
+    // --- client library (issue 7) ---
+    /// Clients of the client library: locks with a fenced resource, registry
+    /// routing, config watches (`sim/library/`).
+    #[serde(default)]
+    pub library: super::library::spec::LibrarySpec,
     #[serde(default)]
     pub duration: DurationSpec,
     #[serde(default)]
@@ -448,6 +453,8 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        // --- client library (issue 7) ---
+        self.library.validate()?;
         let c = &self.cluster;
         if !(1..=7).contains(&c.nodes) {
             return Err(("nodes", format!("{} nodes; must be 1 to 7", c.nodes)));

@@ -4,6 +4,12 @@
 
 use serde::Serialize;
 
+// --- client library (issue 7) ---
+#[path = "library/events.rs"]
+mod library_events;
+pub use library_events::{CommittedChange, LibraryEvent};
+// --- end client library ---
+
 /// A log entry as checkers see it: position, term and a digest of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EntryMeta {
@@ -135,6 +141,10 @@ pub enum EventKind {
     Fault {
         action: String,
     },
+    // --- client library (issue 7) ---
+    /// An event of the client-library workload (`sim/library/`).
+    Library(LibraryEvent),
+    // --- end client library ---
     /// A client started an operation.
     ClientInvoke {
         client: u64,

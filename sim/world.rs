@@ -457,6 +457,8 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     }
     let control = WorkloadControl::new();
     workload::start_clients(&handle, &scenario, recorder.clone(), control.clone());
+    // --- client library (issue 7) ---
+    let library = super::library::start(&handle, &scenario, recorder.clone());
     let extra_brokers = start_extra_brokers(&handle, &scenario, &recorder);
     if scenario.mq.topics > 0 {
         let admin = handle
@@ -502,6 +504,11 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         return finish(&recorder, None);
     }
     control.stop();
+    // --- client library (issue 7) ---
+    if let Some(library) = library {
+        library.finish().await;
+    }
+    // --- end client library ---
     let bounds = LivenessBounds {
         healed_at_ms,
         leader_within_ms: scenario.liveness.leader_within_secs * 1000,

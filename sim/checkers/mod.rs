@@ -1,6 +1,12 @@
 //! Online invariant checkers: each sees every event as it is recorded and fails at
 //! the first event that breaks its invariant. One invariant per file.
 
+// --- client library (issue 7) ---
+pub mod library_lock_safety;
+pub mod library_no_duplicate_effects;
+pub mod library_routing;
+pub mod library_watch_delivery;
+// --- end client library ---
 pub mod acknowledged_writes;
 pub mod election_safety;
 pub mod leader_append_only;
@@ -64,6 +70,12 @@ pub fn violation(
 
 /// Names of every online checker, as scenario files may name them.
 pub const ONLINE_CHECKERS: &[&str] = &[
+    // --- client library (issue 7) ---
+    library_lock_safety::NAME,
+    library_routing::NAME,
+    library_watch_delivery::NAME,
+    library_no_duplicate_effects::NAME,
+    // --- end client library ---
     acknowledged_writes::NAME,
     election_safety::NAME,
     no_double_vote::NAME,
@@ -82,6 +94,12 @@ pub const ONLINE_CHECKERS: &[&str] = &[
 /// Builds the online checkers, minus those `disabled`.
 pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
     let all: Vec<Box<dyn Checker>> = vec![
+        // --- client library (issue 7) ---
+        Box::new(library_lock_safety::LibraryLockSafety::default()),
+        Box::new(library_routing::LibraryRouting::default()),
+        Box::new(library_watch_delivery::LibraryWatchDelivery::default()),
+        Box::new(library_no_duplicate_effects::LibraryNoDuplicateEffects::default()),
+        // --- end client library ---
         Box::new(acknowledged_writes::AcknowledgedWrites::default()),
         Box::new(election_safety::ElectionSafety::default()),
         Box::new(no_double_vote::NoDoubleVote::default()),

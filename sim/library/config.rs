@@ -1,0 +1,174 @@
+//! Config writers and watchers through the library's config center.
+//!
+//! Writers `set` unique values (`Stamp { writer, seq }`, labelled `w<writer>-<seq>`)
+//! to a few shared keys; several writers share each key, so a retried "put unless
+//! equal" can find another writer's value in between. Watchers open their watch at a
+//! drawn time in the first half of the safety phase, bracketed by two reads of the
+//! store revision, and record every change they are delivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordlab::coordinator::{ConfigWatcher, Coordinator, EventType};
+use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::RangeRequest;
+use madsim::rand::{thread_rng, Rng};
+use serde::{Deserialize, Serialize};
+
+use super::run::{Ctx, WatcherProgress};
+use super::spec::LibrarySpec;
+use crate::sim::trace::LibraryEvent;
+
+pub const PREFIX: &str = "lib/cfg/";
+
+/// The unique value a writer sets.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Stamp {
+    pub writer: u64,
+    pub seq: u64,
+}
+
+impl Stamp {
+    pub fn label(&self) -> String {
+        format!("w{}-{}", self.writer, self.seq)
+    }
+}
+
+pub fn config_key(i: u64) -> String {
+    format!("{PREFIX}{i}")
+}
+
+/// What a watcher watches: one key, or the whole prefix.
+#[derive(Debug, Clone)]
+pub struct WatchRange {
+    pub range: String,
+    pub prefix: bool,
+}
+
+impl WatchRange {
+    /// Even watchers watch the prefix, odd ones one key each in turn.
+    pub fn for_watcher(spec: &LibrarySpec, k: u64) -> WatchRange {
+        if k % 2 == 0 {
+            WatchRange {
+                range: PREFIX.into(),
+                prefix: true,
+            }
+        } else {
+            WatchRange {
+                range: config_key((k / 2) % spec.config_keys),
+                prefix: false,
+            }
+        }
+    }
+
+    pub fn covers(&self, key: &str) -> bool {
+        if self.prefix {
+            key.starts_with(&self.range)
+        } else {
+            key == self.range
+        }
+    }
+}
+
+pub async fn run_writer(ctx: Ctx, client: u64, writer: u64) {
+    let c = ctx.coordinator(ctx.endpoints.clone()).await;
+    let mut seq = 0;
+    while !ctx.stop.stopped() {
+        let pause = thread_rng().gen_range(50..400);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        seq += 1;
+        let key = config_key(thread_rng().gen_range(0..ctx.spec.config_keys));
+        let stamp = Stamp { writer, seq };
+        let outcome = match c.config().set(&key, &stamp).await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        ctx.record(
+            client,
+            LibraryEvent::ConfigSet {
+                key,
+                value: stamp.label(),
+                outcome,
+            },
+        );
+    }
+}
+
+/// The store's current revision, by a linearizable read.
+pub async fn store_revision(c: &Coordinator) -> Option<i64> {
+    let r = c
+        .connection()
+        .call(|ch, conn| {
+            let req = conn.request(RangeRequest {
+                key: PREFIX.as_bytes().to_vec(),
+                range_end: coordlab::coord::service::lock::prefix_end(PREFIX.as_bytes()),
+                count_only: true,
+                ..Default::default()
+            });
+            async move { KvClient::new(ch).range(req).await }
+        })
+        .await
+        .ok()?;
+    r.into_inner().header.map(|h| h.revision)
+}
+
+/// Opens the watch between two reads of the store revision (retrying until all
+/// three succeed).
+async fn open(c: &Coordinator, range: &WatchRange) -> (ConfigWatcher<Stamp>, i64, i64) {
+    loop {
+        let Some(before) = store_revision(c).await else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let watch = if range.prefix {
+            c.config().watch_prefix::<Stamp>(&range.range).await
+        } else {
+            c.config().watch::<Stamp>(&range.range).await
+        };
+        let Ok(watch) = watch else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        match store_revision(c).await {
+            Some(after) => return (watch, before, after),
+            None => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+pub async fn run_watcher(ctx: Ctx, client: u64, range: WatchRange, progress: Arc<WatcherProgress>) {
+    let c = ctx.coordinator(ctx.endpoints.clone()).await;
+    let delay = thread_rng().gen_range(0..=ctx.safety_ms / 2);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    let (mut watch, before, after) = open(&c, &range).await;
+    ctx.record(
+        client,
+        LibraryEvent::ConfigWatchOpened {
+            range: range.range.clone(),
+            prefix: range.prefix,
+            before_revision: before,
+            after_revision: after,
+        },
+    );
+    *progress.state.lock().unwrap_or_else(|p| p.into_inner()) = Some((after, 0));
+    let error = loop {
+        let event = match watch.next().await {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => break e.to_string(),
+            None => break "ended".to_string(),
+        };
+        ctx.record(
+            client,
+            LibraryEvent::ConfigDelivered {
+                key: event.key,
+                value: event.value.map(|s| s.label()).unwrap_or_default(),
+                deleted: event.kind == EventType::Delete,
+                revision: event.revision,
+            },
+        );
+        if let Some((_, delivered)) = progress.state.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            *delivered = event.revision;
+        }
+    };
+    ctx.record(client, LibraryEvent::ConfigWatchEnded { error });
+}

@@ -1,0 +1,38 @@
+//! The client library (`coordlab::coordinator`, seed 001, issue 7) driven inside
+//! the simulation, under the same faults as the cluster it talks to.
+//!
+//! Every library client runs on its own madsim host with its own `Coordinator`
+//! (madsim's simulated tonic and time underneath):
+//!
+//! - [`locks`]: lock clients `acquire` / `try_acquire` a short-TTL lock and, while
+//!   the guard says `is_held()`, write with their fencing token to a
+//!   [`fenced`] resource that refuses tokens below the highest it accepted;
+//! - [`registry`]: providers register and deregister (or "crash" and let the lease
+//!   expire) instances of one service; consumers hold `get_connection` and a
+//!   `registry().watch`, pinned to one member, and sample `next_channel()`;
+//! - [`config`]: writers `config().set` unique values to a few keys; watchers
+//!   (`watch` and `watch_prefix`) record every change they deliver;
+//! - [`audit`]: at the end of the run, the committed history of the config keys.
+//!
+//! What they see goes into the trace as `EventKind::Library` events
+//! ([`events`](../trace/library_events)), judged by the `library_*` checkers in
+//! `sim/checkers/`. The scenario's `[library]` section ([`spec`]) sets the clients
+//! and the library configuration the checkers' bounds follow from.
+
+pub mod spec;
+
+#[cfg(madsim)]
+mod audit;
+#[cfg(madsim)]
+mod config;
+#[cfg(madsim)]
+mod fenced;
+#[cfg(madsim)]
+mod locks;
+#[cfg(madsim)]
+mod registry;
+#[cfg(madsim)]
+mod run;
+
+#[cfg(madsim)]
+pub use run::start;

@@ -1,0 +1,174 @@
+//! Starting the library clients, and ending them: stop, let them finish their
+//! calls, audit the config history once the watchers caught up.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordlab::coordinator::{Coordinator, CoordinatorConfig};
+use madsim::runtime::Handle;
+use madsim::task::JoinHandle;
+
+use super::spec::LibrarySpec;
+use super::{audit, config, fenced::FencedResources, locks, registry};
+use crate::sim::observer::Recorder;
+use crate::sim::scenario::Scenario;
+use crate::sim::trace::{EventKind, LibraryEvent};
+use crate::sim::world::node_addr;
+
+/// How long the end of the run waits for one client to finish its call.
+const CLIENT_EXIT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Tells the library clients to stop after their current call.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What every library client needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub spec: LibrarySpec,
+    /// Every initial member's address.
+    pub endpoints: Vec<String>,
+    pub safety_ms: u64,
+    pub recorder: Arc<Recorder>,
+    pub stop: Stop,
+}
+
+impl Ctx {
+    pub fn record(&self, client: u64, event: LibraryEvent) {
+        self.recorder.record(client, EventKind::Library(event));
+    }
+
+    pub fn config(&self, endpoints: Vec<String>) -> CoordinatorConfig {
+        self.spec.coordinator_config(endpoints)
+    }
+
+    /// A coordinator on `endpoints` (connecting is lazy; only credentials could
+    /// make it fail, and the harness uses none).
+    pub async fn coordinator(&self, endpoints: Vec<String>) -> Coordinator {
+        Coordinator::new(self.config(endpoints))
+            .await
+            .expect("a coordinator without credentials connects lazily")
+    }
+}
+
+/// A config watcher's progress, for the end-of-run wait.
+#[derive(Default)]
+pub struct WatcherProgress {
+    /// (store revision read right after opening, latest revision delivered).
+    pub state: Mutex<Option<(i64, i64)>>,
+}
+
+pub struct LibraryRun {
+    ctx: Ctx,
+    clients: Vec<JoinHandle<()>>,
+    watchers: Vec<(config::WatchRange, Arc<WatcherProgress>)>,
+    handle: Handle,
+}
+
+/// Trace ids (and host numbers) of library clients: `base + k`, on `10.0.<net>.k`.
+struct Kind {
+    base: u64,
+    net: u8,
+    name: &'static str,
+}
+
+const LOCK_CLIENTS: Kind = Kind { base: 700, net: 70, name: "lib-lock" };
+const PROVIDERS: Kind = Kind { base: 720, net: 71, name: "lib-provider" };
+const CONSUMERS: Kind = Kind { base: 740, net: 72, name: "lib-consumer" };
+const WRITERS: Kind = Kind { base: 760, net: 73, name: "lib-writer" };
+const WATCHERS: Kind = Kind { base: 780, net: 74, name: "lib-watcher" };
+const AUDIT_NET: u8 = 75;
+
+fn host(handle: &Handle, kind: &Kind, k: u64) -> madsim::runtime::NodeHandle {
+    handle
+        .create_node()
+        .name(format!("{}-{k}", kind.name))
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, kind.net, k as u8)))
+        .build()
+}
+
+/// Starts the scenario's library clients (None if it has none).
+pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> Option<LibraryRun> {
+    let spec = scenario.library.clone();
+    if !spec.any() {
+        return None;
+    }
+    let ctx = Ctx {
+        endpoints: (1..=scenario.cluster.nodes)
+            .map(|id| node_addr(id).to_string())
+            .collect(),
+        safety_ms: scenario.duration.safety_secs * 1000,
+        spec: spec.clone(),
+        recorder,
+        stop: Stop::default(),
+    };
+    let mut clients = Vec::new();
+    let resources = FencedResources::default();
+    for k in 1..=spec.lock_clients {
+        let lock = format!("lib/lock/{}", (k - 1) % spec.locks);
+        let task = locks::run_lock_client(ctx.clone(), LOCK_CLIENTS.base + k, lock, resources.clone());
+        clients.push(host(handle, &LOCK_CLIENTS, k).spawn(task));
+    }
+    for k in 1..=spec.providers {
+        let task = registry::run_provider(ctx.clone(), PROVIDERS.base + k, k);
+        clients.push(host(handle, &PROVIDERS, k).spawn(task));
+    }
+    for k in 1..=spec.consumers {
+        let member = (k - 1) % scenario.cluster.nodes + 1;
+        let task = registry::run_consumer(ctx.clone(), CONSUMERS.base + k, member);
+        clients.push(host(handle, &CONSUMERS, k).spawn(task));
+    }
+    for k in 1..=spec.writers {
+        let task = config::run_writer(ctx.clone(), WRITERS.base + k, k);
+        clients.push(host(handle, &WRITERS, k).spawn(task));
+    }
+    let mut watchers = Vec::new();
+    for k in 1..=spec.watchers {
+        let range = config::WatchRange::for_watcher(&spec, k);
+        let progress = Arc::new(WatcherProgress::default());
+        let task = config::run_watcher(ctx.clone(), WATCHERS.base + k, range.clone(), progress.clone());
+        // Watchers run to the end of the run; the audit waits for them instead.
+        drop(host(handle, &WATCHERS, k).spawn(task));
+        watchers.push((range, progress));
+    }
+    Some(LibraryRun {
+        ctx,
+        clients,
+        watchers,
+        handle: handle.clone(),
+    })
+}
+
+impl LibraryRun {
+    /// Ends the workload (once the cluster has healed): stops the clients, waits for
+    /// them, records the audit of the config history and `Ended`. The online
+    /// checkers judge both as they are recorded.
+    pub async fn finish(self) {
+        self.ctx.stop.0.store(true, Ordering::SeqCst);
+        for client in self.clients {
+            // A client still busy after this long is left behind; its calls then
+            // count as given up.
+            let _ = tokio::time::timeout(CLIENT_EXIT_PATIENCE, client).await;
+        }
+        if self.ctx.spec.writers + self.ctx.spec.watchers > 0 {
+            let auditor = self
+                .handle
+                .create_node()
+                .name("lib-audit")
+                .ip(IpAddr::V4(Ipv4Addr::new(10, 0, AUDIT_NET, 1)))
+                .build();
+            let _ = auditor
+                .spawn(audit::audit_config_history(self.ctx.clone(), self.watchers))
+                .await;
+        }
+        self.ctx.record(0, LibraryEvent::Ended);
+    }
+}

@@ -793,4 +793,42 @@ mod tests {
         let kv = get(&s, "k", 0).unwrap().unwrap();
         assert_eq!((kv.value.as_slice(), kv.lease), (&b"keep"[..], 7));
     }
+
+    #[test]
+    fn sorting_filters_and_changes_since() {
+        let mut s = MvccStore::new();
+        for k in ["l/a", "l/b", "l/c"] {
+            s.put(k.as_bytes(), b"v", 0).unwrap();
+        }
+        // The lock queue read: highest create revision below 4, one result.
+        let q = RangeQuery {
+            key: b"l/".to_vec(),
+            range_end: b"l0".to_vec(),
+            max_create_revision: 3,
+            sort: Some((SortTarget::Create, true)),
+            limit: 1,
+            ..Default::default()
+        };
+        let r = s.range(&q).unwrap();
+        assert_eq!(r.kvs.len(), 1);
+        assert_eq!(r.kvs[0].key, b"l/b");
+        assert!(r.more);
+        assert_eq!(r.count, 3, "count ignores filters, as etcd's does");
+        let del = TxnOp::DeleteRange {
+            key: b"l/a".to_vec(),
+            range_end: vec![],
+            prev_kv: false,
+        };
+        let t = s.txn(&[], &[del], &[]).unwrap();
+        assert_eq!(t.changes.len(), 1);
+        assert!(t.changes[0].deleted);
+        assert_eq!(t.changes[0].prev.as_ref().unwrap().value, b"v");
+        let changes = s.changes_since(b"l/", b"l0", 3).unwrap();
+        let revs: Vec<(i64, bool)> = changes.iter().map(|c| (c.revision, c.deleted)).collect();
+        assert_eq!(revs, vec![(3, false), (4, false), (5, true)]);
+        s.compact(5).unwrap();
+        assert!(s.changes_since(b"l/", b"l0", 4).is_err());
+        // The deletion at the compact revision itself is still visible to a watch.
+        assert_eq!(s.changes_since(b"l/", b"l0", 5).unwrap().len(), 1);
+    }
 }

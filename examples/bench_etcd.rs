@@ -50,6 +50,10 @@ struct Args {
     /// Connect every client to the leader instead of spreading them over all members.
     #[arg(long)]
     leader_only: bool,
+    /// Measure an already running cluster at these endpoints (any etcd v3 server,
+    /// e.g. a real etcd for comparison) instead of starting coordd.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -160,7 +164,7 @@ async fn run_op(
     Ok(())
 }
 
-async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String]) {
+async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String], members: usize) {
     let value = vec![b'v'; args.value_bytes];
     let workload = Workload {
         op,
@@ -210,7 +214,8 @@ async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String]) {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "etcd API, 3 nodes, op={:<5} clients={clients:<2} targets={} value={}B: ops={} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms{}",
+        "etcd API, {} nodes, op={:<5} clients={clients:<2} targets={} value={}B: ops={} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms{}",
+        members,
         format!("{op:?}").to_lowercase(),
         if args.leader_only { "leader" } else { "all" },
         args.value_bytes,
@@ -226,18 +231,25 @@ async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String]) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let cluster = LocalCluster::start(&args.coordd, 3);
-    let leader = wait_for_leader(&cluster.endpoints).await;
+    let cluster = args
+        .endpoints
+        .is_empty()
+        .then(|| LocalCluster::start(&args.coordd, 3));
+    let endpoints = match &cluster {
+        Some(cluster) => cluster.endpoints.clone(),
+        None => args.endpoints.clone(),
+    };
+    let leader = wait_for_leader(&endpoints).await;
     let value = vec![b'v'; args.value_bytes];
     preload(&leader, args.keys, &value).await;
     let targets = if args.leader_only {
         vec![leader]
     } else {
-        cluster.endpoints.clone()
+        endpoints.clone()
     };
     for &op in &args.ops {
         for &clients in &args.clients {
-            run_row(&args, op, clients, &targets).await;
+            run_row(&args, op, clients, &targets, endpoints.len()).await;
         }
     }
 }

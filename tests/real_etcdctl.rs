@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::etcdctl::{Background, Etcdctl, INSTALL_HINT};
+use common::held_forwarder::HeldForwarder;
 use common::TestCluster;
 use serde_json::Value;
 
@@ -270,16 +271,26 @@ fn put_revision(ctl: &Etcdctl, key: &str, value: &str) -> i64 {
     json["header"]["revision"].as_i64().expect("revision")
 }
 
-/// Starts `watch --prefix w/`, proves it is live, then puts and deletes under it.
-/// Returns the watcher and the revision of the first event the test cares about.
-fn watch_prints_puts_and_deletes(ctl: &Etcdctl) -> (Background, i64) {
-    let mut watcher = ctl.spawn(&["watch", "--prefix", "w/"]);
-    // etcdctl prints nothing when its watch is created: put until one is seen.
+/// Starts `watch --prefix w/` with its stream on the leader (which dies later), proves
+/// it is live, then puts and deletes under it. Returns the watcher and the revision of
+/// the first event the test cares about.
+fn watch_prints_puts_and_deletes(
+    ctl: &Etcdctl,
+    leader: &str,
+    followers: &[String],
+) -> (Background, i64) {
+    // etcdctl opens the stream on whichever endpoint is ready first: the followers'
+    // endpoints are held connecting until the stream is live, then opened for failover.
+    let mut held: Vec<HeldForwarder> = followers.iter().map(|f| HeldForwarder::bind(f)).collect();
+    let mut endpoints = vec![leader.to_string()];
+    endpoints.extend(held.iter().map(|h| h.addr.clone()));
+    let mut watcher = Etcdctl::new(&endpoints).spawn(&["watch", "--prefix", "w/"]);
     poll("the watcher sees w/ready", Duration::from_secs(15), || {
         ctl.ok(&["put", "w/ready", "1"]);
         std::thread::sleep(Duration::from_millis(200));
         watcher.stdout().contains("w/ready").then_some(())
     });
+    held.iter_mut().for_each(HeldForwarder::open);
     let first = put_revision(ctl, "w/1", "a");
     ctl.ok(&["put", "w/2", "b"]);
     assert_eq!(ctl.ok(&["del", "w/1"]), "1\n");
@@ -409,13 +420,17 @@ fn watch_survives_failover_and_replays_history(
         |out| parse_watch_events(out).last() == Some(&event("PUT", "w/3", "c")),
     );
     watcher.kill();
-
     let history = [
         event("PUT", "w/1", "a"),
         event("PUT", "w/2", "b"),
         event("DELETE", "w/1", ""),
         event("PUT", "w/3", "c"),
     ];
+    // The stream moved from the dead leader to a survivor: nothing lost, nothing twice.
+    let mut live = parse_watch_events(&watcher.stdout());
+    live.retain(|e| e.key != "w/ready");
+    assert_eq!(live, history, "the live watch across the failover");
+
     let mut replay = ctl.spawn(&["watch", "--prefix", "w/", &format!("--rev={first}")]);
     replay.wait_for_stdout("the replay reaches w/3", Duration::from_secs(10), |out| {
         parse_watch_events(out).len() >= history.len()
@@ -569,6 +584,29 @@ fn endpoint_status_reports_the_new_leader(
     assert_eq!(healthy.len(), 2, "{health}");
 }
 
+/// `move-leader` asks every endpoint for its status (so it gets the survivors only)
+/// and sends MoveLeader to the leader; the other survivor takes over.
+fn move_leader_hands_over_to_the_other_survivor(survivors: &[String], leader: &EndpointStatus) {
+    let ctl = Etcdctl::new(survivors);
+    let statuses = parse_endpoint_statuses(&ctl.ok(&["endpoint", "status", "-w", "json"]));
+    let target = statuses
+        .iter()
+        .find(|s| s.member_id != leader.member_id)
+        .expect("a follower among the survivors")
+        .clone();
+    assert_eq!(
+        ctl.ok(&["move-leader", &format!("{:x}", target.member_id)]),
+        format!(
+            "Leadership transferred from {:x} to {:x}\n",
+            leader.member_id, target.member_id
+        )
+    );
+    let now = wait_for_leader(survivors);
+    assert_eq!(now.member_id, target.member_id, "{now:?}");
+    ctl.run(&["move-leader", "99"])
+        .fails_with("etcdserver: bad leader transferee");
+}
+
 fn auth_checks_passwords_and_permissions(ctl: &Etcdctl) {
     assert_eq!(
         ctl.ok(&["user", "add", "root:rootpw"]),
@@ -637,7 +675,13 @@ fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
     member_list_names_every_endpoint(&ctl, &endpoints);
     put_and_get_by_prefix(&ctl);
     txn_takes_the_branch_its_compares_select(&ctl);
-    let (mut watcher, first_watched) = watch_prints_puts_and_deletes(&ctl);
+    let followers: Vec<String> = endpoints
+        .iter()
+        .filter(|e| **e != old_leader.endpoint)
+        .cloned()
+        .collect();
+    let (mut watcher, first_watched) =
+        watch_prints_puts_and_deletes(&ctl, &old_leader.endpoint, &followers);
     lease_revoke_deletes_attached_keys(&ctl);
     let kept = keep_alive_started(&ctl);
     // The last status before the kill, so term and index comparisons are exact.
@@ -648,11 +692,7 @@ fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
     assert_eq!(old_leader.leader, old_leader.member_id, "leadership moved");
 
     servers.kill(&old_leader.endpoint);
-    let survivors: Vec<String> = endpoints
-        .iter()
-        .filter(|e| **e != old_leader.endpoint)
-        .cloned()
-        .collect();
+    let survivors = followers;
     let new_leader = wait_for_leader(&survivors);
     assert_ne!(new_leader.member_id, old_leader.member_id);
 
@@ -663,5 +703,6 @@ fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
     lock_admits_one_holder_at_a_time(&ctl, scratch.path());
     member_list_names_every_endpoint(&ctl, &endpoints);
     endpoint_status_reports_the_new_leader(&ctl, &old_leader, &new_leader);
+    move_leader_hands_over_to_the_other_survivor(&survivors, &new_leader);
     auth_checks_passwords_and_permissions(&ctl);
 }

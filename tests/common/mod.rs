@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod etcdctl;
+pub mod held_forwarder;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

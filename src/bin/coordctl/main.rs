@@ -1,10 +1,14 @@
 //! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
+//! `kv`, `watch`, `lease` and `lock` speak the etcd v3 API (see `etcd.rs`).
+
+mod etcd;
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use coordlab::client::etcd::{EtcdClient, EtcdConfig};
 use coordlab::client::{ClientConfig, ClientError, CoordClient};
 use coordlab::mq::client::CooClient;
 use coordlab::proto::{
@@ -25,6 +29,9 @@ struct Args {
     /// Seconds before a request gives up, retries included.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
+    /// `name:password` for a cluster with auth enabled (kv, watch, lease, lock).
+    #[arg(long)]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         action: GroupAction,
     },
+    /// etcd v3 API commands: kv, watch, lease, lock.
+    #[command(flatten)]
+    Etcd(etcd::EtcdCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,6 +167,20 @@ fn print_topics(out: &mut impl Write, infos: &TopicInfos) -> std::io::Result<()>
     Ok(())
 }
 
+async fn etcd_client(
+    endpoints: &[String],
+    timeout_secs: u64,
+    user: Option<String>,
+) -> Result<EtcdClient, ClientError> {
+    let mut config = EtcdConfig::new(endpoints.to_vec());
+    config.total_timeout = Duration::from_secs(timeout_secs);
+    config.credentials = user.map(|u| match u.split_once(':') {
+        Some((name, password)) => (name.to_string(), password.to_string()),
+        None => (u, String::new()),
+    });
+    EtcdClient::connect(config).await
+}
+
 async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut config = ClientConfig::new(args.endpoints.clone());
     config.total_timeout = Duration::from_secs(args.timeout_secs);
@@ -164,6 +188,10 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut client = CoordClient::new(config)?;
     let mut out = std::io::stdout().lock();
     match args.command {
+        Command::Etcd(command) => {
+            let mut client = etcd_client(&args.endpoints, args.timeout_secs, args.user).await?;
+            return etcd::run(&mut client, command).await;
+        }
         Command::Status { all: false } => {
             let s = client.leader_status().await?;
             print_status(&mut out, &s).expect("stdout");

@@ -22,8 +22,6 @@ use crate::proto::{
 };
 use crate::server::leader_hint;
 
-pub mod etcd;
-
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("no endpoints given")]

@@ -5,20 +5,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use coordlab::client::etcd::EtcdClient;
-use coordlab::client::ClientError;
+use std::sync::Arc;
+
 use coordlab::coord::service::lock::prefix_end;
+use coordlab::coordinator::{
+    Connection, CoordinatorError as ClientError, DistributedLock, ResumableWatch,
+};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
-use coordlab::proto::etcdserverpb::watch_client::WatchClient;
 use coordlab::proto::etcdserverpb::{
-    watch_request, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
-    WatchCreateRequest, WatchRequest,
+    DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest,
 };
-use coordlab::proto::mvccpb::event::EventType;
-use coordlab::proto::v3lockpb::lock_client::LockClient;
-use coordlab::proto::v3lockpb::{LockRequest, UnlockRequest};
 
 #[derive(Subcommand, Debug)]
 pub enum EtcdCommand {
@@ -54,7 +52,7 @@ pub enum EtcdCommand {
     },
 }
 
-pub async fn run(client: &mut EtcdClient, command: EtcdCommand) -> Result<ExitCode, ClientError> {
+pub async fn run(client: &Arc<Connection>, command: EtcdCommand) -> Result<ExitCode, ClientError> {
     match command {
         EtcdCommand::Kv { action } => kv(client, action).await,
         EtcdCommand::Watch {
@@ -141,7 +139,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-pub async fn kv(client: &mut EtcdClient, action: KvAction) -> Result<ExitCode, ClientError> {
+pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, ClientError> {
     let mut out = std::io::stdout().lock();
     match action {
         KvAction::Put { key, value, lease } => {
@@ -209,73 +207,43 @@ pub async fn kv(client: &mut EtcdClient, action: KvAction) -> Result<ExitCode, C
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints events from `rev` on; a broken stream resumes after the last revision seen.
+/// Prints events from `rev` on (0: from now); survives broken streams and member
+/// failures without missing or repeating an event.
 pub async fn watch(
-    client: &mut EtcdClient,
+    client: &Arc<Connection>,
     key: String,
     prefix: bool,
     rev: i64,
     count: Option<u64>,
 ) -> Result<ExitCode, ClientError> {
-    let mut next_rev = rev;
+    let end = range_end(&key, prefix);
+    let mut events = ResumableWatch::start(client.clone(), key.into_bytes(), end, rev);
     let mut printed = 0u64;
-    loop {
-        let create = WatchCreateRequest {
-            key: key.clone().into_bytes(),
-            range_end: range_end(&key, prefix),
-            start_revision: next_rev,
-            ..Default::default()
-        };
-        let requests = futures::stream::iter([WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
-        }])
-        .chain(futures::stream::pending());
-        let mut stream = match WatchClient::new(client.channel())
-            .watch(client.request(requests))
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(e) => {
-                eprintln!("coordctl: watch: {}; trying another member", e.message());
-                client.rotate();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        while let Ok(Some(resp)) = stream.message().await {
-            if resp.canceled {
-                eprintln!("coordctl: watch cancelled: {}", resp.cancel_reason);
-                return Ok(ExitCode::from(1));
-            }
-            let mut out = std::io::stdout().lock();
-            for ev in resp.events {
-                let kv = ev.kv.unwrap_or_default();
-                let kind = if ev.r#type == EventType::Delete as i32 {
-                    format!("DELETE {}", text(&kv.key))
-                } else {
-                    format!("PUT {}={}", text(&kv.key), text(&kv.value))
-                };
-                writeln!(out, "{kind} rev={}", kv.mod_revision).expect("stdout");
-                out.flush().expect("stdout");
-                next_rev = kv.mod_revision + 1;
-                printed += 1;
-                if count.is_some_and(|c| printed >= c) {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            if next_rev == 0 {
-                // Created at "now": resume after the revision the stream started at.
-                next_rev = resp.header.map_or(0, |h| h.revision + 1);
-            }
+    while let Some(event) = events.next().await {
+        let e = event?;
+        let mut out = std::io::stdout().lock();
+        if e.deleted {
+            writeln!(out, "DELETE {} rev={}", text(&e.key), e.revision)
+        } else {
+            writeln!(
+                out,
+                "PUT {}={} rev={}",
+                text(&e.key),
+                text(&e.value),
+                e.revision
+            )
         }
-        eprintln!("coordctl: watch stream broke; resuming at revision {next_rev}");
-        client.rotate();
+        .and_then(|()| out.flush())
+        .expect("stdout");
+        printed += 1;
+        if count.is_some_and(|c| printed >= c) {
+            break;
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-use futures::StreamExt as _;
-
-pub async fn lease(client: &mut EtcdClient, action: LeaseAction) -> Result<ExitCode, ClientError> {
+pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<ExitCode, ClientError> {
     let mut out = std::io::stdout().lock();
     match action {
         LeaseAction::Grant { ttl } => {
@@ -302,7 +270,7 @@ pub async fn lease(client: &mut EtcdClient, action: LeaseAction) -> Result<ExitC
             let id = lease_id(&id)?;
             let mut refreshed = 0u64;
             loop {
-                let ttl = keep_alive_once(client, id).await?;
+                let ttl = coordlab::coordinator::renew_once(client, id).await?;
                 if ttl <= 0 {
                     eprintln!("coordctl: lease {id:x} expired or revoked");
                     return Ok(ExitCode::from(1));
@@ -355,87 +323,30 @@ pub async fn lease(client: &mut EtcdClient, action: LeaseAction) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// One keep-alive round trip; the TTL answered (0: the lease is gone).
-async fn keep_alive_once(client: &mut EtcdClient, id: i64) -> Result<i64, ClientError> {
-    client
-        .call(|ch, c| {
-            let req = c.request(futures::stream::iter([LeaseKeepAliveRequest { id }]));
-            async move {
-                let mut stream = LeaseClient::new(ch)
-                    .lease_keep_alive(req)
-                    .await?
-                    .into_inner();
-                match stream.message().await? {
-                    Some(r) => Ok(r.ttl),
-                    None => Err(tonic::Status::unavailable("keep-alive stream closed")),
-                }
-            }
-        })
-        .await
-}
-
-/// Takes lock NAME with a lease of `ttl` seconds kept alive meanwhile, prints the
-/// key and its fencing token, runs `command` (or waits for Ctrl-C), then unlocks.
+/// Takes lock NAME (its lease kept alive meanwhile), prints the key and its
+/// fencing token, runs `command` (or waits for Ctrl-C), then unlocks.
 pub async fn lock(
-    client: &mut EtcdClient,
+    client: &Arc<Connection>,
     name: String,
     ttl: i64,
     command: Vec<String>,
 ) -> Result<ExitCode, ClientError> {
-    let lease = client
-        .call(|ch, c| {
-            let req = c.request(LeaseGrantRequest { ttl, id: 0 });
-            async move { LeaseClient::new(ch).lease_grant(req).await }
-        })
-        .await?
-        .into_inner();
-    let id = lease.id;
-    let mut keeper_client = EtcdClient::connect(client.config().clone()).await?;
-    let keeper = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis((lease.ttl as u64 * 1000) / 3)).await;
-            match keep_alive_once(&mut keeper_client, id).await {
-                Ok(ttl) if ttl > 0 => {}
-                other => {
-                    eprintln!("coordctl: lost lease {id:x}: {other:?}");
-                    return;
-                }
-            }
-        }
-    });
-    let locked = client
-        .call(|ch, c| {
-            let req = c.request(LockRequest {
-                name: name.clone().into_bytes(),
-                lease: id,
-            });
-            async move { LockClient::new(ch).lock(req).await }
-        })
-        .await?
-        .into_inner();
-    let key = locked.key;
-    let token = client
-        .call(|ch, c| {
-            let req = c.request(RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            });
-            async move { KvClient::new(ch).range(req).await }
-        })
-        .await?
-        .into_inner()
-        .kvs
-        .first()
-        .map_or(0, |kv| kv.create_revision);
-    println!("locked key={} fencing_token={token}", text(&key));
+    let guard = DistributedLock::new(client.clone())
+        .acquire(&name, Duration::from_secs(ttl.max(1) as u64))
+        .await?;
+    println!(
+        "locked key={} fencing_token={}",
+        text(guard.owner_key()),
+        guard.fencing_token()
+    );
     let code = if command.is_empty() {
         let _ = tokio::signal::ctrl_c().await;
         ExitCode::SUCCESS
     } else {
-        let status = std::process::Command::new(&command[0])
+        match std::process::Command::new(&command[0])
             .args(&command[1..])
-            .status();
-        match status {
+            .status()
+        {
             Ok(s) if s.success() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),
             Err(e) => {
@@ -444,19 +355,7 @@ pub async fn lock(
             }
         }
     };
-    keeper.abort();
-    client
-        .call(|ch, c| {
-            let req = c.request(UnlockRequest { key: key.clone() });
-            async move { LockClient::new(ch).unlock(req).await }
-        })
-        .await?;
-    client
-        .call(|ch, c| {
-            let req = c.request(LeaseRevokeRequest { id });
-            async move { LeaseClient::new(ch).lease_revoke(req).await }
-        })
-        .await?;
+    guard.unlock().await?;
     println!("unlocked");
     Ok(code)
 }

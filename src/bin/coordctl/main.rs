@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use coordlab::client::etcd::{EtcdClient, EtcdConfig};
+use std::sync::Arc;
+
 use coordlab::client::{ClientConfig, ClientError, CoordClient};
+use coordlab::coordinator::{Connection, CoordinatorConfig, CoordinatorError};
 use coordlab::mq::client::CooClient;
 use coordlab::proto::{
     ConsumerAssignment, CreateTopicRequest, StatusResponse, SyncConsumerAssignmentsRequest,
@@ -167,18 +169,21 @@ fn print_topics(out: &mut impl Write, infos: &TopicInfos) -> std::io::Result<()>
     Ok(())
 }
 
-async fn etcd_client(
+async fn etcd_connection(
     endpoints: &[String],
     timeout_secs: u64,
     user: Option<String>,
-) -> Result<EtcdClient, ClientError> {
-    let mut config = EtcdConfig::new(endpoints.to_vec());
-    config.total_timeout = Duration::from_secs(timeout_secs);
-    config.credentials = user.map(|u| match u.split_once(':') {
-        Some((name, password)) => (name.to_string(), password.to_string()),
-        None => (u, String::new()),
-    });
-    EtcdClient::connect(config).await
+) -> Result<Arc<Connection>, CoordinatorError> {
+    let mut config = CoordinatorConfig::new(endpoints.iter().cloned());
+    // One attempt per endpoint, several rounds, within the overall timeout.
+    config.retry.max_attempts = (endpoints.len() as u32 * 4).max(4);
+    config.timeout = Duration::from_secs(timeout_secs.clamp(1, 5));
+    if let Some(u) = user {
+        let (name, password) = u.split_once(':').unwrap_or((u.as_str(), ""));
+        config.username = name.to_string();
+        config.password = password.to_string();
+    }
+    Ok(Arc::new(Connection::connect(&config).await?))
 }
 
 async fn run(args: Args) -> Result<ExitCode, ClientError> {
@@ -189,8 +194,14 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut out = std::io::stdout().lock();
     match args.command {
         Command::Etcd(command) => {
-            let mut client = etcd_client(&args.endpoints, args.timeout_secs, args.user).await?;
-            return etcd::run(&mut client, command).await;
+            let run = async {
+                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                etcd::run(&conn, command).await
+            };
+            return Ok(run.await.unwrap_or_else(|e| {
+                eprintln!("coordctl: {e}");
+                ExitCode::from(2)
+            }));
         }
         Command::Status { all: false } => {
             let s = client.leader_status().await?;

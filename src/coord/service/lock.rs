@@ -18,7 +18,7 @@ use crate::proto::coord_answer::Answer;
 use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest,
+    RequestOp, TxnRequest, TxnResponse,
 };
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
@@ -43,37 +43,11 @@ impl LockService {
 
     /// Puts `key` bound to `lease` unless it exists; answers its create revision.
     async fn enqueue(&self, key: &[u8], lease: i64) -> Result<i64, CoordError> {
-        let get = RequestOp {
-            request: Some(request_op::Request::RequestRange(RangeRequest {
-                key: key.to_vec(),
-                ..Default::default()
-            })),
-        };
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: key.to_vec(),
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-                range_end: Vec::new(),
-            }],
-            success: vec![
-                RequestOp {
-                    request: Some(request_op::Request::RequestPut(PutRequest {
-                        key: key.to_vec(),
-                        lease,
-                        ..Default::default()
-                    })),
-                },
-                get.clone(),
-            ],
-            failure: vec![get],
-        };
         let answer = self
             .ctx
             .proposer
             .propose(CoordCommand {
-                op: Some(Op::Txn(txn)),
+                op: Some(Op::Txn(enqueue_txn(key, lease))),
             })
             .await?;
         let Answer::Txn(r) = answer else {
@@ -82,15 +56,7 @@ impl LockService {
                 message: "etcdserver: lock: unexpected answer".into(),
             });
         };
-        r.responses
-            .iter()
-            .find_map(|op| match &op.response {
-                Some(response_op::Response::ResponseRange(rr)) => {
-                    rr.kvs.first().map(|kv| kv.create_revision)
-                }
-                _ => None,
-            })
-            .ok_or(CoordError::LeaseNotFound)
+        enqueued_revision(&r).ok_or(CoordError::LeaseNotFound)
     }
 
     /// The waiter just ahead of `my_rev` (highest create revision below it), and the
@@ -162,6 +128,47 @@ impl LockService {
         }
         self.ctx.state.lock().hub.remove(hub_id);
     }
+}
+
+/// The transaction that queues a locker: put `key` on `lease` unless it exists
+/// (so a retry keeps its place), then read it back in either branch.
+pub fn enqueue_txn(key: &[u8], lease: i64) -> TxnRequest {
+    let get = RequestOp {
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        })),
+    };
+    TxnRequest {
+        compare: vec![Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Create as i32,
+            key: key.to_vec(),
+            target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            range_end: Vec::new(),
+        }],
+        success: vec![
+            RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.to_vec(),
+                    lease,
+                    ..Default::default()
+                })),
+            },
+            get.clone(),
+        ],
+        failure: vec![get],
+    }
+}
+
+/// The queued key's create revision, from [`enqueue_txn`]'s answer.
+pub fn enqueued_revision(r: &TxnResponse) -> Option<i64> {
+    r.responses.iter().find_map(|op| match &op.response {
+        Some(response_op::Response::ResponseRange(rr)) => {
+            rr.kvs.first().map(|kv| kv.create_revision)
+        }
+        _ => None,
+    })
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's prefix rule).

@@ -214,6 +214,20 @@ fn put_and_get_by_prefix(ctl: &Etcdctl) {
         "a missing key prints nothing"
     );
     assert_eq!(ctl.ok(&["get", "app/a", "--consistency=s"]), "app/a\n1\n");
+    // Only a change takes a revision: deleting nothing leaves it where it was.
+    let before = current_revision(ctl);
+    assert_eq!(ctl.ok(&["del", "no-such-key"]), "0\n");
+    assert_eq!(
+        current_revision(ctl),
+        before,
+        "`del` of nothing took a revision"
+    );
+}
+
+/// The revision in a `get -w json` header.
+fn current_revision(ctl: &Etcdctl) -> i64 {
+    let json: Value = serde_json::from_str(&ctl.ok(&["get", "app/a", "-w", "json"])).unwrap();
+    json["header"]["revision"].as_i64().expect("revision")
 }
 
 fn txn_takes_the_branch_its_compares_select(ctl: &Etcdctl) {
@@ -237,6 +251,9 @@ fn txn_takes_the_branch_its_compares_select(ctl: &Etcdctl) {
         .ok();
     assert_eq!(failure, "FAILURE\n\nOK\n\n1\n");
     assert_eq!(ctl.ok(&["get", "--prefix", "txn/"]), "txn/result\nno\n");
+    // A branch may not both put and delete one key.
+    ctl.run_with_stdin(&["txn"], "\nput txn/x 1\ndel --prefix txn/\n\n\n")
+        .fails_with("etcdserver: duplicate key given in txn request");
 }
 
 /// A watch event as etcdctl's simple format prints it (no `--prev-kv`).

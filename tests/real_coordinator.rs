@@ -376,3 +376,30 @@ async fn credentials_are_checked_when_auth_is_on() {
     user.config().set("k", &7u32).await.unwrap();
     assert_eq!(user.config().get::<u32>("k").await.unwrap(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_leaves_the_queue() {
+    let cluster = TestCluster::start(3);
+    let a = Coordinator::new(config(&cluster)).await.unwrap();
+    let c = Coordinator::new(config(&cluster)).await.unwrap();
+    let held = a.lock().acquire("q", Duration::from_secs(3)).await.unwrap();
+    // C queues behind A with a long lease, then gives up.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(800),
+        c.lock().acquire("q", Duration::from_secs(60)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "C must still be waiting");
+    held.unlock().await.unwrap();
+    // Without revoking C's abandoned lease its queued key would block "q" for 60 s.
+    let started = Instant::now();
+    let next = tokio::time::timeout(
+        Duration::from_secs(15),
+        a.lock().acquire("q", Duration::from_secs(3)),
+    )
+    .await
+    .expect("the cancelled waiter left the queue")
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    next.unlock().await.unwrap();
+}

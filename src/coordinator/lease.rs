@@ -22,6 +22,8 @@ pub struct KeptLease {
     alive: watch::Receiver<bool>,
     keeper: JoinHandle<()>,
     conn: Arc<Connection>,
+    /// Revoked or abandoned on purpose: nothing left to do when dropped.
+    settled: bool,
 }
 
 /// The TTL in whole seconds etcd takes (at least 1).
@@ -64,6 +66,7 @@ impl KeptLease {
             alive,
             keeper,
             conn,
+            settled: false,
         })
     }
 
@@ -105,11 +108,23 @@ impl KeptLease {
     }
 
     /// Stops the keep-alives and revokes the lease (its keys vanish).
-    pub async fn revoke(self) -> Result<(), CoordinatorError> {
+    pub async fn revoke(mut self) -> Result<(), CoordinatorError> {
         self.keeper.abort();
-        let id = self.id;
-        match self
-            .conn
+        self.settled = true;
+        revoke(&self.conn, self.id).await
+    }
+
+    /// Stops keeping the lease alive without revoking it (it expires on its own).
+    pub fn abandon(mut self) {
+        self.keeper.abort();
+        self.settled = true;
+    }
+}
+
+/// Revokes lease `id`; a lease already gone counts as revoked.
+async fn revoke(conn: &Connection, id: i64) -> Result<(), CoordinatorError> {
+    {
+        match conn
             .call(|ch, c| {
                 let req = c.request(LeaseRevokeRequest { id });
                 async move { LeaseClient::new(ch).lease_revoke(req).await }
@@ -126,16 +141,25 @@ impl KeptLease {
             Err(e) => Err(e),
         }
     }
-
-    /// Stops keeping the lease alive without revoking it (it expires on its own).
-    pub fn abandon(self) {
-        self.keeper.abort();
-    }
 }
 
 impl Drop for KeptLease {
+    /// A lease dropped without `revoke` or `abandon` (e.g. an `acquire` cancelled
+    /// while queued) is revoked in the background, so its keys do not block others
+    /// until the TTL runs out.
     fn drop(&mut self) {
         self.keeper.abort();
+        if self.settled || self.conn.is_closed() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (conn, id) = (self.conn.clone(), self.id);
+            rt.spawn(async move {
+                if let Err(e) = revoke(&conn, id).await {
+                    tracing::debug!(lease = id, error = %e, "revoking a dropped lease failed; it will expire");
+                }
+            });
+        }
     }
 }
 

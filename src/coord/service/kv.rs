@@ -1,14 +1,13 @@
 //! etcd `KV`: Range (linearizable through ReadIndex unless serializable), and Put,
 //! DeleteRange, Txn and Compact through the log.
 
-use std::collections::BTreeSet;
-
 use tonic::{Request, Response, Status};
 
 use super::{check_size, CoordContext};
 use crate::coord::auth::Access;
 use crate::coord::convert;
 use crate::coord::errors::CoordError;
+use crate::coord::txn_check;
 use crate::proto::coord_answer::Answer;
 use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::kv_server::Kv;
@@ -42,14 +41,12 @@ fn unexpected(answer: Answer) -> CoordError {
     }
 }
 
-/// What a txn branch touches, checked against the user's permissions; puts to one
-/// key twice in a branch are refused as etcd refuses them.
+/// What a txn branch touches, checked against the user's permissions.
 fn check_branch(
     ctx: &CoordContext,
     request: &Request<TxnRequest>,
     ops: &[RequestOp],
 ) -> Result<(), CoordError> {
-    let mut put_keys = BTreeSet::new();
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => ctx.authorize(
@@ -59,18 +56,13 @@ fn check_branch(
                     range_end: &r.range_end,
                 },
             )?,
-            Some(request_op::Request::RequestPut(p)) => {
-                if !put_keys.insert(p.key.clone()) {
-                    return Err(CoordError::DuplicateKey);
-                }
-                ctx.authorize(
-                    request,
-                    Access::Write {
-                        key: &p.key,
-                        range_end: &[],
-                    },
-                )?
-            }
+            Some(request_op::Request::RequestPut(p)) => ctx.authorize(
+                request,
+                Access::Write {
+                    key: &p.key,
+                    range_end: &[],
+                },
+            )?,
             Some(request_op::Request::RequestDeleteRange(d)) => ctx.authorize(
                 request,
                 Access::Write {
@@ -168,6 +160,8 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        // As etcd: the txn's shape is judged before its size and permissions.
+        txn_check::check_txn(request.get_ref())?;
         check_size(request.get_ref())?;
         let t = request.get_ref();
         for c in &t.compare {

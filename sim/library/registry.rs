@@ -2,7 +2,8 @@
 //!
 //! A provider re-registers its id with a new port each time, so every registration
 //! is a distinct instance (id, port); between registrations it either unregisters
-//! or "crashes" (drops its coordinator: the lease stops being renewed and expires).
+//! or "crashes" (closes its connection and drops its coordinator: the lease stops
+//! being renewed, nothing revokes it, it expires).
 //! A consumer holds `get_connection` and a `registry().watch`, both through one
 //! member (a single endpoint), so both are fed by the same watch hub — which is what
 //! makes a time bound between them meaningful.
@@ -93,6 +94,9 @@ pub async fn run_provider(ctx: Ctx, client: u64, k: u64) {
             break;
         }
         if thread_rng().gen_bool(CRASH_FRACTION) {
+            // A crash: with its connection gone the library can neither renew nor
+            // revoke, so the registration stays until its lease expires.
+            c.connection().close();
             drop(c);
             ctx.record(
                 client,

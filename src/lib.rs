@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod coord;
+pub mod coordinator;
 pub mod kv;
 pub mod mq;
 pub mod proto;

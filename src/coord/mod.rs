@@ -1,7 +1,21 @@
-//! The coordination service (seed 001), speaking etcd's v3 semantics.
+//! The coordination service (seed 001): coordlab's own Raft serving etcd's v3 API.
 //!
-//! So far: [`mvcc`], the multi-version keyspace with etcd's revision rules, pure and
-//! unit-tested. The etcd v3 gRPC services, leases, watches, locks and auth build on
-//! it (issue 6, in progress).
+//! - [`mvcc`]: the multi-version keyspace with etcd's revision rules (pure).
+//! - [`leases`], [`auth`]: the replicated lease table and auth store (pure).
+//! - [`state`]: the replicated state they form, applied from the log; [`watch_hub`]
+//!   fans its changes out to this member's watchers.
+//! - [`lessor`]: leader-local lease expiry and keep-alives.
+//! - [`forward`]: proposing from any member (a follower forwards to the leader).
+//! - [`service`]: the etcd v3 gRPC services (KV, Watch, Lease, Lock, Cluster,
+//!   Maintenance, Auth).
 
+pub mod auth;
+pub mod convert;
+pub mod errors;
+pub mod forward;
+pub mod leases;
+pub mod lessor;
 pub mod mvcc;
+pub mod service;
+pub mod state;
+pub mod watch_hub;

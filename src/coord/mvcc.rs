@@ -31,7 +31,18 @@ pub enum MvccError {
     EmptyKey,
 }
 
-/// What a range read asks for (etcd `RangeRequest`, minus sorting).
+/// How a range sorts its result (etcd `RangeRequest.SortTarget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortTarget {
+    #[default]
+    Key,
+    Version,
+    Create,
+    Mod,
+    Value,
+}
+
+/// What a range read asks for (etcd `RangeRequest`).
 #[derive(Debug, Clone, Default)]
 pub struct RangeQuery {
     pub key: Vec<u8>,
@@ -43,6 +54,39 @@ pub struct RangeQuery {
     pub limit: i64,
     pub keys_only: bool,
     pub count_only: bool,
+    /// `None`: key order. `Some((target, descending))` sorts before `limit` applies.
+    pub sort: Option<(SortTarget, bool)>,
+    /// Keep only keys whose mod / create revision lies in these bounds (0: unbounded).
+    pub min_mod_revision: i64,
+    pub max_mod_revision: i64,
+    pub min_create_revision: i64,
+    pub max_create_revision: i64,
+}
+
+impl RangeQuery {
+    fn admits(&self, kv: &KeyValue) -> bool {
+        let within = |v: i64, min: i64, max: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+        within(
+            kv.mod_revision,
+            self.min_mod_revision,
+            self.max_mod_revision,
+        ) && within(
+            kv.create_revision,
+            self.min_create_revision,
+            self.max_create_revision,
+        )
+    }
+}
+
+/// What happened to a key at a revision (etcd `mvccpb.Event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: i64,
+    /// `false`: a put; `true`: a deletion (then `kv` holds only key and mod revision).
+    pub deleted: bool,
+    pub kv: KeyValue,
+    /// The key's value before this change, if it was live.
+    pub prev: Option<KeyValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -120,6 +164,8 @@ pub struct TxnResult {
     pub responses: Vec<TxnOpResult>,
     /// The store's revision after the transaction.
     pub revision: i64,
+    /// What the transaction changed (all at `revision`), for watchers.
+    pub changes: Vec<Change>,
 }
 
 /// The keyspace.
@@ -207,28 +253,78 @@ impl MvccStore {
             revision: head,
             ..Default::default()
         };
+        let mut kvs: Vec<&KeyValue> = Vec::new();
         for key in self.keys_in(&q.key, &q.range_end) {
             let Some(kv) = self.at(key, rev) else {
                 continue;
             };
+            // etcd counts every live key of the range, filters or not.
             out.count += 1;
-            if q.count_only {
-                continue;
+            if !q.count_only && q.admits(kv) {
+                kvs.push(kv);
             }
-            if q.limit > 0 && out.kvs.len() as i64 >= q.limit {
-                out.more = true;
-                continue;
-            }
-            let mut kv = kv.clone();
-            if q.keys_only {
-                kv.value.clear();
-            }
-            out.kvs.push(kv);
         }
+        if let Some((target, descending)) = q.sort {
+            kvs.sort_by(|a, b| {
+                let ord = match target {
+                    SortTarget::Key => a.key.cmp(&b.key),
+                    SortTarget::Version => a.version.cmp(&b.version),
+                    SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                    SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                    SortTarget::Value => a.value.cmp(&b.value),
+                };
+                if descending {
+                    ord.reverse()
+                } else {
+                    ord
+                }
+            });
+        }
+        if q.limit > 0 && kvs.len() as i64 > q.limit {
+            out.more = true;
+            kvs.truncate(q.limit as usize);
+        }
+        out.kvs = kvs
+            .into_iter()
+            .map(|kv| {
+                let mut kv = kv.clone();
+                if q.keys_only {
+                    kv.value.clear();
+                }
+                kv
+            })
+            .collect();
         Ok(out)
     }
 
-    fn compare_holds(&self, c: &Compare) -> bool {
+    /// Every change to keys in `[key, range_end)` at revisions `>= from`, in revision
+    /// order (key order within a revision): a watch's history.
+    pub fn changes_since(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+    ) -> Result<Vec<Change>, MvccError> {
+        if from < self.compacted {
+            return Err(MvccError::Compacted {
+                compact_revision: self.compacted,
+            });
+        }
+        let mut out = Vec::new();
+        for k in self.keys_in(key, range_end) {
+            let versions = &self.history[k];
+            let first = versions.partition_point(|(r, _)| *r < from);
+            for i in first..versions.len() {
+                let prev = i.checked_sub(1).and_then(|j| versions[j].1.clone());
+                out.push(change(k, &versions[i], prev));
+            }
+        }
+        out.sort_by_key(|c| c.revision);
+        Ok(out)
+    }
+
+    /// Whether a compare holds at the current revision.
+    pub fn compare_holds(&self, c: &Compare) -> bool {
         let check = |kv: Option<&KeyValue>| -> bool {
             use std::cmp::Ordering;
             let ord: Ordering = match &c.target {
@@ -289,6 +385,7 @@ impl MvccStore {
         let writes = ops.iter().any(|op| !matches!(op, TxnOp::Range(_)));
         let write_rev = self.revision + 1;
         let mut responses = Vec::with_capacity(ops.len());
+        let mut touched: Vec<Vec<u8>> = Vec::new();
         for op in ops {
             responses.push(match op {
                 TxnOp::Range(q) => {
@@ -321,6 +418,7 @@ impl MvccStore {
                         },
                     };
                     self.record(key, write_rev, Some(kv));
+                    touched.push(key.clone());
                     TxnOpResult::Put {
                         prev_kv: if *prev_kv { prev } else { None },
                     }
@@ -340,20 +438,78 @@ impl MvccStore {
                             if *prev_kv {
                                 prev_kvs.push(prev);
                             }
+                            touched.push(k);
                         }
                     }
                     TxnOpResult::DeleteRange { deleted, prev_kvs }
                 }
             });
         }
+        let mut changes = Vec::new();
         if writes {
             self.revision = write_rev;
+            for (key, versions) in touched.iter().filter_map(|k| self.history.get_key_value(k)) {
+                if let Some(i) = versions.iter().rposition(|(r, _)| *r == write_rev) {
+                    let prev = i.checked_sub(1).and_then(|j| versions[j].1.clone());
+                    changes.push(change(key, &versions[i], prev));
+                }
+            }
+            changes.sort_by(|a, b| a.kv.key.cmp(&b.kv.key));
+            changes.dedup_by(|a, b| a.kv.key == b.kv.key);
         }
         Ok(TxnResult {
             succeeded,
             responses,
             revision: self.revision,
+            changes,
         })
+    }
+
+    /// Every key's versions (`None`: deleted), for snapshots.
+    pub fn history(&self) -> impl Iterator<Item = (&Vec<u8>, &[(i64, Option<KeyValue>)])> {
+        self.history.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+
+    /// Rebuilds a store from [`MvccStore::history`] and its revisions.
+    pub fn from_parts(
+        history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+        revision: i64,
+        compacted: i64,
+    ) -> Result<Self, String> {
+        for (key, versions) in &history {
+            let ordered = versions.windows(2).all(|w| w[0].0 < w[1].0);
+            let bounded = versions.iter().all(|(r, _)| *r <= revision);
+            if !ordered || !bounded {
+                return Err(format!(
+                    "key {:?}: versions out of order or beyond revision {revision}",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+        }
+        if compacted > revision {
+            return Err(format!(
+                "compact revision {compacted} beyond revision {revision}"
+            ));
+        }
+        Ok(MvccStore {
+            history,
+            revision,
+            compacted,
+        })
+    }
+
+    /// Bytes of keys and values held, history included (etcd's "db size" analogue).
+    pub fn size_bytes(&self) -> i64 {
+        self.history
+            .iter()
+            .map(|(k, versions)| {
+                let values: usize = versions
+                    .iter()
+                    .map(|(_, kv)| kv.as_ref().map_or(0, |kv| kv.value.len()) + 8)
+                    .sum();
+                (k.len() + values) as i64
+            })
+            .sum()
     }
 
     fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) {
@@ -399,16 +555,38 @@ impl MvccStore {
         }
         self.history.retain(|_, versions| {
             let visible = versions.partition_point(|(r, _)| *r <= rev);
-            // Keep the version visible at `rev` (unless it is a tombstone) and later ones.
+            // Keep the version visible at `rev` (unless it is a tombstone older than
+            // `rev`: a watch may start at `rev` itself and must see that deletion).
             let keep_from = visible.saturating_sub(1);
             let drop_visible = versions
                 .get(keep_from)
-                .is_some_and(|(r, kv)| *r <= rev && kv.is_none());
+                .is_some_and(|(r, kv)| *r < rev && kv.is_none());
             versions.drain(..keep_from + usize::from(drop_visible));
             !versions.is_empty()
         });
         self.compacted = rev;
         Ok(())
+    }
+}
+
+fn change(key: &[u8], (revision, kv): &(i64, Option<KeyValue>), prev: Option<KeyValue>) -> Change {
+    match kv {
+        Some(kv) => Change {
+            revision: *revision,
+            deleted: false,
+            kv: kv.clone(),
+            prev,
+        },
+        None => Change {
+            revision: *revision,
+            deleted: true,
+            kv: KeyValue {
+                key: key.to_vec(),
+                mod_revision: *revision,
+                ..Default::default()
+            },
+            prev,
+        },
     }
 }
 
@@ -614,5 +792,43 @@ mod tests {
         s.txn(&[], &[op], &[]).unwrap();
         let kv = get(&s, "k", 0).unwrap().unwrap();
         assert_eq!((kv.value.as_slice(), kv.lease), (&b"keep"[..], 7));
+    }
+
+    #[test]
+    fn sorting_filters_and_changes_since() {
+        let mut s = MvccStore::new();
+        for k in ["l/a", "l/b", "l/c"] {
+            s.put(k.as_bytes(), b"v", 0).unwrap();
+        }
+        // The lock queue read: highest create revision below 4, one result.
+        let q = RangeQuery {
+            key: b"l/".to_vec(),
+            range_end: b"l0".to_vec(),
+            max_create_revision: 3,
+            sort: Some((SortTarget::Create, true)),
+            limit: 1,
+            ..Default::default()
+        };
+        let r = s.range(&q).unwrap();
+        assert_eq!(r.kvs.len(), 1);
+        assert_eq!(r.kvs[0].key, b"l/b");
+        assert!(r.more);
+        assert_eq!(r.count, 3, "count ignores filters, as etcd's does");
+        let del = TxnOp::DeleteRange {
+            key: b"l/a".to_vec(),
+            range_end: vec![],
+            prev_kv: false,
+        };
+        let t = s.txn(&[], &[del], &[]).unwrap();
+        assert_eq!(t.changes.len(), 1);
+        assert!(t.changes[0].deleted);
+        assert_eq!(t.changes[0].prev.as_ref().unwrap().value, b"v");
+        let changes = s.changes_since(b"l/", b"l0", 3).unwrap();
+        let revs: Vec<(i64, bool)> = changes.iter().map(|c| (c.revision, c.deleted)).collect();
+        assert_eq!(revs, vec![(3, false), (4, false), (5, true)]);
+        s.compact(5).unwrap();
+        assert!(s.changes_since(b"l/", b"l0", 4).is_err());
+        // The deletion at the compact revision itself is still visible to a watch.
+        assert_eq!(s.changes_since(b"l/", b"l0", 5).unwrap().len(), 1);
     }
 }

@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 
 use super::config::RaftConfig;
 use super::error::RaftError;
-use super::pending::{PendingProposals, PendingRead, PendingReads, ReadAnswer, RequestIds};
+use super::pending::{
+    PendingProposals, PendingRead, PendingReads, ReadAnswer, RequestId, RequestIds,
+};
 use super::router::{Input, MembershipChange, ProposalTicket};
 use super::state_machine::StateMachine;
 use super::status::NodeStatus;
@@ -344,7 +346,14 @@ impl<S: StateMachine> RaftCore<S> {
             },
         );
         // raft-rs keys pending reads by context, so each request carries its own id.
-        self.raw.read_index(id.encode());
+        // (The mutant reuses one context: raft-rs then drops a read whose context is
+        // already pending, and the first confirmation answers them all.)
+        let ctx = if crate::seams::mutants::active("reuse_read_context") {
+            RequestId { seq: 0, ..id }
+        } else {
+            id
+        };
+        self.raw.read_index(ctx.encode());
     }
 
     /// Proposes a ConfChangeV2 for one membership change.

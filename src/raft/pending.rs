@@ -203,6 +203,12 @@ impl PendingReads {
 
     /// Raft confirmed `index` for the read with context `ctx`.
     pub fn confirm(&mut self, ctx: &[u8], index: u64) {
+        if crate::seams::mutants::active("reuse_read_context") {
+            for (id, read) in std::mem::take(&mut self.awaiting_index) {
+                self.awaiting_apply.insert((index, id), read);
+            }
+            return;
+        }
         if let Some(id) = RequestId::decode(ctx) {
             if let Some(read) = self.awaiting_index.remove(&id) {
                 self.awaiting_apply.insert((index, id), read);

@@ -12,12 +12,26 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::coord::forward::{CoordForwardService, Proposer};
+use crate::coord::lessor::Lessor;
+use crate::coord::service::auth::AuthService;
+use crate::coord::service::cluster::ClusterService;
+use crate::coord::service::kv::KvService as EtcdKvService;
+use crate::coord::service::lease::LeaseService;
+use crate::coord::service::lock::LockService;
+use crate::coord::service::maintenance::MaintenanceService;
+use crate::coord::service::watch::WatchService;
+use crate::coord::service::CoordContext;
+use crate::coord::state::SharedCoordState;
 use crate::mq::broker::Broker;
 use crate::mq::coo::{Coo, CooService, BROKER_TIMEOUT};
 use crate::mq::logic_node::LogicNode;
 use crate::proto::coo_server::CooServer;
+use crate::proto::coord_forward_server::CoordForwardServer;
+use crate::proto::etcdserverpb as etcd;
 use crate::proto::kv_server::KvServer;
 use crate::proto::raft_transport_server::RaftTransportServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
@@ -95,13 +109,23 @@ pub async fn serve_node(
         transport,
     };
     let receiver_transport = env.transport.clone();
-    let (state, topics) = ReplicatedState::new();
     let observer = env.observer.clone();
+    let coord_state = SharedCoordState::new(id, observer.clone());
+    let (state, topics) = ReplicatedState::new(coord_state.clone());
     let coo_endpoints: Vec<String> = options.peers.values().cloned().collect();
     let core = RaftCore::open(options.raft, env, state, options.bootstrap, options.peers)?;
     let mut raft_task = tokio::spawn(raft::node::drive(core, inbox));
     let coo = Coo::new(handle.clone(), clock.clone(), topics);
     let expiry = tokio::spawn(coo.clone().run_broker_expiry(BROKER_TIMEOUT));
+    let proposer = Arc::new(Proposer::new(handle.clone(), clock.clone()));
+    let lessor = Arc::new(Lessor::new(id, proposer.clone(), coord_state.clone()));
+    let lease_expiry = tokio::spawn(lessor.clone().run());
+    let coord = CoordContext {
+        member_id: id,
+        state: coord_state,
+        proposer: proposer.clone(),
+        lessor: lessor.clone(),
+    };
     let (logic_stop, logic_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut metrics = None;
     let logic_task = if options.broker {
@@ -141,6 +165,28 @@ pub async fn serve_node(
             metrics,
         )))
         .add_service(CooServer::new(CooService::new(coo)))
+        .add_service(CoordForwardServer::new(CoordForwardService::new(
+            proposer, lessor,
+        )))
+        .add_service(etcd::kv_server::KvServer::new(EtcdKvService::new(
+            coord.clone(),
+        )))
+        .add_service(etcd::watch_server::WatchServer::new(WatchService::new(
+            coord.clone(),
+        )))
+        .add_service(etcd::lease_server::LeaseServer::new(LeaseService::new(
+            coord.clone(),
+        )))
+        .add_service(etcd::cluster_server::ClusterServer::new(
+            ClusterService::new(coord.clone()),
+        ))
+        .add_service(etcd::maintenance_server::MaintenanceServer::new(
+            MaintenanceService::new(coord.clone()),
+        ))
+        .add_service(etcd::auth_server::AuthServer::new(AuthService::new(
+            coord.clone(),
+        )))
+        .add_service(LockServer::new(LockService::new(coord)))
         .serve_with_shutdown(options.listen, async move {
             let _ = stop_rx.await;
         });
@@ -168,6 +214,7 @@ pub async fn serve_node(
         let _ = task.await;
     }
     expiry.abort();
+    lease_expiry.abort();
     let raft_result = match raft_result {
         Some(result) => result,
         None => {

@@ -1,5 +1,6 @@
-//! The state machine a coordd node replicates: the KV store and the coo's metadata,
-//! behind one command envelope (`proto::Command`) and one query envelope.
+//! The state machine a coordd node replicates: the KV store, the coo's metadata and
+//! the coordination service's state (etcd v3 API), behind one command envelope
+//! (`proto::Command`) and one query envelope.
 //!
 //! After every coo change it publishes the new topic metadata on a watch channel,
 //! which in-process brokers (Local mode) and `Pull` streams follow.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use tokio::sync::watch;
 
+use crate::coord::state::SharedCoordState;
 use crate::kv::KvStateMachine;
 use crate::mq::coo::state::CooState;
 use crate::proto::{self, command, query};
@@ -21,10 +23,12 @@ pub struct ReplicatedState {
     kv: KvStateMachine,
     coo: CooState,
     topics: watch::Sender<Arc<proto::TopicInfos>>,
+    coord: SharedCoordState,
 }
 
 impl ReplicatedState {
-    pub fn new() -> (Self, TopicWatch) {
+    /// `coord` is shared with the coordination services, which read and watch it.
+    pub fn new(coord: SharedCoordState) -> (Self, TopicWatch) {
         let coo = CooState::new();
         let (topics, rx) = watch::channel(Arc::new(coo.topic_infos()));
         (
@@ -32,6 +36,7 @@ impl ReplicatedState {
                 kv: KvStateMachine::new(),
                 coo,
                 topics,
+                coord,
             },
             rx,
         )
@@ -79,6 +84,9 @@ impl StateMachine for ReplicatedState {
                 self.publish_if_changed();
                 answer
             }
+            Ok(Some(command::Op::Coord(cmd))) => {
+                self.coord.lock().apply(index, cmd).encode_to_vec()
+            }
             // KV commands (and malformed ones, which the KV machine ignores alike on
             // every replica).
             _ => self.kv.apply(index, bytes),
@@ -97,7 +105,7 @@ impl StateMachine for ReplicatedState {
         proto::ReplicatedSnapshot {
             kv: self.kv.snapshot(),
             coo: self.coo.snapshot(),
-            coord: Vec::new(),
+            coord: self.coord.lock().snapshot(),
         }
         .encode_to_vec()
     }
@@ -107,6 +115,7 @@ impl StateMachine for ReplicatedState {
             .map_err(|e| format!("node state snapshot: {e}"))?;
         self.kv.restore(&snap.kv)?;
         self.coo.restore(&snap.coo)?;
+        self.coord.lock().restore(&snap.coord)?;
         self.publish_if_changed();
         Ok(())
     }
@@ -119,7 +128,8 @@ mod tests {
 
     #[test]
     fn kv_and_coo_commands_reach_their_machines() {
-        let (mut s, topics) = ReplicatedState::new();
+        let coord = || SharedCoordState::new(1, Arc::new(crate::seams::observer::NoopObserver));
+        let (mut s, topics) = ReplicatedState::new(coord());
         s.apply(1, &kv::put_command("k", b"v"));
         let create = coo_command(proto::coo_command::Op::CreateTopic(
             proto::CreateTopicRequest {
@@ -143,7 +153,7 @@ mod tests {
             infos.version,
             "the watch saw the change"
         );
-        let (mut copy, _) = ReplicatedState::new();
+        let (mut copy, _) = ReplicatedState::new(coord());
         copy.restore(&s.snapshot()).unwrap();
         assert_eq!(copy.snapshot(), s.snapshot());
     }

@@ -1,11 +1,17 @@
 //! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
+//! `kv`, `watch`, `lease` and `lock` speak the etcd v3 API (see `etcd.rs`).
+
+mod etcd;
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use coordlab::client::{ClientConfig, ClientError, CoordClient};
+use coordlab::coordinator::{Connection, CoordinatorConfig, CoordinatorError};
 use coordlab::mq::client::CooClient;
 use coordlab::proto::{
     ConsumerAssignment, CreateTopicRequest, StatusResponse, SyncConsumerAssignmentsRequest,
@@ -25,6 +31,9 @@ struct Args {
     /// Seconds before a request gives up, retries included.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
+    /// `name:password` for a cluster with auth enabled (kv, watch, lease, lock).
+    #[arg(long)]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +76,9 @@ enum Command {
         #[command(subcommand)]
         action: GroupAction,
     },
+    /// etcd v3 API commands: kv, watch, lease, lock.
+    #[command(flatten)]
+    Etcd(etcd::EtcdCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,6 +169,23 @@ fn print_topics(out: &mut impl Write, infos: &TopicInfos) -> std::io::Result<()>
     Ok(())
 }
 
+async fn etcd_connection(
+    endpoints: &[String],
+    timeout_secs: u64,
+    user: Option<String>,
+) -> Result<Arc<Connection>, CoordinatorError> {
+    let mut config = CoordinatorConfig::new(endpoints.iter().cloned());
+    // One attempt per endpoint, several rounds, within the overall timeout.
+    config.retry.max_attempts = (endpoints.len() as u32 * 4).max(4);
+    config.timeout = Duration::from_secs(timeout_secs.clamp(1, 5));
+    if let Some(u) = user {
+        let (name, password) = u.split_once(':').unwrap_or((u.as_str(), ""));
+        config.username = name.to_string();
+        config.password = password.to_string();
+    }
+    Ok(Arc::new(Connection::connect(&config).await?))
+}
+
 async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut config = ClientConfig::new(args.endpoints.clone());
     config.total_timeout = Duration::from_secs(args.timeout_secs);
@@ -164,6 +193,16 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut client = CoordClient::new(config)?;
     let mut out = std::io::stdout().lock();
     match args.command {
+        Command::Etcd(command) => {
+            let run = async {
+                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                etcd::run(&conn, command).await
+            };
+            return Ok(run.await.unwrap_or_else(|e| {
+                eprintln!("coordctl: {e}");
+                ExitCode::from(2)
+            }));
+        }
         Command::Status { all: false } => {
             let s = client.leader_status().await?;
             print_status(&mut out, &s).expect("stdout");

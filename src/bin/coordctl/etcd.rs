@@ -1,0 +1,361 @@
+//! coordctl's kv / watch / lease / lock commands, on coordd's etcd v3 API.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use std::sync::Arc;
+
+use coordlab::coord::service::lock::prefix_end;
+use coordlab::coordinator::{
+    Connection, CoordinatorError as ClientError, DistributedLock, ResumableWatch,
+};
+use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
+use coordlab::proto::etcdserverpb::{
+    DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+};
+
+#[derive(Subcommand, Debug)]
+pub enum EtcdCommand {
+    /// Keys through the etcd v3 API (revisions, prefixes, leases).
+    Kv {
+        #[command(subcommand)]
+        action: KvAction,
+    },
+    /// Print changes to KEY (or every key starting with it) from revision REV on.
+    Watch {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Leases: grant, revoke, keep-alive, ttl, list.
+    Lease {
+        #[command(subcommand)]
+        action: LeaseAction,
+    },
+    /// Hold lock NAME while COMMAND runs (or until Ctrl-C); prints the fencing token.
+    Lock {
+        name: String,
+        /// Seconds of the lock's lease (kept alive while held).
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+pub async fn run(client: &Arc<Connection>, command: EtcdCommand) -> Result<ExitCode, ClientError> {
+    match command {
+        EtcdCommand::Kv { action } => kv(client, action).await,
+        EtcdCommand::Watch {
+            key,
+            prefix,
+            rev,
+            count,
+        } => watch(client, key, prefix, rev, count).await,
+        EtcdCommand::Lease { action } => lease(client, action).await,
+        EtcdCommand::Lock { name, ttl, command } => lock(client, name, ttl, command).await,
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KvAction {
+    /// Write KEY = VALUE; prints the new revision.
+    Put {
+        key: String,
+        value: String,
+        /// Attach to this lease (hex id, as `lease grant` prints it).
+        #[arg(long)]
+        lease: Option<String>,
+    },
+    /// Print `key=value` lines (exit 1 if nothing matches).
+    Get {
+        key: String,
+        /// Every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Read as of this revision.
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Serve from the contacted member without a ReadIndex round (may be stale).
+        #[arg(long)]
+        serializable: bool,
+    },
+    /// Delete KEY (or every key starting with it); prints how many.
+    Del {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeaseAction {
+    /// Grant a lease of TTL seconds; prints its hex id.
+    Grant { ttl: i64 },
+    /// Revoke a lease (its keys are deleted).
+    Revoke { id: String },
+    /// Keep a lease alive, printing each refresh (COUNT times, or until interrupted).
+    KeepAlive {
+        id: String,
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Remaining TTL (and attached keys).
+    Ttl {
+        id: String,
+        #[arg(long)]
+        keys: bool,
+    },
+    /// All leases.
+    List,
+}
+
+fn lease_id(hex: &str) -> Result<i64, ClientError> {
+    i64::from_str_radix(hex, 16).map_err(|e| ClientError::Rejected {
+        endpoint: String::new(),
+        code: tonic::Code::InvalidArgument,
+        message: format!("lease id {hex:?} is not hex: {e}"),
+    })
+}
+
+fn range_end(key: &str, prefix: bool) -> Vec<u8> {
+    if prefix {
+        prefix_end(key.as_bytes())
+    } else {
+        Vec::new()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, ClientError> {
+    let mut out = std::io::stdout().lock();
+    match action {
+        KvAction::Put { key, value, lease } => {
+            let lease = lease.as_deref().map(lease_id).transpose()?.unwrap_or(0);
+            let req = PutRequest {
+                key: key.into_bytes(),
+                value: value.into_bytes(),
+                lease,
+                ..Default::default()
+            };
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(req.clone());
+                    async move { KvClient::new(ch).put(req).await }
+                })
+                .await?
+                .into_inner();
+            let rev = r.header.map_or(0, |h| h.revision);
+            writeln!(out, "OK revision={rev}").expect("stdout");
+        }
+        KvAction::Get {
+            key,
+            prefix,
+            rev,
+            serializable,
+        } => {
+            let req = RangeRequest {
+                range_end: range_end(&key, prefix),
+                key: key.into_bytes(),
+                revision: rev,
+                serializable,
+                ..Default::default()
+            };
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(req.clone());
+                    async move { KvClient::new(ch).range(req).await }
+                })
+                .await?
+                .into_inner();
+            if r.kvs.is_empty() {
+                eprintln!("coordctl: no key matches");
+                return Ok(ExitCode::from(1));
+            }
+            for kv in r.kvs {
+                writeln!(out, "{}={}", text(&kv.key), text(&kv.value)).expect("stdout");
+            }
+        }
+        KvAction::Del { key, prefix } => {
+            let req = DeleteRangeRequest {
+                range_end: range_end(&key, prefix),
+                key: key.into_bytes(),
+                ..Default::default()
+            };
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(req.clone());
+                    async move { KvClient::new(ch).delete_range(req).await }
+                })
+                .await?
+                .into_inner();
+            writeln!(out, "deleted {}", r.deleted).expect("stdout");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events from `rev` on (0: from now); survives broken streams and member
+/// failures without missing or repeating an event.
+pub async fn watch(
+    client: &Arc<Connection>,
+    key: String,
+    prefix: bool,
+    rev: i64,
+    count: Option<u64>,
+) -> Result<ExitCode, ClientError> {
+    let end = range_end(&key, prefix);
+    let mut events = ResumableWatch::start(client.clone(), key.into_bytes(), end, rev);
+    let mut printed = 0u64;
+    while let Some(event) = events.next().await {
+        let e = event?;
+        let mut out = std::io::stdout().lock();
+        if e.deleted {
+            writeln!(out, "DELETE {} rev={}", text(&e.key), e.revision)
+        } else {
+            writeln!(
+                out,
+                "PUT {}={} rev={}",
+                text(&e.key),
+                text(&e.value),
+                e.revision
+            )
+        }
+        .and_then(|()| out.flush())
+        .expect("stdout");
+        printed += 1;
+        if count.is_some_and(|c| printed >= c) {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<ExitCode, ClientError> {
+    let mut out = std::io::stdout().lock();
+    match action {
+        LeaseAction::Grant { ttl } => {
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(LeaseGrantRequest { ttl, id: 0 });
+                    async move { LeaseClient::new(ch).lease_grant(req).await }
+                })
+                .await?
+                .into_inner();
+            writeln!(out, "lease {:x} ttl={}", r.id, r.ttl).expect("stdout");
+        }
+        LeaseAction::Revoke { id } => {
+            let id = lease_id(&id)?;
+            client
+                .call(|ch, c| {
+                    let req = c.request(LeaseRevokeRequest { id });
+                    async move { LeaseClient::new(ch).lease_revoke(req).await }
+                })
+                .await?;
+            writeln!(out, "lease {id:x} revoked").expect("stdout");
+        }
+        LeaseAction::KeepAlive { id, count } => {
+            let id = lease_id(&id)?;
+            let mut refreshed = 0u64;
+            loop {
+                let ttl = coordlab::coordinator::renew_once(client, id).await?;
+                if ttl <= 0 {
+                    eprintln!("coordctl: lease {id:x} expired or revoked");
+                    return Ok(ExitCode::from(1));
+                }
+                writeln!(out, "lease {id:x} ttl={ttl}").expect("stdout");
+                out.flush().expect("stdout");
+                refreshed += 1;
+                if count.is_some_and(|c| refreshed >= c) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis((ttl as u64 * 1000) / 3)).await;
+            }
+        }
+        LeaseAction::Ttl { id, keys } => {
+            let id = lease_id(&id)?;
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(LeaseTimeToLiveRequest { id, keys });
+                    async move { LeaseClient::new(ch).lease_time_to_live(req).await }
+                })
+                .await?
+                .into_inner();
+            if r.ttl < 0 {
+                eprintln!("coordctl: lease {id:x} not found");
+                return Ok(ExitCode::from(1));
+            }
+            let keys: Vec<String> = r.keys.iter().map(|k| text(k)).collect();
+            writeln!(
+                out,
+                "lease {id:x} ttl={} granted={} keys={}",
+                r.ttl,
+                r.granted_ttl,
+                keys.join(",")
+            )
+            .expect("stdout");
+        }
+        LeaseAction::List => {
+            let r = client
+                .call(|ch, c| {
+                    let req = c.request(LeaseLeasesRequest {});
+                    async move { LeaseClient::new(ch).lease_leases(req).await }
+                })
+                .await?
+                .into_inner();
+            for l in r.leases {
+                writeln!(out, "{:x}", l.id).expect("stdout");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Takes lock NAME (its lease kept alive meanwhile), prints the key and its
+/// fencing token, runs `command` (or waits for Ctrl-C), then unlocks.
+pub async fn lock(
+    client: &Arc<Connection>,
+    name: String,
+    ttl: i64,
+    command: Vec<String>,
+) -> Result<ExitCode, ClientError> {
+    let guard = DistributedLock::new(client.clone())
+        .acquire(&name, Duration::from_secs(ttl.max(1) as u64))
+        .await?;
+    println!(
+        "locked key={} fencing_token={}",
+        text(guard.owner_key()),
+        guard.fencing_token()
+    );
+    let code = if command.is_empty() {
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    } else {
+        match std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .status()
+        {
+            Ok(s) if s.success() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("coordctl: running {:?}: {e}", command[0]);
+                ExitCode::from(2)
+            }
+        }
+    };
+    guard.unlock().await?;
+    println!("unlocked");
+    Ok(code)
+}

@@ -1,0 +1,227 @@
+//! The coordination service's errors, each with the gRPC code and message etcd
+//! returns for it (clients such as etcdctl and clientv3 match on them).
+
+use thiserror::Error;
+use tonic::{Code, Status};
+
+use super::mvcc::MvccError;
+use crate::proto;
+use crate::raft::RaftError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CoordError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted { compact_revision: i64 },
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// Anything else; the message says what.
+    #[error("{message}")]
+    Other { code: i32, message: String },
+}
+
+impl CoordError {
+    pub fn code(&self) -> Code {
+        use CoordError::*;
+        match self {
+            EmptyKey | KeyNotFound | DuplicateKey | TooManyOps | RequestTooLarge | UserEmpty
+            | RoleEmpty | AuthFailed | PermissionNotGiven => Code::InvalidArgument,
+            Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseExist | NotLeader | RootUserNotExist | RootRoleNotExist | UserAlreadyExist
+            | UserNotFound | RoleAlreadyExist | RoleNotFound | RoleNotGranted
+            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Timeout => Code::Unavailable,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            Other { code, .. } => Code::from_i32(*code),
+        }
+    }
+
+    /// The form carried in a replicated answer.
+    pub fn to_proto(&self) -> proto::CoordError {
+        proto::CoordError {
+            code: self.code() as i32,
+            message: self.to_string(),
+            compact_revision: match self {
+                CoordError::Compacted { compact_revision } => *compact_revision,
+                _ => 0,
+            },
+        }
+    }
+
+    /// Back from a replicated answer (the message identifies etcd's errors).
+    pub fn from_proto(e: &proto::CoordError) -> CoordError {
+        if e.message
+            == (CoordError::Compacted {
+                compact_revision: 0,
+            })
+            .to_string()
+        {
+            return CoordError::Compacted {
+                compact_revision: e.compact_revision,
+            };
+        }
+        KNOWN
+            .iter()
+            .find(|k| k.to_string() == e.message)
+            .cloned()
+            .unwrap_or(CoordError::Other {
+                code: e.code,
+                message: e.message.clone(),
+            })
+    }
+
+    /// Whether a client may retry on another member (etcd's "unavailable" family).
+    pub fn is_retryable(&self) -> bool {
+        self.code() == Code::Unavailable
+    }
+}
+
+/// Errors recognised by message when they come back from a replicated answer.
+const KNOWN: &[CoordError] = &[
+    CoordError::EmptyKey,
+    CoordError::KeyNotFound,
+    CoordError::DuplicateKey,
+    CoordError::TooManyOps,
+    CoordError::RequestTooLarge,
+    CoordError::FutureRevision,
+    CoordError::LeaseNotFound,
+    CoordError::LeaseExist,
+    CoordError::LeaseTtlTooLarge,
+    CoordError::NotLeader,
+    CoordError::NoLeader,
+    CoordError::LeaderChanged,
+    CoordError::Timeout,
+    CoordError::RootUserNotExist,
+    CoordError::RootRoleNotExist,
+    CoordError::UserAlreadyExist,
+    CoordError::UserEmpty,
+    CoordError::UserNotFound,
+    CoordError::RoleAlreadyExist,
+    CoordError::RoleNotFound,
+    CoordError::RoleEmpty,
+    CoordError::RoleNotGranted,
+    CoordError::PermissionNotGranted,
+    CoordError::PermissionNotGiven,
+    CoordError::AuthFailed,
+    CoordError::PermissionDenied,
+    CoordError::AuthNotEnabled,
+    CoordError::InvalidAuthToken,
+    CoordError::InvalidAuthMgmt,
+    CoordError::MemberNotFound,
+];
+
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<MvccError> for CoordError {
+    fn from(e: MvccError) -> CoordError {
+        match e {
+            MvccError::Compacted { compact_revision } => CoordError::Compacted { compact_revision },
+            MvccError::FutureRevision => CoordError::FutureRevision,
+            MvccError::KeyNotFound => CoordError::KeyNotFound,
+            MvccError::EmptyKey => CoordError::EmptyKey,
+        }
+    }
+}
+
+impl From<RaftError> for CoordError {
+    fn from(e: RaftError) -> CoordError {
+        match e {
+            RaftError::NotLeader { leader_id: 0, .. } => CoordError::NoLeader,
+            RaftError::NotLeader { .. } => CoordError::NotLeader,
+            RaftError::ProposalDropped(_) => CoordError::LeaderChanged,
+            RaftError::Timeout(_) => CoordError::Timeout,
+            RaftError::InvalidRequest(why) => CoordError::Other {
+                code: Code::InvalidArgument as i32,
+                message: why,
+            },
+            other => CoordError::Other {
+                code: Code::Unavailable as i32,
+                message: format!("etcdserver: {other}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicated_errors_keep_their_identity() {
+        for e in KNOWN.iter().cloned().chain([CoordError::Compacted {
+            compact_revision: 7,
+        }]) {
+            assert_eq!(CoordError::from_proto(&e.to_proto()), e);
+        }
+        let s = Status::from(CoordError::LeaseNotFound);
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+        assert_eq!(
+            Status::from(CoordError::InvalidAuthToken).code(),
+            Code::Unauthenticated
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Proposing coordination commands from any member. The local Raft node takes the
+//! proposal when it leads; a follower forwards the encoded command to the leader
+//! (one hop, `CoordForward.Propose`), so any endpoint serves any write. Lease
+//! keep-alives and TTL reads, which only the leader can answer, go the same way.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::errors::CoordError;
+use super::state::answer_result;
+use crate::proto::coord_answer::Answer;
+use crate::proto::coord_forward_client::CoordForwardClient;
+use crate::proto::coord_forward_server::CoordForward;
+use crate::proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use crate::proto::{command, Command, CoordCommand, ForwardedAnswer, ForwardedCommand};
+use crate::raft::{RaftError, RaftHandle};
+use crate::seams::clock::Clock;
+
+/// How long one request may take before the client hears "request timed out".
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `fut` with a deadline on the member's clock.
+pub async fn with_deadline<T>(
+    clock: &dyn Clock,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, CoordError>>,
+) -> Result<T, CoordError> {
+    tokio::select! {
+        biased;
+        r = fut => r,
+        _ = clock.sleep(timeout) => Err(CoordError::Timeout),
+    }
+}
+
+/// Where the leader is, as far as this member knows.
+pub enum LeaderRoute {
+    Local,
+    Remote(String),
+}
+
+pub struct Proposer {
+    handle: RaftHandle,
+    clock: Arc<dyn Clock>,
+    channels: Mutex<BTreeMap<String, Channel>>,
+}
+
+impl Proposer {
+    pub fn new(handle: RaftHandle, clock: Arc<dyn Clock>) -> Self {
+        Proposer {
+            handle,
+            clock,
+            channels: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn handle(&self) -> &RaftHandle {
+        &self.handle
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// A channel to a member's gRPC address (cached).
+    pub fn channel(&self, addr: &str) -> Result<Channel, CoordError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| CoordError::Other {
+                code: tonic::Code::Internal as i32,
+                message: format!("etcdserver: leader address {addr}: {e}"),
+            })?
+            .connect_timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Proposes `cmd` and waits for the state machine's answer.
+    pub async fn propose(&self, cmd: CoordCommand) -> Result<Answer, CoordError> {
+        let bytes = Command {
+            op: Some(command::Op::Coord(cmd)),
+        }
+        .encode_to_vec();
+        with_deadline(self.clock(), REQUEST_TIMEOUT, async {
+            match self.handle.propose_and_wait(bytes.clone()).await {
+                Ok((_, answer)) => answer_result(&answer),
+                Err(RaftError::NotLeader {
+                    leader_id,
+                    leader_addr: Some(addr),
+                }) if leader_id != 0 => self.forward(&addr, bytes).await,
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<Answer, CoordError> {
+        let mut client = CoordForwardClient::new(self.channel(addr)?);
+        let answer = client
+            .propose(ForwardedCommand { command })
+            .await
+            .map_err(|s| error_from_status(&s))?;
+        answer_result(&answer.into_inner().answer)
+    }
+
+    /// Where the leader is; `NoLeader` while there is none.
+    pub async fn leader_route(&self) -> Result<LeaderRoute, CoordError> {
+        let status = self.handle.status().await.map_err(CoordError::from)?;
+        if status.leader_id == 0 {
+            return Err(CoordError::NoLeader);
+        }
+        if status.leader_id == status.id {
+            return Ok(LeaderRoute::Local);
+        }
+        match status.members.get(&status.leader_id) {
+            Some(addr) => Ok(LeaderRoute::Remote(addr.clone())),
+            None => Err(CoordError::NoLeader),
+        }
+    }
+
+    /// Confirms this member still leads (a ReadIndex round with a quorum).
+    pub async fn confirm_leadership(&self) -> Result<(), CoordError> {
+        self.handle
+            .read(Vec::new(), true)
+            .await
+            .map(|_| ())
+            .map_err(CoordError::from)
+    }
+}
+
+/// An error a peer member answered, as the error it stands for.
+pub fn error_from_status(s: &Status) -> CoordError {
+    CoordError::from_proto(&crate::proto::CoordError {
+        code: s.code() as i32,
+        message: s.message().to_string(),
+        compact_revision: 0,
+    })
+}
+
+/// The leader-side of forwarding.
+pub struct CoordForwardService {
+    proposer: Arc<Proposer>,
+    lessor: Arc<super::lessor::Lessor>,
+}
+
+impl CoordForwardService {
+    pub fn new(proposer: Arc<Proposer>, lessor: Arc<super::lessor::Lessor>) -> Self {
+        CoordForwardService { proposer, lessor }
+    }
+}
+
+#[tonic::async_trait]
+impl CoordForward for CoordForwardService {
+    async fn propose(
+        &self,
+        request: Request<ForwardedCommand>,
+    ) -> Result<Response<ForwardedAnswer>, Status> {
+        let command = request.into_inner().command;
+        // Only coordination commands travel this way.
+        match Command::decode(&command[..]).map(|c| c.op) {
+            Ok(Some(command::Op::Coord(_))) => {}
+            _ => {
+                return Err(Status::invalid_argument(
+                    "etcdserver: forwarded bytes are not a coordination command",
+                ))
+            }
+        }
+        let handle = self.proposer.handle();
+        let answer = with_deadline(self.proposer.clock(), REQUEST_TIMEOUT, async {
+            handle
+                .propose_and_wait(command)
+                .await
+                .map(|(_, a)| a)
+                .map_err(CoordError::from)
+        })
+        .await?;
+        Ok(Response::new(ForwardedAnswer { answer }))
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        let ttl = self.lessor.renew_here(id).await?;
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: Some(self.lessor.header()),
+            id,
+            ttl,
+        }))
+    }
+
+    async fn time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(
+            self.lessor.time_to_live_here(request.into_inner()).await?,
+        ))
+    }
+}

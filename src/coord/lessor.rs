@@ -1,0 +1,212 @@
+//! Lease expiry, decided by the leader alone. The leader keeps a deadline per lease
+//! on its own clock; a keep-alive (answered only after a ReadIndex round proves the
+//! leadership) pushes it to now + TTL; a lease whose deadline passes is proposed as
+//! `LeaseExpired`, and only that log entry removes it, on every replica alike. A
+//! member that becomes leader starts every lease's full TTL afresh, so a leader
+//! change never expires a lease whose holder kept it alive.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::errors::CoordError;
+use super::forward::{error_from_status, LeaderRoute, Proposer};
+use super::state::SharedCoordState;
+use crate::proto::coord_forward_client::CoordForwardClient;
+use crate::proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
+};
+use crate::proto::{coord_command::Op, CoordCommand, LeaseExpired};
+use crate::seams::mutants;
+
+/// How often the leader looks for expired leases.
+pub const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct Deadlines {
+    /// The term in which these deadlines were set as leader.
+    term: u64,
+    /// Lease → deadline (ms on this member's clock).
+    by_lease: BTreeMap<i64, u64>,
+    /// Leases whose expiry is being proposed.
+    expiring: BTreeSet<i64>,
+}
+
+pub struct Lessor {
+    member_id: u64,
+    proposer: Arc<Proposer>,
+    state: SharedCoordState,
+    deadlines: Mutex<Deadlines>,
+}
+
+impl Lessor {
+    pub fn new(member_id: u64, proposer: Arc<Proposer>, state: SharedCoordState) -> Self {
+        Lessor {
+            member_id,
+            proposer,
+            state,
+            deadlines: Mutex::new(Deadlines::default()),
+        }
+    }
+
+    pub fn header(&self) -> ResponseHeader {
+        let mut h = self.state.lock().header();
+        h.raft_term = self.proposer.handle().leader().term;
+        h
+    }
+
+    fn now(&self) -> u64 {
+        self.proposer.clock().now_ms()
+    }
+
+    fn deadlines(&self) -> std::sync::MutexGuard<'_, Deadlines> {
+        self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the deadlines in step with leadership and the lease table; returns
+    /// the leases to expire now.
+    fn sync(&self) -> Vec<i64> {
+        let leader = self.proposer.handle().leader();
+        // The mutant lets a follower keep deadlines of its own, which no keep-alive
+        // (they all go to the leader) ever pushes back.
+        let acting = leader.is_self || mutants::active("follower_lease_expiry");
+        let mut d = self.deadlines();
+        if !acting {
+            *d = Deadlines::default();
+            return Vec::new();
+        }
+        if leader.is_self && d.term != leader.term {
+            // New leadership: every lease starts a full TTL from now.
+            d.by_lease.clear();
+            d.term = leader.term;
+        }
+        let now = self.now();
+        let state = self.state.lock();
+        d.by_lease.retain(|id, _| state.leases.contains(*id));
+        for (id, lease) in state.leases.iter() {
+            d.by_lease
+                .entry(id)
+                .or_insert(now + lease.ttl as u64 * 1000);
+        }
+        let expired: Vec<i64> = d
+            .by_lease
+            .iter()
+            .filter(|(id, deadline)| **deadline <= now && !d.expiring.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        d.expiring.extend(expired.iter().copied());
+        expired
+    }
+
+    /// Checks for expired leases until the node stops.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.proposer.clock().sleep(EXPIRY_CHECK).await;
+            for id in self.sync() {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let cmd = CoordCommand {
+                        op: Some(Op::LeaseExpired(LeaseExpired {
+                            id,
+                            decided_by: me.member_id,
+                        })),
+                    };
+                    if let Err(e) = me.proposer.propose(cmd).await {
+                        tracing::debug!(lease = id, error = %e, "lease expiry not applied; retried");
+                    }
+                    me.deadlines().expiring.remove(&id);
+                });
+            }
+        }
+    }
+
+    /// A keep-alive from any member: refreshed by the leader. Answers the TTL, or
+    /// 0 when the lease does not exist (etcd's keep-alive convention).
+    pub async fn renew(&self, id: i64) -> Result<i64, CoordError> {
+        match self.proposer.leader_route().await? {
+            LeaderRoute::Local => self.renew_here(id).await,
+            LeaderRoute::Remote(addr) => {
+                let mut client = CoordForwardClient::new(self.proposer.channel(&addr)?);
+                let resp = client
+                    .keep_alive(LeaseKeepAliveRequest { id })
+                    .await
+                    .map_err(|s| error_from_status(&s))?;
+                Ok(resp.into_inner().ttl)
+            }
+        }
+    }
+
+    /// Refreshes `id` on this member, which must lead.
+    pub async fn renew_here(&self, id: i64) -> Result<i64, CoordError> {
+        if !self.proposer.handle().leader().is_self {
+            return Err(CoordError::NotLeader);
+        }
+        // A deposed leader must not promise a TTL the new leader does not know of.
+        self.proposer.confirm_leadership().await?;
+        let Some(ttl) = self.state.lock().leases.get(id).map(|l| l.ttl) else {
+            return Ok(0);
+        };
+        self.sync();
+        let now = self.now();
+        let mut d = self.deadlines();
+        if d.expiring.contains(&id) || d.by_lease.get(&id).is_some_and(|t| *t <= now) {
+            // Too late: its expiry is decided.
+            return Ok(0);
+        }
+        d.by_lease.insert(id, now + ttl as u64 * 1000);
+        Ok(ttl)
+    }
+
+    /// `LeaseTimeToLive` from any member (the leader's clock answers).
+    pub async fn time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, CoordError> {
+        match self.proposer.leader_route().await? {
+            LeaderRoute::Local => self.time_to_live_here(req).await,
+            LeaderRoute::Remote(addr) => {
+                let mut client = CoordForwardClient::new(self.proposer.channel(&addr)?);
+                client
+                    .time_to_live(req)
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| error_from_status(&s))
+            }
+        }
+    }
+
+    pub async fn time_to_live_here(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, CoordError> {
+        if !self.proposer.handle().leader().is_self {
+            return Err(CoordError::NotLeader);
+        }
+        self.sync();
+        let header = Some(self.header());
+        // Lock order everywhere: deadlines before state.
+        let deadline = self.deadlines().by_lease.get(&req.id).copied();
+        let state = self.state.lock();
+        let Some(lease) = state.leases.get(req.id) else {
+            return Ok(LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            });
+        };
+        let now = self.now();
+        let remaining_ms = deadline.map_or(lease.ttl as u64 * 1000, |t| t.saturating_sub(now));
+        Ok(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: remaining_ms.div_ceil(1000) as i64,
+            granted_ttl: lease.ttl,
+            keys: if req.keys {
+                lease.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}

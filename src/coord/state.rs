@@ -1,0 +1,479 @@
+//! The coordination service's replicated state: the MVCC keyspace, the lease table
+//! and the auth store, changed only by applying [`CoordCommand`]s from the log. Each
+//! applied change is published to this member's watchers before the lock is released.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prost::Message as _;
+
+use super::auth::AuthStore;
+use super::convert::{self, compares, kv_to_proto, txn_ops};
+use super::errors::CoordError;
+use super::leases::LeaseTable;
+use super::mvcc::{MvccStore, RangeQuery, TxnOp, TxnOpResult, TxnResult};
+use super::watch_hub::WatchHub;
+use crate::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    ResponseHeader, TxnResponse,
+};
+use crate::proto::{
+    coord_answer::Answer, coord_command::Op, CoordAnswer, CoordCommand, CoordSnapshot, KeyHistory,
+    KeyVersion, LeaseRecord,
+};
+use crate::seams::observer::{Event, Observer};
+
+pub struct CoordState {
+    pub mvcc: MvccStore,
+    pub leases: LeaseTable,
+    pub auth: AuthStore,
+    pub hub: WatchHub,
+    member_id: u64,
+    observer: Arc<dyn Observer>,
+}
+
+/// The state shared by the Raft state machine (which applies) and the services
+/// (which read and watch).
+#[derive(Clone)]
+pub struct SharedCoordState(Arc<Mutex<CoordState>>);
+
+impl SharedCoordState {
+    pub fn new(member_id: u64, observer: Arc<dyn Observer>) -> Self {
+        SharedCoordState(Arc::new(Mutex::new(CoordState {
+            mvcc: MvccStore::new(),
+            leases: LeaseTable::default(),
+            auth: AuthStore::default(),
+            hub: WatchHub::new(member_id),
+            member_id,
+            observer,
+        })))
+    }
+
+    /// Locks the state (never held across an await).
+    pub fn lock(&self) -> MutexGuard<'_, CoordState> {
+        // A panic while applying already stops the node; the data is still coherent
+        // for readers that outlive it.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CoordState {
+    pub fn observer(&self) -> Arc<dyn Observer> {
+        self.observer.clone()
+    }
+
+    pub fn header(&self) -> ResponseHeader {
+        ResponseHeader {
+            member_id: self.member_id,
+            revision: self.mvcc.revision(),
+            ..Default::default()
+        }
+    }
+
+    /// Applies one command from the log at `index`.
+    pub fn apply(&mut self, index: u64, cmd: CoordCommand) -> CoordAnswer {
+        let answer = match cmd.op {
+            Some(op) => match self.apply_op(op) {
+                Ok(a) => a,
+                Err(e) => Answer::Error(e.to_proto()),
+            },
+            None => Answer::Error(
+                CoordError::Other {
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: "etcdserver: empty coordination command".into(),
+                }
+                .to_proto(),
+            ),
+        };
+        self.observer.observe(
+            self.member_id,
+            &Event::CoordApplied {
+                index,
+                revision: self.mvcc.revision(),
+            },
+        );
+        CoordAnswer {
+            answer: Some(answer),
+        }
+    }
+
+    fn apply_op(&mut self, op: Op) -> Result<Answer, CoordError> {
+        Ok(match op {
+            Op::Put(p) => {
+                let op = TxnOp::Put {
+                    key: p.key,
+                    value: p.value,
+                    lease: p.lease,
+                    prev_kv: p.prev_kv,
+                    ignore_value: p.ignore_value,
+                    ignore_lease: p.ignore_lease,
+                };
+                let r = self.write(vec![op])?;
+                let prev_kv = match r.responses.into_iter().next() {
+                    Some(TxnOpResult::Put { prev_kv }) => prev_kv.map(kv_to_proto),
+                    _ => None,
+                };
+                Answer::Put(PutResponse {
+                    header: Some(self.header()),
+                    prev_kv,
+                })
+            }
+            Op::DeleteRange(d) => {
+                let op = TxnOp::DeleteRange {
+                    key: d.key,
+                    range_end: d.range_end,
+                    prev_kv: d.prev_kv,
+                };
+                let r = self.write(vec![op])?;
+                let (deleted, prev_kvs) = match r.responses.into_iter().next() {
+                    Some(TxnOpResult::DeleteRange { deleted, prev_kvs }) => (deleted, prev_kvs),
+                    _ => (0, Vec::new()),
+                };
+                Answer::DeleteRange(DeleteRangeResponse {
+                    header: Some(self.header()),
+                    deleted,
+                    prev_kvs: prev_kvs.into_iter().map(kv_to_proto).collect(),
+                })
+            }
+            Op::Txn(t) => {
+                let cs = compares(&t.compare);
+                let succeeded = cs.iter().all(|c| self.mvcc.compare_holds(c));
+                let success = txn_ops(&t.success)?;
+                let failure = txn_ops(&t.failure)?;
+                self.check_leases(if succeeded { &success } else { &failure })?;
+                let r = self.mvcc.txn(&cs, &success, &failure)?;
+                self.settle(&r);
+                let header = self.header();
+                Answer::Txn(TxnResponse {
+                    succeeded: r.succeeded,
+                    responses: convert::txn_responses(r.responses, &header),
+                    header: Some(header),
+                })
+            }
+            Op::Compaction(c) => {
+                self.mvcc.compact(c.revision)?;
+                Answer::Compaction(CompactionResponse {
+                    header: Some(self.header()),
+                })
+            }
+            Op::LeaseGrant(g) => {
+                if g.id <= 0 {
+                    return Err(CoordError::Other {
+                        code: tonic::Code::InvalidArgument as i32,
+                        message: "etcdserver: lease id must be chosen before proposing".into(),
+                    });
+                }
+                if !self.leases.grant(g.id, g.ttl) {
+                    return Err(CoordError::LeaseExist);
+                }
+                Answer::LeaseGrant(LeaseGrantResponse {
+                    header: Some(self.header()),
+                    id: g.id,
+                    ttl: g.ttl,
+                    error: String::new(),
+                })
+            }
+            Op::LeaseRevoke(r) => {
+                self.remove_lease(r.id, false)?;
+                Answer::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(self.header()),
+                })
+            }
+            Op::LeaseExpired(e) => {
+                self.remove_lease(e.id, true)?;
+                Answer::Done(self.header())
+            }
+            Op::Auth(a) => {
+                let op = a.op.ok_or(CoordError::Other {
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: "etcdserver: empty auth command".into(),
+                })?;
+                self.auth.apply(op)?;
+                Answer::Done(self.header())
+            }
+        })
+    }
+
+    /// Puts must name a live lease (or none).
+    fn check_leases(&self, ops: &[TxnOp]) -> Result<(), CoordError> {
+        for op in ops {
+            if let TxnOp::Put {
+                lease,
+                ignore_lease: false,
+                ..
+            } = op
+            {
+                if *lease != 0 && !self.leases.contains(*lease) {
+                    return Err(CoordError::LeaseNotFound);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, ops: Vec<TxnOp>) -> Result<TxnResult, CoordError> {
+        self.check_leases(&ops)?;
+        let r = self.mvcc.txn(&[], &ops, &[])?;
+        self.settle(&r);
+        Ok(r)
+    }
+
+    /// Keeps lease attachments and watchers in step with a write.
+    fn settle(&mut self, r: &TxnResult) {
+        self.leases.follow(&r.changes);
+        self.hub.publish(&r.changes);
+    }
+
+    /// Deletes a lease's keys in one revision, then the lease.
+    fn remove_lease(&mut self, id: i64, expired: bool) -> Result<(), CoordError> {
+        let keys = self.leases.remove(id).ok_or(CoordError::LeaseNotFound)?;
+        let ops: Vec<TxnOp> = keys
+            .into_iter()
+            .map(|key| TxnOp::DeleteRange {
+                key,
+                range_end: Vec::new(),
+                prev_kv: false,
+            })
+            .collect();
+        if !ops.is_empty() {
+            let r = self.mvcc.txn(&[], &ops, &[])?;
+            self.settle(&r);
+        }
+        self.observer.observe(
+            self.member_id,
+            &Event::LeaseRemoved {
+                lease: id,
+                expired,
+                revision: self.mvcc.revision(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        CoordSnapshot {
+            revision: self.mvcc.revision(),
+            compact_revision: self.mvcc.compact_revision(),
+            keys: self
+                .mvcc
+                .history()
+                .map(|(key, versions)| KeyHistory {
+                    key: key.clone(),
+                    versions: versions
+                        .iter()
+                        .map(|(rev, kv)| KeyVersion {
+                            revision: *rev,
+                            kv: kv.clone().map(kv_to_proto),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            leases: self
+                .leases
+                .iter()
+                .map(|(id, l)| LeaseRecord { id, ttl: l.ttl })
+                .collect(),
+            auth: Some(self.auth.snapshot()),
+        }
+        .encode_to_vec()
+    }
+
+    /// Replaces the state with a snapshot (an empty one is the initial state);
+    /// watchers catch up from it.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let snap = if bytes.is_empty() {
+            CoordSnapshot {
+                revision: 1,
+                ..Default::default()
+            }
+        } else {
+            CoordSnapshot::decode(bytes).map_err(|e| format!("coordination snapshot: {e}"))?
+        };
+        let history: BTreeMap<_, _> = snap
+            .keys
+            .into_iter()
+            .map(|k| {
+                let versions = k
+                    .versions
+                    .into_iter()
+                    .map(|v| (v.revision, v.kv.map(convert::kv_from_proto)))
+                    .collect();
+                (k.key, versions)
+            })
+            .collect();
+        let mvcc = MvccStore::from_parts(history, snap.revision, snap.compact_revision)
+            .map_err(|e| format!("coordination snapshot: {e}"))?;
+        let mut leases = LeaseTable::default();
+        for l in &snap.leases {
+            leases.grant(l.id, l.ttl);
+        }
+        let live = mvcc
+            .range(&RangeQuery {
+                key: vec![0],
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .map_err(|e| format!("coordination snapshot: {e}"))?;
+        let attach: Vec<_> = live
+            .kvs
+            .into_iter()
+            .map(|kv| super::mvcc::Change {
+                revision: kv.mod_revision,
+                deleted: false,
+                kv,
+                prev: None,
+            })
+            .collect();
+        leases.follow(&attach);
+        self.mvcc = mvcc;
+        self.leases = leases;
+        self.auth = AuthStore::restore(snap.auth.unwrap_or_default());
+        self.hub.catch_up(&self.mvcc);
+        Ok(())
+    }
+}
+
+/// Decodes a replicated answer into the response it carries, or its error.
+pub fn answer_result(bytes: &[u8]) -> Result<Answer, CoordError> {
+    let answer = CoordAnswer::decode(bytes)
+        .ok()
+        .and_then(|a| a.answer)
+        .ok_or_else(|| CoordError::Other {
+            code: tonic::Code::Internal as i32,
+            message: "etcdserver: malformed answer from the state machine".into(),
+        })?;
+    match answer {
+        Answer::Error(e) => Err(CoordError::from_proto(&e)),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coord::watch_hub::WatchSpec;
+    use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest, PutRequest};
+    use crate::seams::observer::NoopObserver;
+
+    fn state() -> SharedCoordState {
+        SharedCoordState::new(1, Arc::new(NoopObserver))
+    }
+
+    fn cmd(op: Op) -> CoordCommand {
+        CoordCommand { op: Some(op) }
+    }
+
+    fn put(key: &str, lease: i64) -> CoordCommand {
+        cmd(Op::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        }))
+    }
+
+    fn apply(s: &SharedCoordState, c: CoordCommand) -> Result<Answer, CoordError> {
+        let bytes = s.lock().apply(0, c).encode_to_vec();
+        answer_result(&bytes)
+    }
+
+    #[test]
+    fn revoking_a_lease_deletes_its_keys_in_one_revision() {
+        let s = state();
+        assert_eq!(apply(&s, put("a", 9)), Err(CoordError::LeaseNotFound));
+        apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 9 }))).unwrap();
+        assert_eq!(
+            apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 9 }))),
+            Err(CoordError::LeaseExist)
+        );
+        apply(&s, put("a", 9)).unwrap();
+        apply(&s, put("b", 9)).unwrap();
+        apply(&s, put("c", 0)).unwrap();
+        let before = s.lock().mvcc.revision();
+        apply(&s, cmd(Op::LeaseRevoke(LeaseRevokeRequest { id: 9 }))).unwrap();
+        let st = s.lock();
+        assert_eq!(st.mvcc.revision(), before + 1, "one revision for both keys");
+        let all = st
+            .mvcc
+            .range(&RangeQuery {
+                key: vec![0],
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.kvs.len(), 1);
+        assert_eq!(all.kvs[0].key, b"c");
+        assert!(!st.leases.contains(9));
+    }
+
+    #[test]
+    fn snapshots_restore_history_leases_and_catch_watchers_up() {
+        let s = state();
+        apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 3 }))).unwrap();
+        apply(&s, put("k", 3)).unwrap();
+        let snap_early = s.lock().snapshot();
+        apply(&s, put("k", 0)).unwrap();
+        apply(&s, put("other", 0)).unwrap();
+        let snap = s.lock().snapshot();
+
+        let copy = state();
+        copy.lock().restore(&snap).unwrap();
+        assert_eq!(copy.lock().snapshot(), snap);
+        // The key moved off the lease; the restored table knows it.
+        assert!(copy.lock().leases.get(3).unwrap().keys.is_empty());
+
+        // A watcher on a member that was behind catches up on restore: no gap.
+        let behind = state();
+        behind.lock().restore(&snap_early).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let next = behind.lock().mvcc.revision() + 1;
+        behind.lock().hub.add(
+            WatchSpec {
+                key: b"k".to_vec(),
+                ..Default::default()
+            },
+            7,
+            tx,
+            next,
+            &[],
+        );
+        behind.lock().restore(&snap).unwrap();
+        let resp = rx.try_recv().expect("the missed put is delivered");
+        assert_eq!(resp.watch_id, 7);
+        assert_eq!(resp.events.len(), 1);
+        assert_eq!(resp.events[0].kv.as_ref().unwrap().mod_revision, next);
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing twice, nothing outside the key"
+        );
+    }
+
+    #[test]
+    fn watchers_get_history_then_live_events_in_order() {
+        let s = state();
+        for k in ["a", "b", "a"] {
+            apply(&s, put(k, 0)).unwrap();
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let mut st = s.lock();
+            let history = st.mvcc.changes_since(b"a", &[], 2).unwrap();
+            st.hub.add(
+                WatchSpec {
+                    key: b"a".to_vec(),
+                    ..Default::default()
+                },
+                1,
+                tx,
+                2,
+                &history,
+            );
+        }
+        apply(&s, put("a", 0)).unwrap();
+        let revs: Vec<i64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .flat_map(|r| r.events)
+            .map(|e| e.kv.unwrap().mod_revision)
+            .collect();
+        assert_eq!(revs, vec![2, 4, 5]);
+    }
+}

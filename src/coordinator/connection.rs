@@ -1,0 +1,198 @@
+//! One connection to a cluster speaking the etcd v3 API (coordd, or etcd itself):
+//! a channel per endpoint, the endpoint in use, the auth token. Every member serves
+//! every request, so a call stays on the member that last answered and moves to the
+//! next one on a retryable failure ("not leader", unavailable, timed out), with
+//! exponential backoff and jitter, for at most `retry.max_attempts` attempts.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use super::error::CoordinatorError;
+use super::options::{CoordinatorConfig, RetryConfig};
+use crate::proto::etcdserverpb::auth_client::AuthClient;
+use crate::proto::etcdserverpb::AuthenticateRequest;
+
+/// The metadata key etcd clients carry their token in.
+pub const TOKEN_KEY: &str = "token";
+
+pub struct Connection {
+    endpoints: Vec<String>,
+    channels: Vec<Channel>,
+    current: AtomicUsize,
+    token: Mutex<Option<MetadataValue<Ascii>>>,
+    credentials: Option<(String, String)>,
+    timeout: Duration,
+    retry: RetryConfig,
+    closed: AtomicBool,
+}
+
+/// Whether another attempt (on this or another member) may succeed.
+pub fn is_retryable(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+    ) || s.message() == "etcdserver: not leader"
+}
+
+fn is_stale_token(s: &Status) -> bool {
+    s.code() == Code::Unauthenticated && s.message() == "etcdserver: invalid auth token"
+}
+
+impl Connection {
+    /// Validates the endpoints and, with credentials, authenticates.
+    pub async fn connect(config: &CoordinatorConfig) -> Result<Connection, CoordinatorError> {
+        if config.endpoints.is_empty() {
+            return Err(CoordinatorError::NoEndpoints);
+        }
+        let channels = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                Endpoint::from_shared(format!("http://{e}"))
+                    .map(|ep| ep.connect_timeout(config.timeout).connect_lazy())
+                    .map_err(|err| CoordinatorError::InvalidEndpoint {
+                        endpoint: e.clone(),
+                        reason: err.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let conn = Connection {
+            endpoints: config.endpoints.clone(),
+            channels,
+            current: AtomicUsize::new(0),
+            token: Mutex::new(None),
+            credentials: config.credentials(),
+            timeout: config.timeout,
+            retry: config.retry.clone(),
+            closed: AtomicBool::new(false),
+        };
+        conn.authenticate().await?;
+        Ok(conn)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn retry(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    /// The channel to the member in use.
+    pub fn channel(&self) -> Channel {
+        self.channels[self.current.load(Ordering::Relaxed) % self.channels.len()].clone()
+    }
+
+    /// Moves off the member in use (after a failure or a broken stream).
+    pub fn rotate(&self) {
+        self.current.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
+    }
+
+    /// A request carrying the auth token, if any.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        if let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            r.metadata_mut().insert(TOKEN_KEY, t);
+        }
+        r
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    async fn authenticate(&self) -> Result<(), CoordinatorError> {
+        let Some((name, password)) = self.credentials.clone() else {
+            return Ok(());
+        };
+        let token = self
+            .call_inner(false, |ch, _| {
+                let req = AuthenticateRequest {
+                    name: name.clone(),
+                    password: password.clone(),
+                };
+                async move { AuthClient::new(ch).authenticate(req).await }
+            })
+            .await?
+            .into_inner()
+            .token;
+        let token = token.parse().map_err(|_| CoordinatorError::Rejected {
+            endpoint: self.endpoint().to_string(),
+            code: Code::Internal,
+            message: "the server's token is not ASCII".into(),
+        })?;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        Ok(())
+    }
+
+    /// Runs one unary call with retries, failover and re-authentication.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CoordinatorError>
+    where
+        F: FnMut(Channel, &Self) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.call_inner(true, f).await
+    }
+
+    async fn call_inner<T, F, Fut>(&self, may_reauth: bool, mut f: F) -> Result<T, CoordinatorError>
+    where
+        F: FnMut(Channel, &Self) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let max = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            if self.is_closed() {
+                return Err(CoordinatorError::Closed);
+            }
+            attempt += 1;
+            let endpoint = self.endpoint().to_string();
+            let outcome = tokio::time::timeout(self.timeout, f(self.channel(), self)).await;
+            let last = match outcome {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(s)) if may_reauth && is_stale_token(&s) => {
+                    // Tokens die with password changes and restarts: get a new one.
+                    Box::pin(self.authenticate()).await?;
+                    format!("{endpoint}: {}", s.message())
+                }
+                Ok(Err(s)) if !is_retryable(&s) => {
+                    return Err(CoordinatorError::Rejected {
+                        endpoint,
+                        code: s.code(),
+                        message: s.message().to_string(),
+                    })
+                }
+                Ok(Err(s)) => {
+                    self.rotate();
+                    format!("{endpoint}: {}", s.message())
+                }
+                Err(_) => {
+                    self.rotate();
+                    format!("{endpoint}: attempt timed out after {:?}", self.timeout)
+                }
+            };
+            if attempt >= max {
+                return Err(CoordinatorError::Unavailable {
+                    attempts: attempt,
+                    last,
+                });
+            }
+            tracing::debug!(attempt, error = %last, "retrying");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+        }
+    }
+}

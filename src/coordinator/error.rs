@@ -1,0 +1,54 @@
+//! What the coordinator's calls fail with.
+
+use thiserror::Error;
+use tonic::Code;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CoordinatorError {
+    #[error("no endpoints configured")]
+    NoEndpoints,
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
+    /// The cluster refused the request; retrying cannot help.
+    #[error("{endpoint}: {code:?}: {message}")]
+    Rejected {
+        endpoint: String,
+        code: Code,
+        message: String,
+    },
+    /// Every attempt failed with a retryable error.
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    Unavailable { attempts: u32, last: String },
+    /// `try_acquire` found the lock held.
+    #[error("lock {key:?} is held by another owner")]
+    LockHeld { key: String },
+    /// The lease behind a lock or registration is gone (expired or revoked).
+    #[error("lease {lease:x} is gone")]
+    LeaseLost { lease: i64 },
+    #[error("waiting for {what} timed out")]
+    Timeout { what: String },
+    /// A stored value does not deserialize into the requested type.
+    #[error("key {key:?}: cannot decode value: {reason}")]
+    Decode { key: String, reason: String },
+    #[error("key {key:?}: cannot encode value: {reason}")]
+    Encode { key: String, reason: String },
+    #[error("key {key:?} not found")]
+    NotFound { key: String },
+    /// A watch's start revision was compacted away; resume from a fresh read.
+    #[error("watch on {key:?}: history before revision {compact_revision} was compacted")]
+    Compacted { key: String, compact_revision: i64 },
+    #[error("service {name:?} has no instances")]
+    NoInstances { name: String },
+    #[error("the coordinator is closed")]
+    Closed,
+}
+
+impl CoordinatorError {
+    /// The gRPC code of a rejection.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            CoordinatorError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

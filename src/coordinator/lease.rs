@@ -1,0 +1,194 @@
+//! A lease kept alive in the background, the thing locks and registrations hang on.
+//! The client picks the lease id, so a grant retried after a lost answer cannot
+//! create a second lease: the retry finds its own lease ("already exists").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::connection::Connection;
+use super::error::CoordinatorError;
+use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+};
+use crate::seams::mutants;
+
+pub struct KeptLease {
+    id: i64,
+    ttl: Duration,
+    alive: watch::Receiver<bool>,
+    keeper: JoinHandle<()>,
+    conn: Arc<Connection>,
+}
+
+/// The TTL in whole seconds etcd takes (at least 1).
+fn ttl_secs(ttl: Duration) -> i64 {
+    (ttl.as_millis().div_ceil(1000) as i64).max(1)
+}
+
+fn is_lease_exists(e: &CoordinatorError) -> bool {
+    matches!(e, CoordinatorError::Rejected { message, .. } if message == "etcdserver: lease already exists")
+}
+
+impl KeptLease {
+    /// Grants a lease of `ttl` and starts keeping it alive.
+    pub async fn grant(
+        conn: Arc<Connection>,
+        ttl: Duration,
+    ) -> Result<KeptLease, CoordinatorError> {
+        let id = (madsim::rand::random::<u64>() >> 1).max(1) as i64;
+        let secs = ttl_secs(ttl);
+        let mut attempts = 0;
+        let granted = conn
+            .call(|ch, c| {
+                attempts += 1;
+                let req = c.request(LeaseGrantRequest { ttl: secs, id });
+                async move { LeaseClient::new(ch).lease_grant(req).await }
+            })
+            .await;
+        let granted_ttl = match granted {
+            Ok(r) => r.into_inner().ttl,
+            // A retry found the lease its lost first attempt created.
+            Err(e) if attempts > 1 && is_lease_exists(&e) => secs,
+            Err(e) => return Err(e),
+        };
+        let ttl = Duration::from_secs(granted_ttl.max(1) as u64);
+        let (tx, alive) = watch::channel(true);
+        let keeper = tokio::spawn(keep_alive(conn.clone(), id, ttl, tx));
+        Ok(KeptLease {
+            id,
+            ttl,
+            alive,
+            keeper,
+            conn,
+        })
+    }
+
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The granted TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// False once a keep-alive found the lease gone, or none succeeded within a TTL.
+    pub fn is_alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
+    /// Completes when the lease is lost.
+    pub async fn lost(&self) {
+        let mut alive = self.alive.clone();
+        let _ = alive.wait_for(|a| !a).await;
+    }
+
+    /// The remaining TTL as the leader sees it.
+    pub async fn remaining(&self) -> Result<Duration, CoordinatorError> {
+        let id = self.id;
+        let r = self
+            .conn
+            .call(|ch, c| {
+                let req = c.request(LeaseTimeToLiveRequest { id, keys: false });
+                async move { LeaseClient::new(ch).lease_time_to_live(req).await }
+            })
+            .await?
+            .into_inner();
+        if r.ttl < 0 {
+            return Err(CoordinatorError::LeaseLost { lease: id });
+        }
+        Ok(Duration::from_secs(r.ttl as u64))
+    }
+
+    /// Stops the keep-alives and revokes the lease (its keys vanish).
+    pub async fn revoke(self) -> Result<(), CoordinatorError> {
+        self.keeper.abort();
+        let id = self.id;
+        match self
+            .conn
+            .call(|ch, c| {
+                let req = c.request(LeaseRevokeRequest { id });
+                async move { LeaseClient::new(ch).lease_revoke(req).await }
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone: what revoking wanted.
+            Err(CoordinatorError::Rejected { message, .. })
+                if message == "etcdserver: requested lease not found" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops keeping the lease alive without revoking it (it expires on its own).
+    pub fn abandon(self) {
+        self.keeper.abort();
+    }
+}
+
+impl Drop for KeptLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// One keep-alive round trip: the TTL the leader granted, 0 if the lease is gone.
+pub async fn renew_once(conn: &Connection, id: i64) -> Result<i64, CoordinatorError> {
+    conn.call(|ch, c| {
+        let req = c.request(futures::stream::iter([LeaseKeepAliveRequest { id }]));
+        async move {
+            let mut stream = LeaseClient::new(ch)
+                .lease_keep_alive(req)
+                .await?
+                .into_inner();
+            match stream.message().await? {
+                Some(r) => Ok(r.ttl),
+                None => Err(tonic::Status::unavailable("keep-alive stream closed")),
+            }
+        }
+    })
+    .await
+}
+
+/// Renews every TTL/3; gives up (and reports the loss) when the lease is gone or no
+/// renewal succeeded for a whole TTL.
+async fn keep_alive(conn: Arc<Connection>, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if mutants::active("lock_no_keepalive") {
+            continue;
+        }
+        match renew_once(&conn, id).await {
+            Ok(t) if t > 0 => last_ok = tokio::time::Instant::now(),
+            Ok(_) => break,
+            Err(CoordinatorError::Closed) => break,
+            Err(e) => {
+                tracing::debug!(lease = id, error = %e, "keep-alive failed");
+                if last_ok.elapsed() >= ttl {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = alive.send(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounds_up_to_whole_seconds() {
+        assert_eq!(ttl_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(ttl_secs(Duration::from_secs(30)), 30);
+    }
+}

@@ -552,7 +552,11 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     if live.is_none() {
         let judged = {
             let state = recorder.lock();
-            checkers::end_of_run(&state.trace.events, &scenario.checkers.disabled)
+            checkers::end_of_run(
+                &state.trace.events,
+                &scenario.checkers.disabled,
+                bounds.leader_within_ms,
+            )
         };
         match judged {
             Ok(notes) => {

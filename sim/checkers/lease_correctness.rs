@@ -13,6 +13,13 @@
 //!
 //! Expiry is judged at the first node that applied the removal (the decision came
 //! before it), so the check never blames a correct run.
+//!
+//! The other direction is etcd's promise too: a lease nobody keeps alive does expire.
+//! A lease last refreshed at `s` must be removed by `s + T` plus a grace for the
+//! leader's periodic check and the commit, pushed back by every leader elected in
+//! between (a new leader restarts the TTL); in a run with faults, leases left before
+//! the heal are judged from the heal on (`heal + leader bound + T + grace`). Only
+//! leases due before the run ends are judged.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +28,17 @@ use crate::sim::trace::{EventKind, TraceEvent};
 
 pub const NAME: &str = "lease_correctness";
 
+/// How long after its TTL runs out a lease's removal may take in a healthy cluster:
+/// the leader looks every 500 ms, then commits and applies the expiry.
+pub const EXPIRY_GRACE_MS: u64 = 2_000;
+
 /// Clock faults injected during the run, read from the harness's fault records.
 #[derive(Debug, Default)]
 pub struct ClockFaults {
     /// (time, forward jump) of every clock jumped forward.
     forward_jumps: Vec<(u64, u64)>,
+    /// Sum of every backward jump (a leader's deadlines come that much later).
+    backward_ms: u64,
     /// (from, until, ppm) of every fast drift (`until` = u64::MAX: never healed).
     fast_drifts: Vec<(u64, u64, i64)>,
 }
@@ -51,11 +64,13 @@ impl ClockFaults {
             };
             let int = |name: &str| json.get(name).and_then(serde_json::Value::as_i64);
             match json.get("action").and_then(serde_json::Value::as_str) {
-                Some("clock_jump") => {
-                    if let Some(delta) = int("delta_ms").filter(|d| *d > 0) {
-                        faults.forward_jumps.push((e.time_ms, delta as u64));
+                Some("clock_jump") => match int("delta_ms") {
+                    Some(delta) if delta > 0 => {
+                        faults.forward_jumps.push((e.time_ms, delta as u64))
                     }
-                }
+                    Some(delta) => faults.backward_ms += delta.unsigned_abs(),
+                    None => {}
+                },
                 Some("clock_drift") => {
                     let node = int("node").unwrap_or(0) as u64;
                     if let Some(i) = open.remove(&node) {
@@ -101,6 +116,7 @@ struct Refresh {
     sent_ms: u64,
     ttl_ms: u64,
     client: u64,
+    seq: u64,
 }
 
 /// The first node to apply a lease's removal.
@@ -112,8 +128,9 @@ struct Removal {
     seq: u64,
 }
 
-/// Checks a finished run's leases.
-pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
+/// Checks a finished run's leases; `leader_within_ms` bounds the election after
+/// the heal.
+pub fn check(events: &[TraceEvent], leader_within_ms: u64) -> Result<(), Violation> {
     let clocks = ClockFaults::from_trace(events);
     let mut refreshes: BTreeMap<i64, Vec<Refresh>> = BTreeMap::new();
     let mut removals: BTreeMap<i64, Removal> = BTreeMap::new();
@@ -128,6 +145,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                 sent_ms: *sent_ms,
                 ttl_ms: *ttl_ms,
                 client: *client,
+                seq: e.seq,
             }),
             EventKind::KeepAlive {
                 client,
@@ -140,6 +158,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                     sent_ms: *sent_ms,
                     ttl_ms: *ttl_ms,
                     client: *client,
+                    seq: e.seq,
                 })
             }
             EventKind::LeaseRemoved {
@@ -184,6 +203,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
             });
         }
     }
+    check_lapsed_leases_expire(events, &refreshes, &removals, &clocks, leader_within_ms)?;
     for e in events {
         let EventKind::LeaseKeyRead {
             client,
@@ -211,6 +231,64 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                 message: format!(
                     "client {client} read key {key} of lease {lease:x} at revision {revision} (invoked at {invoked_ms} ms), but the lease was {how} at revision {} (applied on node {} at {} ms) and its keys deleted",
                     removal.revision, removal.node, removal.time_ms
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every lease left without keep-alives is removed in time (see the module doc).
+fn check_lapsed_leases_expire(
+    events: &[TraceEvent],
+    refreshes: &BTreeMap<i64, Vec<Refresh>>,
+    removals: &BTreeMap<i64, Removal>,
+    clocks: &ClockFaults,
+    leader_within_ms: u64,
+) -> Result<(), Violation> {
+    let end_ms = events.last().map_or(0, |e| e.time_ms);
+    let heal_ms = events.iter().find_map(|e| match &e.kind {
+        EventKind::Fault { action } if action == "heal everything" => Some(e.time_ms),
+        _ => None,
+    });
+    let faulty_until = heal_ms.filter(|&heal| {
+        events.iter().any(|e| {
+            e.time_ms < heal
+                && matches!(&e.kind, EventKind::Fault { action } if action != "heal everything")
+        })
+    });
+    let elections: Vec<u64> = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Role { role, .. } if role == "leader"))
+        .map(|e| e.time_ms)
+        .collect();
+    for (lease, refreshed) in refreshes {
+        if removals.contains_key(lease) {
+            continue;
+        }
+        let Some(last) = refreshed.iter().max_by_key(|r| r.sent_ms) else {
+            continue;
+        };
+        let ttl = last.ttl_ms;
+        let mut from = match faulty_until {
+            Some(heal) if last.sent_ms < heal => heal + leader_within_ms,
+            _ => last.sent_ms,
+        };
+        // A leader elected before the lease ran out restarts its TTL.
+        while let Some(&elected) = elections
+            .iter()
+            .find(|&&t| t > from && t <= from + ttl + EXPIRY_GRACE_MS)
+        {
+            from = elected;
+        }
+        let due_ms = from + ttl + EXPIRY_GRACE_MS + clocks.backward_ms;
+        if due_ms <= end_ms {
+            return Err(Violation {
+                invariant: NAME,
+                event_seq: last.seq,
+                message: format!(
+                    "lease {lease:x} (TTL {ttl} ms) was last kept alive by client {} at {} ms and was never removed: it was due by {due_ms} ms, and the run went on until {end_ms} ms",
+                    last.client, last.sent_ms
                 ),
             });
         }
@@ -273,13 +351,13 @@ mod tests {
             at(kept_alive(&mut h, 7, 1300), 1310),
             at(removed(&mut h, 7, true, 9), 2500),
         ];
-        let v = check(&events).unwrap_err();
+        let v = check(&events, 0).unwrap_err();
         assert_eq!(v.event_seq, events[3].seq);
         assert!(v.message.contains("until at least 3300 ms"), "{v}");
         // The same expiry after the keep-alives stopped for a TTL is fine.
         let mut late = events.clone();
         late[3].time_ms = 3300;
-        check(&late).unwrap();
+        check(&late, 0).unwrap();
     }
 
     #[test]
@@ -296,10 +374,56 @@ mod tests {
             at(jump, 500),
             at(removed(&mut h, 7, true, 9), 600),
         ];
-        check(&events).unwrap();
+        check(&events, 0).unwrap();
         let mut unexcused = events.clone();
         unexcused[1].time_ms = 700;
-        assert!(check(&unexcused).is_err());
+        assert!(check(&unexcused, 0).is_err());
+    }
+
+    #[test]
+    fn fires_when_a_lapsed_lease_never_expires() {
+        let mut h = History::default();
+        let lapsed = vec![
+            at(granted(&mut h, 7, 0), 10),
+            at(kept_alive(&mut h, 7, 600), 610),
+            at(h.role(1, "follower", 2, 1), 9_000),
+        ];
+        let v = check(&lapsed, 0).unwrap_err();
+        assert_eq!(v.event_seq, lapsed[1].seq);
+        assert!(v.message.contains("due by 4600 ms"), "{v}");
+        // A leader elected before it ran out restarts the TTL: not due yet.
+        let mut reelected = lapsed.clone();
+        reelected.insert(2, at(h.role(2, "leader", 3, 2), 2_500));
+        reelected.last_mut().unwrap().time_ms = 6_000;
+        check(&reelected, 0).unwrap();
+        // Faults before the heal push the judgement past the heal.
+        let faulty = vec![
+            lapsed[0].clone(),
+            lapsed[1].clone(),
+            at(
+                h.push(
+                    0,
+                    EventKind::Fault {
+                        action: "kill".into(),
+                    },
+                ),
+                1_000,
+            ),
+            at(
+                h.push(
+                    0,
+                    EventKind::Fault {
+                        action: "heal everything".into(),
+                    },
+                ),
+                5_000,
+            ),
+            at(h.role(1, "follower", 2, 1), 9_000),
+        ];
+        check(&faulty, 1_000).unwrap();
+        let mut later = faulty.clone();
+        later.last_mut().unwrap().time_ms = 11_000;
+        assert!(check(&later, 1_000).is_err());
     }
 
     #[test]
@@ -320,11 +444,11 @@ mod tests {
         };
         let removal = at(removed(&mut h, 7, false, 12), 1000);
         let before = read(&mut h, 900, 11);
-        check(&[removal.clone(), before]).unwrap();
+        check(&[removal.clone(), before], 0).unwrap();
         let after = read(&mut h, 1100, 11);
-        let v = check(&[removal.clone(), after]).unwrap_err();
+        let v = check(&[removal.clone(), after], 0).unwrap_err();
         assert!(v.message.contains("revoked at revision 12"), "{v}");
         let newer = read(&mut h, 900, 12);
-        assert!(check(&[removal, newer]).is_err());
+        assert!(check(&[removal, newer], 0).is_err());
     }
 }

@@ -98,7 +98,12 @@ pub const END_OF_RUN_CHECKERS: &[&str] = &[
 /// Runs the checkers that judge a finished run's coordination workloads (all but
 /// liveness), minus those `disabled`; `Ok` carries lines to print (the TTL-only
 /// demo's report).
-pub fn end_of_run(events: &[TraceEvent], disabled: &[String]) -> Result<Vec<String>, Violation> {
+/// `leader_within_ms` bounds the election after the heal (for lease expiry).
+pub fn end_of_run(
+    events: &[TraceEvent],
+    disabled: &[String],
+    leader_within_ms: u64,
+) -> Result<Vec<String>, Violation> {
     let on = |name: &str| !disabled.iter().any(|d| d == name);
     if on(linearizability::NAME) {
         linearizability::check_trace(events)?;
@@ -107,7 +112,7 @@ pub fn end_of_run(events: &[TraceEvent], disabled: &[String]) -> Result<Vec<Stri
         lock_safety::check(events)?;
     }
     if on(lease_correctness::NAME) {
-        lease_correctness::check(events)?;
+        lease_correctness::check(events, leader_within_ms)?;
     }
     if on(watch_order::NAME) {
         watch_order::check(events)?;

@@ -9,6 +9,8 @@
 //! - [`scenario`]: scenario files (TOML) and their validation;
 //! - [`faults`]: the fault plan — swarm-drawn and timeline events — and its driver;
 //! - [`workload`]: client workloads that record invoke/complete history;
+//! - [`coord`]: workloads on the etcd v3 API (registers, locks, leases, watches,
+//!   the TTL-only demo) and the end-of-run audit;
 //! - [`world`]: one seeded run — cluster, clients, faults, two phases;
 //! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts;
 //! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps, mutant hunts, benchmarks and
@@ -24,6 +26,8 @@ pub mod trace;
 pub mod bench;
 #[cfg(madsim)]
 pub mod clock;
+#[cfg(madsim)]
+pub mod coord;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]

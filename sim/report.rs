@@ -81,6 +81,60 @@ pub fn describe(e: &EventKind) -> String {
         EventKind::LockGranted { name, key, create_revision, revision } => {
             format!("coord: lock {name} granted as {key} (token {create_revision}) at rev {revision}")
         }
+        EventKind::RegisterInvoke { op, kind, key, value, expect, .. } => match (expect, value) {
+            (Some(from), Some(to)) => format!("etcd invoke #{op} {kind} {key} {from} -> {to}"),
+            (_, Some(v)) => format!("etcd invoke #{op} {kind} {key} = {v}"),
+            _ => format!("etcd invoke #{op} {kind} {key}"),
+        },
+        EventKind::RegisterComplete { op, outcome, value, swapped, revision, .. } => format!(
+            "etcd complete #{op} {outcome}{}{}{}",
+            value.map(|v| format!(" -> {v}")).unwrap_or_default(),
+            swapped.map(|s| format!(" swapped={s}")).unwrap_or_default(),
+            revision.map(|r| format!(" at rev {r}")).unwrap_or_default()
+        ),
+        EventKind::LeaseGranted { lease, ttl_ms, sent_ms, .. } => {
+            format!("lease {lease:x} granted (ttl {ttl_ms} ms, asked at {sent_ms} ms)")
+        }
+        EventKind::KeepAlive { lease, sent_ms, outcome, ttl_ms, .. } => {
+            format!("keep-alive {lease:x} sent at {sent_ms} ms: {outcome} (ttl {ttl_ms} ms)")
+        }
+        EventKind::LeaseRevoke { lease, sent_ms, outcome, .. } => {
+            format!("revoke {lease:x} sent at {sent_ms} ms: {outcome}")
+        }
+        EventKind::LeaseKeyPut { lease, key, value, outcome, revision, .. } => format!(
+            "put {key}={value} with lease {lease:x}: {outcome}{}",
+            revision.map(|r| format!(" at rev {r}")).unwrap_or_default()
+        ),
+        EventKind::LeaseKeyRead { lease, key, invoked_ms, present, revision, .. } => format!(
+            "read {key} (lease {lease:x}, invoked at {invoked_ms} ms): {} at rev {revision}",
+            if *present { "present" } else { "absent" }
+        ),
+        EventKind::WatchOpened { watcher, prefix, start_revision } => {
+            format!("watcher {watcher}: watch {prefix:?} from rev {start_revision}")
+        }
+        EventKind::WatchEvents { watcher, events } => format!(
+            "watcher {watcher}: {}",
+            events
+                .iter()
+                .map(|e| format!("{} {}@{}", e.kind, e.key, e.revision))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        EventKind::WatchClosed { watcher, reason, compact_revision } => {
+            format!("watcher {watcher}: closed ({reason}) compact_revision={compact_revision}")
+        }
+        EventKind::Compacted { revision, outcome, .. } => format!("compact at rev {revision}: {outcome}"),
+        EventKind::LockAcquired { name, key, token, .. } => format!("holds lock {name} as {key}, token {token}"),
+        EventKind::LockReleased { name, key, outcome, .. } => format!("unlock {name} ({key}): {outcome}"),
+        EventKind::ResourceWrite { resource, token, action, accepted, .. } => format!(
+            "{resource}: {action} with token {token} {}",
+            if *accepted { "accepted" } else { "REFUSED" }
+        ),
+        EventKind::AuditStarted => "end-of-run audit starts".to_string(),
+        EventKind::LockAudit { name, revision, keys, error } => match error {
+            Some(e) => format!("audit lock {name} at rev {revision}: {e}"),
+            None => format!("audit lock {name} at rev {revision}: {keys:?}"),
+        },
         EventKind::Fault { action } => format!("FAULT {action}"),
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())

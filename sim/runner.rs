@@ -25,6 +25,8 @@ use super::world::{run_world, FailureClass};
 /// What one run produced.
 pub struct RunResult {
     pub trace_hash: u64,
+    /// Lines a passing run prints.
+    pub notes: Vec<String>,
     pub sim_ms: u64,
     pub wall_ms: u64,
     pub events: Vec<TraceEvent>,
@@ -65,8 +67,12 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
         .join();
     let wall_ms = wall.elapsed().as_millis() as u64;
     let mut state = recorder.lock();
+    let mut notes = Vec::new();
     let (failure, sim_ms) = match joined {
-        Ok(outcome) => (outcome.failure, outcome.sim_ms),
+        Ok(outcome) => {
+            notes = outcome.notes;
+            (outcome.failure, outcome.sim_ms)
+        }
         // An invariant broken before the panic is the root cause; report it.
         Err(_) if state.violation.is_some() => {
             let violation = state.violation.clone().expect("checked");
@@ -89,6 +95,7 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
     };
     RunResult {
         trace_hash: state.trace.hash(),
+        notes,
         sim_ms,
         wall_ms,
         events: std::mem::take(&mut state.trace.events),
@@ -137,6 +144,9 @@ pub fn first_divergence(a: &[TraceEvent], b: &[TraceEvent]) -> Option<String> {
 fn run_trial(scenario: &Scenario, seed: u64) -> Result<(), Failed> {
     let result = run_once(scenario, seed);
     println!("{}", summary_line(scenario, seed, &result));
+    for note in &result.notes {
+        println!("{note}");
+    }
     if std::env::var("SIM_CHECK_DETERMINISM").is_ok_and(|v| v == "1") {
         let again = run_once(scenario, seed);
         if again.trace_hash != result.trace_hash {

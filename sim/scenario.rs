@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::checkers::ONLINE_CHECKERS;
+use super::checkers::{END_OF_RUN_CHECKERS, ONLINE_CHECKERS};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,10 @@ pub struct Scenario {
     /// The MQ control plane: LogicNodes, extra brokers, topic admin.
     #[serde(default)]
     pub mq: MqSpec,
+    /// Clients of the etcd v3 API: KV registers, locks, leases, watchers and the
+    /// TTL-only lock demo.
+    #[serde(default)]
+    pub coord: CoordSpec,
     /// Where it was loaded from (set by the loader).
     #[serde(skip)]
     pub path: PathBuf,
@@ -391,6 +395,191 @@ pub struct MqSpec {
     pub topics: u64,
 }
 
+/// The coordination-service workloads (`sim/coord/`), each off at 0 clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordSpec {
+    /// Clients doing linearizable reads, puts and compare-and-set on registers.
+    #[serde(default)]
+    pub register_clients: u64,
+    #[serde(default = "coord_defaults::registers")]
+    pub registers: u64,
+    #[serde(default = "coord_defaults::register_read_fraction")]
+    pub register_read_fraction: f64,
+    #[serde(default = "coord_defaults::register_cas_fraction")]
+    pub register_cas_fraction: f64,
+    /// Pause between a register client's operations, drawn in this range.
+    #[serde(default = "coord_defaults::interval_min_ms")]
+    pub interval_min_ms: u64,
+    #[serde(default = "coord_defaults::interval_max_ms")]
+    pub interval_max_ms: u64,
+    /// Clients taking locks (lease + keep-alive, Lock, fencing token, fenced resource).
+    #[serde(default)]
+    pub lock_clients: u64,
+    /// Lock names the lock clients share.
+    #[serde(default = "coord_defaults::locks")]
+    pub locks: u64,
+    #[serde(default = "coord_defaults::ttl_secs")]
+    pub lock_ttl_secs: i64,
+    /// How long a holder holds, drawn in this range (above the TTL: kept alive).
+    #[serde(default = "coord_defaults::hold_min_ms")]
+    pub hold_min_ms: u64,
+    #[serde(default = "coord_defaults::hold_max_ms")]
+    pub hold_max_ms: u64,
+    /// Clients granting leases, attaching keys, keeping some alive, letting some
+    /// lapse and revoking others.
+    #[serde(default)]
+    pub lease_clients: u64,
+    #[serde(default = "coord_defaults::ttl_secs")]
+    pub lease_ttl_secs: i64,
+    /// Clients watching the registers' and leases' prefixes, resuming every broken
+    /// stream from the last revision seen + 1.
+    #[serde(default)]
+    pub watchers: u64,
+    /// A client compacts the store this often (0: never), a few revisions behind.
+    #[serde(default)]
+    pub compact_every_ms: u64,
+    /// TTL-only demo clients: one lock, no fencing, holders paused past the TTL.
+    #[serde(default)]
+    pub ttl_only_clients: u64,
+    #[serde(default = "coord_defaults::ttl_only_pause_ms")]
+    pub ttl_only_pause_ms: u64,
+    /// Deadline of one etcd request (a Lock waits up to 4x this).
+    #[serde(default = "coord_defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+mod coord_defaults {
+    pub fn registers() -> u64 {
+        3
+    }
+    pub fn register_read_fraction() -> f64 {
+        0.4
+    }
+    pub fn register_cas_fraction() -> f64 {
+        0.3
+    }
+    pub fn interval_min_ms() -> u64 {
+        20
+    }
+    pub fn interval_max_ms() -> u64 {
+        200
+    }
+    pub fn locks() -> u64 {
+        1
+    }
+    pub fn ttl_secs() -> i64 {
+        3
+    }
+    pub fn hold_min_ms() -> u64 {
+        100
+    }
+    pub fn hold_max_ms() -> u64 {
+        5000
+    }
+    pub fn ttl_only_pause_ms() -> u64 {
+        6000
+    }
+    pub fn request_timeout_ms() -> u64 {
+        2000
+    }
+}
+
+impl Default for CoordSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl CoordSpec {
+    /// Whether any coordination workload runs.
+    pub fn any(&self) -> bool {
+        self.register_clients
+            + self.lock_clients
+            + self.lease_clients
+            + self.watchers
+            + self.ttl_only_clients
+            > 0
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, ttl) in [
+            ("lock_ttl_secs", self.lock_ttl_secs),
+            ("lease_ttl_secs", self.lease_ttl_secs),
+        ] {
+            if ttl < 2 {
+                return Err((
+                    key,
+                    format!("{ttl} s is below etcd's minimum lease TTL of 2 s"),
+                ));
+            }
+        }
+        let clients = [
+            ("register_clients", self.register_clients),
+            ("lock_clients", self.lock_clients),
+            ("lease_clients", self.lease_clients),
+            ("watchers", self.watchers),
+            ("ttl_only_clients", self.ttl_only_clients),
+        ];
+        if let Some((key, n)) = clients.iter().find(|(_, n)| *n > 50) {
+            return Err((key, format!("{n} clients; at most 50")));
+        }
+        let (read, cas) = (self.register_read_fraction, self.register_cas_fraction);
+        if !(0.0..=1.0).contains(&read) || !(0.0..=1.0).contains(&cas) || read + cas > 1.0 {
+            return Err((
+                "register_read_fraction",
+                format!(
+                    "read {read} and cas {cas} fractions must lie in 0..=1 and sum to at most 1"
+                ),
+            ));
+        }
+        if self.register_clients > 0 && self.registers == 0 {
+            return Err((
+                "registers",
+                "register clients need at least one register".into(),
+            ));
+        }
+        if self.interval_min_ms > self.interval_max_ms {
+            return Err(("interval_min_ms", "must not exceed interval_max_ms".into()));
+        }
+        if self.lock_clients > 0 && self.locks == 0 {
+            return Err(("locks", "lock clients need at least one lock".into()));
+        }
+        if self.hold_min_ms > self.hold_max_ms {
+            return Err(("hold_min_ms", "must not exceed hold_max_ms".into()));
+        }
+        if self.watchers > 0 && self.register_clients + self.lease_clients == 0 {
+            return Err((
+                "watchers",
+                "watchers watch the registers' and leases' prefixes: add register_clients or lease_clients".into(),
+            ));
+        }
+        if self.compact_every_ms > 0 && self.lock_clients + self.ttl_only_clients > 0 {
+            return Err((
+                "compact_every_ms",
+                "the lock audit reads the store at every grant's revision; compaction would erase that history".into(),
+            ));
+        }
+        if self.ttl_only_clients == 1 {
+            return Err((
+                "ttl_only_clients",
+                "the demo needs a second client waiting for the lock".into(),
+            ));
+        }
+        let ttl_ms = self.lock_ttl_secs as u64 * 1000;
+        if self.ttl_only_clients > 0 && self.ttl_only_pause_ms < ttl_ms + 1000 {
+            return Err((
+                "ttl_only_pause_ms",
+                format!("a pause must outlast the lock TTL ({ttl_ms} ms) by a second to lose exclusivity"),
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(("request_timeout_ms", "must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckerSpec {
@@ -532,12 +721,11 @@ impl Scenario {
         if self.mq.extra_brokers > 8 {
             return Err(("extra_brokers", "at most 8".into()));
         }
+        self.coord.validate()?;
         for name in &self.checkers.disabled {
-            let end_of_run = [
-                super::checkers::liveness::NAME,
-                super::checkers::linearizability::NAME,
-            ];
-            if !ONLINE_CHECKERS.contains(&name.as_str()) && !end_of_run.contains(&name.as_str()) {
+            if !ONLINE_CHECKERS.contains(&name.as_str())
+                && !END_OF_RUN_CHECKERS.contains(&name.as_str())
+            {
                 return Err(("disabled", format!("unknown checker {name:?}")));
             }
         }
@@ -648,6 +836,24 @@ mod tests {
         assert!(err.reason.contains("node 9"), "{err}");
         let err = parse("[[timeline]]\naction = \"heal_network\"\n").unwrap_err();
         assert!(err.reason.contains("at_ms"), "{err}");
+    }
+
+    #[test]
+    fn coord_sections_are_checked() {
+        let ok = parse("[coord]\nregister_clients = 2\nwatchers = 1\n").unwrap();
+        assert_eq!(ok.coord.register_clients, 2);
+        assert!(ok.coord.any());
+        let err = parse("seeds = 1\n[coord]\nlock_clients = 2\nlock_ttl_secs = 1\n").unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        assert!(err.reason.contains("minimum lease TTL"), "{err}");
+        let err = parse("[coord]\nwatchers = 1\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        let err = parse("[coord]\nlock_clients = 1\ncompact_every_ms = 500\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        let err = parse("[coord]\nttl_only_clients = 3\nttl_only_pause_ms = 3500\n").unwrap_err();
+        assert!(err.reason.contains("outlast"), "{err}");
+        let err = parse("[coord]\nlock_clients = 1\nlock_tll_secs = 3\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
     }
 
     #[test]

@@ -137,6 +137,128 @@ pub enum EventKind {
         create_revision: i64,
         revision: i64,
     },
+    /// etcd KV workload: a client started an operation on an integer register key
+    /// (`kind`: `read`, `write` (of `value`) or `cas` (from `expect` to `value`)).
+    RegisterInvoke {
+        client: u64,
+        op: u64,
+        key: String,
+        kind: String,
+        value: Option<i64>,
+        expect: Option<i64>,
+    },
+    /// etcd KV workload: the operation ended `ok`, `fail` (certainly no effect) or
+    /// `unknown`; a read's value, a cas's verdict, the response header's revision.
+    RegisterComplete {
+        client: u64,
+        op: u64,
+        outcome: String,
+        value: Option<i64>,
+        swapped: Option<bool>,
+        revision: Option<i64>,
+    },
+    /// A client was granted `lease` (asked for at `sent_ms`) with this TTL.
+    LeaseGranted {
+        client: u64,
+        lease: i64,
+        ttl_ms: u64,
+        sent_ms: u64,
+    },
+    /// A keep-alive of `lease` sent at `sent_ms` was answered: `ok` (with the TTL
+    /// the leader restarted), `not_found` (TTL 0: the lease is gone) or `error`.
+    KeepAlive {
+        client: u64,
+        lease: i64,
+        sent_ms: u64,
+        outcome: String,
+        ttl_ms: u64,
+    },
+    /// A client's revoke of `lease` (sent at `sent_ms`) ended with `outcome`.
+    LeaseRevoke {
+        client: u64,
+        lease: i64,
+        sent_ms: u64,
+        outcome: String,
+    },
+    /// A put of `key` attached to `lease` ended with `outcome` (at `revision` when ok).
+    LeaseKeyPut {
+        client: u64,
+        lease: i64,
+        key: String,
+        value: String,
+        outcome: String,
+        revision: Option<i64>,
+    },
+    /// A linearizable read (invoked at `invoked_ms`) of a key attached to `lease`
+    /// found it `present` or not, at store `revision`.
+    LeaseKeyRead {
+        client: u64,
+        lease: i64,
+        key: String,
+        invoked_ms: u64,
+        present: bool,
+        revision: i64,
+    },
+    /// A watcher opened a watch on `prefix` from `start_revision`.
+    WatchOpened {
+        watcher: u64,
+        prefix: String,
+        start_revision: i64,
+    },
+    /// A watcher received these events, in the order received.
+    WatchEvents {
+        watcher: u64,
+        events: Vec<WatchedEvent>,
+    },
+    /// A watcher's stream ended (`compact_revision` > 0: cancelled because its start
+    /// revision was compacted; the watcher resumes there).
+    WatchClosed {
+        watcher: u64,
+        reason: String,
+        compact_revision: i64,
+    },
+    /// A client asked to compact the store at `revision`.
+    Compacted {
+        client: u64,
+        revision: i64,
+        outcome: String,
+    },
+    /// A lock client holds `name` as `key`, with the fencing token it read (the
+    /// key's create revision).
+    LockAcquired {
+        client: u64,
+        name: String,
+        key: String,
+        token: i64,
+        lease: i64,
+    },
+    /// A lock client's Unlock of `key` ended with `outcome`.
+    LockReleased {
+        client: u64,
+        name: String,
+        key: String,
+        outcome: String,
+    },
+    /// A write to a harness resource guarded by a lock: `action` is `enter` or
+    /// `exit` of the critical section; a fenced resource refuses stale tokens.
+    ResourceWrite {
+        resource: String,
+        client: u64,
+        token: i64,
+        action: String,
+        accepted: bool,
+    },
+    /// The end-of-run audit starts: what it reads was decided now, so later lock
+    /// grants go unaudited.
+    AuditStarted,
+    /// End-of-run audit: the keys under lock `name`'s prefix, with their create
+    /// revisions, as a historical read at `revision` showed them (or the error).
+    LockAudit {
+        name: String,
+        revision: i64,
+        keys: Vec<(String, i64)>,
+        error: Option<String>,
+    },
     /// The harness injected or healed a fault.
     Fault {
         action: String,
@@ -163,6 +285,17 @@ pub enum EventKind {
         /// The log index the cluster said the write was applied at.
         index: Option<u64>,
     },
+}
+
+/// One event of a watch response, as a watcher received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchedEvent {
+    /// The key's mod revision (for a delete: the deletion's revision).
+    pub revision: i64,
+    pub key: String,
+    /// `put` or `delete`.
+    pub kind: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -33,7 +33,7 @@ impl WorkloadControl {
         self.0.store(true, Ordering::SeqCst);
     }
 
-    fn stopped(&self) -> bool {
+    pub fn stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }

@@ -18,10 +18,9 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
-use super::checkers::linearizability;
 use super::checkers::liveness::{self, check_convergence, check_liveness, LivenessBounds};
 use super::checkers::mq_convergence::check_mq_convergence;
-use super::checkers::Violation;
+use super::checkers::{self, Violation};
 use super::clock::SimClock;
 use super::disk::{DiskFaults, SimDisk};
 use super::faults::FaultDriver;
@@ -297,6 +296,8 @@ pub fn default_latency() -> std::ops::Range<Duration> {
 pub struct RunOutcome {
     pub failure: Option<(FailureClass, Violation)>,
     pub sim_ms: u64,
+    /// Lines a passing run prints (e.g. what a demonstration showed).
+    pub notes: Vec<String>,
 }
 
 /// Trace ids of broker-only LogicNodes start here.
@@ -457,6 +458,7 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     }
     let control = WorkloadControl::new();
     workload::start_clients(&handle, &scenario, recorder.clone(), control.clone());
+    super::coord::start(&handle, &scenario, &recorder, &control);
     // --- client library (issue 7) ---
     let library = super::library::start(&handle, &scenario, recorder.clone());
     let extra_brokers = start_extra_brokers(&handle, &scenario, &recorder);
@@ -504,6 +506,9 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         return finish(&recorder, None);
     }
     control.stop();
+    if scenario.coord.any() {
+        super::coord::run_audit(&handle, &scenario, &recorder).await;
+    }
     // --- client library (issue 7) ---
     if let Some(library) = library {
         library.finish().await;
@@ -549,21 +554,31 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
     } else {
         None
     };
-    // Linearizability of the KV workload: a correctness failure, judged on the
+    // Linearizability, locks, leases, watches: correctness failures, judged on the
     // whole history once it is complete.
-    let linearizability_on = !scenario
-        .checkers
-        .disabled
-        .iter()
-        .any(|d| d == linearizability::NAME);
-    if live.is_none() && linearizability_on {
-        let state = recorder.lock();
-        if let Err(v) = linearizability::check_trace(&state.trace.events) {
-            drop(state);
-            return RunOutcome {
-                sim_ms: recorder.lock().now_ms(),
-                failure: Some((FailureClass::Correctness, v)),
-            };
+    if live.is_none() {
+        let judged = {
+            let state = recorder.lock();
+            checkers::end_of_run(
+                &state.trace.events,
+                &scenario.checkers.disabled,
+                bounds.leader_within_ms,
+            )
+        };
+        match judged {
+            Ok(notes) => {
+                return RunOutcome {
+                    notes,
+                    ..finish(&recorder, None)
+                }
+            }
+            Err(v) => {
+                return RunOutcome {
+                    sim_ms: recorder.lock().now_ms(),
+                    failure: Some((FailureClass::Correctness, v)),
+                    notes: Vec::new(),
+                }
+            }
         }
     }
     finish(&recorder, live)
@@ -592,5 +607,6 @@ fn finish(recorder: &Recorder, liveness: Option<Violation>) -> RunOutcome {
     RunOutcome {
         failure,
         sim_ms: state.now_ms(),
+        notes: Vec::new(),
     }
 }

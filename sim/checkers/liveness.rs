@@ -105,10 +105,19 @@ pub fn check_liveness(events: &[TraceEvent], bounds: LivenessBounds) -> Result<(
     let mut invoked_after_heal: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     for e in events {
         match &e.kind {
-            EventKind::ClientInvoke { client, op, .. } if e.time_ms >= bounds.healed_at_ms => {
+            EventKind::ClientInvoke { client, op, .. }
+            | EventKind::RegisterInvoke { client, op, .. }
+                if e.time_ms >= bounds.healed_at_ms =>
+            {
                 invoked_after_heal.insert((*client, *op), e.time_ms);
             }
             EventKind::ClientComplete {
+                client,
+                op,
+                outcome,
+                ..
+            }
+            | EventKind::RegisterComplete {
                 client,
                 op,
                 outcome,

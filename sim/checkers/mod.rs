@@ -11,9 +11,11 @@ pub mod acknowledged_writes;
 pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
+pub mod lease_correctness;
 pub mod linearizability;
 pub mod liveness;
 pub mod local_no_network;
+pub mod lock_safety;
 pub mod log_matching;
 pub mod log_view;
 pub mod mode_matches_leadership;
@@ -22,8 +24,11 @@ pub mod mq_convergence;
 pub mod no_double_vote;
 pub mod one_active_loop;
 pub mod persist_before_send;
+pub mod revision_monotonicity;
 pub mod single_state_receiver;
 pub mod state_machine_safety;
+pub mod ttl_only_demo;
+pub mod watch_order;
 
 use std::fmt;
 
@@ -89,7 +94,49 @@ pub const ONLINE_CHECKERS: &[&str] = &[
     single_state_receiver::NAME,
     mode_matches_leadership::NAME,
     local_no_network::NAME,
+    revision_monotonicity::NAME,
 ];
+
+/// Names of the checkers that judge a whole run once it is over.
+pub const END_OF_RUN_CHECKERS: &[&str] = &[
+    liveness::NAME,
+    linearizability::NAME,
+    lock_safety::NAME,
+    lease_correctness::NAME,
+    watch_order::NAME,
+    ttl_only_demo::NAME,
+];
+
+/// Runs the checkers that judge a finished run's coordination workloads (all but
+/// liveness), minus those `disabled`; `Ok` carries lines to print (the TTL-only
+/// demo's report).
+/// `leader_within_ms` bounds the election after the heal (for lease expiry).
+pub fn end_of_run(
+    events: &[TraceEvent],
+    disabled: &[String],
+    leader_within_ms: u64,
+) -> Result<Vec<String>, Violation> {
+    let on = |name: &str| !disabled.iter().any(|d| d == name);
+    if on(linearizability::NAME) {
+        linearizability::check_trace(events)?;
+    }
+    if on(lock_safety::NAME) {
+        lock_safety::check(events)?;
+    }
+    if on(lease_correctness::NAME) {
+        lease_correctness::check(events, leader_within_ms)?;
+    }
+    if on(watch_order::NAME) {
+        watch_order::check(events)?;
+    }
+    let mut notes = Vec::new();
+    if on(ttl_only_demo::NAME) {
+        if let Some(report) = ttl_only_demo::check(events) {
+            notes.push(report?.line());
+        }
+    }
+    Ok(notes)
+}
 
 /// Builds the online checkers, minus those `disabled`.
 pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
@@ -113,6 +160,7 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
         Box::new(single_state_receiver::SingleStateReceiver::default()),
         Box::new(mode_matches_leadership::ModeMatchesLeadership::default()),
         Box::new(local_no_network::LocalNoNetwork::default()),
+        Box::new(revision_monotonicity::RevisionMonotonicity::default()),
     ];
     all.into_iter()
         .filter(|c| !disabled.iter().any(|d| d == c.name()))

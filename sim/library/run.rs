@@ -80,11 +80,11 @@ struct Kind {
     name: &'static str,
 }
 
-const LOCK_CLIENTS: Kind = Kind { base: 700, net: 70, name: "lib-lock" };
-const PROVIDERS: Kind = Kind { base: 720, net: 71, name: "lib-provider" };
-const CONSUMERS: Kind = Kind { base: 740, net: 72, name: "lib-consumer" };
-const WRITERS: Kind = Kind { base: 760, net: 73, name: "lib-writer" };
-const WATCHERS: Kind = Kind { base: 780, net: 74, name: "lib-watcher" };
+const LOCK_CLIENTS: Kind = Kind { base: 1000, net: 70, name: "lib-lock" };
+const PROVIDERS: Kind = Kind { base: 1020, net: 71, name: "lib-provider" };
+const CONSUMERS: Kind = Kind { base: 1040, net: 72, name: "lib-consumer" };
+const WRITERS: Kind = Kind { base: 1060, net: 73, name: "lib-writer" };
+const WATCHERS: Kind = Kind { base: 1080, net: 74, name: "lib-watcher" };
 const AUDIT_NET: u8 = 75;
 
 fn host(handle: &Handle, kind: &Kind, k: u64) -> madsim::runtime::NodeHandle {

@@ -243,3 +243,79 @@ pub fn from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<KvOp>> {
     }
     by_key
 }
+
+/// The etcd KV workload's register operations, per key: linearizable reads, puts and
+/// compare-and-set transactions on integer values, with unknown outcomes pending.
+pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp>> {
+    let mut by_key: BTreeMap<String, Vec<CasOp>> = BTreeMap::new();
+    let mut open: BTreeMap<(u64, u64), (String, usize)> = BTreeMap::new();
+    let mut dropped: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for e in events {
+        match &e.kind {
+            EventKind::RegisterInvoke {
+                client,
+                op,
+                key,
+                kind,
+                value,
+                expect,
+            } => {
+                let input = match (kind.as_str(), value, expect) {
+                    ("write", Some(v), _) => CasInput::Write(*v),
+                    ("cas", Some(to), Some(from)) => CasInput::Cas {
+                        from: *from,
+                        to: *to,
+                    },
+                    _ => CasInput::Read,
+                };
+                let ops = by_key.entry(key.clone()).or_default();
+                ops.push(Operation {
+                    client: *client,
+                    input,
+                    output: None,
+                    call: e.time_ms,
+                    ret: u64::MAX,
+                });
+                open.insert((*client, *op), (key.clone(), ops.len() - 1));
+            }
+            EventKind::RegisterComplete {
+                client,
+                op,
+                outcome,
+                value,
+                swapped,
+                ..
+            } => {
+                let Some((key, i)) = open.remove(&(*client, *op)) else {
+                    continue;
+                };
+                let op = &mut by_key.get_mut(&key).expect("opened key")[i];
+                match outcome.as_str() {
+                    "ok" => {
+                        op.ret = e.time_ms;
+                        op.output = Some(match op.input {
+                            CasInput::Read => CasOutput::Read(*value),
+                            CasInput::Write(_) => CasOutput::Written,
+                            CasInput::Cas { .. } => CasOutput::Swapped(swapped.unwrap_or(false)),
+                        });
+                    }
+                    // Certainly without effect (a failed read, a refused write).
+                    "fail" => dropped.entry(key).or_default().push(i),
+                    // Unknown: stays pending.
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, ops) in by_key.iter_mut() {
+        let gone = dropped.remove(key).unwrap_or_default();
+        let mut i = 0;
+        ops.retain(|op| {
+            let keep = !gone.contains(&i) && !(op.ret == u64::MAX && op.input == CasInput::Read);
+            i += 1;
+            keep
+        });
+    }
+    by_key
+}

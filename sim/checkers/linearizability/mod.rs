@@ -88,13 +88,47 @@ pub fn describe<I: Debug, O: Debug>(ops: &[Operation<I, O>]) -> String {
         .join("\n")
 }
 
-/// Checks every key's history of the KV workload in a trace.
+/// Whether `ops[i]` wrote a value some remaining read or compare-and-set saw.
+fn is_read_register_write(ops: &[histories::CasOp], i: usize) -> bool {
+    use models::{CasInput, CasOutput};
+    let written = match ops[i].input {
+        CasInput::Write(v) | CasInput::Cas { to: v, .. } => v,
+        CasInput::Read => return false,
+    };
+    ops.iter().any(|op| match (&op.input, &op.output) {
+        (CasInput::Read, Some(CasOutput::Read(Some(v)))) => *v == written,
+        (CasInput::Cas { from, .. }, Some(CasOutput::Swapped(true))) => *from == written,
+        _ => false,
+    })
+}
+
+/// Checks every key's history of both KV workloads in a trace: the coordlab.Kv
+/// clients' puts and gets, and the etcd clients' registers.
 pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
-    check_kv(&histories::from_trace(events)).map_err(|message| Violation {
+    let fail = |message| Violation {
         invariant: NAME,
         event_seq: events.last().map_or(0, |e| e.seq),
         message,
-    })
+    };
+    check_kv(&histories::from_trace(events)).map_err(fail)?;
+    check_registers(&histories::registers_from_trace(events)).map_err(fail)
+}
+
+/// Checks per-key register histories (etcd KV: read / put / compare-and-set);
+/// `Err` names the key and a small counterexample.
+pub fn check_registers(by_key: &BTreeMap<String, Vec<histories::CasOp>>) -> Result<(), String> {
+    for (key, ops) in by_key {
+        if !linearizable(&models::CasRegister, ops) {
+            let small = shrink(&models::CasRegister, ops, 2_000, is_read_register_write);
+            return Err(format!(
+                "etcd key {key:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
+                small.len(),
+                ops.len(),
+                describe(&small)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks per-key KV histories; `Err` names the key and a small counterexample.
@@ -178,6 +212,53 @@ mod tests {
             get(2, "", 7, 8),
         ];
         assert!(!linearizable(&KvModel, &flip));
+    }
+
+    #[test]
+    fn etcd_register_histories_come_from_the_trace() {
+        use crate::sim::checkers::testing::History;
+        use crate::sim::trace::EventKind;
+        let mut h = History::default();
+        let invoke = |h: &mut History, op, kind: &str, value, expect| {
+            h.push(
+                201,
+                EventKind::RegisterInvoke {
+                    client: 201,
+                    op,
+                    key: "reg/0".into(),
+                    kind: kind.into(),
+                    value,
+                    expect,
+                },
+            )
+        };
+        let complete = |h: &mut History, op, value, swapped| {
+            h.push(
+                201,
+                EventKind::RegisterComplete {
+                    client: 201,
+                    op,
+                    outcome: "ok".into(),
+                    value,
+                    swapped,
+                    revision: Some(2),
+                },
+            )
+        };
+        let mut events = vec![
+            invoke(&mut h, 1, "write", Some(1), None),
+            complete(&mut h, 1, None, None),
+            invoke(&mut h, 2, "cas", Some(2), Some(1)),
+            complete(&mut h, 2, None, Some(true)),
+            invoke(&mut h, 3, "read", None, None),
+            complete(&mut h, 3, Some(2), None),
+        ];
+        check_trace(&events).unwrap();
+        // A later read of the overwritten value is stale.
+        events.push(invoke(&mut h, 4, "read", None, None));
+        events.push(complete(&mut h, 4, Some(1), None));
+        let v = check_trace(&events).unwrap_err();
+        assert!(v.message.contains("etcd key \"reg/0\""), "{v}");
     }
 
     /// Every golden history gets the verdict Porcupine's test suite expects.

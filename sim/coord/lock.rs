@@ -1,0 +1,167 @@
+//! The lock workload: each client grants itself a lease and keeps it alive, takes a
+//! lock with the Lock service, reads its fencing token (the lock key's create
+//! revision, by a linearizable Range), writes the lock's fenced resource on entering
+//! and on leaving, holds the lock meanwhile — sometimes longer than the lease TTL,
+//! which the keep-alives cover — and unlocks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::RangeRequest;
+use coordlab::proto::v3lockpb::lock_client::LockClient;
+use coordlab::proto::v3lockpb::{LockRequest, UnlockRequest};
+use madsim::rand::{thread_rng, Rng};
+
+use super::conn::EtcdConn;
+use super::lease::{grant, lease_id, revoke, KeepAlive};
+use super::resource::{Resources, Section};
+use crate::sim::observer::Recorder;
+use crate::sim::scenario::Scenario;
+use crate::sim::trace::EventKind;
+use crate::sim::workload::WorkloadControl;
+
+/// Prefix of lock names.
+pub const PREFIX: &str = "locks/";
+
+/// How long a Lock request may wait for the holder to go: long enough for a holder
+/// paused past its TTL to lose the lock.
+pub fn lock_wait(scenario: &Scenario) -> Duration {
+    let spec = &scenario.coord;
+    let ttl_ms = spec.lock_ttl_secs as u64 * 1000;
+    Duration::from_millis((4 * spec.request_timeout_ms).max(spec.ttl_only_pause_ms + 2 * ttl_ms))
+}
+
+/// A lock a client holds.
+pub struct Held {
+    pub name: String,
+    pub key: String,
+    pub token: i64,
+}
+
+/// Takes lock `name` with `lease`, then reads the fencing token; `None` if the
+/// lock was not granted or the key vanished before its token could be read.
+pub async fn acquire(
+    conn: &mut EtcdConn,
+    recorder: &Recorder,
+    client: u64,
+    name: &str,
+    lease: i64,
+    wait: Duration,
+) -> Option<Held> {
+    let request = LockRequest {
+        name: name.as_bytes().to_vec(),
+        lease,
+    };
+    let granted = conn
+        .once_within(
+            wait,
+            |ch| async move { LockClient::new(ch).lock(request).await },
+        )
+        .await
+        .ok()?
+        .into_inner();
+    let key = String::from_utf8_lossy(&granted.key).into_owned();
+    let request = RangeRequest {
+        key: granted.key,
+        ..Default::default()
+    };
+    let read = conn
+        .retry(conn.request_timeout * 2, |ch| {
+            let request = request.clone();
+            async move { KvClient::new(ch).range(request).await }
+        })
+        .await
+        .ok()?
+        .into_inner();
+    let token = read.kvs.first()?.create_revision;
+    recorder.record(
+        client,
+        EventKind::LockAcquired {
+            client,
+            name: name.to_string(),
+            key: key.clone(),
+            token,
+            lease,
+        },
+    );
+    Some(Held {
+        name: name.to_string(),
+        key,
+        token,
+    })
+}
+
+/// Unlocks once and records the outcome.
+pub async fn release(conn: &mut EtcdConn, recorder: &Recorder, client: u64, held: &Held) {
+    let request = UnlockRequest {
+        key: held.key.as_bytes().to_vec(),
+    };
+    let outcome = match conn
+        .once(|ch| async move { LockClient::new(ch).unlock(request).await })
+        .await
+    {
+        Ok(_) => "ok",
+        Err(_) => "unknown",
+    };
+    recorder.record(
+        client,
+        EventKind::LockReleased {
+            client,
+            name: held.name.clone(),
+            key: held.key.clone(),
+            outcome: outcome.into(),
+        },
+    );
+}
+
+pub async fn run(
+    client: u64,
+    scenario: Scenario,
+    recorder: Arc<Recorder>,
+    control: WorkloadControl,
+    resources: Resources,
+) {
+    let spec = &scenario.coord;
+    let mut conn = EtcdConn::new(
+        scenario.cluster.nodes,
+        Duration::from_millis(spec.request_timeout_ms),
+    );
+    let mut n = 0;
+    while !control.stopped() {
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..500))).await;
+        n += 1;
+        let Some((lease, ttl_ms)) = grant(
+            &mut conn,
+            &recorder,
+            client,
+            lease_id(client, n),
+            spec.lock_ttl_secs,
+        )
+        .await
+        else {
+            continue;
+        };
+        let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
+        let name = format!("{PREFIX}{}", thread_rng().gen_range(0..spec.locks));
+        let held = acquire(
+            &mut conn,
+            &recorder,
+            client,
+            &name,
+            lease,
+            lock_wait(&scenario),
+        )
+        .await;
+        if let Some(held) = held {
+            resources.write(&held.name, client, held.token, Section::Enter);
+            let hold = thread_rng().gen_range(spec.hold_min_ms..=spec.hold_max_ms);
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+            resources.write(&held.name, client, held.token, Section::Exit);
+            release(&mut conn, &recorder, client, &held).await;
+        }
+        keep.stop();
+        // Revoking also drops a lock key left behind by a Lock that timed out.
+        revoke(&mut conn, &recorder, client, lease).await;
+    }
+}

@@ -1,0 +1,217 @@
+//! The etcd KV workload: clients read (linearizable Range), write (Put) and
+//! compare-and-set (a Txn comparing the value) a few integer registers `reg/<i>`,
+//! recording each operation's invoke and completion for the linearizability
+//! checker. Values are unique in the run, so a read names the write it saw.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordlab::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::request_op::Request;
+use coordlab::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use madsim::rand::{thread_rng, Rng};
+use tonic::Status;
+
+use super::conn::EtcdConn;
+use crate::sim::observer::Recorder;
+use crate::sim::scenario::Scenario;
+use crate::sim::trace::EventKind;
+use crate::sim::workload::WorkloadControl;
+
+/// Prefix of the registers' keys.
+pub const PREFIX: &str = "reg/";
+
+enum Op {
+    Read,
+    Write(i64),
+    Cas { from: i64, to: i64 },
+}
+
+/// What an operation ended with.
+struct Outcome {
+    outcome: &'static str,
+    value: Option<i64>,
+    swapped: Option<bool>,
+    revision: Option<i64>,
+}
+
+impl Outcome {
+    fn unknown() -> Self {
+        Outcome {
+            outcome: "unknown",
+            value: None,
+            swapped: None,
+            revision: None,
+        }
+    }
+}
+
+pub async fn run(
+    client: u64,
+    scenario: Scenario,
+    recorder: Arc<Recorder>,
+    control: WorkloadControl,
+) {
+    let spec = &scenario.coord;
+    let timeout = Duration::from_millis(spec.request_timeout_ms);
+    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    // The last value this client saw in each register: what a cas expects.
+    let mut seen: BTreeMap<String, i64> = BTreeMap::new();
+    let mut op_no = 0u64;
+    while !control.stopped() {
+        let pause = thread_rng().gen_range(spec.interval_min_ms..=spec.interval_max_ms);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        op_no += 1;
+        let key = format!("{PREFIX}{}", thread_rng().gen_range(0..spec.registers));
+        let value = (client as i64) * 1_000_000 + op_no as i64;
+        let roll: f64 = thread_rng().gen_range(0.0..1.0);
+        let op = match seen.get(&key) {
+            _ if roll < spec.register_read_fraction => Op::Read,
+            Some(&from) if roll < spec.register_read_fraction + spec.register_cas_fraction => {
+                Op::Cas { from, to: value }
+            }
+            _ => Op::Write(value),
+        };
+        let (kind, value, expect) = match op {
+            Op::Read => ("read", None, None),
+            Op::Write(v) => ("write", Some(v), None),
+            Op::Cas { from, to } => ("cas", Some(to), Some(from)),
+        };
+        recorder.record(
+            client,
+            EventKind::RegisterInvoke {
+                client,
+                op: op_no,
+                key: key.clone(),
+                kind: kind.into(),
+                value,
+                expect,
+            },
+        );
+        let done = match op {
+            Op::Read => read(&mut conn, &key, timeout * 2).await,
+            Op::Write(v) => write(&mut conn, &key, v).await,
+            Op::Cas { from, to } => cas(&mut conn, &key, from, to).await,
+        };
+        match (&done.outcome, done.value, value) {
+            (&"ok", Some(read), _) => {
+                seen.insert(key.clone(), read);
+            }
+            (&"ok", None, Some(written)) if done.swapped != Some(false) => {
+                seen.insert(key.clone(), written);
+            }
+            _ => {}
+        }
+        recorder.record(
+            client,
+            EventKind::RegisterComplete {
+                client,
+                op: op_no,
+                outcome: done.outcome.into(),
+                value: done.value,
+                swapped: done.swapped,
+                revision: done.revision,
+            },
+        );
+    }
+}
+
+/// A linearizable read, retried on other members (it has no effect).
+async fn read(conn: &mut EtcdConn, key: &str, total: Duration) -> Outcome {
+    let request = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let answer = conn
+        .retry(total, |ch| {
+            let request = request.clone();
+            async move { KvClient::new(ch).range(request).await }
+        })
+        .await;
+    match answer.map(|r| r.into_inner()) {
+        Ok(r) => match r.kvs.first().map(|kv| parse_value(&kv.value)).transpose() {
+            Ok(value) => Outcome {
+                outcome: "ok",
+                value,
+                swapped: None,
+                revision: r.header.map(|h| h.revision),
+            },
+            // A value no client wrote: let the checker see it as impossible.
+            Err(_) => Outcome {
+                outcome: "ok",
+                value: Some(i64::MIN),
+                swapped: None,
+                revision: None,
+            },
+        },
+        Err(_) => Outcome {
+            outcome: "fail",
+            ..Outcome::unknown()
+        },
+    }
+}
+
+fn parse_value(bytes: &[u8]) -> Result<i64, Status> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Status::internal("register holds a non-integer"))
+}
+
+async fn write(conn: &mut EtcdConn, key: &str, value: i64) -> Outcome {
+    let request = PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.to_string().into_bytes(),
+        ..Default::default()
+    };
+    match conn
+        .once(|ch| async move { KvClient::new(ch).put(request).await })
+        .await
+    {
+        Ok(r) => Outcome {
+            outcome: "ok",
+            value: None,
+            swapped: None,
+            revision: r.into_inner().header.map(|h| h.revision),
+        },
+        // Not answered: it may still be applied.
+        Err(_) => Outcome::unknown(),
+    }
+}
+
+async fn cas(conn: &mut EtcdConn, key: &str, from: i64, to: i64) -> Outcome {
+    let request = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Value as i32,
+            key: key.as_bytes().to_vec(),
+            target_union: Some(TargetUnion::Value(from.to_string().into_bytes())),
+            range_end: Vec::new(),
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: to.to_string().into_bytes(),
+                ..Default::default()
+            })),
+        }],
+        failure: Vec::new(),
+    };
+    match conn
+        .once(|ch| async move { KvClient::new(ch).txn(request).await })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            Outcome {
+                outcome: "ok",
+                value: None,
+                swapped: Some(r.succeeded),
+                revision: r.header.map(|h| h.revision),
+            }
+        }
+        Err(_) => Outcome::unknown(),
+    }
+}

@@ -11,6 +11,9 @@
 //! - [`workload`]: client workloads that record invoke/complete history;
 //! - [`coord`]: workloads on the etcd v3 API (registers, locks, leases, watches,
 //!   the TTL-only demo) and the end-of-run audit;
+//! - [`library`]: the client library (`coordlab::coordinator`) driven as clients —
+//!   locks with a fenced resource, registry routing, config watches — and its
+//!   end-of-run audits (its `[library]` scenario section builds everywhere);
 //! - [`world`]: one seeded run — cluster, clients, faults, two phases;
 //! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts;
 //! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps, mutant hunts, benchmarks and

@@ -506,14 +506,15 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         return finish(&recorder, None);
     }
     control.stop();
-    if scenario.coord.any() {
-        super::coord::run_audit(&handle, &scenario, &recorder).await;
-    }
     // --- client library (issue 7) ---
     if let Some(library) = library {
         library.finish().await;
     }
     // --- end client library ---
+    // The audit covers the grants of the client library's locks too.
+    if scenario.coord.any() || scenario.library.lock_clients > 0 {
+        super::coord::run_audit(&handle, &scenario, &recorder).await;
+    }
     let bounds = LivenessBounds {
         healed_at_ms,
         leader_within_ms: scenario.liveness.leader_within_secs * 1000,

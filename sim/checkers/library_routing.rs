@@ -116,7 +116,9 @@ impl LibraryRouting {
                 continue;
             };
             let (id, port) = instance;
-            if let Some((rev, (newer_id, newer_port))) = newest.filter(|(rev, _)| *rev > deleted_rev) {
+            if let Some((rev, (newer_id, newer_port))) =
+                newest.filter(|(rev, _)| *rev > deleted_rev)
+            {
                 return Err(violation(
                     NAME,
                     event,

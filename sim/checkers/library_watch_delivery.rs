@@ -103,7 +103,10 @@ impl Checker for LibraryWatchDelivery {
                     Err(violation(
                         NAME,
                         event,
-                        format!("watcher {} of {:?} delivered {key}={value} at rev {revision}: {why}", event.node, w.range),
+                        format!(
+                            "watcher {} of {:?} delivered {key}={value} at rev {revision}: {why}",
+                            event.node, w.range
+                        ),
                     ))
                 };
                 if !w.covers(key) {
@@ -138,7 +141,9 @@ impl Checker for LibraryWatchDelivery {
                     return Err(violation(
                         NAME,
                         event,
-                        format!("the end-of-run audit could not read the history of {prefix:?}: {e}"),
+                        format!(
+                            "the end-of-run audit could not read the history of {prefix:?}: {e}"
+                        ),
                     ));
                 }
                 self.check_history(event, *through_revision, changes)?;
@@ -183,9 +188,9 @@ impl LibraryWatchDelivery {
                     c.key == d.key && c.value == d.value && c.deleted == d.deleted
                 });
                 if !matches {
-                    let actual = by_revision.get(&d.revision).map_or("nothing".to_string(), |c| {
-                        format!("{}={}", c.key, c.value)
-                    });
+                    let actual = by_revision
+                        .get(&d.revision)
+                        .map_or("nothing".to_string(), |c| format!("{}={}", c.key, c.value));
                     return Err(violation(
                         NAME,
                         event,
@@ -358,7 +363,11 @@ mod tests {
             at(5, 0, committed()),
         ])
         .unwrap_err();
-        assert!(v.message.contains("missed the committed change cfg/b=w2-1 at rev 4"), "{v}");
+        assert!(
+            v.message
+                .contains("missed the committed change cfg/b=w2-1 at rev 4"),
+            "{v}"
+        );
     }
 
     #[test]
@@ -370,7 +379,11 @@ mod tests {
         ])
         .unwrap_err();
         assert!(v.message.contains("at rev 5"), "{v}");
-        let v = run(vec![at(1, 761, set("cfg/c", "w1-9")), at(2, 0, committed())]).unwrap_err();
+        let v = run(vec![
+            at(1, 761, set("cfg/c", "w1-9")),
+            at(2, 0, committed()),
+        ])
+        .unwrap_err();
         assert!(v.message.contains("not in the committed history"), "{v}");
     }
 
@@ -383,6 +396,10 @@ mod tests {
             at(4, 0, committed()),
         ])
         .unwrap_err();
-        assert!(v.message.contains("committed change at that revision is cfg/b=w2-1"), "{v}");
+        assert!(
+            v.message
+                .contains("committed change at that revision is cfg/b=w2-1"),
+            "{v}"
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! the first event that breaks its invariant. One invariant per file.
 
 // --- client library (issue 7) ---
+pub mod library_leases_released;
 pub mod library_lock_safety;
-pub mod library_no_duplicate_effects;
+pub mod library_one_lease_per_call;
 pub mod library_routing;
+pub mod library_set_applied_once;
 pub mod library_watch_delivery;
 // --- end client library ---
 pub mod acknowledged_writes;
@@ -79,7 +81,9 @@ pub const ONLINE_CHECKERS: &[&str] = &[
     library_lock_safety::NAME,
     library_routing::NAME,
     library_watch_delivery::NAME,
-    library_no_duplicate_effects::NAME,
+    library_set_applied_once::NAME,
+    library_one_lease_per_call::NAME,
+    library_leases_released::NAME,
     // --- end client library ---
     acknowledged_writes::NAME,
     election_safety::NAME,
@@ -145,7 +149,9 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
         Box::new(library_lock_safety::LibraryLockSafety::default()),
         Box::new(library_routing::LibraryRouting::default()),
         Box::new(library_watch_delivery::LibraryWatchDelivery::default()),
-        Box::new(library_no_duplicate_effects::LibraryNoDuplicateEffects::default()),
+        Box::new(library_set_applied_once::LibrarySetAppliedOnce::default()),
+        Box::new(library_one_lease_per_call::LibraryOneLeasePerCall::default()),
+        Box::new(library_leases_released::LibraryLeasesReleased::default()),
         // --- end client library ---
         Box::new(acknowledged_writes::AcknowledgedWrites::default()),
         Box::new(election_safety::ElectionSafety::default()),

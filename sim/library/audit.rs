@@ -1,7 +1,7 @@
-//! The end-of-run audit of the config keys: their committed history from revision
-//! 1, read with a plain etcd Watch (not the library's) once the cluster has healed
-//! and the writers have stopped, recorded after the watchers had their chance to
-//! catch up.
+//! The end-of-run audits, with plain etcd calls (not the library's), once the
+//! cluster has healed and the library clients have stopped: the committed history of
+//! the config keys from revision 1 (recorded after the watchers had their chance to
+//! catch up), and the leases the cluster still holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,11 @@ use std::time::Duration;
 use coordlab::coord::service::lock::prefix_end;
 use coordlab::coordinator::Coordinator;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::watch_client::WatchClient;
-use coordlab::proto::etcdserverpb::{watch_request, RangeRequest, WatchCreateRequest, WatchRequest};
+use coordlab::proto::etcdserverpb::{
+    watch_request, LeaseLeasesRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+};
 use coordlab::proto::mvccpb::event::EventType;
 use futures::StreamExt as _;
 use tokio::time::Instant;
@@ -47,7 +50,14 @@ async fn latest_change(c: &Coordinator) -> Option<i64> {
         })
         .await
         .ok()?;
-    Some(r.into_inner().kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0))
+    Some(
+        r.into_inner()
+            .kvs
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .max()
+            .unwrap_or(0),
+    )
 }
 
 /// Every change under the prefix from revision 1 through `through`, from one member.
@@ -150,4 +160,31 @@ pub async fn audit_config_history(ctx: Ctx, watchers: Vec<(WatchRange, Arc<Watch
             error,
         },
     );
+}
+
+/// Records the leases the cluster holds (`LeaseLeases`), `waited` after the clients
+/// stopped.
+pub async fn list_leases(ctx: Ctx, waited: Duration, clients_running: u64) {
+    let c = ctx.coordinator(ctx.endpoints.clone()).await;
+    for _ in 0..ATTEMPTS {
+        let listed = c
+            .connection()
+            .call(|ch, conn| {
+                let req = conn.request(LeaseLeasesRequest {});
+                async move { LeaseClient::new(ch).lease_leases(req).await }
+            })
+            .await;
+        if let Ok(r) = listed {
+            let leases = r.into_inner().leases.iter().map(|l| l.id).collect();
+            ctx.record(
+                0,
+                LibraryEvent::LeasesLeft {
+                    leases,
+                    waited_ms: waited.as_millis() as u64,
+                    clients_running,
+                },
+            );
+            return;
+        }
+    }
 }

@@ -166,7 +166,12 @@ pub async fn run_watcher(ctx: Ctx, client: u64, range: WatchRange, progress: Arc
                 revision: event.revision,
             },
         );
-        if let Some((_, delivered)) = progress.state.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some((_, delivered)) = progress
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
             *delivered = event.revision;
         }
     };

@@ -120,6 +120,13 @@ pub enum LibraryEvent {
         changes: Vec<CommittedChange>,
         error: Option<String>,
     },
+    /// End of run: the leases the cluster still held `waited_ms` after the library
+    /// clients were stopped (`clients_running` of them had not finished).
+    LeasesLeft {
+        leases: Vec<i64>,
+        waited_ms: u64,
+        clients_running: u64,
+    },
     /// End of run: every library client has stopped.
     Ended,
 }
@@ -237,6 +244,18 @@ impl LibraryEvent {
                 "lib: audit of {prefix:?}: {} committed changes through rev {through_revision}{}",
                 changes.len(),
                 error.as_ref().map(|e| format!(" (INCOMPLETE: {e})")).unwrap_or_default()
+            ),
+            LibraryEvent::LeasesLeft {
+                leases,
+                waited_ms,
+                clients_running,
+            } => format!(
+                "lib: {waited_ms} ms after stopping ({clients_running} clients still running) the cluster holds leases [{}]",
+                leases
+                    .iter()
+                    .map(|l| format!("{l:x}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             LibraryEvent::Ended => "lib: every library client stopped".to_string(),
         }

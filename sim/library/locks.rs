@@ -50,12 +50,24 @@ pub async fn run_lock_client(ctx: Ctx, client: u64, lock: String, resources: Fen
             Ok(Ok(guard)) => guard,
             Ok(Err(e)) => {
                 let error = e.to_string();
-                ctx.record(client, LibraryEvent::LockAcquireFailed { lock: lock.clone(), error });
+                ctx.record(
+                    client,
+                    LibraryEvent::LockAcquireFailed {
+                        lock: lock.clone(),
+                        error,
+                    },
+                );
                 continue;
             }
             Err(_) => {
                 let error = format!("gave up after {ACQUIRE_PATIENCE:?}");
-                ctx.record(client, LibraryEvent::LockAcquireFailed { lock: lock.clone(), error });
+                ctx.record(
+                    client,
+                    LibraryEvent::LockAcquireFailed {
+                        lock: lock.clone(),
+                        error,
+                    },
+                );
                 continue;
             }
         };
@@ -82,7 +94,13 @@ async fn hold(ctx: &Ctx, client: u64, lock: &str, guard: LockGuard, resources: &
     let until = Instant::now() + Duration::from_millis(hold_ms);
     while Instant::now() < until && !ctx.stop.stopped() {
         if !guard.is_held() {
-            ctx.record(client, LibraryEvent::LockLost { lock: lock.to_string(), lease });
+            ctx.record(
+                client,
+                LibraryEvent::LockLost {
+                    lock: lock.to_string(),
+                    lease,
+                },
+            );
             // Dropping releases in the background; the lease is already gone.
             return;
         }

@@ -68,7 +68,13 @@ pub async fn run_provider(ctx: Ctx, client: u64, k: u64) {
             port,
             ..Default::default()
         };
-        ctx.record(client, LibraryEvent::Registering { id: id.clone(), port });
+        ctx.record(
+            client,
+            LibraryEvent::Registering {
+                id: id.clone(),
+                port,
+            },
+        );
         let registered = c.registry().register(info, ttl).await;
         let (outcome, lease) = match &registered {
             Ok(()) => ("ok".to_string(), registration_lease(&c, &id).await),

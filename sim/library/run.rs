@@ -19,6 +19,9 @@ use crate::sim::world::node_addr;
 
 /// How long the end of the run waits for one client to finish its call.
 const CLIENT_EXIT_PATIENCE: Duration = Duration::from_secs(30);
+/// The leader checks for expired leases every 500 ms; proposing and applying the
+/// removal takes a few round trips on the healed cluster.
+const LEASE_EXPIRY_GRACE: Duration = Duration::from_secs(3);
 
 /// Tells the library clients to stop after their current call.
 #[derive(Clone, Default)]
@@ -80,11 +83,31 @@ struct Kind {
     name: &'static str,
 }
 
-const LOCK_CLIENTS: Kind = Kind { base: 1000, net: 70, name: "lib-lock" };
-const PROVIDERS: Kind = Kind { base: 1020, net: 71, name: "lib-provider" };
-const CONSUMERS: Kind = Kind { base: 1040, net: 72, name: "lib-consumer" };
-const WRITERS: Kind = Kind { base: 1060, net: 73, name: "lib-writer" };
-const WATCHERS: Kind = Kind { base: 1080, net: 74, name: "lib-watcher" };
+const LOCK_CLIENTS: Kind = Kind {
+    base: 1000,
+    net: 70,
+    name: "lib-lock",
+};
+const PROVIDERS: Kind = Kind {
+    base: 1020,
+    net: 71,
+    name: "lib-provider",
+};
+const CONSUMERS: Kind = Kind {
+    base: 1040,
+    net: 72,
+    name: "lib-consumer",
+};
+const WRITERS: Kind = Kind {
+    base: 1060,
+    net: 73,
+    name: "lib-writer",
+};
+const WATCHERS: Kind = Kind {
+    base: 1080,
+    net: 74,
+    name: "lib-watcher",
+};
 const AUDIT_NET: u8 = 75;
 
 fn host(handle: &Handle, kind: &Kind, k: u64) -> madsim::runtime::NodeHandle {
@@ -114,7 +137,8 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
     let resources = FencedResources::default();
     for k in 1..=spec.lock_clients {
         let lock = format!("lib/lock/{}", (k - 1) % spec.locks);
-        let task = locks::run_lock_client(ctx.clone(), LOCK_CLIENTS.base + k, lock, resources.clone());
+        let task =
+            locks::run_lock_client(ctx.clone(), LOCK_CLIENTS.base + k, lock, resources.clone());
         clients.push(host(handle, &LOCK_CLIENTS, k).spawn(task));
     }
     for k in 1..=spec.providers {
@@ -134,7 +158,12 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
     for k in 1..=spec.watchers {
         let range = config::WatchRange::for_watcher(&spec, k);
         let progress = Arc::new(WatcherProgress::default());
-        let task = config::run_watcher(ctx.clone(), WATCHERS.base + k, range.clone(), progress.clone());
+        let task = config::run_watcher(
+            ctx.clone(),
+            WATCHERS.base + k,
+            range.clone(),
+            progress.clone(),
+        );
         // Watchers run to the end of the run; the audit waits for them instead.
         drop(host(handle, &WATCHERS, k).spawn(task));
         watchers.push((range, progress));
@@ -149,26 +178,47 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
 
 impl LibraryRun {
     /// Ends the workload (once the cluster has healed): stops the clients, waits for
-    /// them, records the audit of the config history and `Ended`. The online
-    /// checkers judge both as they are recorded.
+    /// them, then records the audit of the config history, the leases left once a
+    /// TTL has passed, and `Ended`. The online checkers judge them as they are
+    /// recorded.
     pub async fn finish(self) {
         self.ctx.stop.0.store(true, Ordering::SeqCst);
+        let mut clients_running = 0;
         for client in self.clients {
-            // A client still busy after this long is left behind; its calls then
-            // count as given up.
-            let _ = tokio::time::timeout(CLIENT_EXIT_PATIENCE, client).await;
+            // A client still busy after this long is left behind (its calls count
+            // as given up, its leases may rightly be alive).
+            if tokio::time::timeout(CLIENT_EXIT_PATIENCE, client)
+                .await
+                .is_err()
+            {
+                clients_running += 1;
+            }
         }
-        if self.ctx.spec.writers + self.ctx.spec.watchers > 0 {
-            let auditor = self
-                .handle
-                .create_node()
-                .name("lib-audit")
-                .ip(IpAddr::V4(Ipv4Addr::new(10, 0, AUDIT_NET, 1)))
-                .build();
-            let _ = auditor
-                .spawn(audit::audit_config_history(self.ctx.clone(), self.watchers))
-                .await;
-        }
+        let spec = &self.ctx.spec;
+        // A lease nobody renews any more is removed within its TTL, the leader's
+        // expiry check and a commit.
+        let lease_expiry = Duration::from_secs(spec.lock_ttl_secs.max(spec.registration_ttl_secs))
+            + LEASE_EXPIRY_GRACE;
+        let leases_expired_at = tokio::time::Instant::now() + lease_expiry;
+        let auditor = self
+            .handle
+            .create_node()
+            .name("lib-audit")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, AUDIT_NET, 1)))
+            .build();
+        let ctx = self.ctx.clone();
+        let watchers = self.watchers;
+        let _ = auditor
+            .spawn(async move {
+                if ctx.spec.writers + ctx.spec.watchers > 0 {
+                    audit::audit_config_history(ctx.clone(), watchers).await;
+                }
+                if ctx.spec.lock_clients + ctx.spec.providers > 0 {
+                    tokio::time::sleep_until(leases_expired_at).await;
+                    audit::list_leases(ctx, lease_expiry, clients_running).await;
+                }
+            })
+            .await;
         self.ctx.record(0, LibraryEvent::Ended);
     }
 }

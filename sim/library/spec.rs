@@ -132,9 +132,7 @@ impl LibrarySpec {
     pub fn call_ms(&self) -> u64 {
         let attempts = u64::from(self.max_attempts.max(1));
         let backoff: u64 = (1..attempts)
-            .map(|retry| {
-                (self.initial_delay_ms << (retry - 1).min(32)).min(self.max_delay_ms)
-            })
+            .map(|retry| (self.initial_delay_ms << (retry - 1).min(32)).min(self.max_delay_ms))
             .sum();
         attempts * self.request_timeout_ms + backoff
     }
@@ -179,10 +177,22 @@ impl LibrarySpec {
             return Err(("config_keys", "writers and watchers need a key".into()));
         }
         if self.consumers > 0 && self.providers == 0 {
-            return Err(("consumers", "consumers route to providers' instances: add providers".into()));
+            return Err((
+                "consumers",
+                "consumers route to providers' instances: add providers".into(),
+            ));
         }
-        let clients = self.lock_clients + self.providers + self.consumers + self.writers + self.watchers;
-        if self.lock_clients.max(self.providers).max(self.consumers).max(self.writers).max(self.watchers) > 20 || clients > 60 {
+        let clients =
+            self.lock_clients + self.providers + self.consumers + self.writers + self.watchers;
+        if self
+            .lock_clients
+            .max(self.providers)
+            .max(self.consumers)
+            .max(self.writers)
+            .max(self.watchers)
+            > 20
+            || clients > 60
+        {
             return Err(("lock_clients", "at most 20 clients of each kind".into()));
         }
         if self.request_timeout_ms == 0 || self.max_attempts == 0 {
@@ -200,6 +210,8 @@ impl LibrarySpec {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -233,5 +245,13 @@ mod tests {
         assert_eq!(bad("hold_min_ms = 5\nhold_max_ms = 1"), "hold_min_ms");
         assert!(LibrarySpec::default().validate().is_ok());
         assert!(!LibrarySpec::default().any());
+    }
+
+    #[test]
+    fn known_bug_scenarios_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/known_bugs");
+        let loaded = crate::sim::scenario::load_dir(&dir).unwrap();
+        assert!(loaded.len() >= 2);
+        assert!(loaded.iter().all(|s| s.library.any()));
     }
 }

@@ -74,6 +74,16 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "ignore write sessions: a client's retry after a lost answer applies the write again",
     ),
     (
+        "lock_no_keepalive",
+        "library_lock_safety",
+        "the library stops renewing a held lock's lease while the guard still says it is held",
+    ),
+    (
+        "resolver_ignores_deletes",
+        "library_routing",
+        "get_connection keeps routing to instances whose deregistration it has seen",
+    ),
+    (
         "keep_old_receiver",
         "single_state_receiver",
         "a LogicNode keeps the old loop's broker state receiver on a switch (leak)",

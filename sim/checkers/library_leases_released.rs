@@ -1,0 +1,124 @@
+//! A stopped library leaves no lease behind: once every library client has stopped
+//! and a TTL has passed, the cluster holds no lease — `unlock`, `unregister` and
+//! `close` revoke theirs, and a lease whose holder stopped renewing (a dropped guard
+//! or registry, a crashed client) expires (README, "The client library": "dropping
+//! the guard releases it too"; etcd Lease API: a lease not kept alive expires after
+//! its TTL, and only the leader's `LeaseExpired` entry removes it).
+//!
+//! Judged on the end-of-run `LeasesLeft` listing (a `LeaseLeases` read); skipped if
+//! some client was still running then. (It counts every lease: the library must be
+//! the run's only lease user.)
+
+use std::collections::BTreeMap;
+
+use super::{violation, Checker, Violation};
+use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+
+pub const NAME: &str = "library_leases_released";
+
+#[derive(Default)]
+pub struct LibraryLeasesReleased {
+    /// Lease → what the trace says it was for.
+    owners: BTreeMap<i64, String>,
+}
+
+impl Checker for LibraryLeasesReleased {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
+        let EventKind::Library(library) = &event.kind else {
+            return Ok(());
+        };
+        match library {
+            LibraryEvent::LockAcquired { lock, lease, .. } => {
+                self.owners
+                    .insert(*lease, format!("client {}'s guard of {lock}", event.node));
+            }
+            LibraryEvent::Registered {
+                id,
+                port,
+                lease: Some(lease),
+                ..
+            } => {
+                self.owners.insert(
+                    *lease,
+                    format!("client {}'s registration of {id}:{port}", event.node),
+                );
+            }
+            LibraryEvent::LeasesLeft {
+                leases,
+                waited_ms,
+                clients_running: 0,
+            } if !leases.is_empty() => {
+                let listed: Vec<String> = leases
+                    .iter()
+                    .map(|l| match self.owners.get(l) {
+                        Some(owner) => format!("{l:x} ({owner})"),
+                        None => format!("{l:x}"),
+                    })
+                    .collect();
+                return Err(violation(
+                    NAME,
+                    event,
+                    format!(
+                        "{waited_ms} ms after every library client stopped the cluster still holds {} lease(s): {}",
+                        leases.len(),
+                        listed.join(", ")
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64, node: u64, event: LibraryEvent) -> TraceEvent {
+        TraceEvent {
+            seq,
+            time_ms: seq,
+            node,
+            kind: EventKind::Library(event),
+        }
+    }
+
+    fn left(leases: Vec<i64>, clients_running: u64) -> LibraryEvent {
+        LibraryEvent::LeasesLeft {
+            leases,
+            waited_ms: 5_000,
+            clients_running,
+        }
+    }
+
+    fn run(events: Vec<TraceEvent>) -> Result<(), Violation> {
+        let mut c = LibraryLeasesReleased::default();
+        events.iter().try_for_each(|e| c.observe(e))
+    }
+
+    #[test]
+    fn no_lease_left_passes_and_running_clients_excuse_theirs() {
+        run(vec![at(1, 0, left(vec![], 0))]).unwrap();
+        run(vec![at(1, 0, left(vec![0xa], 1))]).unwrap();
+    }
+
+    #[test]
+    fn fires_on_a_lease_left_and_names_its_owner() {
+        let registered = LibraryEvent::Registered {
+            id: "p1".into(),
+            port: 3,
+            outcome: "ok".into(),
+            lease: Some(0xa),
+        };
+        let v = run(vec![at(1, 1021, registered), at(2, 0, left(vec![0xa], 0))]).unwrap_err();
+        assert!(
+            v.message.contains("a (client 1021's registration of p1:3)"),
+            "{v}"
+        );
+    }
+}

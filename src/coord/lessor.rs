@@ -110,6 +110,7 @@ impl Lessor {
                             id,
                             decided_by: me.member_id,
                         })),
+                        token: String::new(),
                     };
                     if let Err(e) = me.proposer.propose(cmd).await {
                         tracing::debug!(lease = id, error = %e, "lease expiry not applied; retried");

@@ -15,7 +15,6 @@ use crate::proto::etcdserverpb::{
     request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
-use crate::proto::CoordCommand;
 
 pub struct KvService {
     ctx: CoordContext,
@@ -26,10 +25,10 @@ impl KvService {
         KvService { ctx }
     }
 
-    async fn propose(&self, op: Op) -> Result<Answer, CoordError> {
+    async fn propose<T>(&self, request: &Request<T>, op: Op) -> Result<Answer, CoordError> {
         self.ctx
             .proposer
-            .propose(CoordCommand { op: Some(op) })
+            .propose(self.ctx.command(request, op))
             .await
     }
 }
@@ -90,6 +89,10 @@ impl Kv for KvService {
         if r.key.is_empty() {
             return Err(CoordError::EmptyKey.into());
         }
+        // Auth is judged after the barrier, on state at least as new as the request.
+        if !r.serializable {
+            self.ctx.linearizable_barrier().await?;
+        }
         self.ctx.authorize(
             &request,
             Access::Read {
@@ -97,9 +100,6 @@ impl Kv for KvService {
                 range_end: &r.range_end,
             },
         )?;
-        if !r.serializable {
-            self.ctx.linearizable_barrier().await?;
-        }
         let header = self.ctx.header();
         let result = self
             .ctx
@@ -126,7 +126,10 @@ impl Kv for KvService {
                 range_end: &[],
             },
         )?;
-        match self.propose(Op::Put(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Put(request.get_ref().clone()))
+            .await?
+        {
             Answer::Put(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -150,7 +153,10 @@ impl Kv for KvService {
                 range_end: &d.range_end,
             },
         )?;
-        match self.propose(Op::DeleteRange(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::DeleteRange(request.get_ref().clone()))
+            .await?
+        {
             Answer::DeleteRange(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -175,7 +181,10 @@ impl Kv for KvService {
         }
         check_branch(&self.ctx, &request, &t.success)?;
         check_branch(&self.ctx, &request, &t.failure)?;
-        match self.propose(Op::Txn(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Txn(request.get_ref().clone()))
+            .await?
+        {
             Answer::Txn(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -189,7 +198,10 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         self.ctx.authorize(&request, Access::Admin)?;
-        match self.propose(Op::Compaction(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Compaction(*request.get_ref()))
+            .await?
+        {
             Answer::Compaction(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))

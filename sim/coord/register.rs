@@ -1,5 +1,5 @@
 //! The etcd KV workload: clients read (linearizable Range), write (Put) and
-//! compare-and-set (a Txn comparing the value) a few integer registers `reg/<i>`,
+//! compare-and-set (a Txn comparing the value) a few integer registers,
 //! recording each operation's invoke and completion for the linearizability
 //! checker. Values are unique in the run, so a read names the write it saw.
 
@@ -15,6 +15,7 @@ use madsim::rand::{thread_rng, Rng};
 use tonic::Status;
 
 use super::conn::EtcdConn;
+use super::now_ms;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
 use crate::sim::trace::EventKind;
@@ -22,6 +23,12 @@ use crate::sim::workload::WorkloadControl;
 
 /// Prefix of the registers' keys.
 pub const PREFIX: &str = "reg/";
+
+/// Clients move to fresh registers (`reg/<epoch>/<i>`) this often. A write whose
+/// outcome is unknown may take effect at any later time, so the linearizability
+/// search must consider it concurrent with everything after it on its key; keeping
+/// each key's history short keeps that search small (Jepsen's "independent" keys).
+const KEY_EPOCH_MS: u64 = 3_000;
 
 enum Op {
     Read,
@@ -64,7 +71,11 @@ pub async fn run(
         let pause = thread_rng().gen_range(spec.interval_min_ms..=spec.interval_max_ms);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         op_no += 1;
-        let key = format!("{PREFIX}{}", thread_rng().gen_range(0..spec.registers));
+        let epoch = now_ms(&recorder) / KEY_EPOCH_MS;
+        let key = format!(
+            "{PREFIX}{epoch}/{}",
+            thread_rng().gen_range(0..spec.registers)
+        );
         let value = (client as i64) * 1_000_000 + op_no as i64;
         let roll: f64 = thread_rng().gen_range(0.0..1.0);
         let op = match seen.get(&key) {

@@ -65,7 +65,13 @@ pub async fn run_watcher(
             Ended::ResumeAt(revision) => next = revision,
             Ended::Stopped => return,
         }
-        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(10..200))).await;
+        // Now and then a long break, so a compactor can overtake the watcher.
+        let pause = if thread_rng().gen_bool(0.3) {
+            thread_rng().gen_range(1_000..4_000)
+        } else {
+            thread_rng().gen_range(10..200)
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 

@@ -74,7 +74,7 @@ mod defaults {
         1_000
     }
     pub fn hold_max_ms() -> u64 {
-        10_000
+        8_000
     }
     pub fn config_keys() -> u64 {
         3
@@ -127,23 +127,17 @@ impl LibrarySpec {
         }
     }
 
-    /// The longest one library call may take: every attempt times out, with the
-    /// (capped, at most full-length) backoff between attempts.
-    pub fn call_ms(&self) -> u64 {
-        let attempts = u64::from(self.max_attempts.max(1));
-        let backoff: u64 = (1..attempts)
-            .map(|retry| (self.initial_delay_ms << (retry - 1).min(32)).min(self.max_delay_ms))
-            .sum();
-        attempts * self.request_timeout_ms + backoff
-    }
-
     /// How long after the cluster removed a held lock's lease the guard may still
-    /// say `is_held()`. The keeper renews every TTL/3 and gives up after a failed
-    /// renewal once none succeeded for a whole TTL; a renewal the leader answered
-    /// before removing the lease arrives at most one attempt timeout later. So:
-    /// that timeout + TTL + TTL/3 + one whole renewal call (+ scheduling slack).
+    /// say `is_held()`. The library promises that `is_held()` turns false once no
+    /// renewal succeeded for a whole TTL; without clock faults the leader removes a
+    /// lease no earlier than a TTL after the last renewal it answered, and that
+    /// answer reaches the client within one renewal attempt (the library gives an
+    /// attempt TTL/3). So a TTL and a third (+ scheduling slack). A leader whose
+    /// clock jumped may remove a lease early, but then the holder's next renewal,
+    /// due within TTL/3 and answered within another TTL/3, finds it gone: the same
+    /// bound holds.
     pub fn stale_bound_ms(&self, ttl_ms: u64) -> u64 {
-        self.request_timeout_ms + ttl_ms + ttl_ms / 3 + self.call_ms() + SCHEDULING_SLACK_MS
+        ttl_ms + ttl_ms / 3 + SCHEDULING_SLACK_MS
     }
 
     /// How long after a consumer's own registry watch delivered a deregistration
@@ -217,17 +211,10 @@ mod tests {
     #[test]
     fn bounds_follow_the_library_configuration() {
         let spec = LibrarySpec::default();
-        // 2 attempts of 1 s with one 100 ms backoff between them.
-        assert_eq!(spec.call_ms(), 2_100);
-        // 1 s + 2 s + 666 ms + 2.1 s + slack.
-        assert_eq!(spec.stale_bound_ms(2_000), 5_866);
+        // 2 s + 666 ms + slack.
+        assert_eq!(spec.stale_bound_ms(2_000), 2_766);
+        // 500 ms of backoff + 1 s + slack.
         assert_eq!(spec.routing_bound_ms(), 1_600);
-        let patient = LibrarySpec {
-            max_attempts: 5,
-            ..LibrarySpec::default()
-        };
-        // Backoff 100 + 200 + 400 + 500 (capped).
-        assert_eq!(patient.call_ms(), 5 * 1_000 + 1_200);
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! its TTL, and only the leader's `LeaseExpired` entry removes it).
 //!
 //! Judged on the end-of-run `LeasesLeft` listing (a `LeaseLeases` read); skipped if
-//! some client was still running then. (It counts every lease: the library must be
-//! the run's only lease user.)
+//! some client was still running then. A lease granted with a TTL longer than the
+//! wait (the config center's session) could rightly still be there and is not
+//! judged. (It counts every lease: the library must be the run's only lease user.)
 
 use std::collections::BTreeMap;
 
+use super::library_one_lease_per_call::lease_grant;
 use super::{violation, Checker, Violation};
 use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
 
@@ -20,6 +22,8 @@ pub const NAME: &str = "library_leases_released";
 pub struct LibraryLeasesReleased {
     /// Lease → what the trace says it was for.
     owners: BTreeMap<i64, String>,
+    /// Lease → its granted TTL in ms.
+    ttl_ms: BTreeMap<i64, u64>,
 }
 
 impl Checker for LibraryLeasesReleased {
@@ -28,8 +32,18 @@ impl Checker for LibraryLeasesReleased {
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
-        let EventKind::Library(library) = &event.kind else {
-            return Ok(());
+        let library = match &event.kind {
+            EventKind::Applied {
+                command: Some(command),
+                ..
+            } => {
+                if let Some((lease, ttl_secs)) = lease_grant(command) {
+                    self.ttl_ms.insert(lease, ttl_secs * 1000);
+                }
+                return Ok(());
+            }
+            EventKind::Library(library) => library,
+            _ => return Ok(()),
         };
         match library {
             LibraryEvent::LockAcquired { lock, lease, .. } => {
@@ -51,23 +65,26 @@ impl Checker for LibraryLeasesReleased {
                 leases,
                 waited_ms,
                 clients_running: 0,
-            } if !leases.is_empty() => {
-                let listed: Vec<String> = leases
+            } => {
+                let overdue: Vec<String> = leases
                     .iter()
+                    .filter(|l| self.ttl_ms.get(l).is_none_or(|ttl| ttl < waited_ms))
                     .map(|l| match self.owners.get(l) {
                         Some(owner) => format!("{l:x} ({owner})"),
                         None => format!("{l:x}"),
                     })
                     .collect();
-                return Err(violation(
-                    NAME,
-                    event,
-                    format!(
-                        "{waited_ms} ms after every library client stopped the cluster still holds {} lease(s): {}",
-                        leases.len(),
-                        listed.join(", ")
-                    ),
-                ));
+                if !overdue.is_empty() {
+                    return Err(violation(
+                        NAME,
+                        event,
+                        format!(
+                            "{waited_ms} ms after every library client stopped the cluster still holds {} lease(s) with a shorter TTL: {}",
+                            overdue.len(),
+                            overdue.join(", ")
+                        ),
+                    ));
+                }
             }
             _ => {}
         }
@@ -105,6 +122,36 @@ mod tests {
     fn no_lease_left_passes_and_running_clients_excuse_theirs() {
         run(vec![at(1, 0, left(vec![], 0))]).unwrap();
         run(vec![at(1, 0, left(vec![0xa], 1))]).unwrap();
+    }
+
+    #[test]
+    fn a_lease_with_a_longer_ttl_than_the_wait_is_not_judged() {
+        let grant = TraceEvent {
+            seq: 1,
+            time_ms: 1,
+            node: 1,
+            kind: EventKind::Applied {
+                entry: crate::sim::trace::EntryMeta {
+                    index: 1,
+                    term: 1,
+                    digest: 1,
+                },
+                command: Some("etcd lease grant a ttl=60".into()),
+            },
+        };
+        run(vec![grant.clone(), at(2, 0, left(vec![0xa], 0))]).unwrap();
+        let short = TraceEvent {
+            kind: EventKind::Applied {
+                entry: crate::sim::trace::EntryMeta {
+                    index: 1,
+                    term: 1,
+                    digest: 1,
+                },
+                command: Some("etcd lease grant a ttl=2".into()),
+            },
+            ..grant
+        };
+        assert!(run(vec![short, at(2, 0, left(vec![0xa], 0))]).is_err());
     }
 
     #[test]

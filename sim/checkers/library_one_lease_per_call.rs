@@ -3,12 +3,14 @@
 //! library": "lease ids are chosen by the client, so a grant retried after a lost
 //! answer finds its own lease instead of creating a second").
 //!
-//! Every lock (`acquire`, `try_acquire`) and `register` call grants one lease. At the
-//! end of the run, the leases the cluster granted (applied `LeaseGrant` entries)
-//! that no call returned — as a guard's lease or a registration's — can only come
-//! from calls that failed or were given up, at most one each; more means some call
-//! granted two. (It counts every grant: the library must be the run's only lease
-//! user.)
+//! Every lock (`acquire`, `try_acquire`) and `register` call grants one lease; a
+//! config center grants one session lease for its `set` markers, with its first
+//! `set` (and again with a later one if that grant failed). At the end of the run,
+//! the leases the cluster granted (applied `LeaseGrant` entries) that no call
+//! returned — as a guard's lease or a registration's — can only be the writers'
+//! sessions or come from calls that failed or were given up, at most one each; more
+//! means some call granted two. (It counts every grant: the library must be the
+//! run's only lease user.)
 
 use std::collections::BTreeSet;
 
@@ -25,15 +27,19 @@ pub struct LibraryOneLeasePerCall {
     returned: BTreeSet<i64>,
     /// Lock and register calls made.
     calls: u64,
+    /// Config writers (one session lease each).
+    writers: BTreeSet<u64>,
+    /// `set` calls that failed (each may have granted a session lease in vain).
+    failed_sets: u64,
 }
 
-/// The lease id of an applied `etcd lease grant <hex> ttl=<n>` command.
-fn granted_lease(command: &str) -> Option<i64> {
-    let hex = command
+/// The lease id and TTL (seconds) of an applied `etcd lease grant <hex> ttl=<n>`
+/// command (as the harness's observer describes it).
+pub fn lease_grant(command: &str) -> Option<(i64, u64)> {
+    let (hex, ttl) = command
         .strip_prefix("etcd lease grant ")?
-        .split(' ')
-        .next()?;
-    i64::from_str_radix(hex, 16).ok()
+        .split_once(" ttl=")?;
+    Some((i64::from_str_radix(hex, 16).ok()?, ttl.parse().ok()?))
 }
 
 impl Checker for LibraryOneLeasePerCall {
@@ -46,7 +52,7 @@ impl Checker for LibraryOneLeasePerCall {
             EventKind::Applied {
                 command: Some(command),
                 ..
-            } => self.granted.extend(granted_lease(command)),
+            } => self.granted.extend(lease_grant(command).map(|(id, _)| id)),
             EventKind::Library(LibraryEvent::LockAcquiring { .. })
             | EventKind::Library(LibraryEvent::Registering { .. }) => self.calls += 1,
             EventKind::Library(LibraryEvent::LockAcquired { lease, .. })
@@ -54,6 +60,12 @@ impl Checker for LibraryOneLeasePerCall {
                 lease: Some(lease), ..
             }) => {
                 self.returned.insert(*lease);
+            }
+            EventKind::Library(LibraryEvent::ConfigSet { outcome, .. }) => {
+                self.writers.insert(event.node);
+                if outcome != "ok" {
+                    self.failed_sets += 1;
+                }
             }
             EventKind::Library(LibraryEvent::Ended) => return self.check(event),
             _ => {}
@@ -70,15 +82,17 @@ impl LibraryOneLeasePerCall {
             .map(|l| format!("{l:x}"))
             .collect();
         let failed_calls = self.calls.saturating_sub(self.returned.len() as u64);
-        if unreturned.len() as u64 > failed_calls {
+        let sessions = self.writers.len() as u64 + self.failed_sets;
+        if unreturned.len() as u64 > failed_calls + sessions {
             return Err(violation(
                 NAME,
                 event,
                 format!(
-                    "{} leases were granted that no call returned ({}), but only {failed_calls} of {} lock/register calls failed: some call granted more than one lease",
+                    "{} leases were granted that no call returned ({}), but only {failed_calls} of {} lock/register calls failed and {} writers may hold up to {sessions} session leases: some call granted more than one lease",
                     unreturned.len(),
                     unreturned.join(", "),
-                    self.calls
+                    self.calls,
+                    self.writers.len()
                 ),
             ));
         }
@@ -139,8 +153,8 @@ mod tests {
 
     #[test]
     fn parses_lease_grants() {
-        assert_eq!(granted_lease("etcd lease grant 1f ttl=2"), Some(31));
-        assert_eq!(granted_lease("etcd lease revoke 1f"), None);
+        assert_eq!(lease_grant("etcd lease grant 1f ttl=2"), Some((31, 2)));
+        assert_eq!(lease_grant("etcd lease revoke 1f"), None);
     }
 
     #[test]
@@ -170,5 +184,32 @@ mod tests {
         ])
         .unwrap_err();
         assert!(v.message.contains("(a)"), "{v}");
+    }
+
+    #[test]
+    fn a_writer_may_hold_a_session_lease() {
+        let set = |outcome: &str| {
+            EventKind::Library(LibraryEvent::ConfigSet {
+                key: "cfg/a".into(),
+                value: "w1-1".into(),
+                outcome: outcome.into(),
+            })
+        };
+        run(vec![
+            at(1, 1, grant(0xa)),
+            at(2, 1061, set("ok")),
+            at(3, 0, ended()),
+        ])
+        .unwrap();
+        // A failed set may have granted a session in vain; beyond that, no.
+        let sets = vec![
+            at(1, 1, grant(0xa)),
+            at(2, 1061, set("timed out")),
+            at(3, 1, grant(0xb)),
+            at(4, 1061, set("ok")),
+        ];
+        run([sets.clone(), vec![at(5, 0, ended())]].concat()).unwrap();
+        let v = run([sets, vec![at(5, 1, grant(0xc)), at(6, 0, ended())]].concat()).unwrap_err();
+        assert!(v.message.contains("3 leases"), "{v}");
     }
 }

@@ -10,14 +10,15 @@
 //! - [`registry`]: providers register and deregister (or "crash" and let the lease
 //!   expire) instances of one service; consumers hold `get_connection` and a
 //!   `registry().watch`, pinned to one member, and sample `next_channel()`;
-//! - [`config`]: writers `config().set` unique values to a few keys; watchers
+//! - [`config`]: writers `config().set` unique values to a few shared keys; watchers
 //!   (`watch` and `watch_prefix`) record every change they deliver;
-//! - [`audit`]: at the end of the run, the committed history of the config keys.
+//! - [`audit`]: at the end of the run, the committed history of the config keys and
+//!   the leases left once the clients stopped.
 //!
-//! What they see goes into the trace as `EventKind::Library` events
-//! ([`events`](../trace/library_events)), judged by the `library_*` checkers in
-//! `sim/checkers/`. The scenario's `[library]` section ([`spec`]) sets the clients
-//! and the library configuration the checkers' bounds follow from.
+//! What they see goes into the trace as `EventKind::Library` events (defined in
+//! `events.rs`, which `sim/trace.rs` includes), judged by the `library_*` checkers
+//! in `sim/checkers/`. The scenario's `[library]` section ([`spec`]) sets the
+//! clients and the library configuration.
 
 pub mod spec;
 

@@ -41,6 +41,10 @@ pub enum LibraryEvent {
         accepted: bool,
         highest: i64,
     },
+    /// The lock client's host is cut off from every other host for `for_ms`.
+    Isolated { for_ms: u64 },
+    /// The lock client's host is reachable again.
+    Reconnected,
     /// The guard stopped saying `is_held()`.
     LockLost { lock: String, lease: i64 },
     /// `unlock()` ended with `outcome`.
@@ -162,6 +166,10 @@ impl LibraryEvent {
                     format!("REFUSED (highest {highest})")
                 }
             ),
+            LibraryEvent::Isolated { for_ms } => {
+                format!("lib: cut off from the cluster for {for_ms} ms")
+            }
+            LibraryEvent::Reconnected => "lib: reconnected".to_string(),
             LibraryEvent::LockLost { lock, lease } => {
                 format!("lib: guard of {lock} (lease {lease:x}) no longer held")
             }

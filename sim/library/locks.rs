@@ -1,10 +1,16 @@
 //! Lock clients: take a short-TTL lock through the library, and while the guard
 //! says `is_held()`, write to the lock's fenced resource with the fencing token.
+//!
+//! Some holders are cut off from the cluster for a while (`isolate_fraction`): the
+//! classic case fencing exists for — the holder still reaches the resource but not
+//! the lock service, its lease expires, a rival takes the lock.
 
 use std::time::Duration;
 
 use coordlab::coordinator::LockGuard;
+use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
+use madsim::task::NodeId;
 use tokio::time::Instant;
 
 use super::fenced::FencedResources;
@@ -15,6 +21,24 @@ use crate::sim::trace::LibraryEvent;
 const ACQUIRE_PATIENCE: Duration = Duration::from_secs(10);
 /// A holder writes to the resource this often.
 const WRITE_INTERVAL: Duration = Duration::from_millis(150);
+/// How long an isolated holder stays cut off: longer than a 2 s TTL.
+const ISOLATION_MS: std::ops::RangeInclusive<u64> = 2_500..=6_000;
+
+/// The client's host cut off from every other host while this lives.
+struct Isolation(NodeId);
+
+impl Isolation {
+    fn start(host: NodeId) -> Isolation {
+        NetSim::current().clog_node(host);
+        Isolation(host)
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        NetSim::current().unclog_node(self.0);
+    }
+}
 
 /// The lease of a guard, from its owner key `<lock>/<lease hex>`.
 fn lease_of(guard: &LockGuard) -> i64 {
@@ -25,7 +49,13 @@ fn lease_of(guard: &LockGuard) -> i64 {
         .unwrap_or(0)
 }
 
-pub async fn run_lock_client(ctx: Ctx, client: u64, lock: String, resources: FencedResources) {
+pub async fn run_lock_client(
+    ctx: Ctx,
+    client: u64,
+    host: NodeId,
+    lock: String,
+    resources: FencedResources,
+) {
     let coordinator = ctx.coordinator(ctx.endpoints.clone()).await;
     let ttl = Duration::from_secs(ctx.spec.lock_ttl_secs);
     while !ctx.stop.stopped() {
@@ -71,12 +101,20 @@ pub async fn run_lock_client(ctx: Ctx, client: u64, lock: String, resources: Fen
                 continue;
             }
         };
-        hold(&ctx, client, &lock, guard, &resources).await;
+        hold(&ctx, client, host, &lock, guard, &resources).await;
     }
 }
 
-/// Holds `guard` for a drawn time, writing while it says `is_held()`; then unlocks.
-async fn hold(ctx: &Ctx, client: u64, lock: &str, guard: LockGuard, resources: &FencedResources) {
+/// Holds `guard` for a drawn time (part of it cut off from the cluster, sometimes),
+/// writing while it says `is_held()`; then unlocks.
+async fn hold(
+    ctx: &Ctx,
+    client: u64,
+    host: NodeId,
+    lock: &str,
+    guard: LockGuard,
+    resources: &FencedResources,
+) {
     let lease = lease_of(&guard);
     let ttl_ms = guard.ttl().as_millis() as u64;
     let token = guard.fencing_token();
@@ -92,7 +130,29 @@ async fn hold(ctx: &Ctx, client: u64, lock: &str, guard: LockGuard, resources: &
     );
     let hold_ms = thread_rng().gen_range(ctx.spec.hold_min_ms..=ctx.spec.hold_max_ms);
     let until = Instant::now() + Duration::from_millis(hold_ms);
+    // (start, end) of this hold's isolation, if it has one.
+    let mut cut_off = thread_rng().gen_bool(ctx.spec.isolate_fraction).then(|| {
+        let start = Instant::now() + Duration::from_millis(thread_rng().gen_range(0..=hold_ms / 2));
+        (
+            start,
+            start + Duration::from_millis(thread_rng().gen_range(ISOLATION_MS)),
+        )
+    });
+    let mut isolation: Option<Isolation> = None;
     while Instant::now() < until && !ctx.stop.stopped() {
+        match cut_off {
+            Some((start, end)) if isolation.is_none() && Instant::now() >= start => {
+                let for_ms = (end - start).as_millis() as u64;
+                ctx.record(client, LibraryEvent::Isolated { for_ms });
+                isolation = Some(Isolation::start(host));
+            }
+            Some((_, end)) if isolation.is_some() && Instant::now() >= end => {
+                isolation = None;
+                cut_off = None;
+                ctx.record(client, LibraryEvent::Reconnected);
+            }
+            _ => {}
+        }
         if !guard.is_held() {
             ctx.record(
                 client,
@@ -101,7 +161,11 @@ async fn hold(ctx: &Ctx, client: u64, lock: &str, guard: LockGuard, resources: &
                     lease,
                 },
             );
-            // Dropping releases in the background; the lease is already gone.
+            // Dropping releases in the background (once reconnected); the lease is
+            // already gone.
+            if isolation.take().is_some() {
+                ctx.record(client, LibraryEvent::Reconnected);
+            }
             return;
         }
         // No await between the check and the write: the guard's word is current.
@@ -117,6 +181,9 @@ async fn hold(ctx: &Ctx, client: u64, lock: &str, guard: LockGuard, resources: &
             },
         );
         tokio::time::sleep(WRITE_INTERVAL).await;
+    }
+    if isolation.take().is_some() {
+        ctx.record(client, LibraryEvent::Reconnected);
     }
     let outcome = match guard.unlock().await {
         Ok(()) => "ok".to_string(),

@@ -137,9 +137,15 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
     let resources = FencedResources::default();
     for k in 1..=spec.lock_clients {
         let lock = format!("lib/lock/{}", (k - 1) % spec.locks);
-        let task =
-            locks::run_lock_client(ctx.clone(), LOCK_CLIENTS.base + k, lock, resources.clone());
-        clients.push(host(handle, &LOCK_CLIENTS, k).spawn(task));
+        let node = host(handle, &LOCK_CLIENTS, k);
+        let task = locks::run_lock_client(
+            ctx.clone(),
+            LOCK_CLIENTS.base + k,
+            node.id(),
+            lock,
+            resources.clone(),
+        );
+        clients.push(node.spawn(task));
     }
     for k in 1..=spec.providers {
         let task = registry::run_provider(ctx.clone(), PROVIDERS.base + k, k);

@@ -27,6 +27,10 @@ pub struct LibrarySpec {
     pub hold_min_ms: u64,
     #[serde(default = "defaults::hold_max_ms")]
     pub hold_max_ms: u64,
+    /// Share of holds during which the holder is cut off from the cluster (not from
+    /// its fenced resource) for 2.5–6 s.
+    #[serde(default)]
+    pub isolate_fraction: f64,
     /// Clients registering and deregistering instances of one service.
     #[serde(default)]
     pub providers: u64,
@@ -163,6 +167,9 @@ impl LibrarySpec {
         }
         if !(0.0..=1.0).contains(&self.try_acquire_fraction) {
             return Err(("try_acquire_fraction", "must lie in 0..=1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.isolate_fraction) {
+            return Err(("isolate_fraction", "must lie in 0..=1".into()));
         }
         if self.hold_min_ms > self.hold_max_ms {
             return Err(("hold_min_ms", "must not exceed hold_max_ms".into()));

@@ -86,11 +86,12 @@ pub fn describe(e: &EventKind) -> String {
             (_, Some(v)) => format!("etcd invoke #{op} {kind} {key} = {v}"),
             _ => format!("etcd invoke #{op} {kind} {key}"),
         },
-        EventKind::RegisterComplete { op, outcome, value, swapped, revision, .. } => format!(
-            "etcd complete #{op} {outcome}{}{}{}",
+        EventKind::RegisterComplete { op, outcome, value, swapped, revision, error, .. } => format!(
+            "etcd complete #{op} {outcome}{}{}{}{}",
             value.map(|v| format!(" -> {v}")).unwrap_or_default(),
             swapped.map(|s| format!(" swapped={s}")).unwrap_or_default(),
-            revision.map(|r| format!(" at rev {r}")).unwrap_or_default()
+            revision.map(|r| format!(" at rev {r}")).unwrap_or_default(),
+            error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
         ),
         EventKind::LeaseGranted { lease, ttl_ms, sent_ms, .. } => {
             format!("lease {lease:x} granted (ttl {ttl_ms} ms, asked at {sent_ms} ms)")

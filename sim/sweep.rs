@@ -10,6 +10,9 @@
 //!   raft-rs `RawNode`s in a plain loop (see [`super::bench`]);
 //! - `shrink`: find a failing fault schedule and shrink it (see [`super::shrink`]);
 //! - `mq-switch`: time from a coo leader change to every LogicNode in the right mode.
+//!
+//! `fuzz` and `hunt` sweep every scenario, or only those `SIM_SWEEP_SCENARIOS`
+//! names (comma-separated).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -79,7 +82,44 @@ pub fn main(mode: &str, scenarios: Vec<Scenario>) -> i32 {
     }
 }
 
+/// Keeps the scenarios `SIM_SWEEP_SCENARIOS` names (comma-separated; unset or
+/// empty: all).
+fn selected(scenarios: Vec<Scenario>) -> Result<Vec<Scenario>, String> {
+    let Ok(names) = std::env::var("SIM_SWEEP_SCENARIOS") else {
+        return Ok(scenarios);
+    };
+    let wanted: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(scenarios);
+    }
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !scenarios.iter().any(|s| s.name == **w))
+    {
+        return Err(format!("SIM_SWEEP_SCENARIOS names no scenario {unknown:?}"));
+    }
+    Ok(scenarios
+        .into_iter()
+        .filter(|s| wanted.contains(&s.name.as_str()))
+        .collect())
+}
+
 fn sweep(mode: &str, scenarios: Vec<Scenario>) -> i32 {
+    let scenarios = match selected(scenarios) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => {
+            eprintln!("error: no scenarios to sweep");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let shard = match shard() {
         Ok(s) => s,
         Err(e) => {

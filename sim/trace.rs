@@ -156,6 +156,8 @@ pub enum EventKind {
         value: Option<i64>,
         swapped: Option<bool>,
         revision: Option<i64>,
+        /// What failed, when it did.
+        error: Option<String>,
     },
     /// A client was granted `lease` (asked for at `sent_ms`) with this TTL.
     LeaseGranted {

@@ -372,6 +372,7 @@ mod tests {
                     value: None,
                     swapped: None,
                     revision: Some(revision),
+                    error: None,
                 },
             ),
         ]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordlab::coord::errors::CoordError;
 use coordlab::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::request_op::Request;
@@ -42,15 +43,40 @@ struct Outcome {
     value: Option<i64>,
     swapped: Option<bool>,
     revision: Option<i64>,
+    error: Option<String>,
 }
 
 impl Outcome {
-    fn unknown() -> Self {
+    fn ok(value: Option<i64>, swapped: Option<bool>, revision: Option<i64>) -> Self {
         Outcome {
-            outcome: "unknown",
+            outcome: "ok",
+            value,
+            swapped,
+            revision,
+            error: None,
+        }
+    }
+
+    /// A failed write: certainly without effect when the member refused it before
+    /// proposing (etcd's "no leader" / "not leader"), else it may still apply.
+    fn failed_write(status: Status) -> Self {
+        let refused = [CoordError::NoLeader, CoordError::NotLeader]
+            .iter()
+            .any(|e| status.message() == e.to_string());
+        Outcome {
+            outcome: if refused { "fail" } else { "unknown" },
             value: None,
             swapped: None,
             revision: None,
+            error: Some(status.to_string()),
+        }
+    }
+
+    /// A read that failed had no effect.
+    fn failed_read(status: Status) -> Self {
+        Outcome {
+            outcome: "fail",
+            ..Outcome::failed_write(status)
         }
     }
 }
@@ -106,14 +132,16 @@ pub async fn run(
             Op::Write(v) => write(&mut conn, &key, v).await,
             Op::Cas { from, to } => cas(&mut conn, &key, from, to).await,
         };
-        match (&done.outcome, done.value, value) {
-            (&"ok", Some(read), _) => {
-                seen.insert(key.clone(), read);
+        if done.outcome == "ok" {
+            match (done.value, value) {
+                (Some(read), _) => {
+                    seen.insert(key.clone(), read);
+                }
+                (None, Some(written)) if done.swapped != Some(false) => {
+                    seen.insert(key.clone(), written);
+                }
+                _ => {}
             }
-            (&"ok", None, Some(written)) if done.swapped != Some(false) => {
-                seen.insert(key.clone(), written);
-            }
-            _ => {}
         }
         recorder.record(
             client,
@@ -124,6 +152,7 @@ pub async fn run(
                 value: done.value,
                 swapped: done.swapped,
                 revision: done.revision,
+                error: done.error,
             },
         );
     }
@@ -142,33 +171,20 @@ async fn read(conn: &mut EtcdConn, key: &str, total: Duration) -> Outcome {
         })
         .await;
     match answer.map(|r| r.into_inner()) {
-        Ok(r) => match r.kvs.first().map(|kv| parse_value(&kv.value)).transpose() {
-            Ok(value) => Outcome {
-                outcome: "ok",
-                value,
-                swapped: None,
-                revision: r.header.map(|h| h.revision),
-            },
-            // A value no client wrote: let the checker see it as impossible.
-            Err(_) => Outcome {
-                outcome: "ok",
-                value: Some(i64::MIN),
-                swapped: None,
-                revision: None,
-            },
-        },
-        Err(_) => Outcome {
-            outcome: "fail",
-            ..Outcome::unknown()
-        },
+        Ok(r) => {
+            // A value no client wrote reads as i64::MIN: the checker finds it impossible.
+            let value = r
+                .kvs
+                .first()
+                .map(|kv| parse_value(&kv.value).unwrap_or(i64::MIN));
+            Outcome::ok(value, None, r.header.map(|h| h.revision))
+        }
+        Err(status) => Outcome::failed_read(status),
     }
 }
 
-fn parse_value(bytes: &[u8]) -> Result<i64, Status> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Status::internal("register holds a non-integer"))
+fn parse_value(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 async fn write(conn: &mut EtcdConn, key: &str, value: i64) -> Outcome {
@@ -181,14 +197,8 @@ async fn write(conn: &mut EtcdConn, key: &str, value: i64) -> Outcome {
         .once(|ch| async move { KvClient::new(ch).put(request).await })
         .await
     {
-        Ok(r) => Outcome {
-            outcome: "ok",
-            value: None,
-            swapped: None,
-            revision: r.into_inner().header.map(|h| h.revision),
-        },
-        // Not answered: it may still be applied.
-        Err(_) => Outcome::unknown(),
+        Ok(r) => Outcome::ok(None, None, r.into_inner().header.map(|h| h.revision)),
+        Err(status) => Outcome::failed_write(status),
     }
 }
 
@@ -216,13 +226,8 @@ async fn cas(conn: &mut EtcdConn, key: &str, from: i64, to: i64) -> Outcome {
     {
         Ok(r) => {
             let r = r.into_inner();
-            Outcome {
-                outcome: "ok",
-                value: None,
-                swapped: Some(r.succeeded),
-                revision: r.header.map(|h| h.revision),
-            }
+            Outcome::ok(None, Some(r.succeeded), r.header.map(|h| h.revision))
         }
-        Err(_) => Outcome::unknown(),
+        Err(status) => Outcome::failed_write(status),
     }
 }

@@ -66,9 +66,21 @@ impl Bits {
 
 /// Whether `ops` has a linearization under `model`.
 pub fn linearizable<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>]) -> bool {
+    linearizable_within(model, ops, u64::MAX).expect("an unbounded search decides")
+}
+
+/// Whether `ops` has a linearization under `model`, deciding within `max_steps`
+/// search steps (`None`: undecided). Proving a history *not* linearizable means
+/// exhausting the search, which can grow exponentially with the number of
+/// operations that are pending at once (unknown outcomes stay pending forever).
+pub fn linearizable_within<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    max_steps: u64,
+) -> Option<bool> {
     let n = ops.len();
     if n == 0 {
-        return true;
+        return Some(true);
     }
     // (time, is_return, op): calls sort before returns at equal times (concurrent).
     let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
@@ -130,7 +142,12 @@ pub fn linearizable<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>])
     let mut state = model.init();
     let mut linearized = Bits::new(n);
     let mut entry = nodes[0].next;
+    let mut steps = 0u64;
     while nodes[0].next != NIL {
+        steps += 1;
+        if steps > max_steps {
+            return None;
+        }
         if entry == NIL {
             // Only possible after lifting everything; the loop condition ends it.
             break;
@@ -153,7 +170,7 @@ pub fn linearizable<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>])
             entry = node.next;
         } else {
             let Some((call, previous)) = stack.pop() else {
-                return false;
+                return Some(false);
             };
             state = previous;
             linearized.clear(nodes[call].op);
@@ -161,5 +178,5 @@ pub fn linearizable<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>])
             entry = nodes[call].next;
         }
     }
-    true
+    Some(true)
 }

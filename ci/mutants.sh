@@ -21,6 +21,8 @@ targets() {
     follower_lease_expiry) echo coord_steady,coord_faults ;;
     lock_ignores_holder) echo coord_steady,coord_faults,coord_clocks_disks ;;
     watch_skips_history) echo coord_steady,coord_watch_compaction ;;
+    # client library (issue 7)
+    lock_no_keepalive | resolver_ignores_deletes) echo library_steady,library_faults ;;
     *) echo "" ;;
   esac
 }

@@ -1,5 +1,5 @@
 //! Starting the library clients, and ending them: stop, let them finish their
-//! calls, audit the config history once the watchers caught up.
+//! calls, audit the config history once the watchers caught up, list the leases left.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};

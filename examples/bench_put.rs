@@ -4,13 +4,16 @@
 //! `--clients` concurrent writers for `--secs` seconds and prints puts/s and the
 //! p50/p99/max latency. Run it through `ci/bench-real.sh`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use coordlab::client::{ClientConfig, CoordClient};
+
+#[path = "support/local_cluster.rs"]
+mod local_cluster;
+
+use local_cluster::{percentile, LocalCluster};
 
 #[derive(Parser)]
 struct Args {
@@ -28,62 +31,11 @@ struct Args {
     value_bytes: usize,
 }
 
-struct Cluster(Vec<Child>);
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect();
-    let mut children = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let child = Command::new(&args.coordd)
-            .args([
-                "--id",
-                &(i + 1).to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(["--peers", &peers.join(","), "--data-dir"])
-            .arg(dir.path().join(format!("node-{}", i + 1)))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", args.coordd.display()));
-        children.push(child);
-    }
-    let _cluster = Cluster(children);
-    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let cluster = LocalCluster::start(&args.coordd, 3);
+    let endpoints = cluster.endpoints.clone();
     let mut probe = CoordClient::new(ClientConfig::new(endpoints.clone())).unwrap();
     probe.put("warmup", b"x").await.expect("cluster up");
 

@@ -3,11 +3,16 @@
 //! kill), the service registry (discover, watch, balanced connections that follow
 //! deregistrations, a leader kill while registering), the config center (typed
 //! values, typed watches that see every change across a leader kill) and auth.
+//!
+//! `COORDINATOR_SERVER=etcd cargo test --test real_coordinator` runs the same tests
+//! against a real 3-member etcd (`apt-get install etcd-server`): the library speaks
+//! the etcd v3 API and must work against both.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::etcd::EtcdCluster;
 use common::TestCluster;
 use coordlab::coordinator::{
     Coordinator, CoordinatorConfig, CoordinatorError, EventType, ServiceInfo,
@@ -16,28 +21,68 @@ use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::StatusRequest;
 use serde::{Deserialize, Serialize};
 
-fn config(cluster: &TestCluster) -> CoordinatorConfig {
-    let mut c = CoordinatorConfig::new(cluster.endpoints(&[1, 2, 3]));
+/// Three coordd nodes, or three etcd members with `COORDINATOR_SERVER=etcd`.
+enum Servers {
+    Coordd(TestCluster),
+    Etcd(EtcdCluster),
+}
+
+impl Servers {
+    fn start() -> Servers {
+        match std::env::var("COORDINATOR_SERVER").as_deref() {
+            Ok("etcd") => Servers::Etcd(EtcdCluster::start(3)),
+            Ok("coordd") | Err(_) => Servers::Coordd(TestCluster::start(3)),
+            Ok(other) => panic!("COORDINATOR_SERVER={other}: expected coordd or etcd"),
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            Servers::Coordd(c) => c.endpoints(&[1, 2, 3]),
+            Servers::Etcd(c) => c.endpoints(),
+        }
+    }
+
+    /// SIGKILLs the member that leads.
+    async fn kill_leader(&mut self, coordinator: &Coordinator) {
+        let endpoint = leader_endpoint(coordinator, &self.endpoints()).await;
+        match self {
+            Servers::Coordd(c) => {
+                let id = *c.peers.iter().find(|(_, a)| **a == endpoint).unwrap().0;
+                c.nodes.get_mut(&id).unwrap().kill();
+            }
+            Servers::Etcd(c) => c.kill(&endpoint),
+        }
+    }
+}
+
+fn config(cluster: &Servers) -> CoordinatorConfig {
+    let mut c = CoordinatorConfig::new(cluster.endpoints());
     c.timeout = Duration::from_secs(2);
     // Enough attempts to ride out an election after a leader kill.
     c.retry.max_attempts = 12;
     c
 }
 
-/// The member every node agrees leads.
-async fn leader(coordinator: &Coordinator) -> u64 {
+/// The endpoint of the member that leads (asked of each endpoint in turn).
+async fn leader_endpoint(coordinator: &Coordinator, endpoints: &[String]) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let conn = coordinator.connection();
-        let status = conn
-            .call(|ch, c| {
-                let req = c.request(StatusRequest {});
-                async move { MaintenanceClient::new(ch).status(req).await }
-            })
-            .await;
-        if let Ok(s) = status {
-            if s.get_ref().leader != 0 {
-                return s.get_ref().leader;
+        for endpoint in endpoints {
+            let status = async {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let req = coordinator.connection().request(StatusRequest {});
+                MaintenanceClient::new(channel).status(req).await.ok()
+            };
+            if let Some(s) = status.await {
+                let s = s.into_inner();
+                if s.leader != 0 && s.header.map(|h| h.member_id) == Some(s.leader) {
+                    return endpoint.clone();
+                }
             }
         }
         assert!(Instant::now() < deadline, "no leader");
@@ -55,7 +100,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_exclude_queue_fence_and_survive_a_leader_kill() {
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = Servers::start();
     let a = Coordinator::new(config(&cluster)).await.unwrap();
     let b = Coordinator::new(config(&cluster)).await.unwrap();
     let ttl = Duration::from_secs(3);
@@ -82,8 +127,7 @@ async fn locks_exclude_queue_fence_and_survive_a_leader_kill() {
         async move { b_lock.acquire("res", ttl).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = leader(&a).await;
-    cluster.nodes.get_mut(&killed).unwrap().kill();
+    cluster.kill_leader(&a).await;
     tokio::time::sleep(ttl + Duration::from_secs(2)).await;
     assert!(
         held.is_held(),
@@ -140,14 +184,15 @@ async fn member_behind(channel: tonic::transport::Channel) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_discovers_watches_and_balances_across_a_leader_kill() {
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = Servers::start();
     let provider = Coordinator::new(config(&cluster)).await.unwrap();
     let consumer = Coordinator::new(config(&cluster)).await.unwrap();
     let ttl = Duration::from_secs(2);
-    // The "service" instances are the coordd members themselves: any gRPC server
-    // will do, and a Status call tells which instance answered.
+    // The "service" instances are the cluster's members themselves: any gRPC
+    // server will do, and a Status call tells which instance answered.
+    let endpoints = cluster.endpoints();
     let instance = |id: u64| {
-        let addr = cluster.peers[&id].clone();
+        let addr = endpoints[id as usize - 1].clone();
         let (host, port) = addr.rsplit_once(':').unwrap();
         ServiceInfo {
             id: format!("chat-{id}"),
@@ -176,14 +221,15 @@ async fn registry_discovers_watches_and_balances_across_a_leader_kill() {
     let (first, ch1) = conn.next_channel().unwrap();
     let (second, ch2) = conn.next_channel().unwrap();
     assert_ne!(first.id, second.id, "round-robin alternates instances");
-    let mut members = vec![member_behind(ch1).await, member_behind(ch2).await];
-    members.sort();
-    assert_eq!(members, vec![1, 2]);
+    assert_ne!(
+        member_behind(ch1).await,
+        member_behind(ch2).await,
+        "two instances, two members answering"
+    );
     member_behind(conn.channel()).await;
 
     // Register while the leader dies.
-    let killed = leader(&provider).await;
-    cluster.nodes.get_mut(&killed).unwrap().kill();
+    cluster.kill_leader(&provider).await;
     provider
         .registry()
         .register(instance(3), ttl)
@@ -201,7 +247,8 @@ async fn registry_discovers_watches_and_balances_across_a_leader_kill() {
 
     // Registrations outlive their TTL on keep-alives.
     tokio::time::sleep(ttl * 2).await;
-    assert_eq!(consumer.registry().discover("chat").await.unwrap().len(), 3);
+    let alive = consumer.registry().discover("chat").await.unwrap();
+    assert_eq!(alive.len(), 3, "registrations lost: {alive:?}");
 
     provider.registry().unregister("chat-1").await.unwrap();
     let del = tokio::time::timeout(Duration::from_secs(20), watch.next())
@@ -240,7 +287,7 @@ struct AppConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_center_is_typed_and_its_watches_miss_nothing_across_a_leader_kill() {
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = Servers::start();
     let writer = Coordinator::new(config(&cluster)).await.unwrap();
     let reader = Coordinator::new(config(&cluster)).await.unwrap();
     let v1 = AppConfig {
@@ -287,8 +334,7 @@ async fn config_center_is_typed_and_its_watches_miss_nothing_across_a_leader_kil
         .unwrap();
     // Setting an equal value changes nothing (so a retried set is harmless).
     writer.config().set("app/config", &v1).await.unwrap();
-    let killed = leader(&writer).await;
-    cluster.nodes.get_mut(&killed).unwrap().kill();
+    cluster.kill_leader(&writer).await;
     let mut expected = Vec::new();
     for port in 9000..9005 {
         let v = AppConfig { port, ..v1.clone() };
@@ -296,6 +342,7 @@ async fn config_center_is_typed_and_its_watches_miss_nothing_across_a_leader_kil
         expected.push(v);
     }
     assert!(writer.config().delete("app/config").await.unwrap());
+    let mut one_revisions = Vec::new();
     for want in &expected {
         let ev = tokio::time::timeout(Duration::from_secs(20), one.next())
             .await
@@ -303,23 +350,26 @@ async fn config_center_is_typed_and_its_watches_miss_nothing_across_a_leader_kil
             .unwrap()
             .unwrap();
         assert_eq!((ev.kind, ev.value.as_ref()), (EventType::Put, Some(want)));
+        one_revisions.push(ev.revision);
     }
     let del = one.next().await.unwrap().unwrap();
     assert_eq!((del.kind, del.value), (EventType::Delete, None));
-    let mut revisions = Vec::new();
-    for _ in 0..=expected.len() {
+    one_revisions.push(del.revision);
+    // The prefix watch saw exactly the same changes: every set once, in order.
+    let mut all_revisions = Vec::new();
+    for want in expected.iter().map(Some).chain([None]) {
         let ev = tokio::time::timeout(Duration::from_secs(20), all.next())
             .await
             .expect("prefix watch event")
             .unwrap()
             .unwrap();
         assert_eq!(ev.key, "app/config");
-        revisions.push(ev.revision);
+        let want = want.map(|v| serde_json::to_value(v).unwrap());
+        assert_eq!(ev.value, want);
+        all_revisions.push(ev.revision);
     }
-    assert!(
-        revisions.windows(2).all(|w| w[1] == w[0] + 1),
-        "no gaps: {revisions:?}"
-    );
+    assert_eq!(all_revisions, one_revisions);
+    assert!(all_revisions.windows(2).all(|w| w[0] < w[1]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,7 +378,7 @@ async fn credentials_are_checked_when_auth_is_on() {
     use coordlab::proto::etcdserverpb::{
         AuthEnableRequest, AuthRoleAddRequest, AuthUserAddRequest, AuthUserGrantRoleRequest,
     };
-    let cluster = TestCluster::start(3);
+    let cluster = Servers::start();
     let admin = Coordinator::new(config(&cluster)).await.unwrap();
     let conn = admin.connection();
     conn.call(|ch, _| async move {
@@ -375,4 +425,31 @@ async fn credentials_are_checked_when_auth_is_on() {
     let user = Coordinator::new(right).await.unwrap();
     user.config().set("k", &7u32).await.unwrap();
     assert_eq!(user.config().get::<u32>("k").await.unwrap(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_leaves_the_queue() {
+    let cluster = Servers::start();
+    let a = Coordinator::new(config(&cluster)).await.unwrap();
+    let c = Coordinator::new(config(&cluster)).await.unwrap();
+    let held = a.lock().acquire("q", Duration::from_secs(3)).await.unwrap();
+    // C queues behind A with a long lease, then gives up.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(800),
+        c.lock().acquire("q", Duration::from_secs(60)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "C must still be waiting");
+    held.unlock().await.unwrap();
+    // Without revoking C's abandoned lease its queued key would block "q" for 60 s.
+    let started = Instant::now();
+    let next = tokio::time::timeout(
+        Duration::from_secs(15),
+        a.lock().acquire("q", Duration::from_secs(3)),
+    )
+    .await
+    .expect("the cancelled waiter left the queue")
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    next.unlock().await.unwrap();
 }

@@ -156,13 +156,14 @@ impl AuthStore {
                 self.tokens.retain(|_, t| t.user != name);
             }
             Op::GrantRole(g) => {
-                if g.role != ROOT && !self.roles.contains_key(&g.role) {
-                    return Err(CoordError::RoleNotFound);
-                }
+                // etcd looks for the user first, then the role.
                 let user = self
                     .users
                     .get_mut(&g.user)
                     .ok_or(CoordError::UserNotFound)?;
+                if g.role != ROOT && !self.roles.contains_key(&g.role) {
+                    return Err(CoordError::RoleNotFound);
+                }
                 if !user.roles.contains(&g.role) {
                     user.roles.push(g.role);
                     user.roles.sort();
@@ -350,6 +351,24 @@ mod tests {
         assert!(a.check_password(ROOT, "pw"));
         assert!(!a.check_password(ROOT, "wrong"));
         assert!(a.permits(ROOT, Access::Admin));
+    }
+
+    #[test]
+    fn granting_a_role_looks_for_the_user_first() {
+        // `etcdctl user grant-role nobody nosuch`: etcd says the user is missing.
+        let mut a = AuthStore::default();
+        let grant = |user: &str, role: &str| {
+            Op::GrantRole(pb::AuthUserGrantRoleRequest {
+                user: user.into(),
+                role: role.into(),
+            })
+        };
+        assert_eq!(
+            a.apply(grant("nobody", "nosuch")),
+            Err(CoordError::UserNotFound)
+        );
+        a.apply(user("u", "p")).unwrap();
+        assert_eq!(a.apply(grant("u", "nosuch")), Err(CoordError::RoleNotFound));
     }
 
     #[test]

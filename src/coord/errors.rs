@@ -72,6 +72,8 @@ pub enum CoordError {
     InvalidAuthMgmt,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     /// Anything else; the message says what.
     #[error("{message}")]
     Other { code: i32, message: String },
@@ -87,7 +89,9 @@ impl CoordError {
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader | RootUserNotExist | RootRoleNotExist | UserAlreadyExist
             | UserNotFound | RoleAlreadyExist | RoleNotFound | RoleNotGranted
-            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt => Code::FailedPrecondition,
+            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt | BadLeaderTransferee => {
+                Code::FailedPrecondition
+            }
             NoLeader | LeaderChanged | Timeout => Code::Unavailable,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
@@ -167,6 +171,7 @@ const KNOWN: &[CoordError] = &[
     CoordError::InvalidAuthToken,
     CoordError::InvalidAuthMgmt,
     CoordError::MemberNotFound,
+    CoordError::BadLeaderTransferee,
 ];
 
 impl From<CoordError> for Status {

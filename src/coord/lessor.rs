@@ -63,9 +63,8 @@ impl Lessor {
         self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the deadlines in step with leadership and the lease table; returns
-    /// the leases to expire now.
-    fn sync(&self) -> Vec<i64> {
+    /// Brings the deadlines in step with leadership and the lease table.
+    fn refresh(&self) -> std::sync::MutexGuard<'_, Deadlines> {
         let leader = self.proposer.handle().leader();
         // The mutant lets a follower keep deadlines of its own, which no keep-alive
         // (they all go to the leader) ever pushes back.
@@ -73,7 +72,7 @@ impl Lessor {
         let mut d = self.deadlines();
         if !acting {
             *d = Deadlines::default();
-            return Vec::new();
+            return d;
         }
         if leader.is_self && d.term != leader.term {
             // New leadership: every lease starts a full TTL from now.
@@ -88,6 +87,15 @@ impl Lessor {
                 .entry(id)
                 .or_insert(now + lease.ttl as u64 * 1000);
         }
+        drop(state);
+        d
+    }
+
+    /// The leases to propose as expired now; each is marked until its proposal
+    /// ends (only the expiry loop calls this, so every marked lease is proposed).
+    fn take_expired(&self) -> Vec<i64> {
+        let now = self.now();
+        let mut d = self.refresh();
         let expired: Vec<i64> = d
             .by_lease
             .iter()
@@ -102,7 +110,7 @@ impl Lessor {
     pub async fn run(self: Arc<Self>) {
         loop {
             self.proposer.clock().sleep(EXPIRY_CHECK).await;
-            for id in self.sync() {
+            for id in self.take_expired() {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let cmd = CoordCommand {
@@ -110,6 +118,7 @@ impl Lessor {
                             id,
                             decided_by: me.member_id,
                         })),
+                        token: String::new(),
                     };
                     if let Err(e) = me.proposer.propose(cmd).await {
                         tracing::debug!(lease = id, error = %e, "lease expiry not applied; retried");
@@ -146,9 +155,8 @@ impl Lessor {
         let Some(ttl) = self.state.lock().leases.get(id).map(|l| l.ttl) else {
             return Ok(0);
         };
-        self.sync();
         let now = self.now();
-        let mut d = self.deadlines();
+        let mut d = self.refresh();
         if d.expiring.contains(&id) || d.by_lease.get(&id).is_some_and(|t| *t <= now) {
             // Too late: its expiry is decided.
             return Ok(0);
@@ -182,10 +190,9 @@ impl Lessor {
         if !self.proposer.handle().leader().is_self {
             return Err(CoordError::NotLeader);
         }
-        self.sync();
-        let header = Some(self.header());
         // Lock order everywhere: deadlines before state.
-        let deadline = self.deadlines().by_lease.get(&req.id).copied();
+        let deadline = self.refresh().by_lease.get(&req.id).copied();
+        let header = Some(self.header());
         let state = self.state.lock();
         let Some(lease) = state.leases.get(req.id) else {
             return Ok(LeaseTimeToLiveResponse {

@@ -4,6 +4,7 @@
 //! - [`leases`], [`auth`]: the replicated lease table and auth store (pure).
 //! - [`state`]: the replicated state they form, applied from the log; [`watch_hub`]
 //!   fans its changes out to this member's watchers.
+//! - [`txn_check`]: etcd's checks on a txn's shape (op count, duplicate keys).
 //! - [`lessor`]: leader-local lease expiry and keep-alives.
 //! - [`forward`]: proposing from any member (a follower forwards to the leader).
 //! - [`service`]: the etcd v3 gRPC services (KV, Watch, Lease, Lock, Cluster,
@@ -18,4 +19,5 @@ pub mod lessor;
 pub mod mvcc;
 pub mod service;
 pub mod state;
+pub mod txn_check;
 pub mod watch_hub;

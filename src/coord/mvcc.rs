@@ -446,7 +446,8 @@ impl MvccStore {
             });
         }
         let mut changes = Vec::new();
-        if writes {
+        // As etcd: only a change takes a revision; a delete that matched nothing is none.
+        if !touched.is_empty() {
             self.revision = write_rev;
             for (key, versions) in touched.iter().filter_map(|k| self.history.get_key_value(k)) {
                 if let Some(i) = versions.iter().rposition(|(r, _)| *r == write_rev) {
@@ -635,6 +636,24 @@ mod tests {
         let kv = get(&s, "a", 0).unwrap().unwrap();
         assert_eq!((kv.create_revision, kv.version), (5, 1));
         assert_eq!(get(&s, "a", 99), Err(MvccError::FutureRevision));
+    }
+
+    #[test]
+    fn a_delete_that_matches_nothing_takes_no_revision() {
+        // `etcdctl del nothing` (and a txn whose only write is such a delete) leaves
+        // etcd's revision where it was.
+        let mut s = MvccStore::new();
+        s.put(b"a", b"1", 0).unwrap();
+        let del = |k: &str| TxnOp::DeleteRange {
+            key: k.as_bytes().to_vec(),
+            range_end: vec![],
+            prev_kv: false,
+        };
+        let r = s.txn(&[], &[del("nothing")], &[]).unwrap();
+        assert_eq!((r.revision, s.revision()), (2, 2));
+        assert!(r.changes.is_empty());
+        let r = s.txn(&[], &[del("nothing"), del("a")], &[]).unwrap();
+        assert_eq!(r.revision, 3, "a real delete still takes one");
     }
 
     #[test]

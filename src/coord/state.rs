@@ -7,19 +7,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message as _;
 
-use super::auth::AuthStore;
+use super::auth::{Access, AuthStore};
 use super::convert::{self, compares, kv_to_proto, txn_ops};
 use super::errors::CoordError;
 use super::leases::LeaseTable;
 use super::mvcc::{MvccStore, RangeQuery, TxnOp, TxnOpResult, TxnResult};
 use super::watch_hub::WatchHub;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    ResponseHeader, TxnResponse,
+    self as pb, request_op, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use crate::proto::{
-    coord_answer::Answer, coord_command::Op, CoordAnswer, CoordCommand, CoordSnapshot, KeyHistory,
-    KeyVersion, LeaseRecord,
+    auth_command::Op as AuthOp, coord_answer::Answer, coord_command::Op, AuthCommand, CoordAnswer,
+    CoordCommand, CoordSnapshot, KeyHistory, KeyVersion, LeaseRecord,
 };
 use crate::seams::observer::{Event, Observer};
 
@@ -73,7 +73,10 @@ impl CoordState {
     /// Applies one command from the log at `index`.
     pub fn apply(&mut self, index: u64, cmd: CoordCommand) -> CoordAnswer {
         let answer = match cmd.op {
-            Some(op) => match self.apply_op(op) {
+            Some(op) => match self
+                .authorize(&op, &cmd.token)
+                .and_then(|()| self.apply_op(op))
+            {
                 Ok(a) => a,
                 Err(e) => Answer::Error(e.to_proto()),
             },
@@ -192,6 +195,56 @@ impl CoordState {
                 Answer::Done(self.header())
             }
         })
+    }
+
+    /// Whether the token's user may do `op` (auth off: anyone). Judged at apply
+    /// time, so every replica decides alike, on the auth state of this log position.
+    fn authorize(&self, op: &Op, token: &str) -> Result<(), CoordError> {
+        if !self.auth.enabled() {
+            return Ok(());
+        }
+        if matches!(
+            op,
+            Op::LeaseExpired(_)
+                | Op::Auth(AuthCommand {
+                    op: Some(AuthOp::IssueToken(_))
+                })
+        ) {
+            // Decided by the cluster itself, not a client.
+            return Ok(());
+        }
+        if token.is_empty() {
+            return Err(CoordError::UserEmpty);
+        }
+        let user = self
+            .auth
+            .user_of_token(token)
+            .ok_or(CoordError::InvalidAuthToken)?;
+        let allowed = match op {
+            Op::Put(p) => self.auth.permits(
+                user,
+                Access::Write {
+                    key: &p.key,
+                    range_end: &[],
+                },
+            ),
+            Op::DeleteRange(d) => self.auth.permits(
+                user,
+                Access::Write {
+                    key: &d.key,
+                    range_end: &d.range_end,
+                },
+            ),
+            Op::Txn(t) => txn_accesses(t).iter().all(|a| self.auth.permits(user, *a)),
+            Op::LeaseGrant(_) | Op::LeaseRevoke(_) => true,
+            Op::Compaction(_) | Op::Auth(_) => self.auth.permits(user, Access::Admin),
+            Op::LeaseExpired(_) => true,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(CoordError::PermissionDenied)
+        }
     }
 
     /// Puts must name a live lease (or none).
@@ -333,6 +386,37 @@ impl CoordState {
     }
 }
 
+/// Every key range a transaction reads or writes.
+fn txn_accesses(t: &pb::TxnRequest) -> Vec<Access<'_>> {
+    let mut out: Vec<Access<'_>> = t
+        .compare
+        .iter()
+        .map(|c| Access::Read {
+            key: &c.key,
+            range_end: &c.range_end,
+        })
+        .collect();
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(request_op::Request::RequestRange(r)) => out.push(Access::Read {
+                key: &r.key,
+                range_end: &r.range_end,
+            }),
+            Some(request_op::Request::RequestPut(p)) => out.push(Access::Write {
+                key: &p.key,
+                range_end: &[],
+            }),
+            Some(request_op::Request::RequestDeleteRange(d)) => out.push(Access::Write {
+                key: &d.key,
+                range_end: &d.range_end,
+            }),
+            Some(request_op::Request::RequestTxn(inner)) => out.extend(txn_accesses(inner)),
+            None => {}
+        }
+    }
+    out
+}
+
 /// Decodes a replicated answer into the response it carries, or its error.
 pub fn answer_result(bytes: &[u8]) -> Result<Answer, CoordError> {
     let answer = CoordAnswer::decode(bytes)
@@ -360,7 +444,10 @@ mod tests {
     }
 
     fn cmd(op: Op) -> CoordCommand {
-        CoordCommand { op: Some(op) }
+        CoordCommand {
+            op: Some(op),
+            token: String::new(),
+        }
     }
 
     fn put(key: &str, lease: i64) -> CoordCommand {
@@ -475,5 +562,106 @@ mod tests {
             .map(|e| e.kv.unwrap().mod_revision)
             .collect();
         assert_eq!(revs, vec![2, 4, 5]);
+    }
+
+    #[test]
+    fn permissions_are_judged_when_applied() {
+        use crate::coord::auth::hash_password;
+        use crate::proto::authpb::{permission, Permission};
+        use crate::proto::{IssuedToken, StoredUser};
+        let s = state();
+        let auth = |op: AuthOp| cmd(Op::Auth(AuthCommand { op: Some(op) }));
+        let user = |name: &str| {
+            auth(AuthOp::UserAdd(StoredUser {
+                name: name.into(),
+                password_hash: hash_password("pw", "s"),
+                salt: "s".into(),
+                ..Default::default()
+            }))
+        };
+        apply(&s, user("root")).unwrap();
+        apply(&s, user("reader")).unwrap();
+        apply(
+            &s,
+            auth(AuthOp::RoleAdd(pb::AuthRoleAddRequest {
+                name: "root".into(),
+            })),
+        )
+        .unwrap();
+        apply(
+            &s,
+            auth(AuthOp::RoleAdd(pb::AuthRoleAddRequest {
+                name: "ro".into(),
+            })),
+        )
+        .unwrap();
+        apply(
+            &s,
+            auth(AuthOp::GrantPermission(
+                pb::AuthRoleGrantPermissionRequest {
+                    name: "ro".into(),
+                    perm: Some(Permission {
+                        perm_type: permission::Type::Read as i32,
+                        key: b"a".to_vec(),
+                        range_end: vec![0],
+                    }),
+                },
+            )),
+        )
+        .unwrap();
+        for (u, r) in [("root", "root"), ("reader", "ro")] {
+            apply(
+                &s,
+                auth(AuthOp::GrantRole(pb::AuthUserGrantRoleRequest {
+                    user: u.into(),
+                    role: r.into(),
+                })),
+            )
+            .unwrap();
+            apply(
+                &s,
+                auth(AuthOp::IssueToken(IssuedToken {
+                    token: format!("t-{u}"),
+                    user: u.into(),
+                    auth_revision: 0,
+                })),
+            )
+            .unwrap();
+        }
+        apply(&s, auth(AuthOp::Enable(pb::AuthEnableRequest {}))).unwrap();
+        // A member that had not seen the enable proposed without a token: refused.
+        assert_eq!(apply(&s, put("a", 0)), Err(CoordError::UserEmpty));
+        let with = |token: &str, mut c: CoordCommand| {
+            c.token = token.into();
+            c
+        };
+        assert_eq!(
+            apply(&s, with("bogus", put("a", 0))),
+            Err(CoordError::InvalidAuthToken)
+        );
+        assert_eq!(
+            apply(&s, with("t-reader", put("a", 0))),
+            Err(CoordError::PermissionDenied)
+        );
+        apply(&s, with("t-root", put("a", 0))).unwrap();
+        // The cluster's own decisions need no token.
+        apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 4 })))
+            .expect_err("a client grant needs a token");
+        apply(
+            &s,
+            with(
+                "t-reader",
+                cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 4 })),
+            ),
+        )
+        .unwrap();
+        apply(
+            &s,
+            cmd(Op::LeaseExpired(crate::proto::LeaseExpired {
+                id: 4,
+                decided_by: 1,
+            })),
+        )
+        .unwrap();
     }
 }

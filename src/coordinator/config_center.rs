@@ -3,25 +3,40 @@
 //! type is an error naming the key, never a default.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::connection::Connection;
 use super::error::CoordinatorError;
+use super::lease::KeptLease;
 use super::registry::EventType;
 use super::watch::ResumableWatch;
 use crate::coord::service::lock::prefix_end;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    compare, request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
+
+/// Where `set` keeps its once-only markers (one key per call in flight).
+pub const MARKER_PREFIX: &str = "/coordlab/requests/";
+/// The TTL of the lease markers hang on: a crashed client's markers go with it.
+const SESSION_TTL: Duration = Duration::from_secs(60);
+/// Read-then-write rounds a `set` makes while other writers keep winning.
+const MAX_SET_ROUNDS: u32 = 16;
 
 #[derive(Clone)]
 pub struct ConfigCenter {
     conn: Arc<Connection>,
+    client_id: u64,
+    next_seq: Arc<AtomicU64>,
+    session: Arc<OnceCell<KeptLease>>,
 }
 
 /// A change to a watched key; `value` is `None` for a deletion.
@@ -42,7 +57,12 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Coordinator
 
 impl ConfigCenter {
     pub fn new(conn: Arc<Connection>) -> Self {
-        ConfigCenter { conn }
+        ConfigCenter {
+            conn,
+            client_id: madsim::rand::random(),
+            next_seq: Arc::new(AtomicU64::new(1)),
+            session: Arc::new(OnceCell::new()),
+        }
     }
 
     async fn range(
@@ -73,39 +93,106 @@ impl ConfigCenter {
         decode(key, &kv.value)
     }
 
-    /// Stores `value` at `key` as JSON. Written as "put unless already equal", so a
-    /// retry after a lost answer does not write (and notify watchers) twice.
+    /// The lease this config center's request markers live on (granted once).
+    async fn session_lease(&self) -> Result<i64, CoordinatorError> {
+        self.session
+            .get_or_try_init(|| KeptLease::grant(self.conn.clone(), SESSION_TTL))
+            .await
+            .map(KeptLease::id)
+    }
+
+    /// Stores `value` at `key` as JSON, exactly once: the write is a transaction
+    /// conditional on the key's mod revision read just before, and it also writes a
+    /// marker unique to this call. A retry whose first attempt committed (answer
+    /// lost) fails the condition and finds its marker, so it writes nothing more; a
+    /// condition that failed because another writer got in first is read again.
+    /// Setting the value the key already holds writes nothing.
     pub async fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CoordinatorError> {
         let bytes = serde_json::to_vec(value).map_err(|e| CoordinatorError::Encode {
             key: key.to_string(),
             reason: e.to_string(),
         })?;
-        // Equal already: nothing to do. Different or absent (a value compare on an
-        // absent key fails): put.
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Value as i32,
-                key: key.as_bytes().to_vec(),
-                target_union: Some(compare::TargetUnion::Value(bytes.clone())),
-                range_end: Vec::new(),
-            }],
-            success: vec![],
-            failure: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("{MARKER_PREFIX}{:x}/{seq}", self.client_id).into_bytes();
+        let lease = self.session_lease().await?;
+        for _ in 0..MAX_SET_ROUNDS {
+            let current = self
+                .range(RangeRequest {
                     key: key.as_bytes().to_vec(),
-                    value: bytes,
+                    ..Default::default()
+                })
+                .await?;
+            let (mod_revision, holds) = match current.kvs.first() {
+                Some(kv) => (kv.mod_revision, kv.value == bytes),
+                None => (0, false),
+            };
+            if holds {
+                return Ok(());
+            }
+            let put = |key: Vec<u8>, value: Vec<u8>, lease: i64| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key,
+                    value,
+                    lease,
                     ..Default::default()
                 })),
-            }],
-        };
-        self.conn
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Mod as i32,
+                    key: key.as_bytes().to_vec(),
+                    target_union: Some(compare::TargetUnion::ModRevision(mod_revision)),
+                    range_end: Vec::new(),
+                }],
+                success: vec![
+                    put(key.as_bytes().to_vec(), bytes.clone(), 0),
+                    put(marker.clone(), Vec::new(), lease),
+                ],
+                failure: vec![RequestOp {
+                    request: Some(request_op::Request::RequestRange(RangeRequest {
+                        key: marker.clone(),
+                        count_only: true,
+                        ..Default::default()
+                    })),
+                }],
+            };
+            let r = self
+                .conn
+                .call(|ch, c| {
+                    let req = c.request(txn.clone());
+                    async move { KvClient::new(ch).txn(req).await }
+                })
+                .await?
+                .into_inner();
+            let already_ours = r.responses.iter().any(|op| {
+                matches!(&op.response, Some(response_op::Response::ResponseRange(rr)) if rr.count > 0)
+            });
+            if r.succeeded || already_ours {
+                self.forget_marker(marker).await;
+                return Ok(());
+            }
+            // Another writer changed the key between our read and our write.
+        }
+        Err(CoordinatorError::Unavailable {
+            attempts: MAX_SET_ROUNDS,
+            last: format!("key {key:?} kept changing under concurrent writers"),
+        })
+    }
+
+    /// Deletes a set's marker once the set is known done (best effort: a leftover
+    /// marker goes with the session lease).
+    async fn forget_marker(&self, marker: Vec<u8>) {
+        let _ = self
+            .conn
             .call(|ch, c| {
-                let req = c.request(txn.clone());
-                async move { KvClient::new(ch).txn(req).await }
+                let req = c.request(DeleteRangeRequest {
+                    key: marker.clone(),
+                    ..Default::default()
+                });
+                async move { KvClient::new(ch).delete_range(req).await }
             })
-            .await?;
-        Ok(())
+            .await;
     }
 
     /// Deletes `key`; whether it existed.

@@ -120,7 +120,7 @@ impl Connection {
             return Ok(());
         };
         let token = self
-            .call_inner(false, |ch, _| {
+            .call_inner(false, &self.retry, self.timeout, |ch, _| {
                 let req = AuthenticateRequest {
                     name: name.clone(),
                     password: password.clone(),
@@ -145,15 +145,36 @@ impl Connection {
         F: FnMut(Channel, &Self) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        self.call_inner(true, f).await
+        self.call_inner(true, &self.retry, self.timeout, f).await
     }
 
-    async fn call_inner<T, F, Fut>(&self, may_reauth: bool, mut f: F) -> Result<T, CoordinatorError>
+    /// Like [`Connection::call`] with its own retry policy and attempt deadline (a
+    /// keep-alive must fit its retries inside the lease's TTL).
+    pub async fn call_with<T, F, Fut>(
+        &self,
+        retry: &RetryConfig,
+        attempt_timeout: Duration,
+        f: F,
+    ) -> Result<T, CoordinatorError>
     where
         F: FnMut(Channel, &Self) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let max = self.retry.max_attempts.max(1);
+        self.call_inner(true, retry, attempt_timeout, f).await
+    }
+
+    async fn call_inner<T, F, Fut>(
+        &self,
+        may_reauth: bool,
+        retry: &RetryConfig,
+        attempt_timeout: Duration,
+        mut f: F,
+    ) -> Result<T, CoordinatorError>
+    where
+        F: FnMut(Channel, &Self) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let max = retry.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             if self.is_closed() {
@@ -161,7 +182,7 @@ impl Connection {
             }
             attempt += 1;
             let endpoint = self.endpoint().to_string();
-            let outcome = tokio::time::timeout(self.timeout, f(self.channel(), self)).await;
+            let outcome = tokio::time::timeout(attempt_timeout, f(self.channel(), self)).await;
             let last = match outcome {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(s)) if may_reauth && is_stale_token(&s) => {
@@ -182,7 +203,7 @@ impl Connection {
                 }
                 Err(_) => {
                     self.rotate();
-                    format!("{endpoint}: attempt timed out after {:?}", self.timeout)
+                    format!("{endpoint}: attempt timed out after {attempt_timeout:?}")
                 }
             };
             if attempt >= max {
@@ -192,7 +213,7 @@ impl Connection {
                 });
             }
             tracing::debug!(attempt, error = %last, "retrying");
-            tokio::time::sleep(self.retry.delay(attempt)).await;
+            tokio::time::sleep(retry.delay(attempt)).await;
         }
     }
 }

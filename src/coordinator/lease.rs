@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::connection::Connection;
 use super::error::CoordinatorError;
+use super::options::RetryConfig;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
@@ -22,6 +23,8 @@ pub struct KeptLease {
     alive: watch::Receiver<bool>,
     keeper: JoinHandle<()>,
     conn: Arc<Connection>,
+    /// Revoked or abandoned on purpose: nothing left to do when dropped.
+    settled: bool,
 }
 
 /// The TTL in whole seconds etcd takes (at least 1).
@@ -64,6 +67,7 @@ impl KeptLease {
             alive,
             keeper,
             conn,
+            settled: false,
         })
     }
 
@@ -105,11 +109,23 @@ impl KeptLease {
     }
 
     /// Stops the keep-alives and revokes the lease (its keys vanish).
-    pub async fn revoke(self) -> Result<(), CoordinatorError> {
+    pub async fn revoke(mut self) -> Result<(), CoordinatorError> {
         self.keeper.abort();
-        let id = self.id;
-        match self
-            .conn
+        self.settled = true;
+        revoke(&self.conn, self.id).await
+    }
+
+    /// Stops keeping the lease alive without revoking it (it expires on its own).
+    pub fn abandon(mut self) {
+        self.keeper.abort();
+        self.settled = true;
+    }
+}
+
+/// Revokes lease `id`; a lease already gone counts as revoked.
+async fn revoke(conn: &Connection, id: i64) -> Result<(), CoordinatorError> {
+    {
+        match conn
             .call(|ch, c| {
                 let req = c.request(LeaseRevokeRequest { id });
                 async move { LeaseClient::new(ch).lease_revoke(req).await }
@@ -126,22 +142,41 @@ impl KeptLease {
             Err(e) => Err(e),
         }
     }
-
-    /// Stops keeping the lease alive without revoking it (it expires on its own).
-    pub fn abandon(self) {
-        self.keeper.abort();
-    }
 }
 
 impl Drop for KeptLease {
+    /// A lease dropped without `revoke` or `abandon` (e.g. an `acquire` cancelled
+    /// while queued) is revoked in the background, so its keys do not block others
+    /// until the TTL runs out.
     fn drop(&mut self) {
         self.keeper.abort();
+        if self.settled || self.conn.is_closed() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (conn, id) = (self.conn.clone(), self.id);
+            rt.spawn(async move {
+                if let Err(e) = revoke(&conn, id).await {
+                    tracing::debug!(lease = id, error = %e, "revoking a dropped lease failed; it will expire");
+                }
+            });
+        }
     }
 }
 
 /// One keep-alive round trip: the TTL the leader granted, 0 if the lease is gone.
 pub async fn renew_once(conn: &Connection, id: i64) -> Result<i64, CoordinatorError> {
-    conn.call(|ch, c| {
+    renew_within(conn, id, conn.retry(), conn.timeout()).await
+}
+
+/// A keep-alive whose retries and attempt deadline are the caller's.
+async fn renew_within(
+    conn: &Connection,
+    id: i64,
+    retry: &RetryConfig,
+    attempt_timeout: Duration,
+) -> Result<i64, CoordinatorError> {
+    conn.call_with(retry, attempt_timeout, |ch, c| {
         let req = c.request(futures::stream::iter([LeaseKeepAliveRequest { id }]));
         async move {
             let mut stream = LeaseClient::new(ch)
@@ -157,16 +192,29 @@ pub async fn renew_once(conn: &Connection, id: i64) -> Result<i64, CoordinatorEr
     .await
 }
 
+/// Retries that fit a TTL: an election in the middle of a renewal must not push the
+/// next attempt past the new leader's deadline (which restarts at a full TTL).
+fn renewal_policy(ttl: Duration) -> (RetryConfig, Duration) {
+    let retry = RetryConfig {
+        max_attempts: 6,
+        initial_delay: Duration::from_millis(50),
+        max_delay: ttl / 8,
+        multiplier: 2.0,
+    };
+    (retry, ttl / 3)
+}
+
 /// Renews every TTL/3; gives up (and reports the loss) when the lease is gone or no
 /// renewal succeeded for a whole TTL.
 async fn keep_alive(conn: Arc<Connection>, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
     let mut last_ok = tokio::time::Instant::now();
+    let (retry, attempt_timeout) = renewal_policy(ttl);
     loop {
         tokio::time::sleep(ttl / 3).await;
         if mutants::active("lock_no_keepalive") {
             continue;
         }
-        match renew_once(&conn, id).await {
+        match renew_within(&conn, id, &retry, attempt_timeout).await {
             Ok(t) if t > 0 => last_ok = tokio::time::Instant::now(),
             Ok(_) => break,
             Err(CoordinatorError::Closed) => break,

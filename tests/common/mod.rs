@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+pub mod etcdctl;
+pub mod held_forwarder;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -173,6 +177,15 @@ impl TestCluster {
 
     pub fn endpoints(&self, ids: &[u64]) -> Vec<String> {
         ids.iter().map(|id| self.peers[id].clone()).collect()
+    }
+
+    /// SIGKILL the node listening on `addr`.
+    pub fn kill_at(&mut self, addr: &str) {
+        self.nodes
+            .values_mut()
+            .find(|node| node.addr == addr)
+            .unwrap_or_else(|| panic!("no node listens on {addr}"))
+            .kill();
     }
 
     pub fn client(&self, ids: &[u64]) -> CoordClient {

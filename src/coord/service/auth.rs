@@ -26,17 +26,12 @@ impl AuthService {
     /// Proposes an auth change on behalf of an administrator.
     async fn change<T>(&self, request: &Request<T>, op: AuthOp) -> Result<ResponseHeader, Status> {
         self.ctx.authorize(request, Access::Admin)?;
-        self.propose(op).await
+        let op = Op::Auth(AuthCommand { op: Some(op) });
+        self.propose(self.ctx.command(request, op)).await
     }
 
-    async fn propose(&self, op: AuthOp) -> Result<ResponseHeader, Status> {
-        let answer = self
-            .ctx
-            .proposer
-            .propose(CoordCommand {
-                op: Some(Op::Auth(AuthCommand { op: Some(op) })),
-            })
-            .await?;
+    async fn propose(&self, cmd: CoordCommand) -> Result<ResponseHeader, Status> {
+        let answer = self.ctx.proposer.propose(cmd).await?;
         match answer {
             Answer::Done(h) => Ok(self.ctx.stamp(Some(h)).unwrap_or_default()),
             other => Err(Status::internal(format!("unexpected answer {other:?}"))),
@@ -133,12 +128,16 @@ impl Auth for AuthService {
             state.auth.revision()
         };
         let token = format!("{}.{}", random_text(16), auth_revision);
+        let issue = AuthOp::IssueToken(IssuedToken {
+            token: token.clone(),
+            user: name,
+            auth_revision,
+        });
         let header = self
-            .propose(AuthOp::IssueToken(IssuedToken {
-                token: token.clone(),
-                user: name,
-                auth_revision,
-            }))
+            .propose(CoordCommand {
+                op: Some(Op::Auth(AuthCommand { op: Some(issue) })),
+                token: String::new(),
+            })
             .await?;
         Ok(Response::new(AuthenticateResponse {
             header: Some(header),

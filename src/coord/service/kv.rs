@@ -1,14 +1,13 @@
 //! etcd `KV`: Range (linearizable through ReadIndex unless serializable), and Put,
 //! DeleteRange, Txn and Compact through the log.
 
-use std::collections::BTreeSet;
-
 use tonic::{Request, Response, Status};
 
 use super::{check_size, CoordContext};
 use crate::coord::auth::Access;
 use crate::coord::convert;
 use crate::coord::errors::CoordError;
+use crate::coord::txn_check;
 use crate::proto::coord_answer::Answer;
 use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::kv_server::Kv;
@@ -16,7 +15,6 @@ use crate::proto::etcdserverpb::{
     request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
-use crate::proto::CoordCommand;
 
 pub struct KvService {
     ctx: CoordContext,
@@ -27,10 +25,10 @@ impl KvService {
         KvService { ctx }
     }
 
-    async fn propose(&self, op: Op) -> Result<Answer, CoordError> {
+    async fn propose<T>(&self, request: &Request<T>, op: Op) -> Result<Answer, CoordError> {
         self.ctx
             .proposer
-            .propose(CoordCommand { op: Some(op) })
+            .propose(self.ctx.command(request, op))
             .await
     }
 }
@@ -42,14 +40,12 @@ fn unexpected(answer: Answer) -> CoordError {
     }
 }
 
-/// What a txn branch touches, checked against the user's permissions; puts to one
-/// key twice in a branch are refused as etcd refuses them.
+/// What a txn branch touches, checked against the user's permissions.
 fn check_branch(
     ctx: &CoordContext,
     request: &Request<TxnRequest>,
     ops: &[RequestOp],
 ) -> Result<(), CoordError> {
-    let mut put_keys = BTreeSet::new();
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => ctx.authorize(
@@ -59,18 +55,13 @@ fn check_branch(
                     range_end: &r.range_end,
                 },
             )?,
-            Some(request_op::Request::RequestPut(p)) => {
-                if !put_keys.insert(p.key.clone()) {
-                    return Err(CoordError::DuplicateKey);
-                }
-                ctx.authorize(
-                    request,
-                    Access::Write {
-                        key: &p.key,
-                        range_end: &[],
-                    },
-                )?
-            }
+            Some(request_op::Request::RequestPut(p)) => ctx.authorize(
+                request,
+                Access::Write {
+                    key: &p.key,
+                    range_end: &[],
+                },
+            )?,
             Some(request_op::Request::RequestDeleteRange(d)) => ctx.authorize(
                 request,
                 Access::Write {
@@ -98,6 +89,10 @@ impl Kv for KvService {
         if r.key.is_empty() {
             return Err(CoordError::EmptyKey.into());
         }
+        // Auth is judged after the barrier, on state at least as new as the request.
+        if !r.serializable {
+            self.ctx.linearizable_barrier().await?;
+        }
         self.ctx.authorize(
             &request,
             Access::Read {
@@ -105,9 +100,6 @@ impl Kv for KvService {
                 range_end: &r.range_end,
             },
         )?;
-        if !r.serializable {
-            self.ctx.linearizable_barrier().await?;
-        }
         let header = self.ctx.header();
         let result = self
             .ctx
@@ -134,7 +126,10 @@ impl Kv for KvService {
                 range_end: &[],
             },
         )?;
-        match self.propose(Op::Put(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Put(request.get_ref().clone()))
+            .await?
+        {
             Answer::Put(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -158,7 +153,10 @@ impl Kv for KvService {
                 range_end: &d.range_end,
             },
         )?;
-        match self.propose(Op::DeleteRange(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::DeleteRange(request.get_ref().clone()))
+            .await?
+        {
             Answer::DeleteRange(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -168,6 +166,8 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        // As etcd: the txn's shape is judged before its size and permissions.
+        txn_check::check_txn(request.get_ref())?;
         check_size(request.get_ref())?;
         let t = request.get_ref();
         for c in &t.compare {
@@ -181,7 +181,10 @@ impl Kv for KvService {
         }
         check_branch(&self.ctx, &request, &t.success)?;
         check_branch(&self.ctx, &request, &t.failure)?;
-        match self.propose(Op::Txn(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Txn(request.get_ref().clone()))
+            .await?
+        {
             Answer::Txn(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))
@@ -195,7 +198,10 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         self.ctx.authorize(&request, Access::Admin)?;
-        match self.propose(Op::Compaction(request.into_inner())).await? {
+        match self
+            .propose(&request, Op::Compaction(*request.get_ref()))
+            .await?
+        {
             Answer::Compaction(mut r) => {
                 r.header = self.ctx.stamp(r.header);
                 Ok(Response::new(r))

@@ -18,7 +18,6 @@ use crate::proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::proto::CoordCommand;
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
@@ -44,7 +43,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         self.ctx.user(&request)?;
-        let mut g = request.into_inner();
+        let mut g = *request.get_ref();
         g.ttl = effective_ttl(g.ttl).ok_or(CoordError::LeaseTtlTooLarge)?;
         if g.id == 0 {
             g.id = new_lease_id();
@@ -52,9 +51,7 @@ impl Lease for LeaseService {
         match self
             .ctx
             .proposer
-            .propose(CoordCommand {
-                op: Some(Op::LeaseGrant(g)),
-            })
+            .propose(self.ctx.command(&request, Op::LeaseGrant(g)))
             .await?
         {
             Answer::LeaseGrant(mut r) => {
@@ -73,9 +70,10 @@ impl Lease for LeaseService {
         match self
             .ctx
             .proposer
-            .propose(CoordCommand {
-                op: Some(Op::LeaseRevoke(request.into_inner())),
-            })
+            .propose(
+                self.ctx
+                    .command(&request, Op::LeaseRevoke(*request.get_ref())),
+            )
             .await?
         {
             Answer::LeaseRevoke(mut r) => {

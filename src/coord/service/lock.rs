@@ -22,7 +22,6 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
-use crate::proto::CoordCommand;
 use crate::seams::mutants;
 use crate::seams::observer::Event;
 
@@ -42,14 +41,14 @@ impl LockService {
     }
 
     /// Puts `key` bound to `lease` unless it exists; answers its create revision.
-    async fn enqueue(&self, key: &[u8], lease: i64) -> Result<i64, CoordError> {
-        let answer = self
-            .ctx
-            .proposer
-            .propose(CoordCommand {
-                op: Some(Op::Txn(enqueue_txn(key, lease))),
-            })
-            .await?;
+    async fn enqueue<T>(
+        &self,
+        request: &Request<T>,
+        key: &[u8],
+        lease: i64,
+    ) -> Result<i64, CoordError> {
+        let cmd = self.ctx.command(request, Op::Txn(enqueue_txn(key, lease)));
+        let answer = self.ctx.proposer.propose(cmd).await?;
         let Answer::Txn(r) = answer else {
             return Err(CoordError::Other {
                 code: tonic::Code::Internal as i32,
@@ -203,7 +202,7 @@ impl Lock for LockService {
         if lease == 0 {
             return Err(CoordError::LeaseNotFound.into());
         }
-        let my_rev = self.enqueue(&key, lease).await?;
+        let my_rev = self.enqueue(&request, &key, lease).await?;
         let clock = self.ctx.proposer.clock();
         let waited_since = clock.now_ms();
         loop {
@@ -238,12 +237,13 @@ impl Lock for LockService {
         let answer = self
             .ctx
             .proposer
-            .propose(CoordCommand {
-                op: Some(Op::DeleteRange(DeleteRangeRequest {
+            .propose(self.ctx.command(
+                &request,
+                Op::DeleteRange(DeleteRangeRequest {
                     key,
                     ..Default::default()
-                })),
-            })
+                }),
+            ))
             .await?;
         let header = match answer {
             Answer::DeleteRange(r) => r.header,

@@ -9,6 +9,7 @@ use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
 };
+use crate::raft::RaftError;
 
 /// The etcd API version coordlab speaks (clients gate features on it).
 pub const API_VERSION: &str = "3.4.0";
@@ -65,7 +66,11 @@ impl Maintenance for MaintenanceService {
         handle
             .transfer_leader(request.get_ref().target_id)
             .await
-            .map_err(CoordError::from)?;
+            .map_err(|e| match e {
+                // The only request Raft refuses: a target that is not a voter.
+                RaftError::InvalidRequest(_) => CoordError::BadLeaderTransferee,
+                other => CoordError::from(other),
+            })?;
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.ctx.header()),
         }))

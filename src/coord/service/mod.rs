@@ -18,7 +18,9 @@ use super::errors::CoordError;
 use super::forward::Proposer;
 use super::lessor::Lessor;
 use super::state::SharedCoordState;
+use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::ResponseHeader;
+use crate::proto::CoordCommand;
 
 /// The cluster id every member reports (coordlab clusters are told apart by their
 /// member addresses, not by this id).
@@ -53,6 +55,19 @@ impl CoordContext {
         h.member_id = self.member_id;
         h.raft_term = self.proposer.handle().leader().term;
         Some(h)
+    }
+
+    /// A command carrying the request's token, for the apply-time permission check.
+    pub fn command<T>(&self, request: &Request<T>, op: Op) -> CoordCommand {
+        CoordCommand {
+            op: Some(op),
+            token: request
+                .metadata()
+                .get(TOKEN_KEY)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        }
     }
 
     /// The authenticated user (`None` while auth is off).

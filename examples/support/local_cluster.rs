@@ -1,0 +1,72 @@
+//! A throwaway `coordd` cluster on 127.0.0.1 for the benchmarks: fresh ports, data
+//! dirs in a temp dir, every process killed on drop.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub struct LocalCluster {
+    /// `127.0.0.1:port` of each node, node 1 first.
+    pub endpoints: Vec<String>,
+    children: Vec<Child>,
+    _data: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    /// Starts `nodes` coordd processes from `coordd` (a release binary for benchmarks).
+    pub fn start(coordd: &Path, nodes: usize) -> LocalCluster {
+        let data = tempfile::tempdir().expect("temp dir");
+        let endpoints: Vec<String> = (0..nodes)
+            .map(|_| {
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                format!("127.0.0.1:{port}")
+            })
+            .collect();
+        let peers: Vec<String> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| format!("{}={addr}", i + 1))
+            .collect();
+        let children = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                Command::new(coordd)
+                    .args(["--id", &(i + 1).to_string(), "--listen", addr])
+                    .args(["--peers", &peers.join(","), "--data-dir"])
+                    .arg(data.path().join(format!("node-{}", i + 1)))
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("start {}: {e}", coordd.display()))
+            })
+            .collect();
+        LocalCluster {
+            endpoints,
+            children,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `p`-quantile (0..=1) of sorted latencies.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}

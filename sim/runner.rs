@@ -275,6 +275,7 @@ pub fn main() {
     let seeds_env = std::env::var("SIM_SEEDS").ok();
     let mut trials = Vec::new();
     let mut sample = Vec::new();
+    let mut coord_sampled = 0;
     // --- client library (issue 7) ---
     let mut library_sampled = false;
     for scenario in scenarios {
@@ -285,7 +286,10 @@ pub fn main() {
                 std::process::exit(2);
             }
         };
-        if sample.len() < 2 {
+        // The first two scenarios, and the first two with etcd workloads (client
+        // pauses, streams and lease timers are entropy of their own).
+        if sample.len() < 2 || (scenario.coord.any() && coord_sampled < 2) {
+            coord_sampled += usize::from(scenario.coord.any());
             sample.push((scenario.name.clone(), seeds[0]));
         }
         // --- client library (issue 7): its clients add tasks and timers of their

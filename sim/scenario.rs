@@ -426,6 +426,10 @@ pub struct CoordSpec {
     pub hold_min_ms: u64,
     #[serde(default = "coord_defaults::hold_max_ms")]
     pub hold_max_ms: u64,
+    /// Now and then a holder's client node is paused this long while it holds the
+    /// lock (0: never); past the TTL it loses the lock unknowingly.
+    #[serde(default)]
+    pub lock_pause_ms: u64,
     /// Clients granting leases, attaching keys, keeping some alive, letting some
     /// lapse and revoking others.
     #[serde(default)]

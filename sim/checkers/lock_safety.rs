@@ -23,6 +23,9 @@ pub const NAME: &str = "lock_safety";
 /// Resource names of fenced resources start with this.
 pub const FENCED_PREFIX: &str = "fenced:";
 
+/// What the audit read at a grant: the keys with their create revisions, or the error.
+type Audits<'a> = BTreeMap<(&'a str, i64), (&'a [(String, i64)], &'a Option<String>)>;
+
 struct Grant<'a> {
     name: &'a str,
     key: &'a str,
@@ -48,7 +51,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
         .find(|e| e.kind == EventKind::AuditStarted)
         .map_or(u64::MAX, |e| e.seq);
     let mut grants: Vec<Grant> = Vec::new();
-    let mut audits: BTreeMap<(&str, i64), (&Vec<(String, i64)>, &Option<String>)> = BTreeMap::new();
+    let mut audits: Audits = BTreeMap::new();
     for e in events {
         match &e.kind {
             EventKind::LockGranted {
@@ -70,7 +73,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                 keys,
                 error,
             } => {
-                audits.insert((name.as_str(), *revision), (keys, error));
+                audits.insert((name.as_str(), *revision), (keys.as_slice(), error));
             }
             _ => {}
         }
@@ -81,10 +84,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
     check_fenced_resources(events)
 }
 
-fn check_grants_against_audit(
-    grants: &[Grant],
-    audits: &BTreeMap<(&str, i64), (&Vec<(String, i64)>, &Option<String>)>,
-) -> Result<(), Violation> {
+fn check_grants_against_audit(grants: &[Grant], audits: &Audits) -> Result<(), Violation> {
     for g in grants {
         let (name, key, token, rev) = (g.name, g.key, g.token, g.revision);
         let Some((keys, error)) = audits.get(&(name, rev)) else {

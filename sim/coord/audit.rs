@@ -19,8 +19,16 @@ use crate::sim::trace::EventKind;
 /// How long the audit keeps trying one read.
 const READ_PATIENCE: Duration = Duration::from_secs(10);
 
+/// What the audit must read.
+struct Work {
+    /// (lock name, grant revision).
+    grants: BTreeSet<(String, i64)>,
+    /// Removed lease → the keys put with it.
+    lease_keys: BTreeMap<i64, Vec<String>>,
+}
+
 /// What the audit must read, from the trace so far.
-fn work(recorder: &Recorder) -> (BTreeSet<(String, i64)>, BTreeMap<i64, Vec<String>>) {
+fn work(recorder: &Recorder) -> Work {
     let state = recorder.lock();
     let mut grants = BTreeSet::new();
     let mut lease_keys: BTreeMap<i64, Vec<String>> = BTreeMap::new();
@@ -43,12 +51,12 @@ fn work(recorder: &Recorder) -> (BTreeSet<(String, i64)>, BTreeMap<i64, Vec<Stri
         }
     }
     lease_keys.retain(|lease, _| removed.contains(lease));
-    (grants, lease_keys)
+    Work { grants, lease_keys }
 }
 
 pub async fn run(auditor: u64, scenario: Scenario, recorder: Arc<Recorder>) {
     // No await in between: nothing is recorded between the snapshot and the marker.
-    let (grants, lease_keys) = work(&recorder);
+    let Work { grants, lease_keys } = work(&recorder);
     recorder.record(auditor, EventKind::AuditStarted);
     let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
     let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);

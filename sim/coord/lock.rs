@@ -2,7 +2,9 @@
 //! lock with the Lock service, reads its fencing token (the lock key's create
 //! revision, by a linearizable Range), writes the lock's fenced resource on entering
 //! and on leaving, holds the lock meanwhile — sometimes longer than the lease TTL,
-//! which the keep-alives cover — and unlocks.
+//! which the keep-alives cover — and unlocks. With `lock_pause_ms` set, a holder is
+//! now and then paused that long: past the TTL it loses the lock without knowing,
+//! and the fenced resource must refuse its late write once the next holder wrote.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,11 @@ use coordlab::proto::etcdserverpb::RangeRequest;
 use coordlab::proto::v3lockpb::lock_client::LockClient;
 use coordlab::proto::v3lockpb::{LockRequest, UnlockRequest};
 use madsim::rand::{thread_rng, Rng};
+use madsim::task::NodeId;
 
 use super::conn::EtcdConn;
 use super::lease::{grant, lease_id, revoke, KeepAlive};
+use super::pauser::Pauser;
 use super::resource::{Resources, Section};
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -24,12 +28,16 @@ use crate::sim::workload::WorkloadControl;
 /// Prefix of lock names.
 pub const PREFIX: &str = "locks/";
 
+/// How often a hold is paused, when the scenario pauses holders.
+const PAUSE_PROBABILITY: f64 = 0.2;
+
 /// How long a Lock request may wait for the holder to go: long enough for a holder
 /// paused past its TTL to lose the lock.
 pub fn lock_wait(scenario: &Scenario) -> Duration {
     let spec = &scenario.coord;
     let ttl_ms = spec.lock_ttl_secs as u64 * 1000;
-    Duration::from_millis((4 * spec.request_timeout_ms).max(spec.ttl_only_pause_ms + 2 * ttl_ms))
+    let longest_pause_ms = spec.ttl_only_pause_ms.max(spec.lock_pause_ms);
+    Duration::from_millis((4 * spec.request_timeout_ms).max(longest_pause_ms + 2 * ttl_ms))
 }
 
 /// A lock a client holds.
@@ -115,12 +123,19 @@ pub async fn release(conn: &mut EtcdConn, recorder: &Recorder, client: u64, held
     );
 }
 
+/// A lock client's node and the pauser that may stop it.
+pub struct Pausable {
+    pub node: NodeId,
+    pub pauser: Pauser,
+}
+
 pub async fn run(
     client: u64,
     scenario: Scenario,
     recorder: Arc<Recorder>,
     control: WorkloadControl,
     resources: Resources,
+    pausable: Option<Pausable>,
 ) {
     let spec = &scenario.coord;
     let mut conn = EtcdConn::new(
@@ -155,8 +170,15 @@ pub async fn run(
         .await;
         if let Some(held) = held {
             resources.write(&held.name, client, held.token, Section::Enter);
-            let hold = thread_rng().gen_range(spec.hold_min_ms..=spec.hold_max_ms);
-            tokio::time::sleep(Duration::from_millis(hold)).await;
+            match &pausable {
+                Some(p) if thread_rng().gen_bool(PAUSE_PROBABILITY) => {
+                    p.pauser.pause_me(p.node, client, spec.lock_pause_ms).await;
+                }
+                _ => {
+                    let hold = thread_rng().gen_range(spec.hold_min_ms..=spec.hold_max_ms);
+                    tokio::time::sleep(Duration::from_millis(hold)).await;
+                }
+            }
             resources.write(&held.name, client, held.token, Section::Exit);
             release(&mut conn, &recorder, client, &held).await;
         }

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod conn;
 pub mod lease;
 pub mod lock;
+pub mod pauser;
 pub mod register;
 pub mod resource;
 pub mod ttl_only;
@@ -78,15 +79,28 @@ pub fn start(
             control.clone(),
         ));
     }
+    let pauses = spec.ttl_only_clients > 0 || spec.lock_pause_ms > 0;
+    let pauser = pauses.then(|| {
+        let resumer = client_node(handle, "client-resumer".into(), 12, 3);
+        pauser::Pauser::start(handle.clone(), &resumer, recorder.clone())
+    });
     let fenced = resource::Resources::fenced(recorder.clone());
     for c in 1..=spec.lock_clients {
         let node = client_node(handle, format!("etcd-lock-{c}"), 8, c);
+        let pausable = pauser
+            .clone()
+            .filter(|_| spec.lock_pause_ms > 0)
+            .map(|pauser| lock::Pausable {
+                node: node.id(),
+                pauser,
+            });
         node.spawn(lock::run(
             LOCK_CLIENT_BASE + c,
             scenario.clone(),
             recorder.clone(),
             control.clone(),
             fenced.clone(),
+            pausable,
         ));
     }
     for c in 1..=spec.lease_clients {
@@ -116,10 +130,9 @@ pub fn start(
             control.clone(),
         ));
     }
-    if spec.ttl_only_clients > 0 {
-        let resumer = client_node(handle, "client-resumer".into(), 12, 3);
-        let pauser = ttl_only::Pauser::start(handle.clone(), &resumer, recorder.clone());
+    if let Some(pauser) = pauser.filter(|_| spec.ttl_only_clients > 0) {
         let unfenced = resource::Resources::unfenced(recorder.clone());
+        let plan = ttl_only::PausePlan::new();
         for c in 1..=spec.ttl_only_clients {
             let node = client_node(handle, format!("ttl-only-{c}"), 11, c);
             let own: NodeId = node.id();
@@ -131,6 +144,7 @@ pub fn start(
                 control.clone(),
                 unfenced.clone(),
                 pauser.clone(),
+                plan.clone(),
             ));
         }
     }

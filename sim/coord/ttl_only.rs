@@ -11,17 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
-use tokio::sync::mpsc;
 
 use super::conn::EtcdConn;
 use super::lease::{grant, lease_id, revoke, KeepAlive};
 use super::lock::{acquire, lock_wait, release};
+use super::pauser::Pauser;
 use super::resource::{Resources, Section};
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
-use crate::sim::trace::EventKind;
 use crate::sim::workload::WorkloadControl;
 
 /// The lock the demo clients share.
@@ -30,65 +28,26 @@ pub const LOCK_NAME: &str = "demo-lock";
 /// How often a hold after the first is paused.
 const PAUSE_PROBABILITY: f64 = 0.3;
 
-/// Pauses a client's node and resumes it later, from a harness node (a paused node
-/// cannot resume itself).
+/// Whether a hold is paused: the run's first, then at random.
 #[derive(Clone)]
-pub struct Pauser {
-    handle: Handle,
-    resume: mpsc::UnboundedSender<(NodeId, u64, u64)>,
-    recorder: Arc<Recorder>,
+pub struct PausePlan {
     /// Whether the run's first pause is still to come.
     first_pending: Arc<AtomicBool>,
 }
 
-impl Pauser {
-    /// Starts the resuming task on `resumer`.
-    pub fn start(handle: Handle, resumer: &NodeHandle, recorder: Arc<Recorder>) -> Self {
-        let (resume, mut requests) = mpsc::unbounded_channel::<(NodeId, u64, u64)>();
-        let (h, r) = (handle.clone(), recorder.clone());
-        resumer.spawn(async move {
-            while let Some((node, client, pause_ms)) = requests.recv().await {
-                let (h, r) = (h.clone(), r.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                    r.record(
-                        0,
-                        EventKind::Fault {
-                            action: format!("resume client {client}"),
-                        },
-                    );
-                    h.resume(node);
-                });
-            }
-        });
-        Pauser {
-            handle,
-            resume,
-            recorder,
+impl PausePlan {
+    pub fn new() -> Self {
+        PausePlan {
             first_pending: Arc::new(AtomicBool::new(true)),
         }
     }
 
-    /// Whether this hold is paused: the run's first, then at random.
     fn should_pause(&self) -> bool {
         self.first_pending.swap(false, Ordering::SeqCst) || thread_rng().gen_bool(PAUSE_PROBABILITY)
     }
-
-    /// Pauses the calling client's own node for `pause_ms`; returns once resumed.
-    async fn pause_me(&self, node: NodeId, client: u64, pause_ms: u64) {
-        self.recorder.record(
-            0,
-            EventKind::Fault {
-                action: format!("pause client {client} for {pause_ms} ms (TTL-only demo)"),
-            },
-        );
-        self.handle.pause(node);
-        let _ = self.resume.send((node, client, pause_ms));
-        // The node stops at this await and continues once resumed.
-        tokio::task::yield_now().await;
-    }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: u64,
     node: NodeId,
@@ -97,6 +56,7 @@ pub async fn run(
     control: WorkloadControl,
     resources: Resources,
     pauser: Pauser,
+    plan: PausePlan,
 ) {
     let spec = &scenario.coord;
     let mut conn = EtcdConn::new(
@@ -131,7 +91,7 @@ pub async fn run(
         if let Some(held) = held {
             // No fencing: the token is recorded only to count what fencing would refuse.
             resources.write(LOCK_NAME, client, held.token, Section::Enter);
-            if pauser.should_pause() {
+            if plan.should_pause() {
                 pauser.pause_me(node, client, spec.ttl_only_pause_ms).await;
             } else {
                 let hold = thread_rng().gen_range(100..500);

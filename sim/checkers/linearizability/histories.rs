@@ -312,7 +312,9 @@ pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp
         let gone = dropped.remove(key).unwrap_or_default();
         let mut i = 0;
         ops.retain(|op| {
-            let keep = !gone.contains(&i) && !(op.ret == u64::MAX && op.input == CasInput::Read);
+            // Drop what certainly had no effect, and reads that never answered.
+            let pending_read = op.ret == u64::MAX && op.input == CasInput::Read;
+            let keep = !gone.contains(&i) && !pending_read;
             i += 1;
             keep
         });

@@ -132,11 +132,6 @@ impl CoordError {
                 message: e.message.clone(),
             })
     }
-
-    /// Whether a client may retry on another member (etcd's "unavailable" family).
-    pub fn is_retryable(&self) -> bool {
-        self.code() == Code::Unavailable
-    }
 }
 
 /// Errors recognised by message when they come back from a replicated answer.

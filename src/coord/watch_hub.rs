@@ -131,14 +131,6 @@ impl WatchHub {
         self.watchers.remove(&id);
     }
 
-    pub fn len(&self) -> usize {
-        self.watchers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.watchers.is_empty()
-    }
-
     /// Publishes one applied write's changes; drops watchers whose stream is gone.
     pub fn publish(&mut self, changes: &[Change]) {
         if changes.is_empty() {

@@ -18,7 +18,6 @@ use super::lease::KeptLease;
 use super::registry::EventType;
 use super::watch::ResumableWatch;
 use crate::coord::service::lock::prefix_end;
-use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
     RequestOp, TxnRequest,
@@ -65,23 +64,10 @@ impl ConfigCenter {
         }
     }
 
-    async fn range(
-        &self,
-        req: RangeRequest,
-    ) -> Result<crate::proto::etcdserverpb::RangeResponse, CoordinatorError> {
-        Ok(self
-            .conn
-            .call(|ch, c| {
-                let req = c.request(req.clone());
-                async move { KvClient::new(ch).range(req).await }
-            })
-            .await?
-            .into_inner())
-    }
-
     /// The value at `key`, decoded as `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, CoordinatorError> {
         let r = self
+            .conn
             .range(RangeRequest {
                 key: key.as_bytes().to_vec(),
                 ..Default::default()
@@ -117,6 +103,7 @@ impl ConfigCenter {
         let lease = self.session_lease().await?;
         for _ in 0..MAX_SET_ROUNDS {
             let current = self
+                .conn
                 .range(RangeRequest {
                     key: key.as_bytes().to_vec(),
                     ..Default::default()
@@ -157,14 +144,7 @@ impl ConfigCenter {
                     })),
                 }],
             };
-            let r = self
-                .conn
-                .call(|ch, c| {
-                    let req = c.request(txn.clone());
-                    async move { KvClient::new(ch).txn(req).await }
-                })
-                .await?
-                .into_inner();
+            let r = self.conn.txn(txn).await?;
             let already_ours = r.responses.iter().any(|op| {
                 matches!(&op.response, Some(response_op::Response::ResponseRange(rr)) if rr.count > 0)
             });
@@ -185,12 +165,9 @@ impl ConfigCenter {
     async fn forget_marker(&self, marker: Vec<u8>) {
         let _ = self
             .conn
-            .call(|ch, c| {
-                let req = c.request(DeleteRangeRequest {
-                    key: marker.clone(),
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).delete_range(req).await }
+            .delete_range(DeleteRangeRequest {
+                key: marker.clone(),
+                ..Default::default()
             })
             .await;
     }
@@ -199,21 +176,18 @@ impl ConfigCenter {
     pub async fn delete(&self, key: &str) -> Result<bool, CoordinatorError> {
         let r = self
             .conn
-            .call(|ch, c| {
-                let req = c.request(DeleteRangeRequest {
-                    key: key.as_bytes().to_vec(),
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).delete_range(req).await }
+            .delete_range(DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(r.deleted > 0)
     }
 
     /// The keys under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, CoordinatorError> {
         let r = self
+            .conn
             .range(RangeRequest {
                 key: prefix.as_bytes().to_vec(),
                 range_end: prefix_end(prefix.as_bytes()),
@@ -251,6 +225,7 @@ impl ConfigCenter {
     ) -> Result<ConfigWatcher<T>, CoordinatorError> {
         // Start right after a read, so "from now on" has a precise meaning.
         let r = self
+            .conn
             .range(RangeRequest {
                 key: key.clone(),
                 range_end: range_end.clone(),

@@ -16,7 +16,11 @@ use tonic::{Code, Request, Status};
 use super::error::CoordinatorError;
 use super::options::{CoordinatorConfig, RetryConfig};
 use crate::proto::etcdserverpb::auth_client::AuthClient;
-use crate::proto::etcdserverpb::AuthenticateRequest;
+use crate::proto::etcdserverpb::kv_client::KvClient;
+use crate::proto::etcdserverpb::{
+    AuthenticateRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
 
 /// The metadata key etcd clients carry their token in.
 pub const TOKEN_KEY: &str = "token";
@@ -215,5 +219,46 @@ impl Connection {
             tracing::debug!(attempt, error = %last, "retrying");
             tokio::time::sleep(retry.delay(attempt)).await;
         }
+    }
+
+    // The etcd KV calls, each one `call` (retries, failover, token).
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, CoordinatorError> {
+        self.call(|ch, c| {
+            let req = c.request(req.clone());
+            async move { KvClient::new(ch).range(req).await }
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, CoordinatorError> {
+        self.call(|ch, c| {
+            let req = c.request(req.clone());
+            async move { KvClient::new(ch).put(req).await }
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, CoordinatorError> {
+        self.call(|ch, c| {
+            let req = c.request(req.clone());
+            async move { KvClient::new(ch).delete_range(req).await }
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, CoordinatorError> {
+        self.call(|ch, c| {
+            let req = c.request(req.clone());
+            async move { KvClient::new(ch).txn(req).await }
+        })
+        .await
+        .map(|r| r.into_inner())
     }
 }

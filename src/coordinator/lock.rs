@@ -10,7 +10,6 @@ use super::connection::{is_retryable, Connection};
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
 use crate::coord::service::lock::{enqueue_txn, enqueued_revision, prefix_end};
-use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
 use crate::proto::v3lockpb::lock_client::LockClient;
@@ -98,32 +97,21 @@ impl DistributedLock {
         let prefix = format!("{key}/").into_bytes();
         let txn = enqueue_txn(&owner, lease.id());
         // Idempotent: a retried txn finds its key and changes nothing.
-        let queued = self
-            .conn
-            .call(|ch, c| {
-                let req = c.request(txn.clone());
-                async move { KvClient::new(ch).txn(req).await }
-            })
-            .await?
-            .into_inner();
+        let queued = self.conn.txn(txn).await?;
         let mine =
             enqueued_revision(&queued).ok_or(CoordinatorError::LeaseLost { lease: lease.id() })?;
         // The oldest waiter owns the lock.
         let first = self
             .conn
-            .call(|ch, c| {
-                let req = c.request(RangeRequest {
-                    key: prefix.clone(),
-                    range_end: prefix_end(&prefix),
-                    sort_order: SortOrder::Ascend as i32,
-                    sort_target: SortTarget::Create as i32,
-                    limit: 1,
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).range(req).await }
+            .range(RangeRequest {
+                key: prefix.clone(),
+                range_end: prefix_end(&prefix),
+                sort_order: SortOrder::Ascend as i32,
+                sort_target: SortTarget::Create as i32,
+                limit: 1,
+                ..Default::default()
             })
-            .await?
-            .into_inner();
+            .await?;
         let holder = first.kvs.first().map(|kv| kv.create_revision);
         if holder != Some(mine) {
             let _ = lease.revoke().await;
@@ -143,15 +131,11 @@ impl DistributedLock {
     async fn create_revision(&self, key: &[u8]) -> Result<i64, CoordinatorError> {
         let r = self
             .conn
-            .call(|ch, c| {
-                let req = c.request(RangeRequest {
-                    key: key.to_vec(),
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).range(req).await }
+            .range(RangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
             })
-            .await?
-            .into_inner();
+            .await?;
         r.kvs
             .first()
             .map(|kv| kv.create_revision)
@@ -209,12 +193,9 @@ async fn release(
     owner_key: Vec<u8>,
     lease: Option<KeptLease>,
 ) -> Result<(), CoordinatorError> {
-    conn.call(|ch, c| {
-        let req = c.request(DeleteRangeRequest {
-            key: owner_key.clone(),
-            ..Default::default()
-        });
-        async move { KvClient::new(ch).delete_range(req).await }
+    conn.delete_range(DeleteRangeRequest {
+        key: owner_key.clone(),
+        ..Default::default()
     })
     .await?;
     if let Some(lease) = lease {

@@ -14,7 +14,6 @@ use super::error::CoordinatorError;
 use super::lease::KeptLease;
 use super::watch::{KeyEvent, ResumableWatch};
 use crate::coord::service::lock::prefix_end;
-use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 
 /// Where instances of `name` live.
@@ -103,14 +102,7 @@ impl ServiceRegistry {
             ..Default::default()
         };
         // Idempotent: a retry writes the same value on the same lease.
-        if let Err(e) = self
-            .conn
-            .call(|ch, c| {
-                let req = c.request(put.clone());
-                async move { KvClient::new(ch).put(req).await }
-            })
-            .await
-        {
+        if let Err(e) = self.conn.put(put).await {
             let _ = lease.revoke().await;
             return Err(e);
         }
@@ -133,12 +125,9 @@ impl ServiceRegistry {
             })?;
         let key = reg.key.clone();
         self.conn
-            .call(|ch, c| {
-                let req = c.request(DeleteRangeRequest {
-                    key: key.clone(),
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).delete_range(req).await }
+            .delete_range(DeleteRangeRequest {
+                key: key.clone(),
+                ..Default::default()
             })
             .await?;
         reg.lease.revoke().await
@@ -158,16 +147,12 @@ impl ServiceRegistry {
         let prefix = service_prefix(name).into_bytes();
         let r = self
             .conn
-            .call(|ch, c| {
-                let req = c.request(RangeRequest {
-                    key: prefix.clone(),
-                    range_end: prefix_end(&prefix),
-                    ..Default::default()
-                });
-                async move { KvClient::new(ch).range(req).await }
+            .range(RangeRequest {
+                key: prefix.clone(),
+                range_end: prefix_end(&prefix),
+                ..Default::default()
             })
-            .await?
-            .into_inner();
+            .await?;
         let services = r
             .kvs
             .iter()

@@ -11,7 +11,6 @@ use coordlab::coord::service::lock::prefix_end;
 use coordlab::coordinator::{
     Connection, CoordinatorError as ClientError, DistributedLock, ResumableWatch,
 };
-use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::{
     DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
@@ -150,13 +149,7 @@ pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, 
                 lease,
                 ..Default::default()
             };
-            let r = client
-                .call(|ch, c| {
-                    let req = c.request(req.clone());
-                    async move { KvClient::new(ch).put(req).await }
-                })
-                .await?
-                .into_inner();
+            let r = client.put(req).await?;
             let rev = r.header.map_or(0, |h| h.revision);
             writeln!(out, "OK revision={rev}").expect("stdout");
         }
@@ -173,13 +166,7 @@ pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, 
                 serializable,
                 ..Default::default()
             };
-            let r = client
-                .call(|ch, c| {
-                    let req = c.request(req.clone());
-                    async move { KvClient::new(ch).range(req).await }
-                })
-                .await?
-                .into_inner();
+            let r = client.range(req).await?;
             if r.kvs.is_empty() {
                 eprintln!("coordctl: no key matches");
                 return Ok(ExitCode::from(1));
@@ -194,13 +181,7 @@ pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, 
                 key: key.into_bytes(),
                 ..Default::default()
             };
-            let r = client
-                .call(|ch, c| {
-                    let req = c.request(req.clone());
-                    async move { KvClient::new(ch).delete_range(req).await }
-                })
-                .await?
-                .into_inner();
+            let r = client.delete_range(req).await?;
             writeln!(out, "deleted {}", r.deleted).expect("stdout");
         }
     }

@@ -11,7 +11,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use tonic::{Request, Status};
+use tonic::Request;
 
 use super::auth::Access;
 use super::errors::CoordError;
@@ -118,9 +118,4 @@ pub fn check_size(message: &impl prost::Message) -> Result<(), CoordError> {
         return Err(CoordError::RequestTooLarge);
     }
     Ok(())
-}
-
-/// A service method's error as the status etcd would send.
-pub fn status(e: CoordError) -> Status {
-    Status::from(e)
 }

@@ -4,6 +4,6 @@
 # in simulated time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
-cargo test --features sim --test sim --no-run
-SIM_SWEEP=mq-switch SIM_BENCH_SEEDS="${1:-8}" cargo test -q --features sim --test sim
+
+ci/sim-cargo.sh --no-run
+SIM_SWEEP=mq-switch SIM_BENCH_SEEDS="${1:-8}" ci/sim-cargo.sh -q

@@ -6,6 +6,6 @@
 # Usage: ci/bench-sim.sh [SEEDS]   (default 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
-cargo test --features sim --test sim --no-run
-SIM_SWEEP=bench SIM_BENCH_SEEDS="${1:-8}" cargo test -q --features sim --test sim
+
+ci/sim-cargo.sh --no-run
+SIM_SWEEP=bench SIM_BENCH_SEEDS="${1:-8}" ci/sim-cargo.sh -q

@@ -18,9 +18,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: ci/fuzz.sh --minutes M [--shard k/n] [--jobs J] [--seed-base B]" >&2; exit 2 ;;
   esac
 done
-export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
-cargo test --features sim --test sim --no-run
+
+ci/sim-cargo.sh --no-run
 rm -f target/sim-failures/failing-seeds.txt
 echo "fuzz: ${minutes} min, shard ${shard}, ${jobs} jobs, seeds from ${base}"
 SIM_SWEEP=fuzz SIM_SWEEP_MINUTES="$minutes" SIM_SHARD="$shard" SIM_JOBS="$jobs" SIM_SEED_BASE="$base" \
-  cargo test -q --features sim --test sim
+  ci/sim-cargo.sh -q

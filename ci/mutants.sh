@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${1:-300}"
-export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
-cargo test -q --features sim --test sim --no-run >/dev/null 2>&1 || cargo test --features sim --test sim --no-run
-sim() { cargo test -q --features sim --test sim 2>/dev/null; }
+
+ci/sim-cargo.sh -q --no-run >/dev/null 2>&1 || ci/sim-cargo.sh --no-run
+sim() { ci/sim-cargo.sh -q 2>/dev/null; }
 
 # mutant -> the scenarios that target it (comma-separated).
 targets() {

@@ -4,7 +4,7 @@
 # Usage: ci/shrink.sh MUTANT [SCENARIO] [CASES]   e.g. ci/shrink.sh forget_vote crash_restart
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
-cargo test --features sim --test sim --no-run
+
+ci/sim-cargo.sh --no-run
 SIM_MUTANT="${1:?mutant name}" SIM_SHRINK_SCENARIO="${2:-crash_restart}" SIM_SHRINK_CASES="${3:-200}" \
-  SIM_SWEEP=shrink cargo test -q --features sim --test sim
+  SIM_SWEEP=shrink ci/sim-cargo.sh -q

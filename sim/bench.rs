@@ -14,7 +14,7 @@ use raft::eraftpb::{ConfState, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 
-use super::runner::run_once;
+use super::run::run_once;
 use super::scenario::Scenario;
 use super::trace::EventKind;
 

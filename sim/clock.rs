@@ -1,16 +1,22 @@
 //! The simulated clock: madsim's virtual time seen through a per-node offset and
 //! drift, with jumps on demand.
 //!
-//! `now_ms` = local time accumulated at the last change + elapsed virtual time ×
-//! rate + offset, where rate = 1 + drift_ppm / 10⁶. `sleep(d)` lasts d / rate of
-//! virtual time, so a fast clock ticks (and times out) early. A backward jump makes
-//! `now_ms` go back, which the stack must tolerate.
+//! `now_ms` = origin + local time accumulated at the last change + elapsed virtual
+//! time × rate + offset, where rate = 1 + drift_ppm / 10⁶. `sleep(d)` lasts d / rate
+//! of virtual time, so a fast clock ticks (and times out) early. A backward jump
+//! makes `now_ms` go back, which the stack must tolerate. The origin is far above
+//! any jump a scenario draws, so a clock set back really reads earlier times; were
+//! it at 0, readings would clamp there and the clock would stand still for as long
+//! as the jumps added up to (a fault no real clock has).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use coordlab::seams::clock::{Clock, Sleep};
 use tokio::time::Instant;
+
+/// Where every node's clock starts: about a year, in ms.
+const ORIGIN_MS: f64 = 31_536_000_000.0;
 
 #[derive(Debug)]
 struct ClockState {
@@ -38,7 +44,7 @@ impl SimClock {
         SimClock {
             state: Mutex::new(ClockState {
                 since: Instant::now(),
-                local_at_since: 0.0,
+                local_at_since: ORIGIN_MS,
                 drift_ppm: 0,
                 offset_ms: 0,
             }),

@@ -15,12 +15,14 @@
 //!   locks with a fenced resource, registry routing, config watches — and its
 //!   end-of-run audits (its `[library]` scenario section builds everywhere);
 //! - [`world`]: one seeded run — cluster, clients, faults, two phases;
-//! - [`runner`]: the libtest-mimic entry point, replay lines and artifacts;
-//! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps, mutant hunts, benchmarks and
-//!   schedule shrinking, selected by `SIM_SWEEP`.
+//! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
+//!   artifacts;
+//! - [`runner`]: the libtest-mimic entry point;
+//! - [`determinism`]: the same run alone, in the suite and in a sweep must agree;
+//! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps (one process per run), mutant
+//!   hunts, benchmarks and schedule shrinking, selected by `SIM_SWEEP`.
 
 pub mod checkers;
-// --- client library (issue 7) ---
 pub mod library;
 pub mod scenario;
 pub mod trace;
@@ -31,6 +33,8 @@ pub mod bench;
 pub mod clock;
 #[cfg(madsim)]
 pub mod coord;
+#[cfg(madsim)]
+pub mod determinism;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
@@ -43,6 +47,8 @@ pub mod net;
 pub mod observer;
 #[cfg(madsim)]
 pub mod report;
+#[cfg(madsim)]
+pub mod run;
 #[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]

@@ -137,6 +137,7 @@ pub fn describe(e: &EventKind) -> String {
             None => format!("audit lock {name} at rev {revision}: {keys:?}"),
         },
         EventKind::Fault { action } => format!("FAULT {action}"),
+        EventKind::Process { change } => format!("process {change}"),
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())
         }
@@ -179,6 +180,19 @@ pub fn artifact_dir(scenario: &str, seed: u64) -> PathBuf {
         .join(format!("{scenario}-{seed}"))
 }
 
+/// Writes `events` as JSON lines to `path` (creating its folder).
+pub fn write_trace(path: &Path, events: &[TraceEvent]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut jsonl = String::new();
+    for e in events {
+        jsonl.push_str(&e.to_json());
+        jsonl.push('\n');
+    }
+    std::fs::write(path, jsonl)
+}
+
 /// Writes trace.jsonl, timeline.txt, node-<id>.txt and failure.txt.
 pub fn write_artifacts(
     dir: &Path,
@@ -187,13 +201,10 @@ pub fn write_artifacts(
     violation: &Violation,
     replay: &str,
 ) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut jsonl = String::new();
+    write_trace(&dir.join("trace.jsonl"), events)?;
     let mut timeline = String::new();
     let mut per_node: BTreeMap<u64, String> = BTreeMap::new();
     for e in events {
-        jsonl.push_str(&e.to_json());
-        jsonl.push('\n');
         let l = line(e);
         timeline.push_str(&l);
         timeline.push('\n');
@@ -201,7 +212,6 @@ pub fn write_artifacts(
         own.push_str(&l);
         own.push('\n');
     }
-    std::fs::write(dir.join("trace.jsonl"), jsonl)?;
     std::fs::write(dir.join("timeline.txt"), timeline)?;
     for (node, text) in per_node {
         let name = if node == 0 {

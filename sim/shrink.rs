@@ -13,7 +13,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
-use super::runner::run_once;
+use super::run::run_once;
 use super::scenario::{Action, Scenario, TimelineEvent};
 
 fn action_strategy(nodes: u64) -> impl Strategy<Value = Action> {

@@ -265,6 +265,11 @@ pub enum EventKind {
     Fault {
         action: String,
     },
+    /// The harness changed this node's process: `killed` (its tasks are gone until
+    /// a restart, whose recovery the node reports itself), `paused` or `resumed`.
+    Process {
+        change: String,
+    },
     // --- client library (issue 7) ---
     /// An event of the client-library workload (`sim/library/`).
     Library(LibraryEvent),

@@ -81,6 +81,16 @@ impl FailureClass {
     }
 }
 
+/// Records a change the harness made to node `id`'s process.
+fn record_process(recorder: &Recorder, id: u64, change: &str) {
+    recorder.record(
+        id,
+        EventKind::Process {
+            change: change.into(),
+        },
+    );
+}
+
 /// The harness's world during a run.
 pub struct World {
     pub scenario: Scenario,
@@ -187,6 +197,7 @@ impl World {
             self.handle.kill(node.madsim_id);
             node.disk.crash();
             node.state = NodeState::Down;
+            record_process(&self.recorder, id, "killed");
         }
     }
 
@@ -201,6 +212,7 @@ impl World {
         if node.state != NodeState::Down {
             self.handle.kill(node.madsim_id);
             node.disk.crash();
+            record_process(&self.recorder, id, "killed");
         }
         self.handle.restart(node.madsim_id);
         node.state = NodeState::Up;
@@ -211,6 +223,7 @@ impl World {
             if node.state == NodeState::Up {
                 self.handle.pause(node.madsim_id);
                 node.state = NodeState::Paused;
+                record_process(&self.recorder, id, "paused");
             }
         }
     }
@@ -220,6 +233,7 @@ impl World {
             if node.state == NodeState::Paused {
                 self.handle.resume(node.madsim_id);
                 node.state = NodeState::Up;
+                record_process(&self.recorder, id, "resumed");
             }
         }
     }
@@ -428,6 +442,9 @@ fn last_stop_reason(events: &[super::trace::TraceEvent], node: u64) -> Option<&s
 /// Runs the scenario inside the current madsim runtime.
 pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
     recorder.start();
+    for _ in 0..super::determinism::planted_leak_rounds() {
+        let _: u64 = madsim::rand::random();
+    }
     let handle = Handle::current();
     let net = NetSim::current();
     net.update_config(|c| c.send_latency = default_latency());

@@ -11,6 +11,7 @@
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000).
 //! - [`server`]: a whole `coordd` node: Raft core, transport and client API.
 //! - [`client`]: a client that finds and follows the leader (`coordctl` uses it).
+//! - [`sync`]: a watch channel whose waiters wake in a fixed order.
 
 pub mod client;
 pub mod coord;
@@ -21,4 +22,5 @@ pub mod proto;
 pub mod raft;
 pub mod seams;
 pub mod server;
+pub mod sync;
 pub mod transport;

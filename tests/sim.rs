@@ -3,8 +3,10 @@
 //! A cargo feature cannot turn on `--cfg madsim` for dependencies, so in a normal
 //! build this file's `main` re-runs the same test under `--cfg madsim` (in its own
 //! target directory) and forwards the exit code: the plain command always runs the
-//! real simulation, never silently a non-simulated build. Under `--cfg madsim` the
-//! file is the scenario runner in `sim/runner.rs`.
+//! real simulation, never silently a non-simulated build. The simulation build uses
+//! the optimised `sim` profile (Cargo.toml); `ci/sim-cargo.sh` builds it the same
+//! way for the scripts. Under `--cfg madsim` the file is the scenario runner in
+//! `sim/runner.rs`.
 
 // cfg(test) is on in this harness-less target, but the unit tests inside `sim/`
 // run through tests/harness.rs; here their imports are unused.
@@ -34,7 +36,16 @@ fn main() {
         std::env::var("SIM_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target/sim"));
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["test", "--features", "sim", "--test", "sim", "--"])
+        .args([
+            "test",
+            "--profile",
+            "sim",
+            "--features",
+            "sim",
+            "--test",
+            "sim",
+            "--",
+        ])
         .args(std::env::args().skip(1))
         .env("RUSTFLAGS", rustflags.trim())
         .env("CARGO_TARGET_DIR", target_dir)

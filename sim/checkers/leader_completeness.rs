@@ -1,8 +1,14 @@
-//! Leader completeness: a committed entry is present in the log of every leader of
-//! a later term (Raft paper §5.4, Figure 3).
+//! Leader completeness: an entry committed in term T is present in the log of every
+//! leader of a term above T (Raft paper §5.4, Figure 3).
 //!
-//! An entry counts as committed once any node applied it. When a node becomes
-//! leader, every committed entry above its snapshot must be in its log unchanged.
+//! An entry counts as committed once any node applied it. The trace does not say in
+//! which term it was committed, but bounds it: a node applies an entry only after a
+//! leader of the commit term (or a later one) told it the commit index, so the
+//! commit term is at most the term the applying node was in. When a node becomes
+//! leader of term L, every committed entry above its snapshot whose bound is below
+//! L must be in its log unchanged. A leader of a term at or below the bound is not
+//! judged: a candidate paused after its voters granted an old term can win that
+//! term after a newer term committed more (legal, and it can commit nothing).
 
 use std::collections::BTreeMap;
 
@@ -15,8 +21,10 @@ pub const NAME: &str = "leader_completeness";
 #[derive(Default)]
 pub struct LeaderCompleteness {
     logs: LogView,
-    /// index → (term, digest) of committed entries.
-    committed: BTreeMap<u64, (u64, u64)>,
+    /// Each node's current term, as its role changes and hard states show.
+    terms: BTreeMap<u64, u64>,
+    /// index → (term, digest, bound on the commit term) of committed entries.
+    committed: BTreeMap<u64, (u64, u64, u64)>,
 }
 
 impl Checker for LeaderCompleteness {
@@ -26,16 +34,35 @@ impl Checker for LeaderCompleteness {
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
         self.logs.observe(event);
+        let node_term = self.terms.entry(event.node).or_default();
         match &event.kind {
-            EventKind::Applied { entry, .. } => {
-                self.committed
-                    .insert(entry.index, (entry.term, entry.digest));
+            EventKind::Persisted {
+                hard_state: Some((term, _, _)),
+                ..
             }
-            EventKind::Role { role, term, .. } if role == "leader" => {
+            | EventKind::Recovered { term, .. } => *node_term = (*node_term).max(*term),
+            EventKind::Applied { entry, .. } => {
+                // The applier's term bounds the commit term; the lowest bound holds.
+                let bound = (*node_term).max(entry.term);
+                let known =
+                    self.committed
+                        .entry(entry.index)
+                        .or_insert((entry.term, entry.digest, bound));
+                known.2 = known.2.min(bound);
+            }
+            EventKind::Role { role, term, .. } => {
+                *node_term = (*node_term).max(*term);
+                if role != "leader" {
+                    return Ok(());
+                }
                 let Some(log) = self.logs.nodes.get(&event.node) else {
                     return Ok(());
                 };
-                for (&index, &(cterm, digest)) in self.committed.range(log.snapshot_index + 1..) {
+                let must_have = self
+                    .committed
+                    .range(log.snapshot_index + 1..)
+                    .filter(|(_, &(_, _, bound))| bound < *term);
+                for (&index, &(cterm, digest, _)) in must_have {
                     if log.entries.get(&index) != Some(&(cterm, digest)) {
                         return Err(violation(
                             NAME,
@@ -70,6 +97,37 @@ mod tests {
         c.observe(&h.applied(1, 2, 1, 20)).unwrap();
         c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
         let bad = h.role(2, "leader", 2, 2);
+        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+    }
+
+    /// The sweep's false positive (leader_churn seed 7000008): node 2's voters
+    /// granted term 2 and node 2 was paused before counting; node 1 won term 3 and
+    /// committed index 2; node 2 resumed and became leader of term 2 without it.
+    #[test]
+    fn a_stale_term_leader_after_a_newer_terms_commit_is_legal() {
+        let mut h = History::default();
+        let mut c = LeaderCompleteness::default();
+        c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
+        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe(&h.role(2, "candidate", 2, 0)).unwrap();
+        c.observe(&h.role(1, "leader", 3, 1)).unwrap();
+        c.observe(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
+        c.observe(&h.applied(1, 2, 3, 20)).unwrap();
+        c.observe(&h.role(2, "leader", 2, 2)).unwrap();
+    }
+
+    /// The same history with the late leader in a term above the commit's: it
+    /// must have the entry.
+    #[test]
+    fn fires_when_a_later_terms_leader_lacks_an_entry_committed_before() {
+        let mut h = History::default();
+        let mut c = LeaderCompleteness::default();
+        c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
+        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe(&h.role(1, "leader", 3, 1)).unwrap();
+        c.observe(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
+        c.observe(&h.applied(1, 2, 3, 20)).unwrap();
+        let bad = h.role(2, "leader", 4, 2);
         assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
     }
 

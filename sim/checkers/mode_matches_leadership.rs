@@ -1,6 +1,14 @@
-//! Mode matches leadership: once a node's own view of leadership has been stable for
-//! a bound, its LogicNode is in Local mode iff its own coo leads (seed 000: 是
-//! leader → 本地通信; 不是 leader → 外部通信).
+//! Mode matches leadership: once a running node's own view of leadership has been
+//! stable for a bound, its LogicNode is in Local mode iff its own coo leads (seed
+//! 000: 是 leader → 本地通信; 不是 leader → 外部通信).
+//!
+//! The bound the LogicNode meets by design: Local → External at once (the Local
+//! loop follows the Raft leader watch); External → Local within one watcher period
+//! of the node's clock (1 s, 1.67 s of real time at the slowest drift the faults
+//! draw, −40%) plus stopping the External loop, which never waits on an RPC (its
+//! stop wins every `select!`). [`STABLE_MS`] allows three times that. A killed
+//! node has no LogicNode until it recovers, and a paused one cannot act: neither
+//! is judged, and a resumed node's window starts at its resumption.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +17,8 @@ use crate::sim::trace::{EventKind, TraceEvent};
 
 pub const NAME: &str = "mode_matches_leadership";
 
-/// How long leadership and mode must both have been stable before a mismatch counts:
-/// one watcher period, one report interval and an RPC deadline, with slack.
+/// How long leadership and mode must both have been stable (on a running node)
+/// before a mismatch counts.
 pub const STABLE_MS: u64 = 5_000;
 
 #[derive(Default, Clone, Copy)]
@@ -20,6 +28,7 @@ struct NodeView {
     /// Some(is_local) while a loop runs.
     local: Option<bool>,
     mode_since: u64,
+    paused: bool,
 }
 
 #[derive(Default)]
@@ -47,9 +56,16 @@ impl Checker for ModeMatchesLeadership {
                 view.local = Some(mode == "local");
                 view.mode_since = t;
             }
+            EventKind::Process { change } if change == "paused" => view.paused = true,
+            EventKind::Process { change } if change == "resumed" => {
+                view.paused = false;
+                view.leadership_since = t;
+                view.mode_since = t;
+            }
             EventKind::Recovered { .. }
             | EventKind::LogicNodeStopped
-            | EventKind::Stopped { .. } => {
+            | EventKind::Stopped { .. }
+            | EventKind::Process { .. } => {
                 *view = NodeView {
                     leadership_since: t,
                     mode_since: t,
@@ -59,7 +75,9 @@ impl Checker for ModeMatchesLeadership {
             _ => {}
         }
         for (&node, v) in &self.nodes {
-            let Some(local) = v.local else { continue };
+            let Some(local) = v.local.filter(|_| !v.paused) else {
+                continue;
+            };
             let stable = t.saturating_sub(v.leadership_since) >= STABLE_MS
                 && t.saturating_sub(v.mode_since) >= STABLE_MS;
             if stable && local != v.leads {
@@ -109,6 +127,60 @@ mod tests {
         );
         late.time_ms += STABLE_MS + 10;
         assert!(c.observe(&late).is_err());
+    }
+
+    fn process(h: &mut History, node: u64, change: &str) -> TraceEvent {
+        h.push(
+            node,
+            EventKind::Process {
+                change: change.into(),
+            },
+        )
+    }
+
+    fn late(h: &mut History, after_ms: u64) -> TraceEvent {
+        let mut e = h.push(
+            2,
+            EventKind::Fault {
+                action: "tick".into(),
+            },
+        );
+        e.time_ms += after_ms;
+        e
+    }
+
+    /// Node 3's LogicNode runs External; then its coo becomes leader.
+    fn external_node_3_leads() -> (History, ModeMatchesLeadership) {
+        let mut h = History::default();
+        let mut c = ModeMatchesLeadership::default();
+        let external = EventKind::LoopStarted {
+            mode: "external".into(),
+        };
+        c.observe(&h.push(3, external)).unwrap();
+        c.observe(&h.role(3, "leader", 6, 3)).unwrap();
+        (h, c)
+    }
+
+    /// The sweep's false positives (mq_crashes_clocks seeds 7000177 and 7000189):
+    /// a node became leader while External and was killed before its watcher's
+    /// next check; it stayed down past the bound.
+    #[test]
+    fn a_killed_node_is_not_judged_until_it_recovers() {
+        let (mut h, mut c) = external_node_3_leads();
+        c.observe(&process(&mut h, 3, "killed")).unwrap();
+        c.observe(&late(&mut h, STABLE_MS + 10)).unwrap();
+    }
+
+    #[test]
+    fn a_paused_node_is_judged_again_a_bound_after_it_resumes() {
+        let (mut h, mut c) = external_node_3_leads();
+        c.observe(&process(&mut h, 3, "paused")).unwrap();
+        c.observe(&late(&mut h, STABLE_MS + 10)).unwrap();
+        let mut resumed = process(&mut h, 3, "resumed");
+        resumed.time_ms += STABLE_MS + 20;
+        c.observe(&resumed).unwrap();
+        // Still External and leading a bound after resuming: that is the bug.
+        assert!(c.observe(&late(&mut h, 2 * STABLE_MS + 30)).is_err());
     }
 
     #[test]

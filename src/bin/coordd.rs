@@ -12,7 +12,7 @@ use coordlab::seams::clock::MonotonicClock;
 use coordlab::seams::disk::FileDisk;
 use coordlab::seams::observer::NoopObserver;
 use coordlab::server::{serve_node, NodeOptions, NodeSeams};
-use tokio::sync::watch;
+use coordlab::sync::watch;
 
 #[derive(Parser, Debug)]
 #[command(name = "coordd", about = "Run a coordlab Raft node")]

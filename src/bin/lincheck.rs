@@ -2,10 +2,18 @@
 //!
 //! `cargo run --release --features sim --bin lincheck -- FILE…` reads each file —
 //! Porcupine's key/value format or a Jepsen etcd log, detected from the content —
-//! and prints one line per file: `<file>\t<linearizable|not-linearizable|timeout>\t<ms>`.
+//! and prints one line per file: `<file>\t<linearizable|not-linearizable|timeout>\t<ms>`
+//! (milliseconds to parse and decide, two decimals).
 //! Exit code: 0 when every file was decided, 1 if any timed out, 2 on a bad file.
+//! Each file's partitions (keys) are decided on worker threads; the first key that
+//! is not linearizable ends the file's check.
+//!
+//! `lincheck --generate kv|etcd --clients N --ops N [--fault stale-read|lost-write]
+//! [--seed S]` prints a generated history of known verdict instead (for benchmarks,
+//! see `ci/bench-lincheck.sh`).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +24,7 @@ use clap::Parser;
 #[path = "../../sim/pure.rs"]
 mod sim;
 
-use sim::checkers::linearizability::{check_kv, histories, models::CasRegister, wgl::linearizable};
+use sim::checkers::linearizability::{files, generate};
 
 #[derive(Parser)]
 #[command(name = "lincheck", about = "Decide linearizability of history files")]
@@ -24,24 +32,65 @@ struct Args {
     /// Seconds allowed per file.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Worker threads per file (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Instead of checking files, print a generated history: `kv` (Porcupine's
+    /// key/value lines) or `etcd` (a Jepsen etcd log).
+    #[arg(long, value_name = "SHAPE")]
+    generate: Option<String>,
+    /// Generated history: concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Generated history: operations.
+    #[arg(long, default_value_t = 1000)]
+    ops: usize,
+    /// Generated history: `none`, `stale-read` or `lost-write` (kv only).
+    #[arg(long, default_value = "none")]
+    fault: String,
+    /// Generated history: seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     files: Vec<PathBuf>,
 }
 
-/// Decides one history text: Ok(linearizable) or Err(parse error).
-fn decide(text: &str) -> Result<bool, String> {
-    if text.contains("jepsen.util") {
-        let ops = histories::parse_etcd_log(text)?;
-        Ok(linearizable(&CasRegister, &ops))
-    } else if text.trim_start().starts_with('{') {
-        let by_key = histories::parse_kv(text)?;
-        Ok(check_kv(&by_key).is_ok())
-    } else {
-        Err("neither a key/value history ({:process …} lines) nor a Jepsen etcd log".into())
-    }
+/// `--generate`: prints the history the arguments ask for.
+fn generate(args: &Args, shape: &str) -> Result<(), String> {
+    use generate::{Fault, Shape};
+    let shape = match shape {
+        "kv" => Shape::Kv,
+        "etcd" => Shape::Etcd,
+        other => return Err(format!("--generate {other}: expected kv or etcd")),
+    };
+    let fault = match args.fault.as_str() {
+        "none" => Fault::None,
+        "stale-read" => Fault::StaleRead,
+        "lost-write" if shape == Shape::Kv => Fault::LostWrite,
+        other => {
+            return Err(format!(
+                "--fault {other}: expected none, stale-read or (kv) lost-write"
+            ))
+        }
+    };
+    print!(
+        "{}",
+        generate::history(shape, args.clients, args.ops, fault, args.seed)
+    );
+    Ok(())
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(shape) = &args.generate {
+        if let Err(e) = generate(&args, shape) {
+            eprintln!("lincheck: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let mut status = 0;
     for file in &args.files {
         let text = match std::fs::read_to_string(file) {
@@ -53,27 +102,34 @@ fn main() {
             }
         };
         let started = Instant::now();
+        let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(decide(&text));
+        let decided = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _ = tx.send(files::decide_parallel(&text, threads, &stop));
+            });
+            let decided = rx.recv_timeout(Duration::from_secs(args.timeout_secs));
+            // Ends the workers' searches on a timeout; harmless once they are done.
+            stop.store(true, Ordering::Relaxed);
+            decided
         });
-        let verdict = match rx.recv_timeout(Duration::from_secs(args.timeout_secs)) {
-            Ok(Ok(true)) => "linearizable",
-            Ok(Ok(false)) => "not-linearizable",
+        let verdict = match decided {
+            Ok(Ok(Some(true))) => "linearizable",
+            Ok(Ok(Some(false))) => "not-linearizable",
             Ok(Err(e)) => {
                 eprintln!("lincheck: {}: {e}", file.display());
                 status = 2;
                 continue;
             }
-            Err(_) => {
+            Ok(Ok(None)) | Err(_) => {
                 status = status.max(1);
                 "timeout"
             }
         };
         println!(
-            "{}\t{verdict}\t{}",
+            "{}\t{verdict}\t{:.2}",
             file.display(),
-            started.elapsed().as_millis()
+            started.elapsed().as_secs_f64() * 1e3
         );
     }
     std::process::exit(status);

@@ -69,6 +69,10 @@ impl Proposer {
         self.clock.as_ref()
     }
 
+    pub fn shared_clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// A channel to a member's gRPC address (cached).
     pub fn channel(&self, addr: &str) -> Result<Channel, CoordError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());

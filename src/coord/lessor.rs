@@ -1,5 +1,6 @@
 //! Lease expiry, decided by the leader alone. The leader keeps a deadline per lease
-//! on its own clock; a keep-alive (answered only after a ReadIndex round proves the
+//! on its own clock (as elapsed time that a clock set back does not rewind, see
+//! [`ForwardOnly`]); a keep-alive (answered only after a ReadIndex round proves the
 //! leadership) pushes it to now + TTL; a lease whose deadline passes is proposed as
 //! `LeaseExpired`, and only that log entry removes it, on every replica alike. A
 //! member that becomes leader starts every lease's full TTL afresh, so a leader
@@ -17,6 +18,7 @@ use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
 use crate::proto::{coord_command::Op, CoordCommand, LeaseExpired};
+use crate::seams::clock::ForwardOnly;
 use crate::seams::mutants;
 
 /// How often the leader looks for expired leases.
@@ -26,7 +28,7 @@ pub const EXPIRY_CHECK: Duration = Duration::from_millis(500);
 struct Deadlines {
     /// The term in which these deadlines were set as leader.
     term: u64,
-    /// Lease → deadline (ms on this member's clock).
+    /// Lease → deadline (ms of this member's forward-only elapsed time).
     by_lease: BTreeMap<i64, u64>,
     /// Leases whose expiry is being proposed.
     expiring: BTreeSet<i64>,
@@ -37,12 +39,14 @@ pub struct Lessor {
     proposer: Arc<Proposer>,
     state: SharedCoordState,
     deadlines: Mutex<Deadlines>,
+    elapsed: ForwardOnly,
 }
 
 impl Lessor {
     pub fn new(member_id: u64, proposer: Arc<Proposer>, state: SharedCoordState) -> Self {
         Lessor {
             member_id,
+            elapsed: ForwardOnly::new(proposer.shared_clock()),
             proposer,
             state,
             deadlines: Mutex::new(Deadlines::default()),
@@ -56,7 +60,7 @@ impl Lessor {
     }
 
     fn now(&self) -> u64 {
-        self.proposer.clock().now_ms()
+        self.elapsed.now_ms()
     }
 
     fn deadlines(&self) -> std::sync::MutexGuard<'_, Deadlines> {
@@ -109,7 +113,7 @@ impl Lessor {
     /// Checks for expired leases until the node stops.
     pub async fn run(self: Arc<Self>) {
         loop {
-            self.proposer.clock().sleep(EXPIRY_CHECK).await;
+            self.elapsed.sleep(EXPIRY_CHECK).await;
             for id in self.take_expired() {
                 let me = self.clone();
                 tokio::spawn(async move {

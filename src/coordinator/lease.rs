@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::connection::Connection;

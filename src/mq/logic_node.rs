@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::broker::Broker;
 use super::client::CooClient;
@@ -23,6 +23,7 @@ use crate::raft::RaftError;
 use crate::seams::clock::Clock;
 use crate::seams::mutants;
 use crate::seams::observer::{Event, Observer};
+use crate::sync::watch;
 
 /// How often the broker reports and the watcher checks leadership.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);

@@ -69,7 +69,7 @@ pub struct RaftCore<S: StateMachine> {
     /// Followers we sent a snapshot to, and when (node clock, ms).
     pub(super) snapshots_in_flight: BTreeMap<u64, u64>,
     /// Where leadership changes are published (set by the driver).
-    pub(super) leader_tx: Option<tokio::sync::watch::Sender<super::status::LeaderInfo>>,
+    pub(super) leader_tx: Option<crate::sync::watch::Sender<super::status::LeaderInfo>>,
 }
 
 impl<S: StateMachine> RaftCore<S> {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::sync::watch;
 
 use super::config::RaftConfig;
 use super::core::{Bootstrap, NodeEnv, RaftCore};

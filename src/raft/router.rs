@@ -5,7 +5,9 @@
 //! in arrival order. [`RaftHandle`] is the typed front door that builds them.
 
 use raft::eraftpb::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sync::watch;
 
 use super::error::RaftError;
 use super::pending::{ProposalResult, ReadAnswer};

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::sync::watch;
 use prost::Message as _;
-use tokio::sync::watch;
 
 use crate::coord::state::SharedCoordState;
 use crate::kv::KvStateMachine;

@@ -10,20 +10,71 @@ use crate::sim::trace::{EventKind, TraceEvent};
 pub type KvOp = Operation<KvInput, String>;
 pub type CasOp = Operation<CasInput, CasOutput>;
 
-/// The value after `:name ` in an EDN-like line: a keyword, number, nil or string.
-fn edn_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!(":{name} "))? + name.len() + 2;
-    let rest = &line[start..];
-    if let Some(quoted) = rest.strip_prefix('"') {
-        return Some(&quoted[..quoted.find('"')?]);
+/// The fields of one key/value line, an EDN map such as
+/// `{:process 3, :type :ok, :f :get, :key "4", :value "x 3 1 y"}`.
+#[derive(Default)]
+struct KvLine<'a> {
+    process: Option<&'a str>,
+    kind: Option<&'a str>,
+    f: Option<&'a str>,
+    key: Option<&'a str>,
+    /// None: `nil` (or absent).
+    value: Option<&'a str>,
+}
+
+/// Reads a line's fields in one pass: keyword, number and `nil` values end at a
+/// comma, strings at their closing quote (escapes are kept as written).
+fn kv_line(line: &str) -> Result<KvLine<'_>, &'static str> {
+    let body = line
+        .trim()
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+        .ok_or("not a {…} map")?;
+    let mut fields = KvLine::default();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        if rest.is_empty() {
+            return Ok(fields);
+        }
+        let name_end = rest.find(' ').ok_or("a field without a value")?;
+        let name = &rest[..name_end];
+        rest = rest[name_end..].trim_start();
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            let bytes = quoted.as_bytes();
+            let mut end = 0;
+            while end < bytes.len() && bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            if end >= bytes.len() {
+                return Err("an unterminated string");
+            }
+            rest = &quoted[end + 1..];
+            Some(&quoted[..end])
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            let bare = rest[..end].trim();
+            rest = &rest[end..];
+            (bare != "nil").then_some(bare)
+        };
+        match name {
+            ":process" => fields.process = value,
+            ":type" => fields.kind = value,
+            ":f" => fields.f = value,
+            ":key" => fields.key = value,
+            ":value" => fields.value = value,
+            _ => {}
+        }
     }
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim())
 }
 
 /// Parses Porcupine's key/value format into per-key histories.
+///
+/// `:ok` completes an operation; as in Jepsen, `:fail` means it certainly had no
+/// effect (dropped) and `:info` that its outcome is unknown (pending), as is an
+/// operation never completed. Gets that never answered observed nothing.
 pub fn parse_kv(text: &str) -> Result<BTreeMap<String, Vec<KvOp>>, String> {
-    let mut by_key: BTreeMap<String, Vec<KvOp>> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, (Vec<KvOp>, Vec<bool>)> = BTreeMap::new();
     // process → (key, index into that key's ops)
     let mut open: BTreeMap<u64, (String, usize)> = BTreeMap::new();
     for (n, line) in text
@@ -32,53 +83,57 @@ pub fn parse_kv(text: &str) -> Result<BTreeMap<String, Vec<KvOp>>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let bad = |what: &str| format!("line {}: {what}: {line}", n + 1);
-        let process: u64 = edn_field(line, "process")
+        let fields = kv_line(line).map_err(bad)?;
+        let process: u64 = fields
+            .process
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| bad("no :process"))?;
-        let kind = edn_field(line, "type").ok_or_else(|| bad("no :type"))?;
-        let f = edn_field(line, "f").ok_or_else(|| bad("no :f"))?;
-        let key = edn_field(line, "key")
-            .ok_or_else(|| bad("no :key"))?
-            .to_string();
-        let value = edn_field(line, "value")
-            .filter(|v| *v != "nil")
-            .map(str::to_string);
+        let kind = fields.kind.ok_or_else(|| bad("no :type"))?;
+        let f = fields.f.ok_or_else(|| bad("no :f"))?;
+        let key = fields.key.ok_or_else(|| bad("no :key"))?.to_string();
+        let value = fields.value.map(str::to_string);
         let time = n as u64;
+        if kind == ":invoke" {
+            let input = match f {
+                ":get" => KvInput::Get,
+                ":put" => KvInput::Put(value.unwrap_or_default()),
+                ":append" => KvInput::Append(value.unwrap_or_default()),
+                other => return Err(bad(&format!("unknown :f {other}"))),
+            };
+            let (ops, keep) = by_key.entry(key.clone()).or_default();
+            ops.push(Operation {
+                client: process,
+                input,
+                output: None,
+                call: time,
+                ret: u64::MAX,
+            });
+            keep.push(true);
+            open.insert(process, (key, ops.len() - 1));
+            continue;
+        }
+        if !matches!(kind, ":ok" | ":fail" | ":info") {
+            return Err(bad(&format!("unknown :type {kind}")));
+        }
+        let (key, i) = open
+            .remove(&process)
+            .ok_or_else(|| bad("completion without invocation"))?;
+        let (ops, keep) = by_key.get_mut(&key).expect("opened key");
         match kind {
-            ":invoke" => {
-                let input = match f {
-                    ":get" => KvInput::Get,
-                    ":put" => KvInput::Put(value.unwrap_or_default()),
-                    ":append" => KvInput::Append(value.unwrap_or_default()),
-                    other => return Err(bad(&format!("unknown :f {other}"))),
-                };
-                let ops = by_key.entry(key.clone()).or_default();
-                ops.push(Operation {
-                    client: process,
-                    input,
-                    output: None,
-                    call: time,
-                    ret: u64::MAX,
-                });
-                open.insert(process, (key, ops.len() - 1));
-            }
             ":ok" => {
-                let (key, i) = open
-                    .remove(&process)
-                    .ok_or_else(|| bad("completion without invocation"))?;
-                let op = &mut by_key.get_mut(&key).expect("opened key")[i];
+                let op = &mut ops[i];
                 op.ret = time;
                 // Puts and appends answer nothing; a get answers what it read.
-                op.output = (f == ":get").then(|| value.unwrap_or_default());
+                op.output = (op.input == KvInput::Get).then(|| value.unwrap_or_default());
             }
-            other => return Err(bad(&format!("unknown :type {other}"))),
+            ":fail" => keep[i] = false,
+            _ => {}
         }
     }
-    // A get still pending observed nothing: drop it. Writes stay pending (unknown).
-    for ops in by_key.values_mut() {
-        ops.retain(|op| !(op.ret == u64::MAX && op.input == KvInput::Get));
-    }
-    Ok(by_key)
+    Ok(by_key
+        .into_iter()
+        .map(|(key, (ops, keep))| (key, kept(ops, &keep, |i| *i == KvInput::Get)))
+        .collect())
 }
 
 fn parse_int(v: &str) -> Option<i64> {
@@ -86,10 +141,16 @@ fn parse_int(v: &str) -> Option<i64> {
 }
 
 /// Parses a Jepsen etcd log into one compare-and-set register history.
+///
+/// Completions: `:ok` answers; `:fail` on a read or write means it certainly had
+/// no effect (the operation is dropped), on a cas that the compare failed (it
+/// happened and did not swap); `:info` leaves the outcome unknown (pending). Reads
+/// that never answered constrain nothing and are dropped.
 pub fn parse_etcd_log(text: &str) -> Result<Vec<CasOp>, String> {
     let mut ops: Vec<CasOp> = Vec::new();
+    // Whether each op stays in the history (false: certainly without effect).
+    let mut keep: Vec<bool> = Vec::new();
     let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut dropped: Vec<usize> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let Some(at) = line.find("jepsen.util - ") else {
             continue;
@@ -110,82 +171,87 @@ pub fn parse_etcd_log(text: &str) -> Result<Vec<CasOp>, String> {
         }
         let value = fields[3..].join(" ");
         let time = n as u64;
-        match kind {
-            ":invoke" => {
-                let input = match f {
-                    ":read" => CasInput::Read,
-                    ":write" => CasInput::Write(
-                        parse_int(&value).ok_or_else(|| bad("write of a non-number"))?,
-                    ),
-                    _ => {
-                        let inner = value.trim_start_matches('[').trim_end_matches(']');
-                        let mut parts = inner.split_whitespace().map(parse_int);
-                        match (parts.next().flatten(), parts.next().flatten()) {
-                            (Some(from), Some(to)) => CasInput::Cas { from, to },
-                            _ => return Err(bad("cas without [from to]")),
-                        }
-                    }
-                };
-                ops.push(Operation {
-                    client: process,
-                    input,
-                    output: None,
-                    call: time,
-                    ret: u64::MAX,
-                });
-                open.insert(process, ops.len() - 1);
-            }
-            ":ok" | ":fail" | ":info" => {
-                let Some(i) = open.remove(&process) else {
-                    continue;
-                };
-                let op = &mut ops[i];
-                match (kind, &op.input) {
-                    // Unknown outcome: stays pending.
-                    (":info", _) => {}
-                    // A read that failed (timed out) constrains nothing.
-                    (":fail", CasInput::Read) => dropped.push(i),
-                    (":ok", CasInput::Read) => {
-                        op.ret = time;
-                        op.output = Some(CasOutput::Read(parse_int(&value)));
-                    }
-                    (":ok", CasInput::Write(_)) => {
-                        op.ret = time;
-                        op.output = Some(CasOutput::Written);
-                    }
-                    // A failed write did not happen.
-                    (":fail", CasInput::Write(_)) => dropped.push(i),
-                    (_, CasInput::Cas { .. }) => {
-                        op.ret = time;
-                        op.output = Some(CasOutput::Swapped(kind == ":ok"));
-                    }
-                    _ => {}
+        if kind == ":invoke" {
+            let input = match f {
+                ":read" => CasInput::Read,
+                ":write" => {
+                    CasInput::Write(parse_int(&value).ok_or_else(|| bad("write of a non-number"))?)
                 }
+                _ => {
+                    let inner = value.trim_start_matches('[').trim_end_matches(']');
+                    let mut parts = inner.split_whitespace().map(parse_int);
+                    match (parts.next().flatten(), parts.next().flatten()) {
+                        (Some(from), Some(to)) => CasInput::Cas { from, to },
+                        _ => return Err(bad("cas without [from to]")),
+                    }
+                }
+            };
+            ops.push(Operation {
+                client: process,
+                input,
+                output: None,
+                call: time,
+                ret: u64::MAX,
+            });
+            keep.push(true);
+            open.insert(process, ops.len() - 1);
+            continue;
+        }
+        if !matches!(kind, ":ok" | ":fail" | ":info") {
+            continue;
+        }
+        let Some(i) = open.remove(&process) else {
+            continue;
+        };
+        let op = &mut ops[i];
+        match (kind, &op.input) {
+            // Unknown outcome: stays pending.
+            (":info", _) => {}
+            (":ok", CasInput::Read) => {
+                op.ret = time;
+                op.output = Some(CasOutput::Read(parse_int(&value)));
             }
-            _ => {}
+            (":ok", CasInput::Write(_)) => {
+                op.ret = time;
+                op.output = Some(CasOutput::Written);
+            }
+            // The compare failed: it took effect without swapping.
+            (_, CasInput::Cas { .. }) => {
+                op.ret = time;
+                op.output = Some(CasOutput::Swapped(kind == ":ok"));
+            }
+            // A failed (timed-out) read or a failed write: certainly no effect.
+            _ => keep[i] = false,
         }
     }
-    // Reads still pending at the end observed nothing.
-    let pending_reads: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, op)| op.ret == u64::MAX && op.input == CasInput::Read)
-        .map(|(i, _)| i)
-        .collect();
-    dropped.extend(pending_reads);
-    dropped.sort_unstable();
-    for i in dropped.into_iter().rev() {
-        ops.remove(i);
-    }
-    Ok(ops)
+    Ok(kept(ops, &keep, |i| *i == CasInput::Read))
+}
+
+/// Drops what certainly had no effect (`keep` false) and reads that never
+/// answered (they observed nothing).
+fn kept<I: PartialEq, O>(
+    ops: Vec<Operation<I, O>>,
+    keep: &[bool],
+    is_read: impl Fn(&I) -> bool,
+) -> Vec<Operation<I, O>> {
+    ops.into_iter()
+        .zip(keep)
+        .filter(|(op, keep)| **keep && !(op.is_pending() && is_read(&op.input)))
+        .map(|(op, _)| op)
+        .collect()
 }
 
 /// The harness's KV client operations, per key: puts and linearizable gets, with
-/// unknown outcomes pending. Times are simulated milliseconds.
+/// unknown outcomes pending.
+///
+/// Time is an event's position in `events` (for a whole trace, its `seq`), not its
+/// simulated millisecond: many events share a millisecond, and a completion
+/// recorded before an invocation in the same millisecond still happened before it.
 pub fn from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<KvOp>> {
-    let mut by_key: BTreeMap<String, Vec<KvOp>> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, (Vec<KvOp>, Vec<bool>)> = BTreeMap::new();
     let mut open: BTreeMap<(u64, u64), (String, usize)> = BTreeMap::new();
-    for e in events {
+    for (time, e) in events.iter().enumerate() {
+        let time = time as u64;
         match &e.kind {
             EventKind::ClientInvoke {
                 client,
@@ -199,14 +265,15 @@ pub fn from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<KvOp>> {
                 } else {
                     KvInput::Put(value.clone().unwrap_or_default())
                 };
-                let ops = by_key.entry(key.clone()).or_default();
+                let (ops, keep) = by_key.entry(key.clone()).or_default();
                 ops.push(Operation {
                     client: *client,
                     input,
                     output: None,
-                    call: e.time_ms,
+                    call: time,
                     ret: u64::MAX,
                 });
+                keep.push(true);
                 open.insert((*client, *op), (key.clone(), ops.len() - 1));
             }
             EventKind::ClientComplete {
@@ -219,16 +286,17 @@ pub fn from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<KvOp>> {
                 let Some((key, i)) = open.remove(&(*client, *op)) else {
                     continue;
                 };
-                let ops = by_key.get_mut(&key).expect("opened key");
+                let (ops, keep) = by_key.get_mut(&key).expect("opened key");
                 match outcome.as_str() {
                     "ok" => {
-                        ops[i].ret = e.time_ms;
+                        ops[i].ret = time;
                         if ops[i].input == KvInput::Get {
+                            // An absent key reads as the empty string.
                             ops[i].output = Some(value.clone().unwrap_or_default());
                         }
                     }
                     // Certainly not applied: it never happened.
-                    "fail" => ops[i].ret = u64::MAX - 1,
+                    "fail" => keep[i] = false,
                     // Unknown: stays pending.
                     _ => {}
                 }
@@ -236,21 +304,20 @@ pub fn from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<KvOp>> {
             _ => {}
         }
     }
-    for ops in by_key.values_mut() {
-        ops.retain(|op| {
-            op.ret != u64::MAX - 1 && !(op.ret == u64::MAX && op.input == KvInput::Get)
-        });
-    }
     by_key
+        .into_iter()
+        .map(|(key, (ops, keep))| (key, kept(ops, &keep, |i| *i == KvInput::Get)))
+        .collect()
 }
 
 /// The etcd KV workload's register operations, per key: linearizable reads, puts and
 /// compare-and-set transactions on integer values, with unknown outcomes pending.
+/// Time is an event's position in `events`, as in [`from_trace`].
 pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp>> {
-    let mut by_key: BTreeMap<String, Vec<CasOp>> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, (Vec<CasOp>, Vec<bool>)> = BTreeMap::new();
     let mut open: BTreeMap<(u64, u64), (String, usize)> = BTreeMap::new();
-    let mut dropped: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for e in events {
+    for (time, e) in events.iter().enumerate() {
+        let time = time as u64;
         match &e.kind {
             EventKind::RegisterInvoke {
                 client,
@@ -268,14 +335,15 @@ pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp
                     },
                     _ => CasInput::Read,
                 };
-                let ops = by_key.entry(key.clone()).or_default();
+                let (ops, keep) = by_key.entry(key.clone()).or_default();
                 ops.push(Operation {
                     client: *client,
                     input,
                     output: None,
-                    call: e.time_ms,
+                    call: time,
                     ret: u64::MAX,
                 });
+                keep.push(true);
                 open.insert((*client, *op), (key.clone(), ops.len() - 1));
             }
             EventKind::RegisterComplete {
@@ -289,10 +357,11 @@ pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp
                 let Some((key, i)) = open.remove(&(*client, *op)) else {
                     continue;
                 };
-                let op = &mut by_key.get_mut(&key).expect("opened key")[i];
+                let (ops, keep) = by_key.get_mut(&key).expect("opened key");
+                let op = &mut ops[i];
                 match outcome.as_str() {
                     "ok" => {
-                        op.ret = e.time_ms;
+                        op.ret = time;
                         op.output = Some(match op.input {
                             CasInput::Read => CasOutput::Read(*value),
                             CasInput::Write(_) => CasOutput::Written,
@@ -300,7 +369,7 @@ pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp
                         });
                     }
                     // Certainly without effect (a failed read, a refused write).
-                    "fail" => dropped.entry(key).or_default().push(i),
+                    "fail" => keep[i] = false,
                     // Unknown: stays pending.
                     _ => {}
                 }
@@ -308,16 +377,8 @@ pub fn registers_from_trace(events: &[TraceEvent]) -> BTreeMap<String, Vec<CasOp
             _ => {}
         }
     }
-    for (key, ops) in by_key.iter_mut() {
-        let gone = dropped.remove(key).unwrap_or_default();
-        let mut i = 0;
-        ops.retain(|op| {
-            // Drop what certainly had no effect, and reads that never answered.
-            let pending_read = op.ret == u64::MAX && op.input == CasInput::Read;
-            let keep = !gone.contains(&i) && !pending_read;
-            i += 1;
-            keep
-        });
-    }
     by_key
+        .into_iter()
+        .map(|(key, (ops, keep))| (key, kept(ops, &keep, |i| *i == CasInput::Read)))
+        .collect()
 }

@@ -1,0 +1,4 @@
+// Breaks `rand-random`: unseeded randomness in the stack.
+fn coin() -> bool {
+    rand::random()
+}

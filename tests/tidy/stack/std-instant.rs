@@ -1,0 +1,6 @@
+// Breaks `std-instant`: wall-clock time type in the stack.
+use std::time::Instant;
+
+fn started() -> Instant {
+    todo!()
+}

@@ -23,6 +23,8 @@ targets() {
     watch_skips_history) echo coord_steady,coord_watch_compaction ;;
     # client library (issue 7)
     lock_no_keepalive | resolver_ignores_deletes) echo library_steady,library_faults ;;
+    # lease expiry, fencing tokens, watch resumption (issue 18)
+    lessor_half_ttl | fencing_token_header_revision | watch_resumes_from_now) echo library_steady,library_faults ;;
     *) echo "" ;;
   esac
 }

@@ -9,8 +9,9 @@
 //! - **EIO**: `append`/`write`/`truncate` and `sync`/`sync_dir` fail with an I/O
 //!   error at configured rates (the data of a failed sync is *not* made durable);
 //! - **latency**: each sync takes a drawn time, which the Raft driver waits out;
-//! - **bit flips**: on request, one bit of one durable file flips while the node is
-//!   down (the storage engine's checksums must catch it).
+//! - **bit flips**: on request, one bit of the durable image flips while the node
+//!   is down, each durable byte equally likely (the storage engine's checksums
+//!   must catch it).
 //!
 //! It never injects silent corruption of synced data that no checksum could catch,
 //! misdirected writes, or lost renames after `sync_dir`; the storage engine's
@@ -202,23 +203,36 @@ impl SimDisk {
         state.generation += 1;
     }
 
-    /// Flips one random bit of one random non-empty durable file (node down).
-    /// Returns the file and offset flipped.
+    /// Flips one random bit of the durable image (node down): every durable byte is
+    /// equally likely, so a file is hit in proportion to its size — mostly WAL
+    /// segments full of synced entries, rarely the small bootstrap files. Returns
+    /// the file and offset flipped.
     pub fn flip_random_bit(&self) -> Option<(String, usize)> {
         let mut state = self.lock();
-        let candidates: Vec<(String, u64)> = state
+        let files: Vec<(String, u64, usize)> = state
             .durable_names
             .iter()
-            .filter(|(_, id)| !state.inodes[id].durable.is_empty())
-            .map(|(n, &id)| (n.clone(), id))
+            .map(|(n, &id)| (n.clone(), id, state.inodes[&id].durable.len()))
+            .filter(|(_, _, len)| *len > 0)
             .collect();
-        if candidates.is_empty() {
+        let total: usize = files.iter().map(|(_, _, len)| len).sum();
+        if total == 0 {
             return None;
         }
         let mut rng = thread_rng();
-        let (name, id) = candidates[rng.gen_range(0..candidates.len())].clone();
+        let mut at = rng.gen_range(0..total);
+        let (name, id, offset) = files
+            .into_iter()
+            .find_map(|(name, id, len)| {
+                if at < len {
+                    Some((name, id, at))
+                } else {
+                    at -= len;
+                    None
+                }
+            })
+            .expect("the offset falls in some file");
         let inode = state.inodes.get_mut(&id).expect("inode");
-        let offset = rng.gen_range(0..inode.durable.len());
         let bit = 1u8 << rng.gen_range(0..8);
         inode.durable[offset] ^= bit;
         if inode.data.len() > offset {

@@ -96,7 +96,9 @@ impl FaultDriver {
         let safety_ms = scenario.duration.safety_secs * 1000;
         let nodes = scenario.cluster.nodes;
         let mut at = rng.gen_range(500..1500u64);
-        let mut bit_flipped = false;
+        // Nodes a run may lose for good (killed for good, or a flipped bit the
+        // node refuses to start from): a majority must stay able to serve.
+        let mut may_lose = (nodes.saturating_sub(1) / 2) as usize;
         while !kinds.is_empty() && at < safety_ms {
             let kind = kinds[rng.gen_range(0..kinds.len())];
             let heal = rng.gen_range(f.min_fault_ms..=f.max_fault_ms);
@@ -126,6 +128,11 @@ impl FaultDriver {
                     node,
                     restart_after_ms: Some(heal),
                 }),
+                FaultKind::KillForGood if may_lose > 0 => {
+                    may_lose -= 1;
+                    Some(Action::KillForGood { node })
+                }
+                FaultKind::KillForGood => None,
                 FaultKind::Pause => Some(Action::Pause {
                     node,
                     resume_after_ms: Some(heal),
@@ -182,9 +189,8 @@ impl FaultDriver {
                     node,
                     restart_after_ms: Some(heal),
                 }),
-                // One damaged disk per run: a majority must stay able to serve.
-                FaultKind::BitFlip if !bit_flipped && nodes >= 3 => {
-                    bit_flipped = true;
+                FaultKind::BitFlip if may_lose > 0 => {
+                    may_lose -= 1;
                     Some(Action::BitFlip {
                         node,
                         restart_after_ms: Some(heal),
@@ -294,6 +300,7 @@ pub fn apply(
                 w.kill(node);
                 after(world, restart_after_ms, Action::Restart { node });
             }
+            Action::KillForGood { node } => w.kill_for_good(node),
             Action::Restart { node } => {
                 if w.nodes
                     .get(&node)

@@ -54,7 +54,12 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
         let active = w
             .nodes
             .values()
-            .filter(|n| !matches!(n.state, NodeState::Removed | NodeState::Failed))
+            .filter(|n| {
+                !matches!(
+                    n.state,
+                    NodeState::Removed | NodeState::Failed | NodeState::Lost
+                )
+            })
             .count();
         if active <= 3 || !w.nodes.contains_key(&node) {
             return;

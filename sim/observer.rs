@@ -385,6 +385,17 @@ impl Observer for SimObserver {
                 create_revision: *create_revision,
                 revision: *revision,
             },
+            Event::LeaseRenewed {
+                lease,
+                ttl_ms,
+                term,
+                reason,
+            } => EventKind::LeaseRenewed {
+                lease: *lease,
+                ttl_ms: *ttl_ms,
+                term: *term,
+                reason: reason.to_string(),
+            },
         };
         state.record(node, kind);
     }

@@ -81,6 +81,9 @@ pub fn describe(e: &EventKind) -> String {
         EventKind::LockGranted { name, key, create_revision, revision } => {
             format!("coord: lock {name} granted as {key} (token {create_revision}) at rev {revision}")
         }
+        EventKind::LeaseRenewed { lease, ttl_ms, term, reason } => {
+            format!("coord: lease {lease:x} restarts its {ttl_ms} ms TTL ({reason}, term {term})")
+        }
         EventKind::RegisterInvoke { op, kind, key, value, expect, .. } => match (expect, value) {
             (Some(from), Some(to)) => format!("etcd invoke #{op} {kind} {key} {from} -> {to}"),
             (_, Some(v)) => format!("etcd invoke #{op} {kind} {key} = {v}"),
@@ -138,6 +141,9 @@ pub fn describe(e: &EventKind) -> String {
         },
         EventKind::Fault { action } => format!("FAULT {action}"),
         EventKind::Process { change } => format!("process {change}"),
+        EventKind::LateDuplicate { client, op, to } => {
+            format!("late duplicate of #{op} (client {client}) -> n{to}")
+        }
         EventKind::ClientInvoke { op, kind, key, value, .. } => {
             format!("invoke #{op} {kind} {key}{}", value.as_ref().map(|v| format!(" = {v}")).unwrap_or_default())
         }

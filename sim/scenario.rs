@@ -166,6 +166,11 @@ pub struct WorkloadSpec {
     /// answers are merely slow.
     #[serde(default = "defaults::attempt_timeout_ms")]
     pub attempt_timeout_ms: u64,
+    /// Share of acknowledged puts that reach the cluster once more, as a retry
+    /// delayed in the network would, after the client's next write completed: the
+    /// write session must not apply the older request over the newer.
+    #[serde(default)]
+    pub late_duplicate_fraction: f64,
 }
 
 impl Default for WorkloadSpec {
@@ -181,6 +186,9 @@ pub enum FaultKind {
     Partition,
     OneWay,
     Kill,
+    /// Kill a node and never restart it (at most a minority per run, bit flips
+    /// included).
+    KillForGood,
     Pause,
     LeaderChurn,
     /// Cut whoever leads off from everyone else (flapping partitions around the leader).
@@ -267,6 +275,10 @@ pub enum Action {
     Restart {
         node: u64,
     },
+    /// Kill the node and never start it again (its disk is kept, unused).
+    KillForGood {
+        node: u64,
+    },
     Pause {
         node: u64,
         resume_after_ms: Option<u64>,
@@ -336,6 +348,7 @@ impl Action {
             Action::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
             Action::OneWay { from, to, .. } => vec![*from, *to],
             Action::Kill { node, .. }
+            | Action::KillForGood { node }
             | Action::Restart { node }
             | Action::Pause { node, .. }
             | Action::DiskFaults { node, .. }
@@ -665,11 +678,13 @@ impl Scenario {
             return Err(("snapshot_entries", "must be positive".into()));
         }
         let w = &self.workload;
-        if !(0.0..=1.0).contains(&w.read_fraction) {
-            return Err((
-                "read_fraction",
-                format!("{} is not in 0..=1", w.read_fraction),
-            ));
+        for (key, fraction) in [
+            ("read_fraction", w.read_fraction),
+            ("late_duplicate_fraction", w.late_duplicate_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err((key, format!("{fraction} is not in 0..=1")));
+            }
         }
         if w.keys == 0 || w.min_interval_ms > w.max_interval_ms || w.op_timeout_ms == 0 {
             return Err((

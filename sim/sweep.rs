@@ -195,32 +195,55 @@ fn worker(scenarios: &[Scenario]) -> i32 {
     0
 }
 
-/// Runs `runs` in one worker process; the reports, or why there are none.
-fn run_in_worker(runs: &[(String, u64)]) -> Result<Vec<RunReport>, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+/// Why a worker process gave no report for some run.
+enum WorkerError {
+    /// It could not be started: no later one will be either.
+    Start(String),
+    /// It ended (crashed, aborted) before reporting `run`; the reports it gave.
+    Died {
+        reports: Vec<RunReport>,
+        run: (String, u64),
+        status: String,
+    },
+}
+
+/// Runs `runs` in one worker process; the reports, or what went wrong.
+fn run_in_worker(runs: &[(String, u64)]) -> Result<Vec<RunReport>, WorkerError> {
+    let exe = std::env::current_exe().map_err(|e| WorkerError::Start(e.to_string()))?;
     let out = Command::new(&exe)
         .env("SIM_SWEEP", "run")
         .env("SIM_SWEEP_RUNS", format_run_list(runs))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| format!("starting worker {}: {e}", exe.display()))?;
+        .map_err(|e| WorkerError::Start(format!("starting worker {}: {e}", exe.display())))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let reports: Vec<RunReport> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix(REPORT_PREFIX))
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    if reports.len() != runs.len() {
-        return Err(format!(
-            "worker for {} ended ({}) after {} of {} reports",
-            format_run_list(runs),
-            out.status,
-            reports.len(),
-            runs.len()
-        ));
+    match runs.get(reports.len()) {
+        None => Ok(reports),
+        Some(run) => Err(WorkerError::Died {
+            run: run.clone(),
+            reports,
+            status: out.status.to_string(),
+        }),
     }
-    Ok(reports)
+}
+
+/// A run whose worker died under it: a crash of that (scenario, seed), reported
+/// like any failing run (the process abort left no artifacts).
+fn died_report((scenario, seed): (String, u64), status: &str) -> RunReport {
+    RunReport {
+        summary: format!("scenario={scenario} seed={seed} worker died ({status})"),
+        scenario,
+        seed,
+        class: Some("crash".into()),
+        invariant: "no_panic".into(),
+        message: format!("the worker process running it ended: {status}"),
+    }
 }
 
 /// Shared between the job threads of one sweep.
@@ -400,9 +423,18 @@ fn run_sweep(mode: &str, plan: Plan, scenarios: Vec<Scenario>) -> i32 {
             }
             match run_in_worker(&runs) {
                 Ok(reports) => reports.iter().for_each(|r| state.record(r, &scenarios)),
-                Err(e) => {
+                Err(WorkerError::Died {
+                    reports,
+                    run,
+                    status,
+                }) => {
+                    reports.iter().for_each(|r| state.record(r, &scenarios));
+                    state.record(&died_report(run, &status), &scenarios);
+                }
+                Err(WorkerError::Start(e)) => {
                     eprintln!("error: {e}");
                     worker_errors.fetch_add(1, Ordering::SeqCst);
+                    state.stop.store(true, Ordering::SeqCst);
                 }
             }
         }));
@@ -423,7 +455,7 @@ fn run_sweep(mode: &str, plan: Plan, scenarios: Vec<Scenario>) -> i32 {
 
 fn conclude(mode: &str, state: &SweepState, worker_errors: u64) -> i32 {
     if worker_errors > 0 {
-        eprintln!("{mode}: {worker_errors} worker processes ended without reporting every run");
+        eprintln!("{mode}: stopped: {worker_errors} worker processes could not be started");
         return 2;
     }
     let mutant = std::env::var("SIM_MUTANT").unwrap_or_default();

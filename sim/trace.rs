@@ -137,6 +137,14 @@ pub enum EventKind {
         create_revision: i64,
         revision: i64,
     },
+    /// Coordination: the leader of `term` (re)started `lease`'s TTL of `ttl_ms`
+    /// from now (`reason`: `keep-alive`, `new-leader` or `first-seen`).
+    LeaseRenewed {
+        lease: i64,
+        ttl_ms: u64,
+        term: u64,
+        reason: String,
+    },
     /// etcd KV workload: a client started an operation on an integer register key
     /// (`kind`: `read`, `write` (of `value`) or `cas` (from `expect` to `value`)).
     RegisterInvoke {
@@ -281,6 +289,13 @@ pub enum EventKind {
         kind: String,
         key: String,
         value: Option<String>,
+    },
+    /// Put `op` of `client`, acknowledged earlier, reached member `to` once more
+    /// after the client's next write (a retry the network delayed).
+    LateDuplicate {
+        client: u64,
+        op: u64,
+        to: u64,
     },
     /// A client's operation ended: `ok` (with a read's value), `fail` (certainly not
     /// applied) or `unknown` (may or may not have taken effect).

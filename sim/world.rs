@@ -50,6 +50,8 @@ pub enum NodeState {
     Failed,
     /// Removed from the cluster by a membership change.
     Removed,
+    /// Killed for good by the fault plan: never restarted.
+    Lost,
 }
 
 pub struct SimNode {
@@ -201,12 +203,25 @@ impl World {
         }
     }
 
+    /// Kills the node and keeps it down through restarts and the heal.
+    pub fn kill_for_good(&mut self, id: u64) {
+        self.kill(id);
+        if let Some(node) = self.nodes.get_mut(&id) {
+            if node.state == NodeState::Down {
+                node.state = NodeState::Lost;
+            }
+        }
+    }
+
     /// Starts a down (or self-stopped) node again from its disk.
     pub fn restart(&mut self, id: u64) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        if matches!(node.state, NodeState::Failed | NodeState::Removed) {
+        if matches!(
+            node.state,
+            NodeState::Failed | NodeState::Removed | NodeState::Lost
+        ) {
             return;
         }
         if node.state != NodeState::Down {
@@ -548,9 +563,12 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
             .iter()
             .copied()
             .filter(|id| {
-                w.nodes
-                    .get(id)
-                    .is_some_and(|n| !matches!(n.state, NodeState::Failed | NodeState::Removed))
+                w.nodes.get(id).is_some_and(|n| {
+                    !matches!(
+                        n.state,
+                        NodeState::Failed | NodeState::Removed | NodeState::Lost
+                    )
+                })
             })
             .collect()
     };

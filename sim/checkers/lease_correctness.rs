@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use super::lease_timeline::{ClockFaults, Removal, RunTimeline};
 use super::Violation;
 use crate::sim::trace::{EventKind, TraceEvent};
 
@@ -32,99 +33,11 @@ pub const NAME: &str = "lease_correctness";
 /// the leader looks every 500 ms, then commits and applies the expiry.
 pub const EXPIRY_GRACE_MS: u64 = 2_000;
 
-/// Clock faults injected during the run, read from the harness's fault records.
-#[derive(Debug, Default)]
-pub struct ClockFaults {
-    /// (time, forward jump) of every clock jumped forward.
-    forward_jumps: Vec<(u64, u64)>,
-    /// Sum of every backward jump (a leader's deadlines come that much later).
-    backward_ms: u64,
-    /// (from, until, ppm) of every fast drift (`until` = u64::MAX: never healed).
-    fast_drifts: Vec<(u64, u64, i64)>,
-}
-
-impl ClockFaults {
-    /// Reads the `Fault` events the fault driver recorded (each action as JSON).
-    pub fn from_trace(events: &[TraceEvent]) -> Self {
-        let mut faults = ClockFaults::default();
-        // node -> index into fast_drifts of its open window
-        let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-        for e in events {
-            let EventKind::Fault { action } = &e.kind else {
-                continue;
-            };
-            if action == "heal everything" {
-                for (_, i) in std::mem::take(&mut open) {
-                    faults.fast_drifts[i].1 = faults.fast_drifts[i].1.min(e.time_ms);
-                }
-                continue;
-            }
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(action) else {
-                continue;
-            };
-            let int = |name: &str| json.get(name).and_then(serde_json::Value::as_i64);
-            match json.get("action").and_then(serde_json::Value::as_str) {
-                Some("clock_jump") => match int("delta_ms") {
-                    Some(delta) if delta > 0 => {
-                        faults.forward_jumps.push((e.time_ms, delta as u64))
-                    }
-                    Some(delta) => faults.backward_ms += delta.unsigned_abs(),
-                    None => {}
-                },
-                Some("clock_drift") => {
-                    let node = int("node").unwrap_or(0) as u64;
-                    if let Some(i) = open.remove(&node) {
-                        faults.fast_drifts[i].1 = faults.fast_drifts[i].1.min(e.time_ms);
-                    }
-                    let ppm = int("ppm").unwrap_or(0);
-                    if ppm > 0 {
-                        let until = int("heal_after_ms")
-                            .map_or(u64::MAX, |h| e.time_ms.saturating_add(h as u64));
-                        faults.fast_drifts.push((e.time_ms, until, ppm));
-                        open.insert(node, faults.fast_drifts.len() - 1);
-                    }
-                }
-                _ => {}
-            }
-        }
-        faults
-    }
-
-    /// The least true time after `from` in which a TTL of `ttl_ms` may run out on
-    /// some node's clock, given the faults that touch `[from, to]`.
-    fn shortest_ttl_ms(&self, ttl_ms: u64, from: u64, to: u64) -> u64 {
-        let jumped: u64 = self
-            .forward_jumps
-            .iter()
-            .filter(|(t, _)| (from..=to).contains(t))
-            .map(|(_, d)| d)
-            .sum();
-        let ppm = self
-            .fast_drifts
-            .iter()
-            .filter(|(start, until, _)| *start <= to && *until >= from)
-            .map(|(_, _, ppm)| *ppm)
-            .max()
-            .unwrap_or(0);
-        let rate = 1.0 + ppm as f64 / 1e6;
-        (ttl_ms.saturating_sub(jumped) as f64 / rate).floor() as u64
-    }
-}
-
 /// A moment a lease's TTL restarted at the latest: a grant or a keep-alive answered `ok`.
 struct Refresh {
     sent_ms: u64,
     ttl_ms: u64,
     client: u64,
-    seq: u64,
-}
-
-/// The first node to apply a lease's removal.
-struct Removal {
-    time_ms: u64,
-    expired: bool,
-    revision: i64,
-    node: u64,
     seq: u64,
 }
 
@@ -161,18 +74,9 @@ pub fn check(events: &[TraceEvent], leader_within_ms: u64) -> Result<(), Violati
                     seq: e.seq,
                 })
             }
-            EventKind::LeaseRemoved {
-                lease,
-                expired,
-                revision,
-            } => {
-                removals.entry(*lease).or_insert(Removal {
-                    time_ms: e.time_ms,
-                    expired: *expired,
-                    revision: *revision,
-                    node: e.node,
-                    seq: e.seq,
-                });
+            EventKind::LeaseRemoved { .. } => {
+                let (lease, removal) = Removal::from_event(e).expect("a removal");
+                removals.entry(lease).or_insert(removal);
             }
             _ => {}
         }
@@ -185,7 +89,8 @@ pub fn check(events: &[TraceEvent], leader_within_ms: u64) -> Result<(), Violati
             .filter(|r| r.sent_ms <= removal.time_ms)
             .max_by_key(|r| r.sent_ms);
         let Some(refresh) = latest else { continue };
-        let allowed_ms = clocks.shortest_ttl_ms(refresh.ttl_ms, refresh.sent_ms, removal.time_ms);
+        let allowed_ms =
+            clocks.shortest_ttl_ms(refresh.ttl_ms, refresh.sent_ms, removal.time_ms, None);
         if removal.time_ms < refresh.sent_ms + allowed_ms {
             return Err(Violation {
                 invariant: NAME,
@@ -246,22 +151,8 @@ fn check_lapsed_leases_expire(
     clocks: &ClockFaults,
     leader_within_ms: u64,
 ) -> Result<(), Violation> {
-    let end_ms = events.last().map_or(0, |e| e.time_ms);
-    let heal_ms = events.iter().find_map(|e| match &e.kind {
-        EventKind::Fault { action } if action == "heal everything" => Some(e.time_ms),
-        _ => None,
-    });
-    let faulty_until = heal_ms.filter(|&heal| {
-        events.iter().any(|e| {
-            e.time_ms < heal
-                && matches!(&e.kind, EventKind::Fault { action } if action != "heal everything")
-        })
-    });
-    let elections: Vec<u64> = events
-        .iter()
-        .filter(|e| matches!(&e.kind, EventKind::Role { role, .. } if role == "leader"))
-        .map(|e| e.time_ms)
-        .collect();
+    let timeline = RunTimeline::from_trace(events, leader_within_ms);
+    let end_ms = timeline.end_ms;
     for (lease, refreshed) in refreshes {
         if removals.contains_key(lease) {
             continue;
@@ -270,18 +161,8 @@ fn check_lapsed_leases_expire(
             continue;
         };
         let ttl = last.ttl_ms;
-        let mut from = match faulty_until {
-            Some(heal) if last.sent_ms < heal => heal + leader_within_ms,
-            _ => last.sent_ms,
-        };
-        // A leader elected before the lease ran out restarts its TTL.
-        while let Some(&elected) = elections
-            .iter()
-            .find(|&&t| t > from && t <= from + ttl + EXPIRY_GRACE_MS)
-        {
-            from = elected;
-        }
-        let due_ms = from + ttl + EXPIRY_GRACE_MS + clocks.backward_ms;
+        let due_ms =
+            timeline.lapse_due_ms(last.sent_ms, ttl, EXPIRY_GRACE_MS) + clocks.backward_ms();
         if due_ms <= end_ms {
             return Err(Violation {
                 invariant: NAME,

@@ -96,14 +96,7 @@ impl Checker for LibraryLeasesReleased {
 mod tests {
     use super::*;
 
-    fn at(seq: u64, node: u64, event: LibraryEvent) -> TraceEvent {
-        TraceEvent {
-            seq,
-            time_ms: seq,
-            node,
-            kind: EventKind::Library(event),
-        }
-    }
+    use crate::sim::checkers::testing::library_event as at;
 
     fn left(leases: Vec<i64>, clients_running: u64) -> LibraryEvent {
         LibraryEvent::LeasesLeft {

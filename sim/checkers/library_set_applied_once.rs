@@ -72,14 +72,7 @@ mod tests {
     use super::*;
     use crate::sim::trace::CommittedChange;
 
-    fn at(seq: u64, node: u64, event: LibraryEvent) -> TraceEvent {
-        TraceEvent {
-            seq,
-            time_ms: seq,
-            node,
-            kind: EventKind::Library(event),
-        }
-    }
+    use crate::sim::checkers::testing::library_event as at;
 
     fn delivered(revision: i64) -> LibraryEvent {
         LibraryEvent::ConfigDelivered {

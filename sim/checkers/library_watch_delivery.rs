@@ -252,14 +252,7 @@ impl LibraryWatchDelivery {
 mod tests {
     use super::*;
 
-    fn at(seq: u64, node: u64, event: LibraryEvent) -> TraceEvent {
-        TraceEvent {
-            seq,
-            time_ms: seq,
-            node,
-            kind: EventKind::Library(event),
-        }
-    }
+    use crate::sim::checkers::testing::library_event as at;
 
     fn set(key: &str, value: &str) -> LibraryEvent {
         LibraryEvent::ConfigSet {

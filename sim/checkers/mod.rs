@@ -14,6 +14,11 @@ pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_correctness;
+// --- lease expiry, fencing tokens (issue 18) ---
+pub mod lease_expiry;
+pub mod lease_timeline;
+pub mod library_fencing_token;
+// --- end issue 18 ---
 pub mod linearizability;
 pub mod liveness;
 pub mod local_no_network;
@@ -85,6 +90,7 @@ pub const ONLINE_CHECKERS: &[&str] = &[
     library_one_lease_per_call::NAME,
     library_leases_released::NAME,
     // --- end client library ---
+    library_fencing_token::NAME,
     acknowledged_writes::NAME,
     election_safety::NAME,
     no_double_vote::NAME,
@@ -107,6 +113,7 @@ pub const END_OF_RUN_CHECKERS: &[&str] = &[
     linearizability::NAME,
     lock_safety::NAME,
     lease_correctness::NAME,
+    lease_expiry::NAME,
     watch_order::NAME,
     ttl_only_demo::NAME,
 ];
@@ -129,6 +136,9 @@ pub fn end_of_run(
     }
     if on(lease_correctness::NAME) {
         lease_correctness::check(events, leader_within_ms)?;
+    }
+    if on(lease_expiry::NAME) {
+        lease_expiry::check(events, leader_within_ms)?;
     }
     if on(watch_order::NAME) {
         watch_order::check(events)?;
@@ -153,6 +163,7 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
         Box::new(library_one_lease_per_call::LibraryOneLeasePerCall::default()),
         Box::new(library_leases_released::LibraryLeasesReleased::default()),
         // --- end client library ---
+        Box::new(library_fencing_token::LibraryFencingToken::default()),
         Box::new(acknowledged_writes::AcknowledgedWrites::default()),
         Box::new(election_safety::ElectionSafety::default()),
         Box::new(no_double_vote::NoDoubleVote::default()),
@@ -176,7 +187,19 @@ pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
 #[cfg(test)]
 pub mod testing {
     //! Builders for hand-made histories.
-    use crate::sim::trace::{DurableView, EntryMeta, EventKind, MsgMeta, Trace, TraceEvent};
+    use crate::sim::trace::{
+        DurableView, EntryMeta, EventKind, LibraryEvent, MsgMeta, Trace, TraceEvent,
+    };
+
+    /// A library event seen by client `node`, at sequence number and time `seq`.
+    pub fn library_event(seq: u64, node: u64, event: LibraryEvent) -> TraceEvent {
+        TraceEvent {
+            seq,
+            time_ms: seq,
+            node,
+            kind: EventKind::Library(event),
+        }
+    }
 
     #[derive(Default)]
     pub struct History {

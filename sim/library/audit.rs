@@ -1,7 +1,8 @@
 //! The end-of-run audits, with plain etcd calls (not the library's), once the
 //! cluster has healed and the library clients have stopped: the committed history of
 //! the config keys from revision 1 (recorded after the watchers had their chance to
-//! catch up), and the leases the cluster still holds.
+//! catch up), every lock guard's key at its fencing token's revision, and the leases
+//! the cluster still holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 use super::config::{Stamp, WatchRange, PREFIX};
 use super::run::{Ctx, WatcherProgress};
-use crate::sim::trace::{CommittedChange, LibraryEvent};
+use crate::sim::trace::{CommittedChange, EventKind, LibraryEvent};
 
 const ATTEMPTS: usize = 5;
 /// Deadline of one attempt to read the history.
@@ -160,6 +161,69 @@ pub async fn audit_config_history(ctx: Ctx, watchers: Vec<(WatchRange, Arc<Watch
             error,
         },
     );
+}
+
+/// (create revision, lease) of `key` as of `revision` (None: absent then).
+async fn key_at(c: &Coordinator, key: &str, revision: i64) -> Result<Option<(i64, i64)>, String> {
+    let mut last_error = String::new();
+    for _ in 0..ATTEMPTS {
+        let read = c
+            .connection()
+            .range(RangeRequest {
+                key: key.as_bytes().to_vec(),
+                revision,
+                ..Default::default()
+            })
+            .await;
+        match read {
+            Ok(r) => return Ok(r.kvs.first().map(|kv| (kv.create_revision, kv.lease))),
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    Err(last_error)
+}
+
+/// Reads every lock guard's key (`<lock>/<lease hex>`, the library's owner key) as
+/// of the guard's fencing token: the cluster's own record of its create revision
+/// and lease, for `library_fencing_token`.
+pub async fn audit_fencing_tokens(ctx: Ctx) {
+    // (client, lock, lease, token) of every guard so far; no await before the
+    // marker, so the marker names exactly this set.
+    let guards: Vec<(u64, String, i64, i64)> = {
+        let state = ctx.recorder.lock();
+        state
+            .trace
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Library(LibraryEvent::LockAcquired {
+                    lock, lease, token, ..
+                }) => Some((e.node, lock.clone(), *lease, *token)),
+                _ => None,
+            })
+            .collect()
+    };
+    ctx.record(0, LibraryEvent::TokenAuditStarted);
+    let c = ctx.coordinator(ctx.endpoints.clone()).await;
+    for (client, lock, lease, token) in guards {
+        let key = format!("{lock}/{lease:x}");
+        let (found, error) = match key_at(&c, &key, token).await {
+            Ok(found) => (found, None),
+            Err(e) => (None, Some(e)),
+        };
+        ctx.record(
+            0,
+            LibraryEvent::TokenAudited {
+                client,
+                lock,
+                key,
+                lease,
+                token,
+                found,
+                error,
+            },
+        );
+    }
 }
 
 /// Records the leases the cluster holds (`LeaseLeases`), `waited` after the clients

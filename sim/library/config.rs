@@ -4,7 +4,9 @@
 //! to a few shared keys; several writers share each key, so a retried "put unless
 //! equal" can find another writer's value in between. Watchers open their watch at a
 //! drawn time in the first half of the safety phase, bracketed by two reads of the
-//! store revision, and record every change they are delivered.
+//! store revision, and record every change they are delivered and every time the
+//! library resumed their watch. A cut-off watcher's host is cut off from the
+//! cluster once, for longer than the library takes to give a silent stream up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +15,11 @@ use coordlab::coordinator::{ConfigWatcher, Coordinator, EventType};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::RangeRequest;
 use madsim::rand::{thread_rng, Rng};
+use madsim::task::NodeId;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
+use super::isolation::Isolation;
 use super::run::{Ctx, WatcherProgress};
 use super::spec::LibrarySpec;
 use crate::sim::trace::LibraryEvent;
@@ -136,7 +141,23 @@ async fn open(c: &Coordinator, range: &WatchRange) -> (ConfigWatcher<Stamp>, i64
     }
 }
 
-pub async fn run_watcher(ctx: Ctx, client: u64, range: WatchRange, progress: Arc<WatcherProgress>) {
+/// When a cut-off watcher is cut off: 1–4 s after its watch opened, for 3–5 s —
+/// longer than the library's two request deadlines of silence, so that it gives the
+/// stream up and resumes.
+fn cut_off_window() -> (Instant, Instant) {
+    let start = Instant::now() + Duration::from_millis(thread_rng().gen_range(1_000..=4_000));
+    let end = start + Duration::from_millis(thread_rng().gen_range(3_000..=5_000));
+    (start, end)
+}
+
+/// `host`: the watcher's host, if it is to be cut off from the cluster once.
+pub async fn run_watcher(
+    ctx: Ctx,
+    client: u64,
+    host: Option<NodeId>,
+    range: WatchRange,
+    progress: Arc<WatcherProgress>,
+) {
     let c = ctx.coordinator(ctx.endpoints.clone()).await;
     let delay = thread_rng().gen_range(0..=ctx.safety_ms / 2);
     tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -151,29 +172,64 @@ pub async fn run_watcher(ctx: Ctx, client: u64, range: WatchRange, progress: Arc
         },
     );
     *progress.state.lock().unwrap_or_else(|p| p.into_inner()) = Some((after, 0));
+    let mut resumes = watch.resumes();
+    let mut cut_off = host.map(|host| (host, cut_off_window()));
+    let mut isolation: Option<Isolation> = None;
     let error = loop {
-        let event = match watch.next().await {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => break e.to_string(),
-            None => break "ended".to_string(),
-        };
-        ctx.record(
-            client,
-            LibraryEvent::ConfigDelivered {
-                key: event.key,
-                value: event.value.map(|s| s.label()).unwrap_or_default(),
-                deleted: event.kind == EventType::Delete,
-                revision: event.revision,
-            },
-        );
-        if let Some((_, delivered)) = progress
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            *delivered = event.revision;
+        // The next time the cut-off starts or ends.
+        let turn = cut_off.map(|(_, (start, end))| if isolation.is_none() { start } else { end });
+        tokio::select! {
+            biased;
+            event = watch.next() => {
+                let event = match event {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "ended".to_string(),
+                };
+                ctx.record(
+                    client,
+                    LibraryEvent::ConfigDelivered {
+                        key: event.key,
+                        value: event.value.map(|s| s.label()).unwrap_or_default(),
+                        deleted: event.kind == EventType::Delete,
+                        revision: event.revision,
+                    },
+                );
+                if let Some((_, delivered)) = progress
+                    .state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    *delivered = event.revision;
+                }
+            }
+            Ok(()) = resumes.changed() => {
+                let resumed = *resumes.borrow_and_update();
+                ctx.record(
+                    client,
+                    LibraryEvent::WatchResumed {
+                        count: resumed.count,
+                        from_revision: resumed.from_revision,
+                    },
+                );
+            }
+            _ = tokio::time::sleep_until(turn.unwrap_or_else(Instant::now)), if turn.is_some() => {
+                let Some((host, (start, end))) = cut_off else { continue };
+                if isolation.is_none() {
+                    let for_ms = (end - start).as_millis() as u64;
+                    ctx.record(client, LibraryEvent::Isolated { for_ms });
+                    isolation = Some(Isolation::start(host));
+                } else {
+                    isolation = None;
+                    cut_off = None;
+                    ctx.record(client, LibraryEvent::Reconnected);
+                }
+            }
         }
     };
+    if isolation.take().is_some() {
+        ctx.record(client, LibraryEvent::Reconnected);
+    }
     ctx.record(client, LibraryEvent::ConfigWatchEnded { error });
 }

@@ -131,6 +131,24 @@ pub enum LibraryEvent {
         waited_ms: u64,
         clients_running: u64,
     },
+    /// End of run: the fencing-token audit starts; it reads every guard
+    /// `LockAcquired` reported before this.
+    TokenAuditStarted,
+    /// End of run: client `client`'s guard of `lock` (lease `lease`, fencing token
+    /// `token`): its lock key `key` as a historical read at revision `token` found it
+    /// — `found` = (create revision, lease) there, None if absent — or `error`.
+    TokenAudited {
+        client: u64,
+        lock: String,
+        key: String,
+        lease: i64,
+        token: i64,
+        found: Option<(i64, i64)>,
+        error: Option<String>,
+    },
+    /// A config watcher's library watch reopened its stream (`count` times so far),
+    /// asking for the changes from `from_revision` on (0: from now on).
+    WatchResumed { count: u64, from_revision: i64 },
     /// End of run: every library client has stopped.
     Ended,
 }
@@ -265,6 +283,25 @@ impl LibraryEvent {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            LibraryEvent::TokenAuditStarted => "lib: fencing-token audit starts".to_string(),
+            LibraryEvent::TokenAudited {
+                client,
+                key,
+                token,
+                found,
+                error,
+                ..
+            } => match (found, error) {
+                (_, Some(e)) => format!("lib: audit of {key} at rev {token} (client {client}) failed: {e}"),
+                (Some((create, lease)), None) => format!(
+                    "lib: audit of {key} at rev {token} (client {client}): create rev {create}, lease {lease:x}"
+                ),
+                (None, None) => format!("lib: audit of {key} at rev {token} (client {client}): absent"),
+            },
+            LibraryEvent::WatchResumed {
+                count,
+                from_revision,
+            } => format!("lib: watch resumed (#{count}) from rev {from_revision}"),
             LibraryEvent::Ended => "lib: every library client stopped".to_string(),
         }
     }

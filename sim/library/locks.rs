@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use coordlab::coordinator::LockGuard;
-use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 use tokio::time::Instant;
 
 use super::fenced::FencedResources;
+use super::isolation::Isolation;
 use super::run::Ctx;
 use crate::sim::trace::LibraryEvent;
 
@@ -23,22 +23,6 @@ const ACQUIRE_PATIENCE: Duration = Duration::from_secs(10);
 const WRITE_INTERVAL: Duration = Duration::from_millis(150);
 /// How long an isolated holder stays cut off: longer than a 2 s TTL.
 const ISOLATION_MS: std::ops::RangeInclusive<u64> = 2_500..=6_000;
-
-/// The client's host cut off from every other host while this lives.
-struct Isolation(NodeId);
-
-impl Isolation {
-    fn start(host: NodeId) -> Isolation {
-        NetSim::current().clog_node(host);
-        Isolation(host)
-    }
-}
-
-impl Drop for Isolation {
-    fn drop(&mut self) {
-        NetSim::current().unclog_node(self.0);
-    }
-}
 
 /// The lease of a guard, from its owner key `<lock>/<lease hex>`.
 fn lease_of(guard: &LockGuard) -> i64 {

@@ -11,9 +11,12 @@
 //!   expire) instances of one service; consumers hold `get_connection` and a
 //!   `registry().watch`, pinned to one member, and sample `next_channel()`;
 //! - [`config`]: writers `config().set` unique values to a few shared keys; watchers
-//!   (`watch` and `watch_prefix`) record every change they deliver;
-//! - [`audit`]: at the end of the run, the committed history of the config keys and
-//!   the leases left once the clients stopped.
+//!   (`watch` and `watch_prefix`) record every change they deliver, and every time
+//!   the library resumed their watch (some are cut off from the cluster for a while
+//!   — [`isolation`] — so that it must);
+//! - [`audit`]: at the end of the run, the committed history of the config keys,
+//!   each lock guard's key at its fencing token's revision, and the leases left once
+//!   the clients stopped.
 //!
 //! What they see goes into the trace as `EventKind::Library` events (defined in
 //! `events.rs`, which `sim/trace.rs` includes), judged by the `library_*` checkers
@@ -28,6 +31,8 @@ mod audit;
 mod config;
 #[cfg(madsim)]
 mod fenced;
+#[cfg(madsim)]
+mod isolation;
 #[cfg(madsim)]
 mod locks;
 #[cfg(madsim)]

@@ -1,5 +1,6 @@
 //! Starting the library clients, and ending them: stop, let them finish their
-//! calls, audit the config history once the watchers caught up, list the leases left.
+//! calls, audit the config history once the watchers caught up and the lock guards'
+//! fencing tokens, list the leases left.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,14 +165,16 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
     for k in 1..=spec.watchers {
         let range = config::WatchRange::for_watcher(&spec, k);
         let progress = Arc::new(WatcherProgress::default());
+        let node = host(handle, &WATCHERS, k);
         let task = config::run_watcher(
             ctx.clone(),
             WATCHERS.base + k,
+            (k <= spec.cut_off_watchers).then(|| node.id()),
             range.clone(),
             progress.clone(),
         );
         // Watchers run to the end of the run; the audit waits for them instead.
-        drop(host(handle, &WATCHERS, k).spawn(task));
+        drop(node.spawn(task));
         watchers.push((range, progress));
     }
     Some(LibraryRun {
@@ -218,6 +221,9 @@ impl LibraryRun {
             .spawn(async move {
                 if ctx.spec.writers + ctx.spec.watchers > 0 {
                     audit::audit_config_history(ctx.clone(), watchers).await;
+                }
+                if ctx.spec.lock_clients > 0 {
+                    audit::audit_fencing_tokens(ctx.clone()).await;
                 }
                 if ctx.spec.lock_clients + ctx.spec.providers > 0 {
                     tokio::time::sleep_until(leases_expired_at).await;

@@ -49,6 +49,11 @@ pub struct LibrarySpec {
     /// `watch_prefix`.
     #[serde(default)]
     pub watchers: u64,
+    /// How many watchers (the first ones) are cut off from the cluster once, for
+    /// 3–5 s starting 1–4 s after their watch opened: a client-side fault (no
+    /// reset, just silence) that the library must notice and resume from.
+    #[serde(default)]
+    pub cut_off_watchers: u64,
     /// `CoordinatorConfig::timeout`: the deadline of one attempt of one call.
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -177,6 +182,12 @@ impl LibrarySpec {
         if (self.writers > 0 || self.watchers > 0) && self.config_keys == 0 {
             return Err(("config_keys", "writers and watchers need a key".into()));
         }
+        if self.cut_off_watchers > self.watchers {
+            return Err((
+                "cut_off_watchers",
+                "cannot cut off more watchers than there are".into(),
+            ));
+        }
         if self.consumers > 0 && self.providers == 0 {
             return Err((
                 "consumers",
@@ -235,6 +246,10 @@ mod tests {
         assert_eq!(bad("consumers = 1"), "consumers");
         assert_eq!(bad("writers = 1\nconfig_keys = 0"), "config_keys");
         assert_eq!(bad("hold_min_ms = 5\nhold_max_ms = 1"), "hold_min_ms");
+        assert_eq!(
+            bad("watchers = 1\ncut_off_watchers = 2"),
+            "cut_off_watchers"
+        );
         assert!(LibrarySpec::default().validate().is_ok());
         assert!(!LibrarySpec::default().any());
     }

@@ -64,6 +64,9 @@ pub struct ClientConfig {
     pub total_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The write session's id (never 0); `None` draws one. Requests of one
+    /// session are numbered 1, 2, … in the order the client makes them.
+    pub session_id: Option<u64>,
 }
 
 impl ClientConfig {
@@ -74,6 +77,7 @@ impl ClientConfig {
             total_timeout: Duration::from_secs(20),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
+            session_id: None,
         }
     }
 }
@@ -116,12 +120,16 @@ impl CoordClient {
                 }
             })?;
         }
+        let client_id = config
+            .session_id
+            .filter(|&id| id != 0)
+            .unwrap_or_else(|| madsim::rand::random::<u64>().max(1));
         Ok(CoordClient {
             endpoints: config.endpoints.clone(),
             config,
             preferred: 0,
             channels: HashMap::new(),
-            client_id: madsim::rand::random::<u64>().max(1),
+            client_id,
             next_seq: 1,
         })
     }

@@ -4,8 +4,11 @@
 //! leadership) pushes it to now + TTL; a lease whose deadline passes is proposed as
 //! `LeaseExpired`, and only that log entry removes it, on every replica alike. A
 //! member that becomes leader starts every lease's full TTL afresh, so a leader
-//! change never expires a lease whose holder kept it alive.
+//! change never expires a lease whose holder kept it alive. Every (re)start of a
+//! TTL is reported to the Observer (`LeaseRenewed`), so a checker can hold the
+//! expiries to it.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +23,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::{coord_command::Op, CoordCommand, LeaseExpired};
 use crate::seams::clock::ForwardOnly;
 use crate::seams::mutants;
+use crate::seams::observer::{Event, Observer};
 
 /// How often the leader looks for expired leases.
 pub const EXPIRY_CHECK: Duration = Duration::from_millis(500);
@@ -40,17 +44,44 @@ pub struct Lessor {
     state: SharedCoordState,
     deadlines: Mutex<Deadlines>,
     elapsed: ForwardOnly,
+    observer: Arc<dyn Observer>,
+}
+
+/// The deadline of a TTL of `ttl_secs` (re)started at `now_ms`.
+fn deadline_ms(now_ms: u64, ttl_secs: i64) -> u64 {
+    let ttl_ms = ttl_secs as u64 * 1000;
+    // The mutant expires a lease halfway through the TTL it was promised.
+    if mutants::active("lessor_half_ttl") {
+        now_ms + ttl_ms / 2
+    } else {
+        now_ms + ttl_ms
+    }
 }
 
 impl Lessor {
     pub fn new(member_id: u64, proposer: Arc<Proposer>, state: SharedCoordState) -> Self {
+        let observer = state.lock().observer();
         Lessor {
             member_id,
             elapsed: ForwardOnly::new(proposer.shared_clock()),
             proposer,
             state,
             deadlines: Mutex::new(Deadlines::default()),
+            observer,
         }
+    }
+
+    /// Tells the Observer that this member, leading `term`, restarted `lease`'s TTL.
+    fn report_renewal(&self, lease: i64, ttl_secs: i64, term: u64, reason: &str) {
+        self.observer.observe(
+            self.member_id,
+            &Event::LeaseRenewed {
+                lease,
+                ttl_ms: ttl_secs as u64 * 1000,
+                term,
+                reason,
+            },
+        );
     }
 
     pub fn header(&self) -> ResponseHeader {
@@ -78,20 +109,34 @@ impl Lessor {
             *d = Deadlines::default();
             return d;
         }
-        if leader.is_self && d.term != leader.term {
+        let new_leadership = leader.is_self && d.term != leader.term;
+        if new_leadership {
             // New leadership: every lease starts a full TTL from now.
             d.by_lease.clear();
             d.term = leader.term;
         }
         let now = self.now();
+        // (lease, TTL in s) of every deadline set now.
+        let mut started = Vec::new();
         let state = self.state.lock();
         d.by_lease.retain(|id, _| state.leases.contains(*id));
         for (id, lease) in state.leases.iter() {
-            d.by_lease
-                .entry(id)
-                .or_insert(now + lease.ttl as u64 * 1000);
+            if let Entry::Vacant(slot) = d.by_lease.entry(id) {
+                slot.insert(deadline_ms(now, lease.ttl));
+                started.push((id, lease.ttl));
+            }
         }
         drop(state);
+        if leader.is_self {
+            let reason = if new_leadership {
+                "new-leader"
+            } else {
+                "first-seen"
+            };
+            for (id, ttl) in started {
+                self.report_renewal(id, ttl, leader.term, reason);
+            }
+        }
         d
     }
 
@@ -165,7 +210,8 @@ impl Lessor {
             // Too late: its expiry is decided.
             return Ok(0);
         }
-        d.by_lease.insert(id, now + ttl as u64 * 1000);
+        d.by_lease.insert(id, deadline_ms(now, ttl));
+        self.report_renewal(id, ttl, d.term, "keep-alive");
         Ok(ttl)
     }
 

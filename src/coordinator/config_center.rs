@@ -16,7 +16,7 @@ use super::connection::Connection;
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
 use super::registry::EventType;
-use super::watch::ResumableWatch;
+use super::watch::{ResumableWatch, Resumes};
 use crate::coord::service::lock::prefix_end;
 use crate::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
@@ -244,6 +244,13 @@ impl ConfigCenter {
 pub struct ConfigWatcher<T> {
     inner: ResumableWatch,
     _type: PhantomData<fn() -> T>,
+}
+
+impl<T> ConfigWatcher<T> {
+    /// Follows how often the watch reopened its stream (see [`ResumableWatch`]).
+    pub fn resumes(&self) -> crate::sync::watch::Receiver<Resumes> {
+        self.inner.resumes()
+    }
 }
 
 impl<T: DeserializeOwned> ConfigWatcher<T> {

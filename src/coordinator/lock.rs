@@ -14,6 +14,7 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
 use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::proto::v3lockpb::LockRequest;
+use crate::seams::mutants;
 
 #[derive(Clone)]
 pub struct DistributedLock {
@@ -136,6 +137,10 @@ impl DistributedLock {
                 ..Default::default()
             })
             .await?;
+        // The mutant hands out the store's revision at the read, not the key's.
+        if mutants::active("fencing_token_header_revision") {
+            return Ok(r.header.map_or(0, |h| h.revision));
+        }
         r.kvs
             .first()
             .map(|kv| kv.create_revision)

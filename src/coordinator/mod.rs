@@ -37,7 +37,7 @@ pub use options::{CoordinatorConfig, RetryConfig};
 pub use registry::{
     service_prefix, EventType, ServiceEvent, ServiceInfo, ServiceRegistry, ServiceWatch,
 };
-pub use watch::{KeyEvent, ResumableWatch};
+pub use watch::{KeyEvent, ResumableWatch, Resumes};
 
 /// Seed 001's `Provider`: the entry point to locks, registry and config.
 pub struct Coordinator {

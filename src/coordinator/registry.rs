@@ -12,7 +12,7 @@ use super::balancer::ServiceConnection;
 use super::connection::Connection;
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
-use super::watch::{KeyEvent, ResumableWatch};
+use super::watch::{KeyEvent, ResumableWatch, Resumes};
 use crate::coord::service::lock::prefix_end;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 
@@ -203,6 +203,11 @@ pub struct ServiceWatch {
 }
 
 impl ServiceWatch {
+    /// Follows how often the watch reopened its stream (see [`ResumableWatch`]).
+    pub fn resumes(&self) -> crate::sync::watch::Receiver<Resumes> {
+        self.inner.resumes()
+    }
+
     /// The next registration or deregistration.
     pub async fn next(&mut self) -> Option<Result<ServiceEvent, CoordinatorError>> {
         loop {

@@ -218,6 +218,12 @@ impl PendingReads {
 
     /// Takes the reads whose index is now applied.
     pub fn take_ready(&mut self, applied: u64) -> Vec<(u64, PendingRead)> {
+        if crate::seams::mutants::active("read_before_apply") {
+            return std::mem::take(&mut self.awaiting_apply)
+                .into_iter()
+                .map(|((index, _), read)| (index, read))
+                .collect();
+        }
         let later = self.awaiting_apply.split_off(&(
             applied + 1,
             RequestId {

@@ -74,6 +74,16 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "ignore write sessions: a client's retry after a lost answer applies the write again",
     ),
     (
+        "apply_overtaken_retry",
+        "linearizability",
+        "a write older than its session's latest (a retry overtaken by the next write) is applied",
+    ),
+    (
+        "read_before_apply",
+        "linearizability",
+        "answer a ReadIndex read as soon as its index is confirmed, before the node applied up to it",
+    ),
+    (
         "lock_no_keepalive",
         "library_lock_safety",
         "the library stops renewing a held lock's lease while the guard still says it is held",
@@ -83,6 +93,23 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "library_routing",
         "get_connection keeps routing to instances whose deregistration it has seen",
     ),
+    // --- issue 18 ---
+    (
+        "lessor_half_ttl",
+        "lease_expiry",
+        "the leader's lessor expires a lease half its TTL after (re)starting it",
+    ),
+    (
+        "fencing_token_header_revision",
+        "library_fencing_token",
+        "a lock guard's fencing token is the store revision of the read that found its key, not the key's create revision",
+    ),
+    (
+        "watch_resumes_from_now",
+        "library_watch_delivery",
+        "a library watch whose stream broke or went silent resumes from the current revision, dropping what it missed",
+    ),
+    // --- end issue 18 ---
     (
         "keep_old_receiver",
         "single_state_receiver",

@@ -80,6 +80,16 @@ pub enum Event<'a> {
         create_revision: i64,
         revision: i64,
     },
+    /// The leader of `term` (re)started `lease`'s TTL (`ttl_ms`, as granted) from
+    /// now: `reason` is `keep-alive` (a renewal it answered), `new-leader` (it
+    /// became leader: every lease starts afresh) or `first-seen` (a lease granted
+    /// while it leads, first seen by its lessor).
+    LeaseRenewed {
+        lease: i64,
+        ttl_ms: u64,
+        term: u64,
+        reason: &'a str,
+    },
 }
 
 /// Receives the stack's events.

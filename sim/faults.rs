@@ -300,7 +300,10 @@ pub fn apply(
                 w.kill(node);
                 after(world, restart_after_ms, Action::Restart { node });
             }
-            Action::KillForGood { node } => w.kill_for_good(node),
+            Action::KillForGood { node } if w.may_write_off(node) => w.kill_for_good(node),
+            Action::KillForGood { node } => w.fault(format!(
+                "node {node} kept: losing it would leave no majority of members able to serve"
+            )),
             Action::Restart { node } => {
                 if w.nodes
                     .get(&node)
@@ -421,8 +424,14 @@ pub fn apply(
                 node,
                 restart_after_ms,
             } => {
+                let flip = w.may_write_off(node);
                 w.kill(node);
-                if let Some(n) = w.nodes.get(&node) {
+                if !flip {
+                    w.fault(format!(
+                        "no bit flipped on node {node}: losing it would leave no majority of members able to serve"
+                    ));
+                } else if let Some(n) = w.nodes.get_mut(&node) {
+                    n.written_off = true;
                     if let Some((file, offset)) = n.disk.flip_random_bit() {
                         w.fault(format!(
                             "flipped a bit of node {node}'s {file} at offset {offset}"

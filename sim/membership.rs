@@ -50,7 +50,7 @@ pub async fn add_node(world: &SharedWorld) {
 /// Proposes removing `node`, keeping at least three active members.
 pub async fn remove_node(world: &SharedWorld, node: u64) {
     {
-        let w = world.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         let active = w
             .nodes
             .values()
@@ -64,13 +64,26 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
         if active <= 3 || !w.nodes.contains_key(&node) {
             return;
         }
+        if !w.may_remove(node) {
+            w.fault(format!(
+                "node {node} not removed: too few members left able to serve"
+            ));
+            return;
+        }
         w.fault(format!("remove node {node}"));
+        w.removing.insert(node);
     }
     let Some(mut client) = admin_client(world) else {
+        world
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .removing
+            .remove(&node);
         return;
     };
     let result = client.remove_member(node).await;
     let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    w.removing.remove(&node);
     match result {
         Ok(r) => {
             w.members.remove(&node);

@@ -2,7 +2,7 @@
 //! simulated disk and clock), client nodes running the workload, and the fault
 //! driver; a safety phase under faults, then a healed phase that must converge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +60,9 @@ pub struct SimNode {
     pub disk: Arc<SimDisk>,
     pub clock: Arc<SimClock>,
     pub state: NodeState,
+    /// Counted as lost by the fault budget: killed for good, or a bit of its disk
+    /// flipped (it may refuse to start from it).
+    pub written_off: bool,
 }
 
 /// How a run ended badly.
@@ -105,7 +108,9 @@ pub struct World {
     pub peers: BTreeMap<u64, String>,
     /// Members as the harness knows them: initial voters, plus acknowledged
     /// additions, minus acknowledged removals.
-    pub members: std::collections::BTreeSet<u64>,
+    pub members: BTreeSet<u64>,
+    /// Members whose removal was proposed and not yet answered.
+    pub removing: BTreeSet<u64>,
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -121,6 +126,42 @@ fn raft_config(scenario: &Scenario, id: u64) -> RaftConfig {
     raft.snapshot_interval_entries = c.snapshot_entries;
     raft.request_timeout = Duration::from_millis(scenario.workload.op_timeout_ms);
     raft
+}
+
+/// Whether more than half of `voters` are not `lost`.
+fn majority_serves<'a>(
+    voters: impl Iterator<Item = &'a u64> + Clone,
+    lost: &BTreeSet<u64>,
+) -> bool {
+    let serving = voters.clone().filter(|id| !lost.contains(id)).count();
+    serving > voters.count() / 2
+}
+
+/// Whether losing `node` keeps a majority of `voters` able to serve, judged both
+/// with and without the removals under way (either may commit).
+fn may_write_off(
+    voters: &BTreeSet<u64>,
+    removing: &BTreeSet<u64>,
+    lost: &BTreeSet<u64>,
+    node: u64,
+) -> bool {
+    let mut lost = lost.clone();
+    lost.insert(node);
+    majority_serves(voters.iter(), &lost) && majority_serves(voters.difference(removing), &lost)
+}
+
+/// Whether removing `node` (after the removals under way) keeps a majority of
+/// the remaining voters able to serve.
+fn may_remove(
+    voters: &BTreeSet<u64>,
+    removing: &BTreeSet<u64>,
+    lost: &BTreeSet<u64>,
+    node: u64,
+) -> bool {
+    let left = voters
+        .iter()
+        .filter(|id| **id != node && !removing.contains(id));
+    majority_serves(left, lost)
 }
 
 impl World {
@@ -182,8 +223,44 @@ impl World {
                 disk,
                 clock,
                 state: NodeState::Up,
+                written_off: false,
             },
         );
+    }
+
+    /// Members written off, killed for good or failed: none will serve again.
+    fn lost(&self) -> BTreeSet<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.written_off || matches!(n.state, NodeState::Lost | NodeState::Failed))
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The members as the harness knows them, without nodes that left.
+    fn voters(&self) -> BTreeSet<u64> {
+        self.members
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.nodes
+                    .get(id)
+                    .is_some_and(|n| n.state != NodeState::Removed)
+            })
+            .collect()
+    }
+
+    /// Whether writing `node` off (killing it for good, flipping a bit of its
+    /// disk) leaves a majority of the members able to serve. The plan's budget is
+    /// drawn from the initial size; membership changes shrink it, so each loss
+    /// is judged when it happens.
+    pub fn may_write_off(&self, node: u64) -> bool {
+        may_write_off(&self.voters(), &self.removing, &self.lost(), node)
+    }
+
+    /// Whether the members left after removing `node` keep a majority able to serve.
+    pub fn may_remove(&self, node: u64) -> bool {
+        may_remove(&self.voters(), &self.removing, &self.lost(), node)
     }
 
     pub fn fault(&self, action: String) {
@@ -207,6 +284,7 @@ impl World {
     pub fn kill_for_good(&mut self, id: u64) {
         self.kill(id);
         if let Some(node) = self.nodes.get_mut(&id) {
+            node.written_off = true;
             if node.state == NodeState::Down {
                 node.state = NodeState::Lost;
             }
@@ -472,6 +550,7 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         nodes: BTreeMap::new(),
         peers: BTreeMap::new(),
         members: (1..=scenario.cluster.nodes).collect(),
+        removing: Default::default(),
     }));
     {
         let mut w = world.lock().unwrap();
@@ -644,5 +723,49 @@ fn finish(recorder: &Recorder, liveness: Option<Violation>) -> RunOutcome {
         failure,
         sim_ms: state.now_ms(),
         notes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    /// everything::seed_11500016: five voters, node 1 removed, then nodes 4 and 5
+    /// killed for good left two of four — no quorum, ever. The second loss must
+    /// be refused.
+    #[test]
+    fn a_loss_is_judged_against_the_members_after_a_removal() {
+        let voters = set(&[2, 3, 4, 5]);
+        assert!(may_write_off(&voters, &set(&[]), &set(&[]), 4));
+        assert!(!may_write_off(&voters, &set(&[]), &set(&[4]), 5));
+        // Five voters would have afforded both.
+        assert!(may_write_off(
+            &set(&[1, 2, 3, 4, 5]),
+            &set(&[]),
+            &set(&[4]),
+            5
+        ));
+    }
+
+    #[test]
+    fn a_loss_counts_a_removal_under_way_as_done() {
+        let voters = set(&[1, 2, 3, 4, 5]);
+        // Node 1 is being removed and node 4 is lost: losing 5 leaves 2 of {2,3,4,5}.
+        assert!(!may_write_off(&voters, &set(&[1]), &set(&[4]), 5));
+        assert!(may_write_off(&voters, &set(&[]), &set(&[4]), 5));
+    }
+
+    #[test]
+    fn a_removal_keeps_a_majority_of_what_is_left() {
+        let voters = set(&[1, 2, 3, 4, 5]);
+        // {2,3,4,5} with 4 and 5 lost: refused.
+        assert!(!may_remove(&voters, &set(&[]), &set(&[4, 5]), 1));
+        // Removing a lost node only helps.
+        assert!(may_remove(&voters, &set(&[]), &set(&[4, 5]), 5));
+        assert!(may_remove(&voters, &set(&[]), &set(&[4]), 1));
     }
 }

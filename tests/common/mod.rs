@@ -15,13 +15,30 @@ use std::time::{Duration, Instant};
 use coordlab::client::{ClientConfig, CoordClient};
 use coordlab::proto::StatusResponse;
 
-/// A port the OS just handed out (free unless something grabs it meanwhile).
+/// A port for a test server: free when checked, never handed out twice in this
+/// process, and below Linux's ephemeral range (32768–60999) so that no outgoing
+/// connection takes it before the server binds. (Ports the OS hands out for
+/// `:0` may be handed out again at once; two clusters of one test binary then
+/// shared a port and a client read another test's cluster.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Test binaries run one after another; spread them apart by process id anyway.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 pub struct NodeProc {

@@ -7,6 +7,7 @@
 //! - [`disk`], [`clock`], [`net`]: the simulated implementations of the seams, with
 //!   their fault models;
 //! - [`scenario`]: scenario files (TOML) and their validation;
+//! - [`budget`]: which nodes a run may lose for good (pure);
 //! - [`faults`]: the fault plan — swarm-drawn and timeline events — and its driver;
 //! - [`workload`]: client workloads that record invoke/complete history;
 //! - [`coord`]: workloads on the etcd v3 API (registers, locks, leases, watches,
@@ -22,6 +23,7 @@
 //! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps (one process per run), mutant
 //!   hunts, benchmarks and schedule shrinking, selected by `SIM_SWEEP`.
 
+pub mod budget;
 pub mod checkers;
 pub mod library;
 pub mod scenario;

@@ -174,6 +174,7 @@ pub struct SimObserver {
 }
 
 fn entry_meta(entry: &Entry) -> EntryMeta {
+    use std::hash::Hasher;
     let mut h = Fnv64::default();
     h.write(&[entry.get_entry_type() as u8]);
     h.write(&entry.data);

@@ -11,7 +11,7 @@ pub use library_events::{CommittedChange, LibraryEvent};
 // --- end client library ---
 
 /// A log entry as checkers see it: position, term and a digest of its content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct EntryMeta {
     pub index: u64,
     pub term: u64,
@@ -20,7 +20,7 @@ pub struct EntryMeta {
 }
 
 /// A Raft message as checkers see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MsgMeta {
     /// raft-rs's message type name, e.g. `MsgAppend`.
     pub kind: &'static str,
@@ -37,7 +37,7 @@ pub struct MsgMeta {
 
 /// What the sender would recover from its disk's durable image if it crashed at the
 /// moment of the send, computed by the storage engine's own recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 pub struct DurableView {
     pub term: u64,
     pub vote: u64,
@@ -47,7 +47,7 @@ pub struct DurableView {
 }
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "type")]
 pub enum EventKind {
     /// The node opened its storage (start or restart).
@@ -310,7 +310,7 @@ pub enum EventKind {
 }
 
 /// One event of a watch response, as a watcher received it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct WatchedEvent {
     /// The key's mod revision (for a delete: the deletion's revision).
     pub revision: i64,
@@ -320,7 +320,7 @@ pub struct WatchedEvent {
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct TraceEvent {
     pub seq: u64,
     /// Simulated milliseconds since the run started.
@@ -347,30 +347,48 @@ impl Default for Fnv64 {
     }
 }
 
-impl std::io::Write for Fnv64 {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Fnv64::write(self, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Fnv64 {
-    pub fn write(&mut self, bytes: &[u8]) {
+/// Integers are fed little-endian and lengths as u64, so a trace hashes the same
+/// on every platform; `derive(Hash)` supplies the field order and enum tags.
+impl std::hash::Hasher for Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= b as u64;
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
 
-    pub fn finish(&self) -> u64 {
-        self.0
+    fn write_u16(&mut self, i: u16) {
+        self.write(&i.to_le_bytes());
     }
 
+    fn write_u32(&mut self, i: u32) {
+        self.write(&i.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.write(&i.to_le_bytes());
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write(&i.to_le_bytes());
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.write_i64(i as i64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Fnv64 {
     pub fn hash(bytes: &[u8]) -> u64 {
+        use std::hash::Hasher;
         let mut h = Fnv64::default();
         h.write(bytes);
         h.finish()
@@ -393,15 +411,14 @@ impl Trace {
             node,
             kind,
         };
-        // Streamed into the hasher: no per-event string.
-        serde_json::to_writer(&mut self.hasher, &event).expect("trace events serialize");
-        self.hasher.write(b"\n");
+        // A compact binary encoding (derive(Hash)); JSON only for artifacts.
+        std::hash::Hash::hash(&event, &mut self.hasher);
         self.events.push(event);
         self.events.last().expect("just pushed")
     }
 
-    /// Hash of every event so far, as JSON lines.
+    /// Hash of every event so far.
     pub fn hash(&self) -> u64 {
-        self.hasher.finish()
+        std::hash::Hasher::finish(&self.hasher)
     }
 }

@@ -3,6 +3,8 @@
 //! driver; a safety phase under faults, then a healed phase that must converge.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use super::budget::{may_remove, may_write_off};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,42 +128,6 @@ fn raft_config(scenario: &Scenario, id: u64) -> RaftConfig {
     raft.snapshot_interval_entries = c.snapshot_entries;
     raft.request_timeout = Duration::from_millis(scenario.workload.op_timeout_ms);
     raft
-}
-
-/// Whether more than half of `voters` are not `lost`.
-fn majority_serves<'a>(
-    voters: impl Iterator<Item = &'a u64> + Clone,
-    lost: &BTreeSet<u64>,
-) -> bool {
-    let serving = voters.clone().filter(|id| !lost.contains(id)).count();
-    serving > voters.count() / 2
-}
-
-/// Whether losing `node` keeps a majority of `voters` able to serve, judged both
-/// with and without the removals under way (either may commit).
-fn may_write_off(
-    voters: &BTreeSet<u64>,
-    removing: &BTreeSet<u64>,
-    lost: &BTreeSet<u64>,
-    node: u64,
-) -> bool {
-    let mut lost = lost.clone();
-    lost.insert(node);
-    majority_serves(voters.iter(), &lost) && majority_serves(voters.difference(removing), &lost)
-}
-
-/// Whether removing `node` (after the removals under way) keeps a majority of
-/// the remaining voters able to serve.
-fn may_remove(
-    voters: &BTreeSet<u64>,
-    removing: &BTreeSet<u64>,
-    lost: &BTreeSet<u64>,
-    node: u64,
-) -> bool {
-    let left = voters
-        .iter()
-        .filter(|id| **id != node && !removing.contains(id));
-    majority_serves(left, lost)
 }
 
 impl World {
@@ -723,49 +689,5 @@ fn finish(recorder: &Recorder, liveness: Option<Violation>) -> RunOutcome {
         failure,
         sim_ms: state.now_ms(),
         notes: Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(ids: &[u64]) -> BTreeSet<u64> {
-        ids.iter().copied().collect()
-    }
-
-    /// everything::seed_11500016: five voters, node 1 removed, then nodes 4 and 5
-    /// killed for good left two of four — no quorum, ever. The second loss must
-    /// be refused.
-    #[test]
-    fn a_loss_is_judged_against_the_members_after_a_removal() {
-        let voters = set(&[2, 3, 4, 5]);
-        assert!(may_write_off(&voters, &set(&[]), &set(&[]), 4));
-        assert!(!may_write_off(&voters, &set(&[]), &set(&[4]), 5));
-        // Five voters would have afforded both.
-        assert!(may_write_off(
-            &set(&[1, 2, 3, 4, 5]),
-            &set(&[]),
-            &set(&[4]),
-            5
-        ));
-    }
-
-    #[test]
-    fn a_loss_counts_a_removal_under_way_as_done() {
-        let voters = set(&[1, 2, 3, 4, 5]);
-        // Node 1 is being removed and node 4 is lost: losing 5 leaves 2 of {2,3,4,5}.
-        assert!(!may_write_off(&voters, &set(&[1]), &set(&[4]), 5));
-        assert!(may_write_off(&voters, &set(&[]), &set(&[4]), 5));
-    }
-
-    #[test]
-    fn a_removal_keeps_a_majority_of_what_is_left() {
-        let voters = set(&[1, 2, 3, 4, 5]);
-        // {2,3,4,5} with 4 and 5 lost: refused.
-        assert!(!may_remove(&voters, &set(&[]), &set(&[4, 5]), 1));
-        // Removing a lost node only helps.
-        assert!(may_remove(&voters, &set(&[]), &set(&[4, 5]), 5));
-        assert!(may_remove(&voters, &set(&[]), &set(&[4]), 1));
     }
 }

@@ -1,6 +1,10 @@
 //! Real mode: `coordd` processes on 127.0.0.1 talking real gRPC, with real files and
 //! fsync. Leader failover, restart from the data dir, membership changes, shutdown.
 
+// Real-mode tests run with `cargo test`; `cargo test --features sim` is the
+// simulation suite and does not run them a second time.
+#![cfg(not(feature = "sim"))]
+
 mod common;
 
 use std::process::Command;

@@ -8,6 +8,10 @@
 //! against a real 3-member etcd (`apt-get install etcd-server`): the library speaks
 //! the etcd v3 API and must work against both.
 
+// Real-mode tests run with `cargo test`; `cargo test --features sim` is the
+// simulation suite and does not run them a second time.
+#![cfg(not(feature = "sim"))]
+
 mod common;
 
 use std::time::{Duration, Instant};

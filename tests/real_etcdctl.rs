@@ -9,6 +9,10 @@
 //! real_etcdctl` runs the same steps against a real etcd cluster (`apt-get install
 //! etcd-server`), which is how they were written.
 
+// Real-mode tests run with `cargo test`; `cargo test --features sim` is the
+// simulation suite and does not run them a second time.
+#![cfg(not(feature = "sim"))]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -679,6 +683,9 @@ fn auth_checks_passwords_and_permissions(ctl: &Etcdctl) {
 
 #[test]
 fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
+    if !common::etcdctl::etcdctl_or_skip() {
+        return;
+    }
     let version = Etcdctl::new(&[]).version();
     assert!(
         version.starts_with("etcdctl version: 3."),

@@ -3,6 +3,10 @@
 //! view; after the coo leader is killed the LogicNodes switch modes, visible in
 //! `coordctl status`.
 
+// Real-mode tests run with `cargo test`; `cargo test --features sim` is the
+// simulation suite and does not run them a second time.
+#![cfg(not(feature = "sim"))]
+
 mod common;
 
 use std::process::Command;

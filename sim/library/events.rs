@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// One committed change under the config prefix, as the end-of-run audit read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CommittedChange {
     pub revision: i64,
     pub key: String,
@@ -14,7 +14,7 @@ pub struct CommittedChange {
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum LibraryEvent {
     /// A lock client calls `acquire` or `try_acquire` (each call grants one lease).

@@ -16,20 +16,26 @@ pub const INSTALL_HINT: &str = "etcdctl not found on PATH: install Debian's etcd
 /// No etcdctl call in a test may take longer than this, whatever it waits for.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 
-/// Finds `etcdctl`: `$ETCDCTL_BIN`, else the first one on `PATH`. Panics with
-/// [`INSTALL_HINT`]: a test that needs etcdctl must never pass without it.
-pub fn etcdctl_path() -> PathBuf {
+/// Finds `etcdctl`: `$ETCDCTL_BIN`, else the first one on `PATH`.
+pub fn find_etcdctl() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("ETCDCTL_BIN") {
         let bin = PathBuf::from(bin);
         assert!(bin.is_file(), "ETCDCTL_BIN={} is not a file", bin.display());
-        return bin;
+        return Some(bin);
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("etcdctl"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
+    super::find_on_path("etcdctl")
+}
+
+/// `etcdctl`'s path; panics with [`INSTALL_HINT`] when it is missing.
+pub fn etcdctl_path() -> PathBuf {
+    find_etcdctl().unwrap_or_else(|| panic!("{INSTALL_HINT}"))
+}
+
+/// Whether a test that needs etcdctl may run: false (after one skip line) when
+/// it is missing on a machine that does not require it, see
+/// [`super::may_skip_missing`].
+pub fn etcdctl_or_skip() -> bool {
+    find_etcdctl().is_some() || super::skip_missing("etcdctl", "apt-get install etcd-client")
 }
 
 /// What one etcdctl run printed and how it ended.

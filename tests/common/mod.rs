@@ -41,6 +41,47 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
+/// The first `name` on `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Whether a missing external program may skip the tests that need it: not in
+/// CI (`CI` set, as `.ci/run` does) nor with `COORDLAB_REQUIRE_INTEROP=1`, where
+/// nothing may be skipped silently.
+pub fn may_skip_missing() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
+    !set("CI") && !set("COORDLAB_REQUIRE_INTEROP")
+}
+
+/// For a test whose `program` is missing: prints one skip line naming it and how
+/// to install it, and returns false — or panics where skipping is not allowed.
+/// The line goes straight to stderr, past the test harness's output capture,
+/// so `cargo test` shows it (and `grep -c SKIPPED` counts the skips).
+pub fn skip_missing(program: &str, install: &str) -> bool {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if !may_skip_missing() {
+        panic!(
+            "{program} not found on PATH: install it with `{install}` \
+             (required because CI or COORDLAB_REQUIRE_INTEROP is set)"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {program} not found on PATH (install: `{install}`; \
+         CI=true or COORDLAB_REQUIRE_INTEROP=1 makes this a failure)"
+    );
+    false
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,

@@ -4,7 +4,8 @@
 //! everywhere (their unit tests run in `cargo test` through `tests/harness.rs`). Everything that
 //! drives madsim builds only under `--cfg madsim` (through `tests/sim.rs`):
 //!
-//! - [`disk`], [`clock`], [`net`]: the simulated implementations of the seams, with
+//! - [`disk`] (builds everywhere: its recovery property test runs in `cargo test`),
+//!   [`clock`], [`net`]: the simulated implementations of the seams, with
 //!   their fault models;
 //! - [`scenario`]: scenario files (TOML) and their validation;
 //! - [`budget`]: which nodes a run may lose for good (pure);
@@ -25,6 +26,7 @@
 
 pub mod budget;
 pub mod checkers;
+pub mod disk;
 pub mod library;
 pub mod scenario;
 pub mod trace;
@@ -37,8 +39,6 @@ pub mod clock;
 pub mod coord;
 #[cfg(madsim)]
 pub mod determinism;
-#[cfg(madsim)]
-pub mod disk;
 #[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use coordlab::raft::storage::recover;
+use coordlab::raft::storage::recovery::IncrementalRecovery;
 use coordlab::seams::observer::{Event, Observer};
 use raft::eraftpb::{Entry, Message};
 use raft::StateRole;
@@ -15,29 +15,13 @@ use super::checkers::{Checker, Violation};
 use super::disk::SimDisk;
 use super::trace::{DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, Trace, TraceEvent};
 
-/// The durable state of one node's disk as recovery sees it.
-#[derive(Debug, Clone, Default)]
-struct DurableSummary {
-    term: u64,
-    vote: u64,
-    snapshot_index: u64,
-    snapshot_term: u64,
-    /// Terms of the entries after the snapshot.
-    terms: Vec<u64>,
-}
-
-impl DurableSummary {
-    fn last_index(&self) -> u64 {
-        self.snapshot_index + self.terms.len() as u64
-    }
-
-    fn term_at(&self, index: u64) -> Option<u64> {
-        if index == self.snapshot_index {
-            return Some(self.snapshot_term);
-        }
-        let offset = index.checked_sub(self.snapshot_index + 1)?;
-        self.terms.get(offset as usize).copied()
-    }
+/// What the observer knows of one node's durable image.
+#[derive(Default)]
+struct DurableCache {
+    /// The disk generation `recovery` is current for (None: not yet, or failed).
+    generation: Option<u64>,
+    rewrites: u64,
+    recovery: IncrementalRecovery,
 }
 
 /// Everything recorded in one run.
@@ -48,7 +32,9 @@ pub struct RecorderState {
     pub violation: Option<Violation>,
     start: Option<Instant>,
     disks: BTreeMap<u64, Arc<SimDisk>>,
-    durable_cache: BTreeMap<u64, (u64, DurableSummary)>,
+    /// Per node: the disk generation and rewrite count last seen, the recovery
+    /// kept current over the durable image, and its summary.
+    durable_cache: BTreeMap<u64, DurableCache>,
     /// Latest (role, term) of each node.
     pub roles: BTreeMap<u64, (StateRole, u64)>,
     /// Nodes whose Raft loop has stopped since they last started.
@@ -141,30 +127,37 @@ impl RecorderState {
     }
 
     /// What `node` would recover right now, via the storage engine's recovery over
-    /// its disk's durable bytes (cached until the durable image changes).
-    fn durable_summary(&mut self, node: u64) -> Result<DurableSummary, String> {
+    /// its disk's durable bytes, as seen by a message about `index`: only bytes
+    /// that became durable since the last look are decoded, unless durable bytes
+    /// were rewritten (then all of them).
+    fn durable_view(&mut self, node: u64, index: u64) -> Result<DurableView, String> {
         let disk = self
             .disks
             .get(&node)
             .ok_or("node has no simulated disk")?
             .clone();
+        let cache = self.durable_cache.entry(node).or_default();
         let generation = disk.generation();
-        if let Some((g, summary)) = self.durable_cache.get(&node) {
-            if *g == generation {
-                return Ok(summary.clone());
+        if cache.generation != Some(generation) {
+            cache.generation = None;
+            let rewrites = disk.rewrites();
+            if rewrites != cache.rewrites {
+                cache.recovery = IncrementalRecovery::new();
+                cache.rewrites = rewrites;
             }
+            cache
+                .recovery
+                .advance(&disk.durable_image())
+                .map_err(|e| e.to_string())?;
+            cache.generation = Some(generation);
         }
-        let recovered = recover(&disk.durable_image()).map_err(|e| e.to_string())?;
-        let summary = DurableSummary {
+        let recovered = cache.recovery.state();
+        Ok(DurableView {
             term: recovered.hard_state.term,
             vote: recovered.hard_state.vote,
-            snapshot_index: recovered.snapshot.index,
-            snapshot_term: recovered.snapshot.term,
-            terms: recovered.entries.iter().map(|e| e.term).collect(),
-        };
-        self.durable_cache
-            .insert(node, (generation, summary.clone()));
-        Ok(summary)
+            last_index: recovered.last_index(),
+            term_at_msg_index: recovered.term_of(index),
+        })
     }
 }
 
@@ -302,13 +295,8 @@ impl Observer for SimObserver {
             },
             Event::Sent { message } => {
                 let msg = msg_meta(message);
-                let durable = match state.durable_summary(node) {
-                    Ok(s) => DurableView {
-                        term: s.term,
-                        vote: s.vote,
-                        last_index: s.last_index(),
-                        term_at_msg_index: s.term_at(msg.index),
-                    },
+                let durable = match state.durable_view(node, msg.index) {
+                    Ok(view) => view,
                     Err(e) => {
                         if state.violation.is_none() {
                             let seq = state.trace.events.len() as u64;

@@ -26,6 +26,11 @@ pub trait ReadDisk {
     fn list(&self) -> io::Result<Vec<String>>;
     /// The whole content of `name` (`NotFound` if absent).
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// The content of `name` from byte `offset` on (empty past the end).
+    fn read_from(&self, name: &str, offset: u64) -> io::Result<Vec<u8>> {
+        let mut data = self.read(name)?;
+        Ok(data.split_off((offset as usize).min(data.len())))
+    }
 }
 
 /// One node's persistent storage: a flat namespace of files.

@@ -9,7 +9,10 @@
 //! it at 0, readings would clamp there and the clock would stand still for as long
 //! as the jumps added up to (a fault no real clock has).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use coordlab::seams::clock::{Clock, Sleep};
@@ -90,6 +93,40 @@ impl Clock for SimClock {
 
     fn sleep(&self, duration: Duration) -> Sleep {
         let rate = Self::rate(self.drift_ppm());
-        Box::pin(tokio::time::sleep(duration.div_f64(rate)))
+        Box::pin(TimerOnce {
+            sleep: Box::pin(tokio::time::sleep(duration.div_f64(rate))),
+            waker: None,
+        })
+    }
+}
+
+/// A sleep that asks madsim for one timer per waker, not one per poll. madsim's
+/// `Sleep` adds a timer to the scheduler's heap each time it is polled while
+/// pending, and timers are never cancelled: the Raft loop's tick, polled again
+/// whenever a message wakes the loop, left one timer per message for the
+/// scheduler to pop later (the top item of a profile). Polled again by the same
+/// task before its deadline, this one answers Pending without touching the
+/// inner sleep; its timer already holds a waker for that task.
+struct TimerOnce {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The waker the pending timer will wake.
+    waker: Option<Waker>,
+}
+
+impl Future for TimerOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                self.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

@@ -17,7 +17,9 @@ sim() { ci/sim-cargo.sh -q 2>/dev/null; }
 # mutant -> the scenarios that target it (comma-separated).
 targets() {
   case "$1" in
-    stale_reads | reuse_read_context) echo coord_read_races ;;
+    stale_reads | reuse_read_context | read_before_apply) echo coord_read_races ;;
+    # a delayed duplicate of an acknowledged put (issue 18)
+    apply_overtaken_retry) echo client_retries ;;
     follower_lease_expiry) echo coord_steady,coord_faults ;;
     lock_ignores_holder) echo coord_steady,coord_faults,coord_clocks_disks ;;
     watch_skips_history) echo coord_steady,coord_watch_compaction ;;

@@ -3,8 +3,11 @@
 //! message promises (Raft paper Figure 2: "respond to RPCs only after updating
 //! stable storage"; raft-rs `Ready::persisted_messages`):
 //!
-//! - a vote request: the candidate's term and its vote for itself are durable;
-//! - a granted vote: the term and the vote for that candidate are durable;
+//! - a vote request: the candidate's term and its vote for itself are durable, or
+//!   a later term is (the node can then never vote in that term again);
+//! - a granted vote: the term and the vote for that candidate are durable, or a
+//!   later term is (a node that takes two inputs in one turn may grant a vote in
+//!   term T and then learn of term T+1; only T+1's state reaches the disk);
 //! - an append acknowledgement of index i: entries through i are durable, with the
 //!   term the node's log has at i;
 //! - any message but pre-vote traffic: its term is at most the durable term.
@@ -42,6 +45,11 @@ impl Checker for PersistBeforeSend {
                 format!("node {node} sent {} to {}: {what}", msg.kind, msg.to),
             ))
         };
+        // A vote for `candidate` in the message's term survives a crash, or the
+        // node is durably past that term.
+        let vote_durable = |candidate: u64| {
+            durable.term > msg.term || (durable.term == msg.term && durable.vote == candidate)
+        };
         let pre_vote = matches!(msg.kind, "MsgRequestPreVote" | "MsgRequestPreVoteResponse");
         if !pre_vote && msg.term > durable.term {
             return fail(format!(
@@ -50,18 +58,14 @@ impl Checker for PersistBeforeSend {
             ));
         }
         match msg.kind {
-            "MsgRequestVote" if durable.vote != node || durable.term < msg.term => fail(format!(
+            "MsgRequestVote" if !vote_durable(node) => fail(format!(
                 "own vote not durable (durable term {} vote {})",
                 durable.term, durable.vote
             )),
-            "MsgRequestVoteResponse"
-                if !msg.reject && (durable.vote != msg.to || durable.term < msg.term) =>
-            {
-                fail(format!(
-                    "granted vote not durable (durable term {} vote {})",
-                    durable.term, durable.vote
-                ))
-            }
+            "MsgRequestVoteResponse" if !msg.reject && !vote_durable(msg.to) => fail(format!(
+                "granted vote not durable (durable term {} vote {})",
+                durable.term, durable.vote
+            )),
             "MsgAppendResponse" if !msg.reject => {
                 if durable.last_index < msg.index {
                     return fail(format!(
@@ -127,6 +131,28 @@ mod tests {
             msg("MsgRequestVoteResponse", 2, 1, 3),
             durable(3, 0, 0, None),
         );
+        assert!(c.observe(&bad).is_err());
+    }
+
+    /// leader_churn::seed_8100128: node 2 took a term-2 vote request and a term-3
+    /// pre-vote answer in one turn: it granted the term-2 vote, then moved to
+    /// term 3, and only term 3 (vote 0) was persisted before the grant went out.
+    /// Legal: restarted, it is in term 3 and can never vote in term 2 again.
+    #[test]
+    fn a_grant_for_a_term_the_node_durably_left_passes() {
+        let mut h = History::default();
+        let mut c = PersistBeforeSend::default();
+        let grant = msg("MsgRequestVoteResponse", 2, 1, 2);
+        c.observe(&h.sent(2, grant.clone(), durable(3, 0, 1, None)))
+            .unwrap();
+        // In the same term, the vote itself must be durable.
+        let bad = h.sent(2, grant, durable(2, 0, 1, None));
+        assert!(c.observe(&bad).is_err());
+        // And a candidate's own vote request likewise.
+        let request = msg("MsgRequestVote", 1, 2, 2);
+        c.observe(&h.sent(1, request.clone(), durable(3, 0, 1, None)))
+            .unwrap();
+        let bad = h.sent(1, request, durable(2, 0, 1, None));
         assert!(c.observe(&bad).is_err());
     }
 

@@ -66,6 +66,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) last_role: (StateRole, u64, u64),
     /// Set when the node must stop: removed from the cluster or failed to persist.
     pub(super) stop_reason: Option<String>,
+    /// A removed leader's remaining ticks before it stops (see `leave_cluster`).
+    pub(super) removed_ticks_left: Option<usize>,
     /// Followers we sent a snapshot to, and when (node clock, ms).
     pub(super) snapshots_in_flight: BTreeMap<u64, u64>,
     /// Where leadership changes are published (set by the driver).
@@ -135,6 +137,7 @@ impl<S: StateMachine> RaftCore<S> {
             applied,
             last_role: role,
             stop_reason: None,
+            removed_ticks_left: None,
             snapshots_in_flight: BTreeMap::new(),
             leader_tx: None,
         })
@@ -171,6 +174,12 @@ impl<S: StateMachine> RaftCore<S> {
 
     /// Advances Raft's logical clock by one tick and expires overdue requests.
     pub fn tick(&mut self) {
+        if let Some(left) = self.removed_ticks_left.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.stop_reason = Some("removed from the cluster".into());
+            }
+        }
         self.raw.tick();
         let now = self.now_ms();
         let timeout = self.config.request_timeout.as_millis() as u64;

@@ -20,7 +20,7 @@ use raft::eraftpb::{
     ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, MessageType,
     Snapshot, SnapshotMetadata,
 };
-use raft::Storage;
+use raft::{StateRole, Storage};
 use raft_proto::ConfChangeI;
 
 use super::core::{decode_node_snapshot, members_from_proto, members_to_proto, RaftCore};
@@ -218,7 +218,7 @@ impl<S: StateMachine> RaftCore<S> {
                 ConfChangeType::RemoveNode => {
                     self.members.remove(&peer);
                     if peer == self.id {
-                        self.stop_reason = Some("removed from the cluster".into());
+                        self.leave_cluster();
                     } else {
                         self.env.transport.remove_peer(peer);
                     }
@@ -226,6 +226,21 @@ impl<S: StateMachine> RaftCore<S> {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// This node applied its own removal. A follower stops at once. A leader
+    /// keeps leading the new configuration for one election timeout first (as
+    /// etcd stops a removed member with a delay): raft-rs applies a configuration
+    /// when it is committed, so followers that have not yet heard of the commit
+    /// still count this node in their quorum, and if it vanished at once, losing
+    /// one more member could leave them with no quorum in either configuration.
+    /// Its heartbeats carry the commit meanwhile.
+    fn leave_cluster(&mut self) {
+        if self.raw.raft.state == StateRole::Leader {
+            self.removed_ticks_left = Some(self.config.election_ticks);
+        } else {
+            self.stop_reason = Some("removed from the cluster".into());
+        }
     }
 
     fn set_members(&mut self, members: std::collections::BTreeMap<u64, String>) {

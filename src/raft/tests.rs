@@ -449,6 +449,49 @@ fn new_node_joins_by_snapshot_and_a_removed_node_stops() {
     assert!(!c.cores[&c.leader().unwrap()].members.contains_key(&victim));
 }
 
+/// A leader that applies its own removal does not vanish at once: raft-rs applies
+/// a configuration when it commits, so a follower that has not heard of the
+/// commit still needs the old leader for its quorum (everything::seed_8100075:
+/// 6 voters, 2 lost for good, the leader removed itself and stopped before its
+/// commit reached anyone through lossy links — the 3 live followers were 3 of 6
+/// in the configuration they knew, forever).
+#[test]
+fn a_removed_leader_keeps_leading_until_the_followers_know_the_commit() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("before", "1");
+    let ticket = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::Remove { id: leader })
+        .unwrap();
+    let removal = ticket.index;
+    let mut rx = ticket.applied;
+    c.run_until("removal applied", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    assert_eq!(c.cores[&leader].stop_reason(), None, "stopped at once");
+    let mut ticks = 0;
+    c.run_until("the removed leader stopped", |c| {
+        ticks += 1;
+        c.cores[&leader].stop_reason().is_some()
+    });
+    let election_ticks = c.cores[&leader].config.election_ticks;
+    assert!(ticks <= election_ticks + 1, "{ticks} ticks");
+    assert_eq!(
+        c.cores[&leader].stop_reason(),
+        Some("removed from the cluster")
+    );
+    for (id, core) in &c.cores {
+        if *id != leader {
+            assert!(
+                core.raw.raft.raft_log.committed >= removal,
+                "node {id} never learned the removal's commit"
+            );
+        }
+    }
+    c.cores.remove(&leader);
+    c.put("after", "2");
+}
+
 #[test]
 fn invalid_membership_changes_are_refused() {
     let mut c = Cluster::new(3, 1000);

@@ -222,6 +222,9 @@ impl<S: StateMachine> RaftCore<S> {
 
     /// Steps one input into Raft (or answers it directly).
     pub fn receive_input(&mut self, input: Input) {
+        if self.removed_ticks_left.is_some() {
+            return self.refuse_while_leaving(input);
+        }
         match input {
             Input::RaftMessages(messages) => {
                 for message in messages {
@@ -255,6 +258,33 @@ impl<S: StateMachine> RaftCore<S> {
                     raft::SnapshotStatus::Failure
                 };
                 self.raw.report_snapshot(peer, status);
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Input::Shutdown => {
+                self.stop_reason.get_or_insert_with(|| "shutdown".into());
+            }
+        }
+    }
+
+    /// A removed leader, until it stops (see `leave_cluster`), only sends the
+    /// heartbeats its ticks make: raft-rs cannot step messages for a leader outside
+    /// its own configuration (its commit path unwraps the leader's own progress),
+    /// so nothing is stepped, proposed or read.
+    fn refuse_while_leaving(&mut self, input: Input) {
+        let leaving = || RaftError::ProposalDropped("removed from the cluster".into());
+        match input {
+            Input::RaftMessages(_) | Input::PeerUnreachable { .. } | Input::SnapshotSent { .. } => {
+            }
+            Input::Propose { reply, .. } | Input::ChangeMembership { reply, .. } => {
+                let _ = reply.send(Err(leaving()));
+            }
+            Input::Read { reply, .. } => {
+                let _ = reply.send(Err(leaving()));
+            }
+            Input::TransferLeader { reply, .. } => {
+                let _ = reply.send(Err(leaving()));
             }
             Input::Status { reply } => {
                 let _ = reply.send(self.status());

@@ -234,7 +234,8 @@ impl<S: StateMachine> RaftCore<S> {
     /// when it is committed, so followers that have not yet heard of the commit
     /// still count this node in their quorum, and if it vanished at once, losing
     /// one more member could leave them with no quorum in either configuration.
-    /// Its heartbeats carry the commit meanwhile.
+    /// Its heartbeats carry the commit meanwhile; it steps nothing else
+    /// (`RaftCore::refuse_while_leaving`).
     fn leave_cluster(&mut self) {
         if self.raw.raft.state == StateRole::Leader {
             self.removed_ticks_left = Some(self.config.election_ticks);

@@ -41,6 +41,22 @@ pub fn may_remove(
     majority_serves(left, lost)
 }
 
+/// Whether removing `node` (after the removals under way) leaves a member that
+/// clients can reach: the workloads' clients know only the initial members'
+/// addresses (ids `1..=initial`), as a user's configured endpoint list would,
+/// so at least one of those must stay a member that is not lost.
+pub fn leaves_a_known_endpoint(
+    voters: &BTreeSet<u64>,
+    removing: &BTreeSet<u64>,
+    lost: &BTreeSet<u64>,
+    node: u64,
+    initial: u64,
+) -> bool {
+    voters
+        .iter()
+        .any(|&id| id <= initial && id != node && !removing.contains(&id) && !lost.contains(&id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +98,39 @@ mod tests {
         // Removing a lost node only helps.
         assert!(may_remove(&voters, &set(&[]), &set(&[4, 5]), 5));
         assert!(may_remove(&voters, &set(&[]), &set(&[4]), 1));
+    }
+
+    /// membership::seed_9200054: three initial members, 4 and 5 added, then 2, 3
+    /// and 1 removed — the cluster {4, 5} was healthy, but every client knew
+    /// only 1–3 and no operation could succeed after the heal.
+    #[test]
+    fn the_last_initial_member_is_not_removed() {
+        let voters = set(&[1, 4, 5]);
+        assert!(!leaves_a_known_endpoint(
+            &voters,
+            &set(&[]),
+            &set(&[]),
+            1,
+            3
+        ));
+        assert!(leaves_a_known_endpoint(&voters, &set(&[]), &set(&[]), 4, 3));
+        // Nor may one be removed while the other initial member is being removed,
+        // or is lost.
+        let voters = set(&[1, 2, 4, 5]);
+        assert!(!leaves_a_known_endpoint(
+            &voters,
+            &set(&[2]),
+            &set(&[]),
+            1,
+            3
+        ));
+        assert!(!leaves_a_known_endpoint(
+            &voters,
+            &set(&[]),
+            &set(&[2]),
+            1,
+            3
+        ));
+        assert!(leaves_a_known_endpoint(&voters, &set(&[]), &set(&[]), 1, 3));
     }
 }

@@ -66,7 +66,8 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
         }
         if !w.may_remove(node) {
             w.fault(format!(
-                "node {node} not removed: too few members left able to serve"
+                "node {node} not removed: too few members left able to serve, \
+                 or none the clients know"
             ));
             return;
         }

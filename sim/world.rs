@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::budget::{may_remove, may_write_off};
+use super::budget::{leaves_a_known_endpoint, may_remove, may_write_off};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -224,9 +224,13 @@ impl World {
         may_write_off(&self.voters(), &self.removing, &self.lost(), node)
     }
 
-    /// Whether the members left after removing `node` keep a majority able to serve.
+    /// Whether the members left after removing `node` keep a majority able to
+    /// serve, and one that the clients know the address of.
     pub fn may_remove(&self, node: u64) -> bool {
-        may_remove(&self.voters(), &self.removing, &self.lost(), node)
+        let (voters, lost) = (self.voters(), self.lost());
+        let initial = self.scenario.cluster.nodes;
+        may_remove(&voters, &self.removing, &lost, node)
+            && leaves_a_known_endpoint(&voters, &self.removing, &lost, node, initial)
     }
 
     pub fn fault(&self, action: String) {

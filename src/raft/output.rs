@@ -70,11 +70,16 @@ impl<S: StateMachine> RaftCore<S> {
                 .confirm(&read_state.request_ctx, read_state.index);
         }
 
-        // 5. Committed entries, covered by the commit index persisted in step 3.
-        self.apply_committed_entries(ready.take_committed_entries())?;
-
-        // 6. Advance, then the LightReady.
+        // 5. Advance before applying: advancing reports the entries persisted in
+        //    step 3, and for a leader raft-rs credits them to its own progress —
+        //    which a committed entry removing this leader would already have
+        //    deleted (raft.rs `on_persist_entries` unwraps it).
+        let committed = ready.take_committed_entries();
         let mut light = self.raw.advance(ready);
+
+        // 6. Committed entries, covered by the commit index persisted in step 3,
+        //    then the LightReady's.
+        self.apply_committed_entries(committed)?;
         if let Some(commit) = light.commit_index() {
             self.persist_commit(commit)?;
         }

@@ -485,12 +485,19 @@ fn a_removed_leader_heartbeats_for_a_while_and_steps_nothing() {
     let carries = |m: &Message, index: u64| m.entries.iter().any(|e| e.index == index);
     let (first, later): (Vec<Message>, Vec<Message>) =
         to_a.into_iter().partition(|m| carries(m, removal));
-    // a acknowledges the removal; the leader commits and applies it.
+    // a acknowledges the removal; the leader commits and applies it — in a Ready
+    // that also persists one more entry, proposed just before (raft-rs would
+    // credit it to the leader's own progress, gone once the removal applied:
+    // everything::seed_9300134).
     c.core(a).receive_input(Input::RaftMessages(first));
     c.core(a).process_ready().unwrap();
     let acks = std::mem::take(&mut *c.transport.queue.lock().unwrap());
     c.core(leader).receive_input(Input::RaftMessages(acks));
+    c.core(leader)
+        .propose(kv::put_command("same-ready", b"y"))
+        .unwrap();
     c.core(leader).process_ready().unwrap();
+    std::mem::take(&mut *c.transport.queue.lock().unwrap());
     let mut rx = ticket.applied;
     rx.try_recv().unwrap().unwrap();
     // Then the entry behind it reaches a and b, and their acknowledgements return.

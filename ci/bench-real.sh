@@ -3,19 +3,51 @@
 # (real gRPC, real files with fsync), release build:
 #   1. puts through coordlab's own client API (examples/bench_put.rs);
 #   2. puts and linearizable single-key ranges through the etcd v3 API
-#      (examples/bench_etcd.rs), clients spread over all three members.
+#      (examples/bench_etcd.rs), clients spread over all three members;
+#   3. the same etcd-API rows, by the same tool in the same run, against a 3-member
+#      etcd on 127.0.0.1 when an `etcd` binary is on PATH (Debian: etcd-server).
 # Usage: ci/bench-real.sh            (CLIENTS="1 16 64" SECS=10 by default)
-#        ETCD_ONLY=1 ci/bench-real.sh   only the etcd-API rows
+#        ETCD_ONLY=1 ci/bench-real.sh   only the etcd-API rows (coordd, then etcd)
 #        LEADER_ONLY=1 ci/bench-real.sh etcd-API clients all on the leader
+#        NO_ETCD=1 ci/bench-real.sh     skip the etcd comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${CLIENTS:-1 16 64}
 secs=${SECS:-10}
+ops=${OPS:-put,range}
 cargo build --release --bin coordd --example bench_put --example bench_etcd
 if [ -z "${ETCD_ONLY:-}" ]; then
   for c in $clients; do
     ./target/release/examples/bench_put --coordd target/release/coordd --clients "$c" --secs "$secs"
   done
 fi
-./target/release/examples/bench_etcd --coordd target/release/coordd \
+echo "== coordd (etcd v3 API)"
+./target/release/examples/bench_etcd --coordd target/release/coordd --ops "$ops" \
+  --clients "$(echo "$clients" | tr ' ' ',')" --secs "$secs" ${LEADER_ONLY:+--leader-only}
+
+if [ -n "${NO_ETCD:-}" ] || ! command -v etcd >/dev/null; then
+  [ -n "${NO_ETCD:-}" ] || echo "(no etcd on PATH: apt-get install etcd-server for the comparison rows)"
+  exit 0
+fi
+echo "== $(etcd --version | head -1) (3 members on 127.0.0.1, same tool)"
+dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+base=$((23000 + RANDOM % 4000))
+cluster=""
+for i in 1 2 3; do cluster="${cluster:+$cluster,}e$i=http://127.0.0.1:$((base + 10 + i))"; done
+endpoints=""
+for i in 1 2 3; do
+  client="http://127.0.0.1:$((base + i))"
+  peer="http://127.0.0.1:$((base + 10 + i))"
+  endpoints="${endpoints:+$endpoints,}127.0.0.1:$((base + i))"
+  etcd --name "e$i" --data-dir "$dir/e$i" \
+    --listen-client-urls "$client" --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "$cluster" --initial-cluster-state new \
+    --initial-cluster-token coordlab-bench >"$dir/e$i.log" 2>&1 &
+  pids+=($!)
+done
+./target/release/examples/bench_etcd --endpoints "$endpoints" --server-pids "$(IFS=,; echo "${pids[*]}")" --ops "$ops" \
   --clients "$(echo "$clients" | tr ' ' ',')" --secs "$secs" ${LEADER_ONLY:+--leader-only}

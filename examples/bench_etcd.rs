@@ -11,7 +11,11 @@
 //!
 //! Each client has its own connection; clients are spread round-robin over the three
 //! members (followers forward to the leader, as etcd does), or all on the leader with
-//! `--leader-only`. Run it through `ci/bench-real.sh`.
+//! `--leader-only`. Each row also gives the servers' CPU time per operation
+//! (`server_cpu`, user + system of the member processes during the measured
+//! seconds, from /proc): throughput on a machine shared with the clients is bounded
+//! by CPU, and this figure compares two servers even when other load comes and goes.
+//! Run it through `ci/bench-real.sh`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,7 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 #[path = "support/local_cluster.rs"]
 mod local_cluster;
 
-use local_cluster::{percentile, LocalCluster};
+use local_cluster::{cpu_seconds, percentile, LocalCluster};
 
 #[derive(Parser)]
 struct Args {
@@ -54,6 +58,9 @@ struct Args {
     /// e.g. a real etcd for comparison) instead of starting coordd.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// With `--endpoints`: the server processes whose CPU time each row reports.
+    #[arg(long, value_delimiter = ',')]
+    server_pids: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -164,7 +171,14 @@ async fn run_op(
     Ok(())
 }
 
-async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String], members: usize) {
+async fn run_row(
+    args: &Args,
+    op: Op,
+    clients: usize,
+    targets: &[String],
+    members: usize,
+    server_pids: &[u32],
+) {
     let value = vec![b'v'; args.value_bytes];
     let workload = Workload {
         op,
@@ -202,6 +216,10 @@ async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String], member
             report
         }));
     }
+    tokio::time::sleep_until(warmup_end.into()).await;
+    let cpu_start = cpu_seconds(server_pids);
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = cpu_seconds(server_pids) - cpu_start;
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -214,7 +232,7 @@ async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String], member
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "etcd API, {} nodes, op={:<5} clients={clients:<2} targets={} value={}B: ops={} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms{}",
+        "etcd API, {} nodes, op={:<5} clients={clients:<2} targets={} value={}B: ops={} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms server_cpu={}{}",
         members,
         format!("{op:?}").to_lowercase(),
         if args.leader_only { "leader" } else { "all" },
@@ -224,6 +242,11 @@ async fn run_row(args: &Args, op: Op, clients: usize, targets: &[String], member
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default()),
+        if server_pids.is_empty() || latencies.is_empty() {
+            "n/a".to_string()
+        } else {
+            format!("{:.3}ms/op", cpu * 1000.0 / latencies.len() as f64)
+        },
         first_error.map(|e| format!(" first_error={e:?}")).unwrap_or_default(),
     );
 }
@@ -242,6 +265,10 @@ async fn main() {
     let leader = wait_for_leader(&endpoints).await;
     let value = vec![b'v'; args.value_bytes];
     preload(&leader, args.keys, &value).await;
+    let server_pids = match &cluster {
+        Some(cluster) => cluster.pids(),
+        None => args.server_pids.clone(),
+    };
     let targets = if args.leader_only {
         vec![leader]
     } else {
@@ -249,7 +276,7 @@ async fn main() {
     };
     for &op in &args.ops {
         for &clients in &args.clients {
-            run_row(&args, op, clients, &targets, endpoints.len()).await;
+            run_row(&args, op, clients, &targets, endpoints.len(), &server_pids).await;
         }
     }
 }

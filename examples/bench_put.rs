@@ -2,7 +2,8 @@
 //!
 //! Starts three `coordd` processes (real gRPC, real files with fsync), then runs
 //! `--clients` concurrent writers for `--secs` seconds and prints puts/s and the
-//! p50/p99/max latency. Run it through `ci/bench-real.sh`.
+//! p50/p99/max latency and the servers' CPU time per put. Run it through
+//! `ci/bench-real.sh`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use coordlab::client::{ClientConfig, CoordClient};
 #[path = "support/local_cluster.rs"]
 mod local_cluster;
 
-use local_cluster::{percentile, LocalCluster};
+use local_cluster::{cpu_seconds, percentile, LocalCluster};
 
 #[derive(Parser)]
 struct Args {
@@ -69,6 +70,11 @@ async fn main() {
             (latencies, errors)
         }));
     }
+    let pids = cluster.pids();
+    tokio::time::sleep_until(warmup_end.into()).await;
+    let cpu_start = cpu_seconds(&pids);
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = cpu_seconds(&pids) - cpu_start;
     let mut latencies = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -79,7 +85,7 @@ async fn main() {
     latencies.sort();
     let n = latencies.len();
     println!(
-        "real 3-node cluster on 127.0.0.1, {} clients, {}-byte values, {} s: puts={n} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms",
+        "real 3-node cluster on 127.0.0.1, {} clients, {}-byte values, {} s: puts={n} errors={errors} throughput={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms server_cpu={:.3}ms/op",
         args.clients,
         args.value_bytes,
         args.secs,
@@ -87,5 +93,6 @@ async fn main() {
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        cpu * 1000.0 / n.max(1) as f64,
     );
 }

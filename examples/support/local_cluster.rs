@@ -54,6 +54,33 @@ impl LocalCluster {
     }
 }
 
+impl LocalCluster {
+    /// The process ids of the nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+/// CPU seconds (user + system) the processes `pids` have used so far, from
+/// `/proc/<pid>/stat` (Linux; what the benchmark machines run). A process that is
+/// gone counts nothing.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    // USER_HZ is 100 on every Linux platform the benchmarks run on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the parenthesised command name; utime and stime are the
+            // 14th and 15th fields of the whole line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    ticks as f64 / TICKS_PER_SECOND
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for child in &mut self.children {

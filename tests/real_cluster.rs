@@ -69,17 +69,26 @@ async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
             "missing {key}: {text}"
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_coordctl"))
-        .args(["--endpoints", &endpoints, "get", "no-such-key"])
-        .output()
-        .unwrap();
+    let coordctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coordctl"))
+            .args(["--endpoints", &endpoints])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = coordctl(&["get", "no-such-key"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
-    let out = Command::new(env!("CARGO_BIN_EXE_coordctl"))
-        .args(["--endpoints", &endpoints, "get", "greeting"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let out = coordctl(&["put", "greeting", "hello"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK revision="));
+    let out = coordctl(&["get", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let out = coordctl(&["get", "--serializable", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let out = coordctl(&["del", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "deleted 1\n");
+    assert_eq!(coordctl(&["get", "greeting"]).status.code(), Some(1));
 
     // Graceful shutdown on SIGTERM.
     for node in cluster.nodes.values_mut() {

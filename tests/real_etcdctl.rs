@@ -182,6 +182,25 @@ fn member_list_names_every_endpoint(ctl: &Etcdctl, endpoints: &[String]) {
     );
 }
 
+/// coordctl and etcdctl read and write one keyspace: what one writes the other reads.
+fn coordctl_and_etcdctl_share_one_keyspace(ctl: &Etcdctl, endpoints: &[String]) {
+    let coordctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordctl"))
+            .args(["--endpoints", &endpoints.join(",")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "coordctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(coordctl(&["put", "greeting", "hello"]).starts_with("OK revision="));
+    assert_eq!(ctl.ok(&["get", "greeting"]), "greeting\nhello\n");
+    ctl.ok(&["put", "greeting", "hello again"]);
+    assert_eq!(coordctl(&["get", "greeting"]), "hello again\n");
+    assert_eq!(coordctl(&["del", "greeting"]), "deleted 1\n");
+    assert_eq!(ctl.ok(&["get", "greeting"]), "");
+}
+
 fn put_and_get_by_prefix(ctl: &Etcdctl) {
     for (key, value) in [("app/a", "1"), ("app/b", "2"), ("apq", "3")] {
         assert_eq!(ctl.ok(&["put", key, value]), "OK\n");
@@ -697,6 +716,7 @@ fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
     let old_leader = wait_for_leader(&endpoints);
 
     member_list_names_every_endpoint(&ctl, &endpoints);
+    coordctl_and_etcdctl_share_one_keyspace(&ctl, &endpoints);
     put_and_get_by_prefix(&ctl);
     txn_takes_the_branch_its_compares_select(&ctl);
     let followers: Vec<String> = endpoints

@@ -19,7 +19,10 @@ use coordlab::proto::etcdserverpb::{
 
 #[derive(Subcommand, Debug)]
 pub enum EtcdCommand {
-    /// Keys through the etcd v3 API (revisions, prefixes, leases).
+    /// `put`, `get`, `del`: the one keyspace, the one etcdctl sees.
+    #[command(flatten)]
+    Key(KvAction),
+    /// The same `put`, `get`, `del` (the spelling of earlier versions).
     Kv {
         #[command(subcommand)]
         action: KvAction,
@@ -53,7 +56,7 @@ pub enum EtcdCommand {
 
 pub async fn run(client: &Arc<Connection>, command: EtcdCommand) -> Result<ExitCode, ClientError> {
     match command {
-        EtcdCommand::Kv { action } => kv(client, action).await,
+        EtcdCommand::Key(action) | EtcdCommand::Kv { action } => kv(client, action).await,
         EtcdCommand::Watch {
             key,
             prefix,
@@ -75,7 +78,8 @@ pub enum KvAction {
         #[arg(long)]
         lease: Option<String>,
     },
-    /// Print `key=value` lines (exit 1 if nothing matches).
+    /// Print the value of KEY, or `key=value` lines with `--prefix` (exit 1 if
+    /// nothing matches).
     Get {
         key: String,
         /// Every key starting with KEY.
@@ -161,18 +165,25 @@ pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, 
         } => {
             let req = RangeRequest {
                 range_end: range_end(&key, prefix),
-                key: key.into_bytes(),
+                key: key.clone().into_bytes(),
                 revision: rev,
                 serializable,
                 ..Default::default()
             };
             let r = client.range(req).await?;
             if r.kvs.is_empty() {
-                eprintln!("coordctl: no key matches");
+                match prefix {
+                    true => eprintln!("coordctl: no key matches"),
+                    false => eprintln!("coordctl: key {key:?} not found"),
+                }
                 return Ok(ExitCode::from(1));
             }
             for kv in r.kvs {
-                writeln!(out, "{}={}", text(&kv.key), text(&kv.value)).expect("stdout");
+                match prefix {
+                    true => writeln!(out, "{}={}", text(&kv.key), text(&kv.value)),
+                    false => writeln!(out, "{}", text(&kv.value)),
+                }
+                .expect("stdout");
             }
         }
         KvAction::Del { key, prefix } => {

@@ -1,5 +1,6 @@
 //! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
-//! `kv`, `watch`, `lease` and `lock` speak the etcd v3 API (see `etcd.rs`).
+//! `put`, `get`, `del`, `watch`, `lease` and `lock` speak the etcd v3 API (see
+//! `etcd.rs`): one keyspace, the one etcdctl sees.
 
 mod etcd;
 
@@ -31,7 +32,7 @@ struct Args {
     /// Seconds before a request gives up, retries included.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
-    /// `name:password` for a cluster with auth enabled (kv, watch, lease, lock).
+    /// `name:password` for a cluster with auth enabled (put, get, del, watch, lease, lock).
     #[arg(long)]
     user: Option<String>,
     #[command(subcommand)]
@@ -46,17 +47,6 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Write KEY = VALUE.
-    Put { key: String, value: String },
-    /// Print the value of KEY (exit 1 if absent).
-    Get {
-        key: String,
-        /// Read the contacted node's local state (may be stale).
-        #[arg(long)]
-        serializable: bool,
-    },
-    /// Delete KEY.
-    Del { key: String },
     /// Membership: add or remove nodes.
     Member {
         #[command(subcommand)]
@@ -76,7 +66,7 @@ enum Command {
         #[command(subcommand)]
         action: GroupAction,
     },
-    /// etcd v3 API commands: kv, watch, lease, lock.
+    /// etcd v3 API commands: put, get, del, watch, lease, lock.
     #[command(flatten)]
     Etcd(etcd::EtcdCommand),
 }
@@ -218,28 +208,6 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
                     Err(e) => writeln!(out, "error: {e}").expect("stdout"),
                 }
             }
-        }
-        Command::Put { key, value } => {
-            let r = client.put(&key, value.as_bytes()).await?;
-            writeln!(out, "OK index={}", r.index).expect("stdout");
-        }
-        Command::Get { key, serializable } => {
-            let r = client.get(&key, serializable).await?;
-            match r.value {
-                Some(value) => {
-                    out.write_all(&value).expect("stdout");
-                    writeln!(out).expect("stdout");
-                }
-                None => {
-                    eprintln!("coordctl: key {key:?} not found");
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-        Command::Del { key } => {
-            let r = client.delete(&key).await?;
-            let existed = if r.prev_value.is_some() { 1 } else { 0 };
-            writeln!(out, "deleted {existed} index={}", r.index).expect("stdout");
         }
         Command::Member { action } => {
             let members = match action {

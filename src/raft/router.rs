@@ -122,11 +122,15 @@ impl RaftHandle {
         rx.await.map_err(stopped)
     }
 
-    /// Delivers Raft messages from a peer (never blocks: under overload they are
-    /// dropped, which Raft tolerates).
+    /// Delivers Raft messages from a peer. Never blocks: under overload they are
+    /// dropped (Raft tolerates that) and `Transport` says so, so that the sender
+    /// does not count a dropped snapshot as delivered.
     pub fn receive_raft_messages(&self, messages: Vec<Message>) -> Result<(), RaftError> {
         match self.inbox.try_send(Input::RaftMessages(messages)) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(RaftError::Transport(
+                "the node's inbox is full; messages dropped".into(),
+            )),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped(())),
         }
     }

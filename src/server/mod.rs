@@ -150,12 +150,15 @@ pub async fn serve_node(
         None
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Ends peers' Raft streams, which a graceful shutdown would otherwise wait for.
+    let (closing_tx, closing_rx) = crate::sync::watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(
             RaftTransportServer::new(RaftTransportService::new(
                 id,
                 handle.clone(),
                 receiver_transport,
+                closing_rx,
             ))
             .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
         )
@@ -205,6 +208,7 @@ pub async fn serve_node(
         }
         _ = shutdown => None,
     };
+    let _ = closing_tx.send(true);
     let _ = stop_tx.send(());
     let _ = server_task.await;
     let _ = logic_stop.send(());

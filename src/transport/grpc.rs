@@ -1,4 +1,4 @@
-//! [`GrpcTransport`]: the real Transport, one sender task per peer.
+//! [`GrpcTransport`]: the real Transport, one sender task (and stream) per peer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
-use super::peer::{run_peer_sender, PeerLink, PEER_QUEUE_CAPACITY};
+use super::peer::{run_peer_sender, PeerLink, StreamTiming, PEER_QUEUE_CAPACITY};
 use super::Transport;
 use crate::raft::{Input, RaftHandle};
 use crate::seams::clock::Clock;
@@ -47,6 +47,7 @@ impl GrpcTransport {
             addr: addr.to_string(),
             node: self.node.clone(),
             clock: self.clock.clone(),
+            timing: StreamTiming::default(),
         };
         tokio::spawn(run_peer_sender(link, rx));
         Peer {

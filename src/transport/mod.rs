@@ -4,16 +4,24 @@
 //! [`GrpcTransport`] (madsim-tonic: real gRPC normally, madsim's simulated network
 //! under `--cfg madsim`); the harness wraps it with its fault hooks (drop, duplicate,
 //! delay per link), which exist only in simulation builds.
+//!
+//! On the wire (proto/coordlab.proto, `RaftTransport`): one long-lived stream per
+//! peer, batches pipelined into it (`peer.rs` sends, `window.rs` keeps the sender's
+//! account of unanswered batches, `server.rs` receives).
 
 mod grpc;
 mod peer;
 mod server;
+mod window;
+
+#[cfg(test)]
+mod tests;
 
 use raft::eraftpb::Message;
 
 pub use grpc::GrpcTransport;
 pub use peer::MAX_GRPC_MESSAGE_BYTES;
-pub use server::RaftTransportService;
+pub use server::{RaftTransportService, ReceiveError};
 
 /// Sends Raft messages to peers.
 ///

@@ -1,9 +1,7 @@
 //! Proposing coordination commands from any member. The local Raft node takes the
-//! proposal when it leads; a follower has Raft forward it to the leader inside its
-//! own traffic (`MsgPropose`, as etcd does) and answers once it applies the entry
-//! itself, so any endpoint serves any write without a call of its own. Lease
-//! keep-alives and TTL reads, which only the leader can answer, go to the leader
-//! through `CoordForward`.
+//! proposal when it leads; a follower forwards the encoded command to the leader
+//! (one hop, `CoordForward.Propose`), so any endpoint serves any write. Lease
+//! keep-alives and TTL reads, which only the leader can answer, go the same way.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,12 +15,13 @@ use tonic::{Request, Response, Status};
 use super::errors::CoordError;
 use super::state::answer_result;
 use crate::proto::coord_answer::Answer;
+use crate::proto::coord_forward_client::CoordForwardClient;
 use crate::proto::coord_forward_server::CoordForward;
 use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::proto::{command, Command, CoordCommand};
-use crate::raft::RaftHandle;
+use crate::proto::{command, Command, CoordCommand, ForwardedAnswer, ForwardedCommand};
+use crate::raft::{RaftError, RaftHandle};
 use crate::seams::clock::Clock;
 
 /// How long one request may take before the client hears "request timed out".
@@ -92,18 +91,32 @@ impl Proposer {
         Ok(channel)
     }
 
-    /// Proposes `cmd` from this member (a follower forwards it to the leader inside
-    /// Raft's traffic) and waits for the state machine's answer.
+    /// Proposes `cmd` and waits for the state machine's answer.
     pub async fn propose(&self, cmd: CoordCommand) -> Result<Answer, CoordError> {
         let bytes = Command {
             op: Some(command::Op::Coord(cmd)),
         }
         .encode_to_vec();
         with_deadline(self.clock(), REQUEST_TIMEOUT, async {
-            let answer = self.handle.propose_or_forward(bytes).await?;
-            answer_result(&answer)
+            match self.handle.propose_and_wait(bytes.clone()).await {
+                Ok((_, answer)) => answer_result(&answer),
+                Err(RaftError::NotLeader {
+                    leader_id,
+                    leader_addr: Some(addr),
+                }) if leader_id != 0 => self.forward(&addr, bytes).await,
+                Err(e) => Err(e.into()),
+            }
         })
         .await
+    }
+
+    async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<Answer, CoordError> {
+        let mut client = CoordForwardClient::new(self.channel(addr)?);
+        let answer = client
+            .propose(ForwardedCommand { command })
+            .await
+            .map_err(|s| error_from_status(&s))?;
+        answer_result(&answer.into_inner().answer)
     }
 
     /// Where the leader is; `NoLeader` while there is none.
@@ -140,19 +153,46 @@ pub fn error_from_status(s: &Status) -> CoordError {
     })
 }
 
-/// The leader-side of the lease calls only the leader can answer.
+/// The leader-side of forwarding.
 pub struct CoordForwardService {
+    proposer: Arc<Proposer>,
     lessor: Arc<super::lessor::Lessor>,
 }
 
 impl CoordForwardService {
-    pub fn new(lessor: Arc<super::lessor::Lessor>) -> Self {
-        CoordForwardService { lessor }
+    pub fn new(proposer: Arc<Proposer>, lessor: Arc<super::lessor::Lessor>) -> Self {
+        CoordForwardService { proposer, lessor }
     }
 }
 
 #[tonic::async_trait]
 impl CoordForward for CoordForwardService {
+    async fn propose(
+        &self,
+        request: Request<ForwardedCommand>,
+    ) -> Result<Response<ForwardedAnswer>, Status> {
+        let command = request.into_inner().command;
+        // Only coordination commands travel this way.
+        match Command::decode(&command[..]).map(|c| c.op) {
+            Ok(Some(command::Op::Coord(_))) => {}
+            _ => {
+                return Err(Status::invalid_argument(
+                    "etcdserver: forwarded bytes are not a coordination command",
+                ))
+            }
+        }
+        let handle = self.proposer.handle();
+        let answer = with_deadline(self.proposer.clock(), REQUEST_TIMEOUT, async {
+            handle
+                .propose_and_wait(command)
+                .await
+                .map(|(_, a)| a)
+                .map_err(CoordError::from)
+        })
+        .await?;
+        Ok(Response::new(ForwardedAnswer { answer }))
+    }
+
     async fn keep_alive(
         &self,
         request: Request<LeaseKeepAliveRequest>,

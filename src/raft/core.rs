@@ -235,10 +235,6 @@ impl<S: StateMachine> RaftCore<S> {
                 let result = self.propose(command);
                 let _ = reply.send(result);
             }
-            Input::ProposeOrForward { command, reply } => {
-                let result = self.propose_or_forward(command);
-                let _ = reply.send(result);
-            }
             Input::Read {
                 query,
                 linearizable,
@@ -282,9 +278,6 @@ impl<S: StateMachine> RaftCore<S> {
             Input::RaftMessages(_) | Input::PeerUnreachable { .. } | Input::SnapshotSent { .. } => {
             }
             Input::Propose { reply, .. } | Input::ChangeMembership { reply, .. } => {
-                let _ = reply.send(Err(leaving()));
-            }
-            Input::ProposeOrForward { reply, .. } => {
                 let _ = reply.send(Err(leaving()));
             }
             Input::Read { reply, .. } => {
@@ -341,29 +334,6 @@ impl<S: StateMachine> RaftCore<S> {
             .propose(id.encode(), command)
             .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
         self.track_proposal(before, id)
-    }
-
-    /// A leader appends `command`; a follower that knows the leader has raft-rs
-    /// forward it as `MsgPropose` in its next Ready and waits for the entry carrying
-    /// its id to apply here. The receiver resolves with the answer.
-    pub fn propose_or_forward(
-        &mut self,
-        command: Vec<u8>,
-    ) -> Result<oneshot::Receiver<super::pending::ProposalResult>, RaftError> {
-        if self.raw.raft.state == StateRole::Leader {
-            return self.propose(command).map(|ticket| ticket.applied);
-        }
-        if self.raw.raft.leader_id == raft::INVALID_ID {
-            return Err(self.not_leader());
-        }
-        let id = self.ids.next_id();
-        self.raw
-            .propose(id.encode(), command)
-            .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
-        let (tx, rx) = oneshot::channel();
-        let deadline = self.deadline_ms();
-        self.proposals.insert_forwarded(id, deadline, tx);
-        Ok(rx)
     }
 
     fn track_proposal(

@@ -83,16 +83,10 @@ struct PendingProposal {
     reply: oneshot::Sender<ProposalResult>,
 }
 
-/// Proposals waiting for their entry to apply on this node.
+/// Proposals appended to this leader's log, keyed by their log index.
 #[derive(Default)]
 pub struct PendingProposals {
-    /// Appended to this node's log while it led, keyed by log index: an index
-    /// reused by another leader's entry means the proposal was dropped.
     by_index: BTreeMap<u64, PendingProposal>,
-    /// Forwarded to the leader inside Raft's own traffic (`MsgPropose`) while this
-    /// node followed, keyed by id: the index is unknown until the entry carrying
-    /// the id applies here; one lost on the way ends at its deadline, as in etcd.
-    forwarded: BTreeMap<RequestId, PendingProposal>,
 }
 
 impl PendingProposals {
@@ -118,34 +112,13 @@ impl PendingProposals {
         }
     }
 
-    /// Waits for the entry carrying `id`, wherever the leader put it.
-    pub fn insert_forwarded(
-        &mut self,
-        id: RequestId,
-        deadline_ms: u64,
-        reply: oneshot::Sender<ProposalResult>,
-    ) {
-        self.forwarded.insert(
-            id,
-            PendingProposal {
-                id,
-                deadline_ms,
-                reply,
-            },
-        );
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.by_index.is_empty() && self.forwarded.is_empty()
+        self.by_index.is_empty()
     }
 
     /// The entry at `index` was applied with context id `applied_id` and answer
     /// `answer`: resolve the waiter at that index (and any older, now impossible).
     pub fn resolve_applied(&mut self, index: u64, applied_id: Option<RequestId>, answer: Vec<u8>) {
-        if let Some(forwarded) = applied_id.and_then(|id| self.forwarded.remove(&id)) {
-            let _ = forwarded.reply.send(Ok(answer));
-            return;
-        }
         let mut answer = Some(answer);
         while let Some(entry) = self.by_index.first_entry() {
             if *entry.key() > index {
@@ -180,26 +153,22 @@ impl PendingProposals {
 
     /// Fails waiters whose deadline passed: their outcome is unknown to the client.
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
-        let timed_out = |p: PendingProposal| {
-            let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
-        };
-        let (expired, kept) = std::mem::take(&mut self.by_index)
-            .into_iter()
-            .partition(|(_, p)| p.deadline_ms <= now_ms);
-        self.by_index = kept;
-        expired.into_values().for_each(timed_out);
-        let (expired, kept): (BTreeMap<_, _>, _) = std::mem::take(&mut self.forwarded)
-            .into_iter()
-            .partition(|(_, p)| p.deadline_ms <= now_ms);
-        self.forwarded = kept;
-        expired.into_values().for_each(timed_out);
+        let expired: Vec<u64> = self
+            .by_index
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now_ms)
+            .map(|(&i, _)| i)
+            .collect();
+        for index in expired {
+            if let Some(p) = self.by_index.remove(&index) {
+                let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
+            }
+        }
     }
 
     /// Fails everything (the node stops).
     pub fn fail_all(&mut self, err: &RaftError) {
-        let by_index = std::mem::take(&mut self.by_index).into_values();
-        let forwarded = std::mem::take(&mut self.forwarded).into_values();
-        for p in by_index.chain(forwarded) {
+        for (_, p) in std::mem::take(&mut self.by_index) {
             let _ = p.reply.send(Err(err.clone()));
         }
     }
@@ -345,27 +314,6 @@ mod tests {
         ));
         pending.resolve_applied(6, Some(id(2)), b"ok".to_vec());
         assert_eq!(rx_b.try_recv().unwrap().unwrap(), b"ok");
-        assert!(pending.is_empty());
-    }
-
-    #[test]
-    fn forwarded_proposal_answered_by_its_id_wherever_it_lands() {
-        let mut pending = PendingProposals::default();
-        let (tx_a, mut rx_a) = oneshot::channel();
-        let (tx_b, mut rx_b) = oneshot::channel();
-        pending.insert_forwarded(id(1), 1000, tx_a);
-        pending.insert_forwarded(id(2), 500, tx_b);
-        // Other members' entries apply first: nobody here is answered.
-        pending.resolve_applied(7, Some(id(99)), b"other".to_vec());
-        pending.resolve_applied(8, None, b"no id".to_vec());
-        assert!(rx_a.try_recv().is_err() && rx_b.try_recv().is_err());
-        pending.resolve_applied(9, Some(id(1)), b"ok".to_vec());
-        assert_eq!(rx_a.try_recv().unwrap().unwrap(), b"ok");
-        // The other one never lands: it ends at its deadline, not before.
-        pending.expire(499, 5000);
-        assert!(rx_b.try_recv().is_err());
-        pending.expire(500, 5000);
-        assert!(matches!(rx_b.try_recv(), Ok(Err(RaftError::Timeout(5000)))));
         assert!(pending.is_empty());
     }
 

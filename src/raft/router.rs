@@ -53,11 +53,6 @@ pub enum Input {
         command: Vec<u8>,
         reply: oneshot::Sender<Result<ProposalTicket, RaftError>>,
     },
-    /// Propose on the leader, or forward to it inside Raft's traffic.
-    ProposeOrForward {
-        command: Vec<u8>,
-        reply: oneshot::Sender<Result<oneshot::Receiver<ProposalResult>, RaftError>>,
-    },
     Read {
         query: Vec<u8>,
         linearizable: bool,
@@ -150,20 +145,6 @@ impl RaftHandle {
         let ticket = self.propose(command).await?;
         let index = ticket.index;
         Ok((index, ticket.wait().await?))
-    }
-
-    /// Proposes `command` from any member and waits for the state machine's answer:
-    /// a leader appends it, a follower forwards it to the leader as a Raft
-    /// `MsgPropose` (no call of its own, as etcd forwards) and answers when it
-    /// applies the entry itself. Fails at once only when no leader is known; a
-    /// proposal lost on the way ends with `Timeout`.
-    pub async fn propose_or_forward(&self, command: Vec<u8>) -> ProposalResult {
-        let applied = self
-            .ask(|reply| Input::ProposeOrForward { command, reply })
-            .await??;
-        applied
-            .await
-            .unwrap_or_else(|_| Err(RaftError::Stopped("node stopped before applying".into())))
     }
 
     /// Answers `query`; linearizable reads go through ReadIndex first.

@@ -261,63 +261,6 @@ fn follower_refuses_proposals_naming_the_leader() {
 }
 
 #[test]
-fn follower_forwards_a_proposal_inside_raft_and_answers_when_it_applies() {
-    let mut c = Cluster::new(3, 1000);
-    let leader = c.elect();
-    c.put("k", "v1");
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let sent_before = c.log.0.lock().unwrap().len();
-    let mut rx = c
-        .core(follower)
-        .propose_or_forward(kv::put_command("k", b"v2"))
-        .unwrap();
-    c.run_until("the forwarded put applied", |_| !rx.is_empty());
-    // The answer is the follower's own apply of the entry the leader appended.
-    let answer = proto::KvApplied::decode(&rx.try_recv().unwrap().unwrap()[..]).unwrap();
-    assert_eq!(answer.prev_value.as_deref(), Some(&b"v1"[..]));
-    assert_eq!(c.value_on(follower, "k").as_deref(), Some(&b"v2"[..]));
-    // It travelled as one MsgPropose from the follower to the leader.
-    let proposes: Vec<(u64, u64)> = c.log.0.lock().unwrap()[sent_before..]
-        .iter()
-        .filter_map(|(node, r)| match r {
-            Recorded::Sent(m) if m.get_msg_type() == MessageType::MsgPropose => Some((*node, m.to)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(proposes, vec![(follower, leader)]);
-    c.run_until("applied everywhere", |c| {
-        (1..=3).all(|id| c.value_on(id, "k").as_deref() == Some(&b"v2"[..]))
-    });
-}
-
-#[test]
-fn a_forwarded_proposal_lost_on_the_way_times_out_and_one_without_a_leader_fails_at_once() {
-    let mut c = Cluster::new(3, 1000);
-    let leader = c.elect();
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    // Cut the follower off: its MsgPropose never reaches the leader.
-    c.isolated.insert(follower);
-    let mut rx = c
-        .core(follower)
-        .propose_or_forward(kv::put_command("lost", b"v"))
-        .unwrap();
-    c.settle();
-    assert!(
-        rx.try_recv().is_err(),
-        "answered before it could be applied"
-    );
-    c.run_until("the forwarded put timed out", |_| !rx.is_empty());
-    assert!(matches!(rx.try_recv(), Ok(Err(RaftError::Timeout(_)))));
-    assert_eq!(c.value_on(leader, "lost"), None);
-    // A node that knows no leader refuses at once, naming none.
-    let mut lone = Cluster::new(3, 1000);
-    match lone.core(1).propose_or_forward(kv::put_command("k", b"v")) {
-        Err(RaftError::NotLeader { leader_id: 0, .. }) => {}
-        other => panic!("expected NotLeader without a leader, got {other:?}"),
-    }
-}
-
-#[test]
 fn linearizable_read_on_a_follower_sees_the_latest_write() {
     let mut c = Cluster::new(3, 1000);
     let leader = c.elect();

@@ -168,7 +168,9 @@ pub async fn serve_node(
             metrics,
         )))
         .add_service(CooServer::new(CooService::new(coo)))
-        .add_service(CoordForwardServer::new(CoordForwardService::new(lessor)))
+        .add_service(CoordForwardServer::new(CoordForwardService::new(
+            proposer, lessor,
+        )))
         .add_service(etcd::kv_server::KvServer::new(EtcdKvService::new(
             coord.clone(),
         )))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coordlab::client::{ClientConfig, CoordClient};
+use coordlab::client::{ClientConfig, ClientError, CoordClient};
 use coordlab::raft::Bootstrap;
 
 use super::world::{node_addr, NodeState, SharedWorld};
@@ -84,12 +84,32 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
     };
     let result = client.remove_member(node).await;
     let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
-    w.removing.remove(&node);
     match result {
         Ok(r) => {
+            w.removing.remove(&node);
             w.members.remove(&node);
             w.fault(format!("removed node {node} at index {}", r.index));
         }
-        Err(e) => w.fault(format!("removing node {node} failed: {e}")),
+        // The client retried a removal that had committed: the node is out.
+        Err(e) if is_not_a_member(&e) => {
+            w.removing.remove(&node);
+            w.members.remove(&node);
+            w.fault(format!("removed node {node} (a retry found it gone: {e})"));
+        }
+        Err(e @ ClientError::Rejected { .. }) => {
+            w.removing.remove(&node);
+            w.fault(format!("removing node {node} refused: {e}"));
+        }
+        // Outcome unknown: the change may still commit, so the fault budget keeps
+        // judging losses against both memberships (`removing`).
+        Err(e) => w.fault(format!(
+            "removing node {node}: outcome unknown ({e}); still counted as leaving"
+        )),
     }
+}
+
+/// The error a removal of a node that is no longer a member gets.
+fn is_not_a_member(e: &ClientError) -> bool {
+    matches!(e, ClientError::Rejected { code: tonic::Code::InvalidArgument, message, .. }
+        if message.ends_with("is not a member"))
 }

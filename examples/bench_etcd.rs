@@ -216,9 +216,9 @@ async fn run_row(
             report
         }));
     }
-    tokio::time::sleep_until(warmup_end.into()).await;
+    tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now())).await;
     let cpu_start = cpu_seconds(server_pids);
-    tokio::time::sleep_until(end.into()).await;
+    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
     let cpu = cpu_seconds(server_pids) - cpu_start;
     let mut latencies = Vec::new();
     let mut errors = 0;

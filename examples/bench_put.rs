@@ -71,9 +71,9 @@ async fn main() {
         }));
     }
     let pids = cluster.pids();
-    tokio::time::sleep_until(warmup_end.into()).await;
+    tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now())).await;
     let cpu_start = cpu_seconds(&pids);
-    tokio::time::sleep_until(end.into()).await;
+    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
     let cpu = cpu_seconds(&pids) - cpu_start;
     let mut latencies = Vec::new();
     let mut errors = 0;

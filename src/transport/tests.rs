@@ -129,6 +129,18 @@ fn message(kind: MessageType, commit: u64) -> Message {
     message_to(RECEIVER, kind, commit)
 }
 
+/// Queues one message for the receiver.
+async fn send(queue: &mpsc::Sender<Message>, kind: MessageType, commit: u64) {
+    queue.send(message(kind, commit)).await.unwrap();
+}
+
+/// Queues `count` appends for the receiver, numbered by their commit field.
+async fn queue_appends(queue: &mpsc::Sender<Message>, count: u64) {
+    for commit in 0..count {
+        send(queue, MessageType::MsgAppend, commit).await;
+    }
+}
+
 fn message_to(to: u64, kind: MessageType, commit: u64) -> Message {
     let mut m = Message::default();
     m.set_msg_type(kind);
@@ -197,12 +209,7 @@ async fn pipelined_batches_arrive_in_order_and_the_receiver_learns_the_sender() 
     let mut receiver = start_receiver(addr, 8192);
     let (queue, mut reports) = start_sender(addr);
     // More messages than one batch and one window hold; several writes in flight.
-    for commit in 0..5000 {
-        queue
-            .send(message(MessageType::MsgAppend, commit))
-            .await
-            .unwrap();
-    }
+    queue_appends(&queue, 5000).await;
     let commits = received_commits(&mut receiver.inbox, 5000).await;
     assert_eq!(commits, (0..5000).collect::<Vec<_>>());
     assert_eq!(
@@ -220,12 +227,7 @@ async fn what_was_queued_for_a_peer_before_its_removal_still_reaches_it() {
     let mut receiver = start_receiver(addr, 8192);
     let (queue, mut reports) = start_sender(addr);
     // A leader's last messages to a node it removes tell that node it was removed.
-    for commit in 0..2000 {
-        queue
-            .send(message(MessageType::MsgAppend, commit))
-            .await
-            .unwrap();
-    }
+    queue_appends(&queue, 2000).await;
     drop(queue);
     assert_eq!(
         received_commits(&mut receiver.inbox, 2000).await,
@@ -307,10 +309,7 @@ async fn a_silent_receiver_is_found_dead_and_the_sender_reconnects() {
         },
     );
     let (queue, mut reports) = start_sender(addr);
-    queue
-        .send(message(MessageType::MsgSnapshot, 0))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgSnapshot, 0).await;
     next_unreachable(&mut reports).await;
     assert!(
         !next_snapshot_report(&mut reports).await,
@@ -332,16 +331,10 @@ async fn a_snapshot_the_receiving_node_could_not_take_is_reported_not_sent() {
     let addr = free_addr();
     let mut receiver = start_receiver(addr, 1);
     let (queue, mut reports) = start_sender(addr);
-    queue
-        .send(message(MessageType::MsgAppend, 1))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgAppend, 1).await;
     assert_eq!(received_commits(&mut receiver.inbox, 1).await, vec![1]);
     // Fill the receiving node's inbox (capacity 1): an append nobody reads yet.
-    queue
-        .send(message(MessageType::MsgAppend, 2))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgAppend, 2).await;
     tokio::time::timeout(PATIENCE, async {
         while receiver.inbox.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -349,18 +342,12 @@ async fn a_snapshot_the_receiving_node_could_not_take_is_reported_not_sent() {
     })
     .await
     .expect("the append arrived");
-    queue
-        .send(message(MessageType::MsgSnapshot, 3))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgSnapshot, 3).await;
     next_unreachable(&mut reports).await;
     assert!(!next_snapshot_report(&mut reports).await, "rejected");
     // Room again: the next snapshot is accepted, and the stream was kept.
     assert_eq!(received_commits(&mut receiver.inbox, 1).await, vec![2]);
-    queue
-        .send(message(MessageType::MsgSnapshot, 4))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgSnapshot, 4).await;
     assert!(next_snapshot_report(&mut reports).await, "accepted");
     assert_eq!(received_commits(&mut receiver.inbox, 1).await, vec![4]);
 }
@@ -370,10 +357,7 @@ async fn a_receiver_that_goes_away_is_reported_and_reconnected_to_when_back() {
     let addr = free_addr();
     let mut receiver = start_receiver(addr, 1024);
     let (queue, mut reports) = start_sender(addr);
-    queue
-        .send(message(MessageType::MsgAppend, 1))
-        .await
-        .unwrap();
+    send(&queue, MessageType::MsgAppend, 1).await;
     assert_eq!(received_commits(&mut receiver.inbox, 1).await, vec![1]);
     // Closing ends the open streams, so the graceful shutdown does not wait for
     // peers' streams forever.

@@ -29,7 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 #[path = "support/local_cluster.rs"]
 mod local_cluster;
 
-use local_cluster::{cpu_seconds, percentile, LocalCluster};
+use local_cluster::{cpu_seconds_between, percentile, LocalCluster};
 
 #[derive(Parser)]
 struct Args {
@@ -216,10 +216,7 @@ async fn run_row(
             report
         }));
     }
-    tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now())).await;
-    let cpu_start = cpu_seconds(server_pids);
-    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
-    let cpu = cpu_seconds(server_pids) - cpu_start;
+    let cpu = cpu_seconds_between(server_pids, warmup_end, end).await;
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;

@@ -14,7 +14,7 @@ use coordlab::client::{ClientConfig, CoordClient};
 #[path = "support/local_cluster.rs"]
 mod local_cluster;
 
-use local_cluster::{cpu_seconds, percentile, LocalCluster};
+use local_cluster::{cpu_seconds_between, percentile, LocalCluster};
 
 #[derive(Parser)]
 struct Args {
@@ -71,10 +71,7 @@ async fn main() {
         }));
     }
     let pids = cluster.pids();
-    tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now())).await;
-    let cpu_start = cpu_seconds(&pids);
-    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
-    let cpu = cpu_seconds(&pids) - cpu_start;
+    let cpu = cpu_seconds_between(&pids, warmup_end, end).await;
     let mut latencies = Vec::new();
     let mut errors = 0;
     for t in tasks {

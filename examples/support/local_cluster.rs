@@ -61,10 +61,25 @@ impl LocalCluster {
     }
 }
 
+/// CPU seconds the processes `pids` use from `from` to `to` (waits until `to`).
+pub async fn cpu_seconds_between(
+    pids: &[u32],
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> f64 {
+    let wait_until = |t: std::time::Instant| {
+        tokio::time::sleep(t.saturating_duration_since(std::time::Instant::now()))
+    };
+    wait_until(from).await;
+    let start = cpu_seconds(pids);
+    wait_until(to).await;
+    cpu_seconds(pids) - start
+}
+
 /// CPU seconds (user + system) the processes `pids` have used so far, from
 /// `/proc/<pid>/stat` (Linux; what the benchmark machines run). A process that is
 /// gone counts nothing.
-pub fn cpu_seconds(pids: &[u32]) -> f64 {
+fn cpu_seconds(pids: &[u32]) -> f64 {
     // USER_HZ is 100 on every Linux platform the benchmarks run on.
     const TICKS_PER_SECOND: f64 = 100.0;
     let ticks: u64 = pids

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::checkers::{END_OF_RUN_CHECKERS, ONLINE_CHECKERS};
+use super::checkers;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -742,9 +742,7 @@ impl Scenario {
         }
         self.coord.validate()?;
         for name in &self.checkers.disabled {
-            if !ONLINE_CHECKERS.contains(&name.as_str())
-                && !END_OF_RUN_CHECKERS.contains(&name.as_str())
-            {
+            if !checkers::is_registered(name) {
                 return Err(("disabled", format!("unknown checker {name:?}")));
             }
         }

@@ -20,8 +20,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
-use super::checkers::liveness::{self, check_convergence, check_liveness, LivenessBounds};
-use super::checkers::mq_convergence::check_mq_convergence;
+use super::checkers::liveness::LivenessBounds;
 use super::checkers::{self, Violation};
 use super::clock::SimClock;
 use super::disk::{DiskFaults, SimDisk};
@@ -31,9 +30,6 @@ use super::observer::{Recorder, SimObserver};
 use super::scenario::Scenario;
 use super::trace::EventKind;
 use super::workload::{self, WorkloadControl};
-
-/// A live broker's report must have been committed within this long before the end.
-const MQ_REPORT_WINDOW_MS: u64 = 5_000;
 
 /// Port every simulated node serves on.
 pub const NODE_PORT: u16 = 7100;
@@ -601,72 +597,56 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         leader_within_ms: scenario.liveness.leader_within_secs * 1000,
         ops_within_ms: scenario.liveness.ops_within_secs * 1000,
     };
-    let liveness_on = !scenario
-        .checkers
-        .disabled
-        .iter()
-        .any(|d| d == liveness::NAME);
-    let members: Vec<u64> = {
-        let w = world.lock().unwrap();
-        w.members
-            .iter()
-            .copied()
-            .filter(|id| {
-                w.nodes.get(id).is_some_and(|n| {
-                    !matches!(
-                        n.state,
-                        NodeState::Failed | NodeState::Removed | NodeState::Lost
-                    )
-                })
-            })
-            .collect()
-    };
-    let live = if liveness_on {
-        let state = recorder.lock();
-        let brokers: Vec<u64> = if scenario.mq.brokers {
-            members
-                .iter()
-                .copied()
-                .chain(extra_brokers.iter().copied())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        check_liveness(&state.trace.events, bounds)
-            .and_then(|()| check_convergence(&state.trace.events, healed_at_ms, &members))
-            .and_then(|()| check_mq_convergence(&state.trace.events, &brokers, MQ_REPORT_WINDOW_MS))
-            .err()
+    let members = members_at_end(&world);
+    let brokers: Vec<u64> = if scenario.mq.brokers {
+        members.iter().chain(&extra_brokers).copied().collect()
     } else {
-        None
+        Vec::new()
+    };
+    let disabled = &scenario.checkers.disabled;
+    let state = recorder.lock();
+    let end = checkers::RunEnd {
+        events: &state.trace.events,
+        bounds,
+        members: &members,
+        brokers: &brokers,
     };
     // Linearizability, locks, leases, watches: correctness failures, judged on the
-    // whole history once it is complete.
-    if live.is_none() {
-        let judged = {
-            let state = recorder.lock();
-            checkers::end_of_run(
-                &state.trace.events,
-                &scenario.checkers.disabled,
-                bounds.leader_within_ms,
-            )
-        };
-        match judged {
-            Ok(notes) => {
-                return RunOutcome {
-                    notes,
-                    ..finish(&recorder, None)
-                }
-            }
-            Err(v) => {
-                return RunOutcome {
-                    sim_ms: recorder.lock().now_ms(),
-                    failure: Some((FailureClass::Correctness, v)),
-                    notes: Vec::new(),
-                }
-            }
-        }
+    // whole history once it is complete — and only once the run converged.
+    let live = checkers::judge_liveness(&end, disabled).err();
+    let judged = live
+        .is_none()
+        .then(|| checkers::judge_end_of_run(&end, disabled));
+    drop(state);
+    match judged {
+        Some(Ok(notes)) => RunOutcome {
+            notes,
+            ..finish(&recorder, None)
+        },
+        Some(Err(v)) => RunOutcome {
+            sim_ms: recorder.lock().now_ms(),
+            failure: Some((FailureClass::Correctness, v)),
+            notes: Vec::new(),
+        },
+        None => finish(&recorder, live),
     }
-    finish(&recorder, live)
+}
+
+/// Members still in the cluster at the end of the run.
+fn members_at_end(world: &Mutex<World>) -> Vec<u64> {
+    let w = world.lock().unwrap();
+    w.members
+        .iter()
+        .copied()
+        .filter(|id| {
+            w.nodes.get(id).is_some_and(|n| {
+                !matches!(
+                    n.state,
+                    NodeState::Failed | NodeState::Removed | NodeState::Lost
+                )
+            })
+        })
+        .collect()
 }
 
 async fn wait_or_violation(recorder: &Recorder, duration: Duration) -> bool {

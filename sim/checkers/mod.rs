@@ -1,30 +1,30 @@
-//! Online invariant checkers: each sees every event as it is recorded and fails at
-//! the first event that breaks its invariant. One invariant per file.
+//! Invariant checkers, one invariant per file, and [`REGISTRY`]: every checker's
+//! name and when it judges — online (each event as it is recorded, failing at the
+//! first that breaks the invariant), after healing (progress: a run that did not
+//! converge is a liveness failure) or at the end of the run (correctness of the
+//! whole history).
 
-// --- client library (issue 7) ---
+pub mod acknowledged_writes;
+pub mod election_safety;
+pub mod leader_append_only;
+pub mod leader_completeness;
+pub mod lease_correctness;
+pub mod lease_expiry;
+pub mod lease_timeline;
+pub mod library_fencing_token;
 pub mod library_leases_released;
 pub mod library_lock_safety;
 pub mod library_one_lease_per_call;
 pub mod library_routing;
 pub mod library_set_applied_once;
 pub mod library_watch_delivery;
-// --- end client library ---
-pub mod acknowledged_writes;
-pub mod election_safety;
-pub mod leader_append_only;
-pub mod leader_completeness;
-pub mod lease_correctness;
-// --- lease expiry, fencing tokens (issue 18) ---
-pub mod lease_expiry;
-pub mod lease_timeline;
-pub mod library_fencing_token;
-// --- end issue 18 ---
 pub mod linearizability;
 pub mod liveness;
 pub mod local_no_network;
 pub mod lock_safety;
 pub mod log_matching;
 pub mod log_view;
+pub mod member_convergence;
 pub mod mode_matches_leadership;
 pub mod monotonicity;
 pub mod mq_convergence;
@@ -40,6 +40,7 @@ pub mod watch_order;
 use std::fmt;
 
 use crate::sim::trace::TraceEvent;
+use liveness::LivenessBounds;
 
 /// An invariant broken by a specific event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,108 +81,259 @@ pub fn violation(
     }
 }
 
-/// Names of every online checker, as scenario files may name them.
-pub const ONLINE_CHECKERS: &[&str] = &[
-    // --- client library (issue 7) ---
-    library_lock_safety::NAME,
-    library_routing::NAME,
-    library_watch_delivery::NAME,
-    library_set_applied_once::NAME,
-    library_one_lease_per_call::NAME,
-    library_leases_released::NAME,
-    // --- end client library ---
-    library_fencing_token::NAME,
-    acknowledged_writes::NAME,
-    election_safety::NAME,
-    no_double_vote::NAME,
-    log_matching::NAME,
-    leader_append_only::NAME,
-    leader_completeness::NAME,
-    state_machine_safety::NAME,
-    monotonicity::NAME,
-    persist_before_send::NAME,
-    one_active_loop::NAME,
-    single_state_receiver::NAME,
-    mode_matches_leadership::NAME,
-    local_no_network::NAME,
-    revision_monotonicity::NAME,
-];
-
-/// Names of the checkers that judge a whole run once it is over.
-pub const END_OF_RUN_CHECKERS: &[&str] = &[
-    liveness::NAME,
-    linearizability::NAME,
-    lock_safety::NAME,
-    lease_correctness::NAME,
-    lease_expiry::NAME,
-    watch_order::NAME,
-    ttl_only_demo::NAME,
-];
-
-/// Runs the checkers that judge a finished run's coordination workloads (all but
-/// liveness), minus those `disabled`; `Ok` carries lines to print (the TTL-only
-/// demo's report).
-/// `leader_within_ms` bounds the election after the heal (for lease expiry).
-pub fn end_of_run(
+/// Builds a violation of `invariant` judged on a whole finished run: it names the
+/// run's last event.
+pub fn violation_at_end(
+    invariant: &'static str,
     events: &[TraceEvent],
-    disabled: &[String],
-    leader_within_ms: u64,
-) -> Result<Vec<String>, Violation> {
-    let on = |name: &str| !disabled.iter().any(|d| d == name);
-    if on(linearizability::NAME) {
-        linearizability::check_trace(events)?;
+    message: impl Into<String>,
+) -> Violation {
+    Violation {
+        invariant,
+        event_seq: events.last().map_or(0, |e| e.seq),
+        message: message.into(),
     }
-    if on(lock_safety::NAME) {
-        lock_safety::check(events)?;
+}
+
+/// What the checkers that judge a finished run see.
+pub struct RunEnd<'a> {
+    pub events: &'a [TraceEvent],
+    pub bounds: LivenessBounds,
+    /// Members still in the cluster at the end (not failed, removed or lost).
+    pub members: &'a [u64],
+    /// Brokers alive at the end (empty when the scenario runs none).
+    pub brokers: &'a [u64],
+}
+
+/// When a checker judges.
+pub enum Judges {
+    /// Every event as it is recorded; the run stops at the first violation.
+    Online(fn() -> Box<dyn Checker>),
+    /// Progress after healing, judged first once the run is over.
+    Liveness(fn(&RunEnd<'_>) -> Result<(), Violation>),
+    /// The whole history, once liveness held; `Ok(Some(line))` is a report to print.
+    EndOfRun(fn(&RunEnd<'_>) -> Result<Option<String>, Violation>),
+}
+
+/// One checker as scenario files name it (`[checkers] disabled = [...]`).
+pub struct Registered {
+    pub name: &'static str,
+    pub judges: Judges,
+}
+
+/// A live broker's report must have been committed within this long before the end.
+const MQ_REPORT_WINDOW_MS: u64 = 5_000;
+
+fn online<C: Checker + Default + 'static>() -> Box<dyn Checker> {
+    Box::new(C::default())
+}
+
+const fn registered(name: &'static str, judges: Judges) -> Registered {
+    Registered { name, judges }
+}
+
+/// Every checker, in the order they run.
+pub const REGISTRY: &[Registered] = &[
+    registered(
+        library_lock_safety::NAME,
+        Judges::Online(online::<library_lock_safety::LibraryLockSafety>),
+    ),
+    registered(
+        library_routing::NAME,
+        Judges::Online(online::<library_routing::LibraryRouting>),
+    ),
+    registered(
+        library_watch_delivery::NAME,
+        Judges::Online(online::<library_watch_delivery::LibraryWatchDelivery>),
+    ),
+    registered(
+        library_set_applied_once::NAME,
+        Judges::Online(online::<library_set_applied_once::LibrarySetAppliedOnce>),
+    ),
+    registered(
+        library_one_lease_per_call::NAME,
+        Judges::Online(online::<library_one_lease_per_call::LibraryOneLeasePerCall>),
+    ),
+    registered(
+        library_leases_released::NAME,
+        Judges::Online(online::<library_leases_released::LibraryLeasesReleased>),
+    ),
+    registered(
+        library_fencing_token::NAME,
+        Judges::Online(online::<library_fencing_token::LibraryFencingToken>),
+    ),
+    registered(
+        acknowledged_writes::NAME,
+        Judges::Online(online::<acknowledged_writes::AcknowledgedWrites>),
+    ),
+    registered(
+        election_safety::NAME,
+        Judges::Online(online::<election_safety::ElectionSafety>),
+    ),
+    registered(
+        no_double_vote::NAME,
+        Judges::Online(online::<no_double_vote::NoDoubleVote>),
+    ),
+    registered(
+        log_matching::NAME,
+        Judges::Online(online::<log_matching::LogMatching>),
+    ),
+    registered(
+        leader_append_only::NAME,
+        Judges::Online(online::<leader_append_only::LeaderAppendOnly>),
+    ),
+    registered(
+        leader_completeness::NAME,
+        Judges::Online(online::<leader_completeness::LeaderCompleteness>),
+    ),
+    registered(
+        state_machine_safety::NAME,
+        Judges::Online(online::<state_machine_safety::StateMachineSafety>),
+    ),
+    registered(
+        monotonicity::NAME,
+        Judges::Online(online::<monotonicity::Monotonicity>),
+    ),
+    registered(
+        persist_before_send::NAME,
+        Judges::Online(online::<persist_before_send::PersistBeforeSend>),
+    ),
+    registered(
+        one_active_loop::NAME,
+        Judges::Online(online::<one_active_loop::OneActiveLoop>),
+    ),
+    registered(
+        single_state_receiver::NAME,
+        Judges::Online(online::<single_state_receiver::SingleStateReceiver>),
+    ),
+    registered(
+        mode_matches_leadership::NAME,
+        Judges::Online(online::<mode_matches_leadership::ModeMatchesLeadership>),
+    ),
+    registered(
+        local_no_network::NAME,
+        Judges::Online(online::<local_no_network::LocalNoNetwork>),
+    ),
+    registered(
+        revision_monotonicity::NAME,
+        Judges::Online(online::<revision_monotonicity::RevisionMonotonicity>),
+    ),
+    registered(
+        liveness::NAME,
+        Judges::Liveness(|end| liveness::check(end.events, end.bounds)),
+    ),
+    registered(
+        member_convergence::NAME,
+        Judges::Liveness(|end| {
+            member_convergence::check(end.events, end.bounds.healed_at_ms, end.members)
+        }),
+    ),
+    registered(
+        mq_convergence::NAME,
+        Judges::Liveness(|end| mq_convergence::check(end.events, end.brokers, MQ_REPORT_WINDOW_MS)),
+    ),
+    registered(
+        linearizability::NAME,
+        Judges::EndOfRun(|end| linearizability::check_trace(end.events).map(|()| None)),
+    ),
+    registered(
+        lock_safety::NAME,
+        Judges::EndOfRun(|end| lock_safety::check(end.events).map(|()| None)),
+    ),
+    registered(
+        lease_correctness::NAME,
+        Judges::EndOfRun(|end| {
+            lease_correctness::check(end.events, end.bounds.leader_within_ms).map(|()| None)
+        }),
+    ),
+    registered(
+        lease_expiry::NAME,
+        Judges::EndOfRun(|end| {
+            lease_expiry::check(end.events, end.bounds.leader_within_ms).map(|()| None)
+        }),
+    ),
+    registered(
+        watch_order::NAME,
+        Judges::EndOfRun(|end| watch_order::check(end.events).map(|()| None)),
+    ),
+    registered(
+        ttl_only_demo::NAME,
+        Judges::EndOfRun(|end| {
+            ttl_only_demo::check(end.events)
+                .transpose()
+                .map(|r| r.map(|r| r.line()))
+        }),
+    ),
+];
+
+/// Whether a scenario may name `name`.
+pub fn is_registered(name: &str) -> bool {
+    REGISTRY.iter().any(|r| r.name == name)
+}
+
+fn enabled<'a>(disabled: &'a [String]) -> impl Iterator<Item = &'static Registered> + 'a {
+    REGISTRY
+        .iter()
+        .filter(move |r| !disabled.iter().any(|d| d == r.name))
+}
+
+/// Builds the online checkers, minus those `disabled`.
+pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
+    enabled(disabled)
+        .filter_map(|r| match r.judges {
+            Judges::Online(build) => Some(build()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Judges progress after healing, minus the checkers `disabled`.
+pub fn judge_liveness(end: &RunEnd<'_>, disabled: &[String]) -> Result<(), Violation> {
+    for r in enabled(disabled) {
+        if let Judges::Liveness(check) = r.judges {
+            check(end)?;
+        }
     }
-    if on(lease_correctness::NAME) {
-        lease_correctness::check(events, leader_within_ms)?;
-    }
-    if on(lease_expiry::NAME) {
-        lease_expiry::check(events, leader_within_ms)?;
-    }
-    if on(watch_order::NAME) {
-        watch_order::check(events)?;
-    }
+    Ok(())
+}
+
+/// Judges the finished run's whole history, minus the checkers `disabled`; `Ok`
+/// carries lines to print (the TTL-only demo's report).
+pub fn judge_end_of_run(end: &RunEnd<'_>, disabled: &[String]) -> Result<Vec<String>, Violation> {
     let mut notes = Vec::new();
-    if on(ttl_only_demo::NAME) {
-        if let Some(report) = ttl_only_demo::check(events) {
-            notes.push(report?.line());
+    for r in enabled(disabled) {
+        if let Judges::EndOfRun(check) = r.judges {
+            notes.extend(check(end)?);
         }
     }
     Ok(notes)
 }
 
-/// Builds the online checkers, minus those `disabled`.
-pub fn online_checkers(disabled: &[String]) -> Vec<Box<dyn Checker>> {
-    let all: Vec<Box<dyn Checker>> = vec![
-        // --- client library (issue 7) ---
-        Box::new(library_lock_safety::LibraryLockSafety::default()),
-        Box::new(library_routing::LibraryRouting::default()),
-        Box::new(library_watch_delivery::LibraryWatchDelivery::default()),
-        Box::new(library_set_applied_once::LibrarySetAppliedOnce::default()),
-        Box::new(library_one_lease_per_call::LibraryOneLeasePerCall::default()),
-        Box::new(library_leases_released::LibraryLeasesReleased::default()),
-        // --- end client library ---
-        Box::new(library_fencing_token::LibraryFencingToken::default()),
-        Box::new(acknowledged_writes::AcknowledgedWrites::default()),
-        Box::new(election_safety::ElectionSafety::default()),
-        Box::new(no_double_vote::NoDoubleVote::default()),
-        Box::new(log_matching::LogMatching::default()),
-        Box::new(leader_append_only::LeaderAppendOnly::default()),
-        Box::new(leader_completeness::LeaderCompleteness::default()),
-        Box::new(state_machine_safety::StateMachineSafety::default()),
-        Box::new(monotonicity::Monotonicity::default()),
-        Box::new(persist_before_send::PersistBeforeSend::default()),
-        Box::new(one_active_loop::OneActiveLoop::default()),
-        Box::new(single_state_receiver::SingleStateReceiver::default()),
-        Box::new(mode_matches_leadership::ModeMatchesLeadership::default()),
-        Box::new(local_no_network::LocalNoNetwork::default()),
-        Box::new(revision_monotonicity::RevisionMonotonicity::default()),
-    ];
-    all.into_iter()
-        .filter(|c| !disabled.iter().any(|d| d == c.name()))
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_registered_once() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a checker name is registered twice");
+    }
+
+    #[test]
+    fn online_checkers_are_built_under_their_own_name() {
+        for r in REGISTRY {
+            if let Judges::Online(build) = r.judges {
+                assert_eq!(build().name(), r.name);
+            }
+        }
+        let all = online_checkers(&[]);
+        let without = online_checkers(&[monotonicity::NAME.to_string()]);
+        assert_eq!(without.len() + 1, all.len());
+        assert!(without.iter().all(|c| c.name() != monotonicity::NAME));
+    }
 }
 
 #[cfg(test)]

@@ -8,26 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use super::Violation;
+use super::{violation_at_end, Violation};
 use crate::sim::trace::{EventKind, TraceEvent};
 
 pub const NAME: &str = "mq_convergence";
 
-fn fail(events: &[TraceEvent], message: String) -> Violation {
-    Violation {
-        invariant: NAME,
-        event_seq: events.last().map_or(0, |e| e.seq),
-        message,
-    }
-}
-
 /// `brokers`: ids of the brokers alive at the end; a report of each must be
 /// committed in the last `window_ms` of the run.
-pub fn check_mq_convergence(
-    events: &[TraceEvent],
-    brokers: &[u64],
-    window_ms: u64,
-) -> Result<(), Violation> {
+pub fn check(events: &[TraceEvent], brokers: &[u64], window_ms: u64) -> Result<(), Violation> {
     let end = events.last().map_or(0, |e| e.time_ms);
     let mut last_report: BTreeMap<u64, u64> = BTreeMap::new();
     let mut views: BTreeMap<u64, u64> = BTreeMap::new();
@@ -55,12 +43,13 @@ pub fn check_mq_convergence(
         match last_report.get(&b) {
             Some(&t) if end.saturating_sub(t) <= window_ms => {}
             Some(&t) => {
-                return Err(fail(
+                return Err(violation_at_end(
+                    NAME,
                     events,
                     format!("reports_reach_leader: broker {b}'s last committed report is from {t} ms, the run ended at {end} ms"),
                 ))
             }
-            None => return Err(fail(events, format!("reports_reach_leader: no report of broker {b} was ever committed"))),
+            None => return Err(violation_at_end(NAME, events, format!("reports_reach_leader: no report of broker {b} was ever committed"))),
         }
     }
     let newest = brokers
@@ -72,7 +61,8 @@ pub fn check_mq_convergence(
     for &b in brokers {
         let v = views.get(&b).copied().unwrap_or(0);
         if v != newest {
-            return Err(fail(
+            return Err(violation_at_end(
+                NAME,
                 events,
                 format!("topic_views_converge: broker {b} has topic view v{v}, others v{newest}"),
             ));
@@ -140,11 +130,11 @@ mod tests {
             h.push(2, EventKind::TopicViewApplied { version: 3 }),
             h.push(3, EventKind::TopicViewApplied { version: 3 }),
         ];
-        check_mq_convergence(&events, &[2, 3], 1000).unwrap();
-        assert!(check_mq_convergence(&events, &[2, 3, 4], 1000).is_err());
+        check(&events, &[2, 3], 1000).unwrap();
+        assert!(check(&events, &[2, 3, 4], 1000).is_err());
         let mut stale = events.clone();
         stale.push(h.push(2, EventKind::TopicViewApplied { version: 4 }));
-        assert!(check_mq_convergence(&stale, &[2, 3], 1000).is_err());
+        assert!(check(&stale, &[2, 3], 1000).is_err());
     }
 
     #[test]

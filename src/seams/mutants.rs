@@ -40,7 +40,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "drop_conf_change",
-        "liveness",
+        "member_convergence",
         "drop a committed ConfChange instead of applying it",
     ),
     (

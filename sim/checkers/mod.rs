@@ -5,7 +5,9 @@
 //! whole history).
 
 pub mod acknowledged_writes;
+pub mod applied_within_commit;
 pub mod election_safety;
+pub mod fenced_resource_order;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_correctness;
@@ -21,19 +23,23 @@ pub mod library_watch_delivery;
 pub mod linearizability;
 pub mod liveness;
 pub mod local_no_network;
-pub mod lock_safety;
+pub mod lock_client_tokens;
+pub mod lock_grants;
+pub mod lock_single_holder;
+pub mod lock_token_order;
 pub mod log_matching;
 pub mod log_view;
 pub mod member_convergence;
 pub mod mode_matches_leadership;
-pub mod monotonicity;
 pub mod mq_convergence;
 pub mod no_double_vote;
 pub mod one_active_loop;
 pub mod persist_before_send;
+pub mod recovery_durability;
 pub mod revision_monotonicity;
 pub mod single_state_receiver;
 pub mod state_machine_safety;
+pub mod term_monotonicity;
 pub mod ttl_only_demo;
 pub mod watch_order;
 
@@ -77,6 +83,19 @@ pub fn violation(
     Violation {
         invariant,
         event_seq: event.seq,
+        message: message.into(),
+    }
+}
+
+/// Builds a violation of `invariant` at the event numbered `seq`.
+pub fn violation_at_seq(
+    invariant: &'static str,
+    seq: u64,
+    message: impl Into<String>,
+) -> Violation {
+    Violation {
+        invariant,
+        event_seq: seq,
         message: message.into(),
     }
 }
@@ -191,8 +210,16 @@ pub const REGISTRY: &[Registered] = &[
         Judges::Online(online::<state_machine_safety::StateMachineSafety>),
     ),
     registered(
-        monotonicity::NAME,
-        Judges::Online(online::<monotonicity::Monotonicity>),
+        term_monotonicity::NAME,
+        Judges::Online(online::<term_monotonicity::TermMonotonicity>),
+    ),
+    registered(
+        recovery_durability::NAME,
+        Judges::Online(online::<recovery_durability::RecoveryDurability>),
+    ),
+    registered(
+        applied_within_commit::NAME,
+        Judges::Online(online::<applied_within_commit::AppliedWithinCommit>),
     ),
     registered(
         persist_before_send::NAME,
@@ -237,8 +264,20 @@ pub const REGISTRY: &[Registered] = &[
         Judges::EndOfRun(|end| linearizability::check_trace(end.events).map(|()| None)),
     ),
     registered(
-        lock_safety::NAME,
-        Judges::EndOfRun(|end| lock_safety::check(end.events).map(|()| None)),
+        lock_single_holder::NAME,
+        Judges::EndOfRun(|end| lock_single_holder::check(end.events).map(|()| None)),
+    ),
+    registered(
+        lock_token_order::NAME,
+        Judges::EndOfRun(|end| lock_token_order::check(end.events).map(|()| None)),
+    ),
+    registered(
+        lock_client_tokens::NAME,
+        Judges::EndOfRun(|end| lock_client_tokens::check(end.events).map(|()| None)),
+    ),
+    registered(
+        fenced_resource_order::NAME,
+        Judges::EndOfRun(|end| fenced_resource_order::check(end.events).map(|()| None)),
     ),
     registered(
         lease_correctness::NAME,
@@ -330,9 +369,9 @@ mod tests {
             }
         }
         let all = online_checkers(&[]);
-        let without = online_checkers(&[monotonicity::NAME.to_string()]);
+        let without = online_checkers(&[term_monotonicity::NAME.to_string()]);
         assert_eq!(without.len() + 1, all.len());
-        assert!(without.iter().all(|c| c.name() != monotonicity::NAME));
+        assert!(without.iter().all(|c| c.name() != term_monotonicity::NAME));
     }
 }
 

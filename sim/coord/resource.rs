@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::sim::checkers::lock_safety::FENCED_PREFIX;
+use crate::sim::checkers::fenced_resource_order::FENCED_PREFIX;
 use crate::sim::checkers::ttl_only_demo::UNFENCED_PREFIX;
 use crate::sim::observer::Recorder;
 use crate::sim::trace::EventKind;

@@ -30,7 +30,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "lose_commit_on_restart",
-        "monotonicity",
+        "recovery_durability",
         "forget the persisted commit index when recovering",
     ),
     (
@@ -60,7 +60,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "lock_ignores_holder",
-        "lock_safety",
+        "lock_single_holder",
         "grant a lock once the holder's TTL has passed on the waiter's clock, without checking the holder's lease",
     ),
     (

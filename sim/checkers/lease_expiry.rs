@@ -4,8 +4,8 @@
 //! expires if the server does not receive a keepAlive within a given time to live
 //! period"; `src/coord/lessor.rs`).
 //!
-//! Unlike `lease_correctness`, which judges the etcd lease workload from its
-//! clients' keep-alives, this judges every lease of a run — the client library's
+//! Unlike `lease_not_early` and `lease_lapses`, which judge the etcd lease workload
+//! from its clients' keep-alives, this judges every lease of a run — the client library's
 //! lock guards, registrations and config sessions included — from the server side:
 //! the leader's lessor reports each time it (re)starts a lease's TTL (`LeaseRenewed`:
 //! a keep-alive it answered, its own election, its first sight of a new lease), the
@@ -20,7 +20,7 @@
 //! restart reported by the leader of term `t` after a leader of a later term was
 //! elected counts as of that election (its ReadIndex round proved the leadership
 //! before the quorum moved on). Clock faults on the deciding member are credited as
-//! `lease_correctness` credits them ([`ClockFaults`]): a forward jump in between by
+//! `lease_not_early` credits them ([`ClockFaults`]): a forward jump in between by
 //! its size, a fast drift by its rate.
 //!
 //! **Late.** A lease whose TTL last restarted at `r` (its grant, or the latest

@@ -1,12 +1,60 @@
-//! What the lease checkers (`lease_correctness`, `lease_expiry`) read from a run
-//! besides the leases themselves: the clock faults injected (which may excuse an
-//! early expiry), the elections (each restarts every lease's TTL) and the heal (in a
-//! faulty run, a lapsed lease is judged from there), and when each lease was
-//! removed. Not a checker: shared helpers.
+//! What the lease checkers (`lease_not_early`, `lease_lapses`, `lease_keys_removed`,
+//! `lease_expiry`) read from a run: when the clients restarted each lease's TTL,
+//! the clock faults injected (which may excuse an early expiry), the elections
+//! (each restarts every lease's TTL) and the heal (in a faulty run, a lapsed lease
+//! is judged from there), and when each lease was removed. Not a checker: shared
+//! helpers.
 
 use std::collections::BTreeMap;
 
 use crate::sim::trace::{EventKind, TraceEvent};
+
+/// A moment a lease's TTL restarted at the latest: a grant or a keep-alive answered `ok`.
+pub struct Refresh {
+    pub sent_ms: u64,
+    pub ttl_ms: u64,
+    pub client: u64,
+    pub seq: u64,
+}
+
+/// Every lease's refreshes, in trace order.
+pub fn refreshes(events: &[TraceEvent]) -> BTreeMap<i64, Vec<Refresh>> {
+    let mut refreshes: BTreeMap<i64, Vec<Refresh>> = BTreeMap::new();
+    for e in events {
+        let (client, lease, ttl_ms, sent_ms) = match &e.kind {
+            EventKind::LeaseGranted {
+                client,
+                lease,
+                ttl_ms,
+                sent_ms,
+            } => (client, lease, ttl_ms, sent_ms),
+            EventKind::KeepAlive {
+                client,
+                lease,
+                sent_ms,
+                outcome,
+                ttl_ms,
+            } if outcome == "ok" && *ttl_ms > 0 => (client, lease, ttl_ms, sent_ms),
+            _ => continue,
+        };
+        refreshes.entry(*lease).or_default().push(Refresh {
+            sent_ms: *sent_ms,
+            ttl_ms: *ttl_ms,
+            client: *client,
+            seq: e.seq,
+        });
+    }
+    refreshes
+}
+
+/// Each lease's first removal.
+pub fn removals(events: &[TraceEvent]) -> BTreeMap<i64, Removal> {
+    let mut removals = BTreeMap::new();
+    for (lease, removal) in events.iter().filter_map(Removal::from_event) {
+        removals.entry(lease).or_insert(removal);
+    }
+    removals
+}
 
 /// The first member to apply a lease's removal.
 pub struct Removal {
@@ -282,5 +330,53 @@ mod tests {
         assert_eq!(timeline.faulty_until_ms, Some(1_000));
         assert_eq!(timeline.lapse_due_ms(200, 2_000, 1_000), 9_000);
         assert_eq!(timeline.lapse_due_ms(1_200, 2_000, 1_000), 4_200);
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Hand-made lease histories.
+    use crate::sim::checkers::testing::History;
+    use crate::sim::trace::{EventKind, TraceEvent};
+
+    pub fn granted(h: &mut History, lease: i64, sent_ms: u64) -> TraceEvent {
+        h.push(
+            300,
+            EventKind::LeaseGranted {
+                client: 300,
+                lease,
+                ttl_ms: 2000,
+                sent_ms,
+            },
+        )
+    }
+
+    pub fn kept_alive(h: &mut History, lease: i64, sent_ms: u64) -> TraceEvent {
+        h.push(
+            300,
+            EventKind::KeepAlive {
+                client: 300,
+                lease,
+                sent_ms,
+                outcome: "ok".into(),
+                ttl_ms: 2000,
+            },
+        )
+    }
+
+    pub fn removed(h: &mut History, lease: i64, expired: bool, revision: i64) -> TraceEvent {
+        h.push(
+            2,
+            EventKind::LeaseRemoved {
+                lease,
+                expired,
+                revision,
+            },
+        )
+    }
+
+    pub fn at(mut e: TraceEvent, time_ms: u64) -> TraceEvent {
+        e.time_ms = time_ms;
+        e
     }
 }

@@ -10,8 +10,10 @@ pub mod election_safety;
 pub mod fenced_resource_order;
 pub mod leader_append_only;
 pub mod leader_completeness;
-pub mod lease_correctness;
 pub mod lease_expiry;
+pub mod lease_keys_removed;
+pub mod lease_lapses;
+pub mod lease_not_early;
 pub mod lease_timeline;
 pub mod library_fencing_token;
 pub mod library_leases_released;
@@ -280,10 +282,18 @@ pub const REGISTRY: &[Registered] = &[
         Judges::EndOfRun(|end| fenced_resource_order::check(end.events).map(|()| None)),
     ),
     registered(
-        lease_correctness::NAME,
+        lease_not_early::NAME,
+        Judges::EndOfRun(|end| lease_not_early::check(end.events).map(|()| None)),
+    ),
+    registered(
+        lease_lapses::NAME,
         Judges::EndOfRun(|end| {
-            lease_correctness::check(end.events, end.bounds.leader_within_ms).map(|()| None)
+            lease_lapses::check(end.events, end.bounds.leader_within_ms).map(|()| None)
         }),
+    ),
+    registered(
+        lease_keys_removed::NAME,
+        Judges::EndOfRun(|end| lease_keys_removed::check(end.events).map(|()| None)),
     ),
     registered(
         lease_expiry::NAME,

@@ -1,7 +1,7 @@
 //! The end-of-run audit, against the healed cluster: for every lock grant, a
 //! historical read of the lock's prefix at the grant's revision (`LockAudit`, for
 //! `lock_safety`); for every removed lease, a linearizable read of each key put with
-//! it (`LeaseKeyRead`, for `lease_correctness`).
+//! it (`LeaseKeyRead`, for `lease_keys_removed`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

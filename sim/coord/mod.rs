@@ -5,11 +5,12 @@
 //! - [`register`]: linearizable reads, puts and compare-and-set transactions on a few
 //!   integer registers (judged by the linearizability checker);
 //! - [`lock`]: lease + keep-alive, `Lock`, read the fencing token, write a fenced
-//!   resource, hold (sometimes past the TTL), `Unlock` (judged by `lock_safety`);
+//!   resource, hold (sometimes past the TTL), `Unlock` (judged by `lock_single_holder`, `lock_token_order`,
+//!   `lock_client_tokens`, `fenced_resource_order`);
 //! - [`ttl_only`]: the demonstration that a lock trusted on its TTL alone, without
 //!   fencing, loses exclusivity when its holder is paused (`ttl_only_demo`);
 //! - [`lease`]: leases with keys attached, kept alive, left to lapse or revoked
-//!   (`lease_correctness`);
+//!   (`lease_not_early`, `lease_lapses`, `lease_keys_removed`);
 //! - [`watch`]: prefix watchers that resume every broken stream, and a compactor
 //!   (`watch_order`);
 //! - [`audit`]: the end-of-run reads the checkers need (historical reads of the lock

@@ -55,7 +55,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "follower_lease_expiry",
-        "lease_correctness",
+        "lease_not_early",
         "followers expire leases from their own clocks, blind to keep-alives sent to the leader",
     ),
     (

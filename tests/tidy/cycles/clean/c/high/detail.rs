@@ -1,0 +1,3 @@
+pub fn own() -> super::super::Thing {
+    super::super::Thing(crate::c::Own)
+}

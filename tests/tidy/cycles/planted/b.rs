@@ -1,0 +1,3 @@
+pub fn g() {
+    let _ = crate::a::f(); // EDGE b → a
+}

@@ -1,0 +1,4 @@
+/// Two levels up, then down into a sibling of `c`: the edge `c → b`.
+pub fn h() {
+    super::super::b::g();
+}

@@ -1,0 +1,5 @@
+pub mod d;
+
+pub fn e() {
+    d::h();
+}

@@ -121,9 +121,11 @@ impl MembershipView {
         }
     }
 
+    /// In sync: the learner acknowledged entries (a learner that never answered
+    /// has matched 0, however short the log) and lags by at most the bound.
     fn check_in_sync(&self, id: u64) -> Result<(), MembershipError> {
         let matched = self.learner_matched.get(&id).copied().unwrap_or(0);
-        if matched + LEARNER_IN_SYNC_MAX_LAG_ENTRIES < self.last_index {
+        if matched == 0 || matched + LEARNER_IN_SYNC_MAX_LAG_ENTRIES < self.last_index {
             return Err(MembershipError::LearnerNotInSync {
                 id,
                 matched,
@@ -305,8 +307,10 @@ mod tests {
                 last_index: 155
             })
         );
-        // A learner the leader never heard from has matched nothing.
-        v.learner_matched.clear();
+        // A learner the leader never heard from has matched nothing, and is not
+        // in sync even with a log shorter than the bound.
+        v.learner_matched.insert(4, 0);
+        v.last_index = 10;
         assert!(matches!(
             promote(&v, 4),
             Err(MembershipError::LearnerNotInSync { matched: 0, .. })

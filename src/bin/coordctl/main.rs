@@ -1,6 +1,7 @@
 //! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
 //! `put`, `get`, `del`, `watch`, `lease` and `lock` speak the etcd v3 API (see
-//! `etcd.rs`): one keyspace, the one etcdctl sees.
+//! `etcd.rs`): one keyspace, the one etcdctl sees; `member` uses etcd's Cluster
+//! API (`member.rs`), as `etcdctl member` does.
 
 mod etcd;
 mod member;

@@ -29,7 +29,8 @@ struct Args {
     /// Directory of this node's WAL and snapshots.
     #[arg(long, default_value = "coordlab-data")]
     data_dir: PathBuf,
-    /// Join a running cluster (start empty; add this node with `coordctl member add`).
+    /// Join a running cluster: start empty, with the id `coordctl member add` or
+    /// `etcdctl member add` chose for this node.
     #[arg(long)]
     join: bool,
     /// Start three nodes on 127.0.0.1:7101-7103 in this process, data under --data-dir.

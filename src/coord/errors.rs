@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 
 use super::mvcc::MvccError;
 use crate::proto;
-use crate::raft::RaftError;
+use crate::raft::{MembershipError, RaftError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CoordError {
@@ -74,6 +74,24 @@ pub enum CoordError {
     MemberNotFound,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// etcd's "given member URLs are invalid", saying what is wrong with them.
+    #[error("etcdserver: given member URLs are invalid: {0}")]
+    MemberBadUrls(String),
+    /// `MemberUpdate`: a member's address is its Raft transport's and its clients'
+    /// at once, fixed when it starts (see `coord::membership`).
+    #[error(
+        "etcdserver: coordd does not support changing a member's peer URLs; \
+         remove the member and add one at the new address"
+    )]
+    PeerUrlUpdateUnsupported,
     /// Anything else; the message says what.
     #[error("{message}")]
     Other { code: i32, message: String },
@@ -84,14 +102,18 @@ impl CoordError {
         use CoordError::*;
         match self {
             EmptyKey | KeyNotFound | DuplicateKey | TooManyOps | RequestTooLarge | UserEmpty
-            | RoleEmpty | AuthFailed | PermissionNotGiven => Code::InvalidArgument,
+            | RoleEmpty | AuthFailed | PermissionNotGiven | MemberBadUrls(_) => {
+                Code::InvalidArgument
+            }
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader | RootUserNotExist | RootRoleNotExist | UserAlreadyExist
             | UserNotFound | RoleAlreadyExist | RoleNotFound | RoleNotGranted
-            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt | BadLeaderTransferee => {
+            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt | BadLeaderTransferee
+            | MemberExist | PeerUrlExist | MemberNotLearner | LearnerNotReady => {
                 Code::FailedPrecondition
             }
+            PeerUrlUpdateUnsupported => Code::Unimplemented,
             NoLeader | LeaderChanged | Timeout => Code::Unavailable,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
@@ -167,6 +189,11 @@ const KNOWN: &[CoordError] = &[
     CoordError::InvalidAuthMgmt,
     CoordError::MemberNotFound,
     CoordError::BadLeaderTransferee,
+    CoordError::MemberExist,
+    CoordError::PeerUrlExist,
+    CoordError::MemberNotLearner,
+    CoordError::LearnerNotReady,
+    CoordError::PeerUrlUpdateUnsupported,
 ];
 
 impl From<CoordError> for Status {
@@ -193,6 +220,7 @@ impl From<RaftError> for CoordError {
             RaftError::NotLeader { .. } => CoordError::NotLeader,
             RaftError::ProposalDropped(_) => CoordError::LeaderChanged,
             RaftError::Timeout(_) => CoordError::Timeout,
+            RaftError::Membership(e) => CoordError::from(e),
             RaftError::InvalidRequest(why) => CoordError::Other {
                 code: Code::InvalidArgument as i32,
                 message: why,
@@ -200,6 +228,31 @@ impl From<RaftError> for CoordError {
             other => CoordError::Other {
                 code: Code::Unavailable as i32,
                 message: format!("etcdserver: {other}"),
+            },
+        }
+    }
+}
+
+/// etcd's answers to the membership changes Raft refuses (etcd's v3rpc error map:
+/// an unknown or removed id is "member not found", a taken URL "Peer URLs already
+/// exists", a promotion of a voter or of a learner behind the leader its own two).
+impl From<MembershipError> for CoordError {
+    fn from(e: MembershipError) -> CoordError {
+        use MembershipError::*;
+        match e {
+            ReservedId | NotAMember(_) => CoordError::MemberNotFound,
+            AlreadyVoter(_) => CoordError::MemberExist,
+            AddressInUse { .. } => CoordError::PeerUrlExist,
+            NotALearner(_) => CoordError::MemberNotLearner,
+            LearnerNotInSync { .. } => CoordError::LearnerNotReady,
+            NoAddress(_) => CoordError::MemberBadUrls(e.to_string()),
+            IdUsedBefore(_) => CoordError::Other {
+                code: Code::FailedPrecondition as i32,
+                message: format!("etcdserver: {e}"),
+            },
+            ChangeInProgress => CoordError::Other {
+                code: Code::Unavailable as i32,
+                message: format!("etcdserver: {e}"),
             },
         }
     }
@@ -223,5 +276,55 @@ mod tests {
             Status::from(CoordError::InvalidAuthToken).code(),
             Code::Unauthenticated
         );
+    }
+
+    /// etcd 3.4's codes and messages for refused membership changes
+    /// (api/v3rpc/rpctypes/error.go), which etcdctl prints as they are.
+    #[test]
+    fn membership_refusals_answer_as_etcd() {
+        let status = |e: MembershipError| Status::from(CoordError::from(RaftError::from(e)));
+        let cases = [
+            (
+                MembershipError::NotAMember(9),
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                MembershipError::AddressInUse {
+                    addr: "h:1".into(),
+                    id: 1,
+                },
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                MembershipError::NotALearner(2),
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
+            (
+                MembershipError::LearnerNotInSync {
+                    id: 4,
+                    matched: 1,
+                    last_index: 100,
+                },
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                MembershipError::AlreadyVoter(2),
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ),
+        ];
+        for (refusal, code, message) in cases {
+            let s = status(refusal.clone());
+            assert_eq!((s.code(), s.message()), (code, message), "{refusal:?}");
+        }
+        let s = status(MembershipError::ChangeInProgress);
+        assert_eq!(s.code(), Code::Unavailable);
+        let s = Status::from(CoordError::PeerUrlUpdateUnsupported);
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert!(s.message().contains("does not support changing"), "{s:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! Proposing coordination commands from any member. The local Raft node takes the
 //! proposal when it leads; a follower forwards the encoded command to the leader
 //! (one hop, `CoordForward.Propose`), so any endpoint serves any write. Lease
-//! keep-alives and TTL reads, which only the leader can answer, go the same way.
+//! keep-alives and TTL reads, which only the leader can answer, go the same way, and
+//! so do membership changes (`super::membership`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,6 +20,8 @@ use crate::proto::coord_forward_client::CoordForwardClient;
 use crate::proto::coord_forward_server::CoordForward;
 use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse,
 };
 use crate::proto::{command, Command, CoordCommand, ForwardedAnswer, ForwardedCommand};
 use crate::raft::{RaftError, RaftHandle};
@@ -213,5 +216,29 @@ impl CoordForward for CoordForwardService {
         Ok(Response::new(
             self.lessor.time_to_live_here(request.into_inner()).await?,
         ))
+    }
+
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let answer = super::membership::add_here(&self.proposer, request.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let answer = super::membership::remove_here(&self.proposer, request.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let answer = super::membership::promote_here(&self.proposer, request.into_inner()).await?;
+        Ok(Response::new(answer))
     }
 }

@@ -7,6 +7,7 @@
 //! - [`txn_check`]: etcd's checks on a txn's shape (op count, duplicate keys).
 //! - [`lessor`]: leader-local lease expiry and keep-alives.
 //! - [`forward`]: proposing from any member (a follower forwards to the leader).
+//! - [`membership`]: etcd's membership calls (MemberAdd, ...) on the leader's Raft.
 //! - [`service`]: the etcd v3 gRPC services (KV, Watch, Lease, Lock, Cluster,
 //!   Maintenance, Auth).
 
@@ -16,6 +17,7 @@ pub mod errors;
 pub mod forward;
 pub mod leases;
 pub mod lessor;
+pub mod membership;
 pub mod mvcc;
 pub mod service;
 pub mod state;

@@ -4,23 +4,23 @@
 //! [`output`](super::output) turns the resulting Ready into persistence, sends and
 //! applies in the documented order. The async loop around it is [`super::node`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use prost::Message as _;
 use raft::eraftpb::{
-    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, HardState, Message, Snapshot,
-    SnapshotMetadata,
+    ConfChangeSingle, ConfChangeV2, ConfState, HardState, Message, Snapshot, SnapshotMetadata,
 };
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::config::RaftConfig;
 use super::error::RaftError;
+use super::membership::{plan_membership_change, MembershipView};
 use super::pending::{
     PendingProposals, PendingRead, PendingReads, ReadAnswer, RequestId, RequestIds,
 };
-use super::router::{Input, MembershipChange, ProposalTicket};
+use super::router::{Input, MembershipChange, MembershipTicket, ProposalTicket};
 use super::state_machine::StateMachine;
 use super::status::NodeStatus;
 use super::storage::{DurableStorage, StorageEngine};
@@ -56,6 +56,14 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) state_machine: S,
     /// Members of the applied configuration and their addresses.
     pub(super) members: BTreeMap<u64, String>,
+    /// The highest node id the founding configuration or any applied membership
+    /// change ever used, removed members included; a new member gets the next one.
+    /// Raft's ConfState forgets a removed id, but Raft must never see it again (a
+    /// removed node that comes back would count votes it no longer has), so the
+    /// id lives here: derived from the applied log, carried in the node snapshot
+    /// (`NodeSnapshot.highest_member_id`), hence the same on every member at the
+    /// same applied index and across restarts.
+    pub(super) highest_member_id: u64,
     pub(super) env: NodeEnv,
     pub(super) ids: RequestIds,
     pub(super) proposals: PendingProposals,
@@ -91,6 +99,7 @@ impl<S: StateMachine> RaftCore<S> {
             engine.bootstrap(&snapshot, &hard_state)?;
         }
         let mut members = initial_members;
+        let mut highest_member_id = 0;
         let state = engine.state();
         let applied = state.snapshot.index;
         if applied > 0 {
@@ -99,6 +108,7 @@ impl<S: StateMachine> RaftCore<S> {
                 .restore(&snapshot.state_machine)
                 .map_err(|e| RaftError::Corruption(format!("state machine snapshot: {e}")))?;
             members = members_from_proto(&snapshot.members);
+            highest_member_id = highest_member_id_of(&snapshot, state.snapshot.get_conf_state());
         }
         env.observer.observe(
             id,
@@ -131,6 +141,7 @@ impl<S: StateMachine> RaftCore<S> {
             raw,
             state_machine,
             members,
+            highest_member_id,
             env,
             proposals: PendingProposals::default(),
             reads: PendingReads::default(),
@@ -277,7 +288,10 @@ impl<S: StateMachine> RaftCore<S> {
         match input {
             Input::RaftMessages(_) | Input::PeerUnreachable { .. } | Input::SnapshotSent { .. } => {
             }
-            Input::Propose { reply, .. } | Input::ChangeMembership { reply, .. } => {
+            Input::Propose { reply, .. } => {
+                let _ = reply.send(Err(leaving()));
+            }
+            Input::ChangeMembership { reply, .. } => {
                 let _ = reply.send(Err(leaving()));
             }
             Input::Read { reply, .. } => {
@@ -395,55 +409,48 @@ impl<S: StateMachine> RaftCore<S> {
         self.raw.read_index(ctx.encode());
     }
 
-    /// Proposes a ConfChangeV2 for one membership change.
+    /// Proposes a ConfChangeV2 for one membership change, once
+    /// [`plan_membership_change`] allows it.
     pub fn propose_membership_change(
         &mut self,
         change: MembershipChange,
-    ) -> Result<ProposalTicket, RaftError> {
+    ) -> Result<MembershipTicket, RaftError> {
         self.check_leader()?;
-        let voters = self.raw.raft.prs().conf().voters().ids();
-        let learners = self.raw.raft.prs().conf().learners();
-        let is_member = |id: u64| voters.contains(id) || learners.contains(&id);
-        let (change_type, node_id, addr) = match &change {
-            MembershipChange::AddVoter { id, addr } => (ConfChangeType::AddNode, *id, addr.clone()),
-            MembershipChange::AddLearner { id, addr } => {
-                (ConfChangeType::AddLearnerNode, *id, addr.clone())
-            }
-            MembershipChange::Remove { id } => (ConfChangeType::RemoveNode, *id, String::new()),
-        };
-        if node_id == raft::INVALID_ID {
-            return Err(RaftError::InvalidRequest("node id 0 is reserved".into()));
-        }
-        match change_type {
-            ConfChangeType::RemoveNode if !is_member(node_id) => {
-                return Err(RaftError::InvalidRequest(format!(
-                    "node {node_id} is not a member"
-                )));
-            }
-            ConfChangeType::AddNode if voters.contains(node_id) => {
-                return Err(RaftError::InvalidRequest(format!(
-                    "node {node_id} is already a voter"
-                )));
-            }
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode if addr.is_empty() => {
-                return Err(RaftError::InvalidRequest(format!(
-                    "node {node_id} needs an address"
-                )));
-            }
-            _ => {}
-        }
+        let plan = plan_membership_change(&self.membership_view(), &change)?;
         let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = node_id;
+        single.set_change_type(plan.change_type);
+        single.node_id = plan.node_id;
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());
-        cc.context = addr.into_bytes().into();
+        cc.context = plan.addr.into_bytes().into();
         let id = self.ids.next_id();
         let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose_conf_change(id.encode(), cc)
             .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
-        self.track_proposal(before, id)
+        let ticket = self.track_proposal(before, id)?;
+        Ok(MembershipTicket {
+            node_id: plan.node_id,
+            ticket,
+        })
+    }
+
+    /// The leader's configuration, addresses and learners' progress.
+    fn membership_view(&self) -> MembershipView {
+        let prs = self.raw.raft.prs();
+        let learners: BTreeSet<u64> = prs.conf().learners().iter().copied().collect();
+        MembershipView {
+            voters: prs.conf().voters().ids().iter().collect(),
+            learner_matched: learners
+                .iter()
+                .filter_map(|&id| prs.get(id).map(|pr| (id, pr.matched)))
+                .collect(),
+            learners,
+            addrs: self.members.clone(),
+            highest_member_id: self.highest_member_id,
+            last_index: self.raw.raft.raft_log.last_index(),
+            change_pending: self.raw.raft.has_pending_conf(),
+        }
     }
 
     /// Starts a leadership transfer (Raft thesis §3.10).
@@ -473,6 +480,15 @@ impl<S: StateMachine> RaftCore<S> {
             last_log_index: self.raw.raft.raft_log.last_index(),
             snapshot_index: engine.snapshot.index,
             members: self.members.clone(),
+            learners: self
+                .raw
+                .raft
+                .prs()
+                .conf()
+                .learners()
+                .iter()
+                .copied()
+                .collect(),
         }
     }
 
@@ -512,9 +528,16 @@ fn initial_state<S: StateMachine>(
         voters: voters.clone(),
         ..Default::default()
     });
+    let highest_member_id = voters
+        .iter()
+        .chain(members.keys())
+        .copied()
+        .max()
+        .unwrap_or(0);
     let data = proto::NodeSnapshot {
         members: members_to_proto(members),
         state_machine: state_machine.snapshot(),
+        highest_member_id,
     }
     .encode_to_vec();
     let mut snapshot = Snapshot {
@@ -534,6 +557,25 @@ fn initial_state<S: StateMachine>(
 pub(super) fn decode_node_snapshot(data: &[u8]) -> Result<proto::NodeSnapshot, RaftError> {
     proto::NodeSnapshot::decode(data)
         .map_err(|e| RaftError::Corruption(format!("node snapshot: {e}")))
+}
+
+/// The snapshot's highest member id ever used. A snapshot written before
+/// `highest_member_id` existed falls back to the highest id it still names (ids
+/// removed before it was written are then forgotten, as they were before).
+pub(super) fn highest_member_id_of(snapshot: &proto::NodeSnapshot, conf: &ConfState) -> u64 {
+    let named = snapshot.members.iter().map(|m| m.id);
+    let configured = conf
+        .voters
+        .iter()
+        .chain(&conf.learners)
+        .chain(&conf.voters_outgoing)
+        .chain(&conf.learners_next)
+        .copied();
+    named
+        .chain(configured)
+        .chain([snapshot.highest_member_id])
+        .max()
+        .unwrap_or(0)
 }
 
 pub(super) fn members_from_proto(members: &[proto::Member]) -> BTreeMap<u64, String> {

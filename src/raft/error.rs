@@ -32,6 +32,9 @@ pub enum RaftError {
     /// The request itself is invalid (e.g. a membership change that makes no sense).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The membership change was refused before it was proposed.
+    #[error("{0}")]
+    Membership(#[from] super::membership::MembershipError),
     /// The node has stopped (shut down, removed from the cluster, or failed).
     #[error("node stopped: {0}")]
     Stopped(String),

@@ -3,6 +3,7 @@
 //! - [`router`]: the MessageRouter — every input enters one inbox; [`RaftHandle`]
 //!   is the node's public API;
 //! - [`core`]: RaftCore — owns the `RawNode`, steps inputs, tracks requests;
+//! - [`membership`]: which membership change may be proposed (pure);
 //! - [`output`]: the OutputProcessor — one Ready's I/O, in the documented order;
 //! - [`node`]: the async loop driving them on the node's clock;
 //! - [`storage`]: the WAL + snapshot storage engine;
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod membership;
 pub mod node;
 pub mod output;
 pub mod pending;
@@ -22,8 +24,11 @@ pub mod storage;
 pub use config::RaftConfig;
 pub use core::{Bootstrap, NodeEnv, RaftCore};
 pub use error::RaftError;
+pub use membership::{MembershipError, LEARNER_IN_SYNC_MAX_LAG_ENTRIES};
 pub use node::{inbox, run_raft_node, Inbox};
-pub use router::{Input, MembershipChange, ProposalTicket, RaftHandle};
+pub use router::{
+    Input, MembershipApplied, MembershipChange, MembershipTicket, ProposalTicket, RaftHandle,
+};
 pub use state_machine::StateMachine;
 pub use status::{role_name, LeaderInfo, NodeStatus};
 

@@ -23,7 +23,9 @@ use raft::eraftpb::{
 use raft::{StateRole, Storage};
 use raft_proto::ConfChangeI;
 
-use super::core::{decode_node_snapshot, members_from_proto, members_to_proto, RaftCore};
+use super::core::{
+    decode_node_snapshot, highest_member_id_of, members_from_proto, members_to_proto, RaftCore,
+};
 use super::error::RaftError;
 use super::pending::RequestId;
 use super::state_machine::StateMachine;
@@ -147,6 +149,7 @@ impl<S: StateMachine> RaftCore<S> {
             .restore(&node_snapshot.state_machine)
             .map_err(|e| RaftError::Corruption(format!("snapshot from leader: {e}")))?;
         self.set_members(members_from_proto(&node_snapshot.members));
+        self.highest_member_id = highest_member_id_of(&node_snapshot, meta.get_conf_state());
         self.applied = meta.index;
         self.proposals
             .drop_through(meta.index, "replaced by a snapshot");
@@ -213,6 +216,7 @@ impl<S: StateMachine> RaftCore<S> {
             let peer = change.node_id;
             match change.get_change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    self.highest_member_id = self.highest_member_id.max(peer);
                     if !addr.is_empty() {
                         self.members.insert(peer, addr.clone());
                         if peer != self.id {
@@ -288,6 +292,7 @@ impl<S: StateMachine> RaftCore<S> {
         let data = proto::NodeSnapshot {
             members: members_to_proto(&self.members),
             state_machine: self.state_machine.snapshot(),
+            highest_member_id: self.highest_member_id,
         }
         .encode_to_vec();
         let mut meta = SnapshotMetadata {

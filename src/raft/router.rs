@@ -16,15 +16,21 @@ use super::status::{LeaderInfo, NodeStatus};
 /// How many inputs may wait in the inbox.
 pub const INBOX_CAPACITY: usize = 4096;
 
-/// A membership change, applied through Raft (ConfChangeV2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MembershipChange {
-    /// Add a voter reachable at `addr`.
-    AddVoter { id: u64, addr: String },
-    /// Add a learner (non-voting) reachable at `addr`.
-    AddLearner { id: u64, addr: String },
-    /// Remove a node.
-    Remove { id: u64 },
+pub use super::membership::MembershipChange;
+
+/// A membership change accepted into the leader's log: the node it concerns (the
+/// id the leader chose, for [`MembershipChange::AddNew`]) and its proposal.
+#[derive(Debug)]
+pub struct MembershipTicket {
+    pub node_id: u64,
+    pub ticket: ProposalTicket,
+}
+
+/// A membership change that was applied: its log index and the node it concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipApplied {
+    pub index: u64,
+    pub node_id: u64,
 }
 
 /// A proposal accepted into the leader's log at `index`; `applied` resolves with the
@@ -60,7 +66,7 @@ pub enum Input {
     },
     ChangeMembership {
         change: MembershipChange,
-        reply: oneshot::Sender<Result<ProposalTicket, RaftError>>,
+        reply: oneshot::Sender<Result<MembershipTicket, RaftError>>,
     },
     TransferLeader {
         to: u64,
@@ -158,13 +164,16 @@ impl RaftHandle {
     }
 
     /// Proposes a membership change and waits until it is applied.
-    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, RaftError> {
-        let ticket = self
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<MembershipApplied, RaftError> {
+        let MembershipTicket { node_id, ticket } = self
             .ask(|reply| Input::ChangeMembership { change, reply })
             .await??;
         let index = ticket.index;
         ticket.wait().await?;
-        Ok(index)
+        Ok(MembershipApplied { index, node_id })
     }
 
     /// Asks the leader to hand leadership to `to`.

@@ -1,6 +1,6 @@
 //! A snapshot of a node's Raft state, for `coordctl status` and tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use raft::StateRole;
 
@@ -17,6 +17,8 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// Members of the applied configuration with their addresses.
     pub members: BTreeMap<u64, String>,
+    /// Which of `members` are learners (non-voting).
+    pub learners: BTreeSet<u64>,
 }
 
 /// The lower-case name of a role, as printed by `coordctl status`.

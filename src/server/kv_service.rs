@@ -215,7 +215,8 @@ impl KvService {
             .node
             .change_membership(change)
             .await
-            .map_err(status_from_raft_error)?;
+            .map_err(status_from_raft_error)?
+            .index;
         let s = self.status_now().await?;
         Ok(Response::new(MembershipResponse {
             index,

@@ -6,7 +6,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::raft::RaftError;
+use crate::raft::{MembershipError, RaftError};
 
 pub const LEADER_ID_KEY: &str = "x-leader-id";
 pub const LEADER_ADDR_KEY: &str = "x-leader-addr";
@@ -31,6 +31,13 @@ pub fn status_from_raft_error(err: RaftError) -> Status {
             Status::deadline_exceeded(format!("request timed out after {ms} ms"))
         }
         RaftError::InvalidRequest(why) => Status::invalid_argument(why),
+        // Answered as when raft-rs dropped the second of two pending changes,
+        // before this check existed: clients retry it.
+        RaftError::Membership(MembershipError::ChangeInProgress) => Status::aborted(format!(
+            "proposal dropped: {}",
+            MembershipError::ChangeInProgress
+        )),
+        RaftError::Membership(e) => Status::invalid_argument(e.to_string()),
         RaftError::Corruption(why) => Status::data_loss(why),
         e @ (RaftError::Storage(_) | RaftError::Transport(_) | RaftError::Stopped(_)) => {
             Status::unavailable(e.to_string())

@@ -60,6 +60,33 @@ impl EtcdCluster {
         EtcdCluster { root, members }
     }
 
+    /// Starts member `name`, already added with `member add` at `peer_url`, into the
+    /// running cluster (`--initial-cluster-state existing` with the
+    /// `ETCD_INITIAL_CLUSTER` that `etcdctl member add` printed); its client endpoint.
+    pub fn start_added(&mut self, name: &str, peer_url: &str, initial_cluster: &str) -> String {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(self.root.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", name, "--data-dir"])
+            .arg(self.root.path().join(name))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", peer_url])
+            .args(["--initial-advertise-peer-urls", peer_url])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "existing"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}; {ETCD_INSTALL_HINT}"));
+        self.members.push(EtcdMember {
+            client_url: client_url.clone(),
+            child: Some(child),
+        });
+        client_url.trim_start_matches("http://").to_string()
+    }
+
     /// Client endpoints as etcdctl takes them (`127.0.0.1:port`).
     pub fn endpoints(&self) -> Vec<String> {
         self.members
@@ -83,13 +110,20 @@ impl EtcdCluster {
 
     /// Each member's name and log.
     pub fn logs(&self) -> Vec<(String, String)> {
-        (1..=self.members.len())
-            .map(|i| {
-                let name = format!("etcd e{i}");
-                let path = self.root.path().join(format!("e{i}.log"));
-                (name, std::fs::read_to_string(path).unwrap_or_default())
+        let mut logs: Vec<(String, String)> = std::fs::read_dir(self.root.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "log"))
+            .map(|path| {
+                let name = path.file_stem().unwrap().to_string_lossy();
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                (format!("etcd {name}"), log)
             })
-            .collect()
+            .collect();
+        logs.sort();
+        logs
     }
 }
 

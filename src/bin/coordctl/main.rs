@@ -1,8 +1,10 @@
 //! coordctl: talks to a coordlab cluster. Any endpoint works; it follows the leader.
 //! `put`, `get`, `del`, `watch`, `lease` and `lock` speak the etcd v3 API (see
-//! `etcd.rs`): one keyspace, the one etcdctl sees.
+//! `etcd.rs`): one keyspace, the one etcdctl sees; `member` uses etcd's Cluster
+//! API (`member.rs`), as `etcdctl member` does.
 
 mod etcd;
+mod member;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -47,10 +49,10 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Membership: add or remove nodes.
+    /// Membership through etcd's Cluster API: add, remove, promote, list.
     Member {
         #[command(subcommand)]
-        action: MemberAction,
+        action: member::MemberAction,
     },
     /// Move leadership to node ID.
     TransferLeader { id: u64 },
@@ -98,16 +100,6 @@ enum GroupAction {
     /// Remove MEMBER from GROUP.
     Leave { group: String, member: String },
     /// Groups and their assignments.
-    List,
-}
-
-#[derive(Subcommand, Debug)]
-enum MemberAction {
-    /// Add node ID at ADDR as a voter (start it with `coordd --join` first).
-    Add { id: u64, addr: String },
-    /// Remove node ID.
-    Remove { id: u64 },
-    /// List members.
     List,
 }
 
@@ -210,14 +202,14 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
             }
         }
         Command::Member { action } => {
-            let members = match action {
-                MemberAction::Add { id, addr } => client.add_member(id, &addr).await?.members,
-                MemberAction::Remove { id } => client.remove_member(id).await?.members,
-                MemberAction::List => client.leader_status().await?.members,
+            let run = async {
+                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                member::run(&conn, action).await
             };
-            for m in members {
-                writeln!(out, "{}={}", m.id, m.addr).expect("stdout");
-            }
+            return Ok(run.await.unwrap_or_else(|e| {
+                eprintln!("coordctl: {e}");
+                ExitCode::from(2)
+            }));
         }
         Command::TransferLeader { id } => {
             let r = client.transfer_leader(id).await?;

@@ -50,7 +50,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied_index,
             errors: Vec::new(),
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: raft.learners.contains(&raft.id),
         }))
     }
 

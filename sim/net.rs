@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coordlab::transport::Transport;
+use coordlab::seams::transport::Transport;
 use madsim::rand::{thread_rng, Rng};
 use raft::eraftpb::Message;
 

@@ -44,10 +44,6 @@ use modules::{load, package_root, relative, Loc, ModPath, Model, Tree};
 /// list only shrinks: the test fails on a cycle that is not here, and on one that
 /// is here but gone (delete its line when you break it).
 const KNOWN_CYCLES: &[Known] = &[
-    ("src", "", &["client", "mq", "server"]),
-    ("src", "", &["kv", "raft", "transport"]),
-    ("src", "coord", &["forward", "lessor"]),
-    ("src", "coordinator", &["balancer", "registry"]),
     (
         "sim",
         "",

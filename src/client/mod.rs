@@ -20,7 +20,7 @@ use crate::proto::{
     PutRequest, PutResponse, RemoveMemberRequest, RequestSession, StatusRequest, StatusResponse,
     TransferLeaderRequest, TransferLeaderResponse,
 };
-use crate::server::leader_hint;
+use crate::raft::rpc_status::leader_hint;
 
 #[derive(Debug, Error)]
 pub enum ClientError {

@@ -2,7 +2,8 @@
 //! proposal when it leads; a follower forwards the encoded command to the leader
 //! (one hop, `CoordForward.Propose`), so any endpoint serves any write. Lease
 //! keep-alives and TTL reads, which only the leader can answer, go the same way, and
-//! so do membership changes (`super::membership`).
+//! so do membership changes (`super::membership`); the leader's side of these calls
+//! is `super::service::forward`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,19 +12,13 @@ use std::time::Duration;
 
 use prost::Message as _;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::errors::CoordError;
 use super::state::answer_result;
 use crate::proto::coord_answer::Answer;
 use crate::proto::coord_forward_client::CoordForwardClient;
-use crate::proto::coord_forward_server::CoordForward;
-use crate::proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse,
-    MemberRemoveRequest, MemberRemoveResponse,
-};
-use crate::proto::{command, Command, CoordCommand, ForwardedAnswer, ForwardedCommand};
+use crate::proto::{command, Command, CoordCommand, ForwardedCommand};
 use crate::raft::{RaftError, RaftHandle};
 use crate::seams::clock::Clock;
 
@@ -154,91 +149,4 @@ pub fn error_from_status(s: &Status) -> CoordError {
         message: s.message().to_string(),
         compact_revision: 0,
     })
-}
-
-/// The leader-side of forwarding.
-pub struct CoordForwardService {
-    proposer: Arc<Proposer>,
-    lessor: Arc<super::lessor::Lessor>,
-}
-
-impl CoordForwardService {
-    pub fn new(proposer: Arc<Proposer>, lessor: Arc<super::lessor::Lessor>) -> Self {
-        CoordForwardService { proposer, lessor }
-    }
-}
-
-#[tonic::async_trait]
-impl CoordForward for CoordForwardService {
-    async fn propose(
-        &self,
-        request: Request<ForwardedCommand>,
-    ) -> Result<Response<ForwardedAnswer>, Status> {
-        let command = request.into_inner().command;
-        // Only coordination commands travel this way.
-        match Command::decode(&command[..]).map(|c| c.op) {
-            Ok(Some(command::Op::Coord(_))) => {}
-            _ => {
-                return Err(Status::invalid_argument(
-                    "etcdserver: forwarded bytes are not a coordination command",
-                ))
-            }
-        }
-        let handle = self.proposer.handle();
-        let answer = with_deadline(self.proposer.clock(), REQUEST_TIMEOUT, async {
-            handle
-                .propose_and_wait(command)
-                .await
-                .map(|(_, a)| a)
-                .map_err(CoordError::from)
-        })
-        .await?;
-        Ok(Response::new(ForwardedAnswer { answer }))
-    }
-
-    async fn keep_alive(
-        &self,
-        request: Request<LeaseKeepAliveRequest>,
-    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
-        let id = request.into_inner().id;
-        let ttl = self.lessor.renew_here(id).await?;
-        Ok(Response::new(LeaseKeepAliveResponse {
-            header: Some(self.lessor.header()),
-            id,
-            ttl,
-        }))
-    }
-
-    async fn time_to_live(
-        &self,
-        request: Request<LeaseTimeToLiveRequest>,
-    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Ok(Response::new(
-            self.lessor.time_to_live_here(request.into_inner()).await?,
-        ))
-    }
-
-    async fn member_add(
-        &self,
-        request: Request<MemberAddRequest>,
-    ) -> Result<Response<MemberAddResponse>, Status> {
-        let answer = super::membership::add_here(&self.proposer, request.into_inner()).await?;
-        Ok(Response::new(answer))
-    }
-
-    async fn member_remove(
-        &self,
-        request: Request<MemberRemoveRequest>,
-    ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let answer = super::membership::remove_here(&self.proposer, request.into_inner()).await?;
-        Ok(Response::new(answer))
-    }
-
-    async fn member_promote(
-        &self,
-        request: Request<MemberPromoteRequest>,
-    ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let answer = super::membership::promote_here(&self.proposer, request.into_inner()).await?;
-        Ok(Response::new(answer))
-    }
 }

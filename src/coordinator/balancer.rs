@@ -18,6 +18,16 @@ use crate::seams::mutants;
 
 type Instances = BTreeMap<String, (ServiceInfo, Channel)>;
 
+// Defined here rather than in `registry`: the balancer builds on the registry's
+// snapshot and watch, and the registry does not depend on the balancer.
+impl ServiceRegistry {
+    /// A connection to `name` that balances over its instances and follows the
+    /// registry (see [`ServiceConnection`]).
+    pub async fn get_connection(&self, name: &str) -> Result<ServiceConnection, CoordinatorError> {
+        ServiceConnection::follow(self.clone(), name).await
+    }
+}
+
 pub struct ServiceConnection {
     name: String,
     instances: Arc<Mutex<Instances>>,

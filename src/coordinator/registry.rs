@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::balancer::ServiceConnection;
 use super::connection::Connection;
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
@@ -188,12 +187,6 @@ impl ServiceRegistry {
             name: name.to_string(),
             inner: ResumableWatch::start(self.conn.clone(), prefix, end, revision),
         }
-    }
-
-    /// A connection to `name` that balances over its instances and follows the
-    /// registry (see [`ServiceConnection`]).
-    pub async fn get_connection(&self, name: &str) -> Result<ServiceConnection, CoordinatorError> {
-        ServiceConnection::follow(self.clone(), name).await
     }
 }
 

@@ -28,7 +28,7 @@ use crate::proto;
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
 use crate::seams::observer::{Event, Observer};
-use crate::transport::Transport;
+use crate::seams::transport::Transport;
 
 /// How a node with an empty disk starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

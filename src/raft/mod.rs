@@ -7,6 +7,7 @@
 //! - [`output`]: the OutputProcessor — one Ready's I/O, in the documented order;
 //! - [`node`]: the async loop driving them on the node's clock;
 //! - [`storage`]: the WAL + snapshot storage engine;
+//! - [`rpc_status`]: a Raft error as the gRPC status a client sees, and back;
 //! - [`pending`], [`status`], [`config`], [`error`], [`state_machine`]: what they say.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod node;
 pub mod output;
 pub mod pending;
 pub mod router;
+pub mod rpc_status;
 pub mod state_machine;
 pub mod status;
 pub mod storage;

@@ -6,18 +6,59 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message as _;
 use raft::eraftpb::{HardState, Message, MessageType};
 use raft::StateRole;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::kv::{self, KvStateMachine};
-use crate::proto;
 use crate::seams::clock::{Clock, Sleep};
 use crate::seams::disk::MemDisk;
 use crate::seams::observer::{Event, Observer};
-use crate::transport::Transport;
+use crate::seams::transport::Transport;
+
+/// The state machine the tests replicate: string keys to bytes. A command is
+/// `key=value`; its answer, and a query's, is the key's value before (`None`
+/// encoded as an empty answer, `Some(v)` as `1` then `v`).
+#[derive(Default)]
+struct Registers(BTreeMap<String, Vec<u8>>);
+
+fn put_command(key: &str, value: &[u8]) -> Vec<u8> {
+    [key.as_bytes(), b"=", value].concat()
+}
+
+fn get_query(key: &str) -> Vec<u8> {
+    key.as_bytes().to_vec()
+}
+
+fn encode_value(value: Option<&Vec<u8>>) -> Vec<u8> {
+    value.map_or_else(Vec::new, |v| [&[1u8][..], v].concat())
+}
+
+fn decode_value(answer: &[u8]) -> Option<Vec<u8>> {
+    answer.split_first().map(|(_, v)| v.to_vec())
+}
+
+impl StateMachine for Registers {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let at = command.iter().position(|&b| b == b'=').expect("key=value");
+        let key = String::from_utf8_lossy(&command[..at]).into_owned();
+        let before = self.0.insert(key, command[at + 1..].to_vec());
+        encode_value(before.as_ref())
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        encode_value(self.0.get(&*String::from_utf8_lossy(query)))
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).expect("string keys serialise")
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.0 = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 struct ManualClock(AtomicU64);
@@ -83,7 +124,7 @@ impl Observer for EventLog {
 }
 
 struct Cluster {
-    cores: BTreeMap<u64, RaftCore<KvStateMachine>>,
+    cores: BTreeMap<u64, RaftCore<Registers>>,
     disks: BTreeMap<u64, Arc<MemDisk>>,
     transport: Arc<QueueTransport>,
     log: Arc<EventLog>,
@@ -137,11 +178,11 @@ impl Cluster {
             transport: self.transport.clone(),
         };
         let members = (1..=3).map(|i| (i, addr(i))).collect();
-        let core = RaftCore::open(config, env, KvStateMachine::new(), bootstrap, members).unwrap();
+        let core = RaftCore::open(config, env, Registers::default(), bootstrap, members).unwrap();
         self.cores.insert(id, core);
     }
 
-    fn core(&mut self, id: u64) -> &mut RaftCore<KvStateMachine> {
+    fn core(&mut self, id: u64) -> &mut RaftCore<Registers> {
         self.cores.get_mut(&id).unwrap()
     }
 
@@ -209,7 +250,7 @@ impl Cluster {
         let leader = self.elect();
         let ticket = self
             .core(leader)
-            .propose(kv::put_command(key, value.as_bytes()))
+            .propose(put_command(key, value.as_bytes()))
             .unwrap();
         let index = ticket.index;
         let mut rx = ticket.applied;
@@ -219,8 +260,8 @@ impl Cluster {
     }
 
     fn value_on(&self, id: u64, key: &str) -> Option<Vec<u8>> {
-        let answer = self.cores[&id].state_machine.query(&kv::get_query(key));
-        proto::GetResponse::decode(&answer[..]).unwrap().value
+        let answer = self.cores[&id].state_machine.query(&get_query(key));
+        decode_value(&answer)
     }
 }
 
@@ -229,12 +270,12 @@ fn propose_returns_the_real_index_and_the_state_machine_answer() {
     let mut c = Cluster::new(3, 1000);
     let leader = c.elect();
     let first = c.put("k", "v1");
-    let ticket = c.core(leader).propose(kv::put_command("k", b"v2")).unwrap();
+    let ticket = c.core(leader).propose(put_command("k", b"v2")).unwrap();
     assert_eq!(ticket.index, first + 1);
     let mut rx = ticket.applied;
     c.run_until("applied", |_| !rx.is_empty());
-    let answer = proto::KvApplied::decode(&rx.try_recv().unwrap().unwrap()[..]).unwrap();
-    assert_eq!(answer.prev_value.as_deref(), Some(&b"v1"[..]));
+    let answer = decode_value(&rx.try_recv().unwrap().unwrap());
+    assert_eq!(answer.as_deref(), Some(&b"v1"[..]));
     c.run_until("all applied", |c| {
         c.cores.values().all(|n| n.applied == first + 1)
     });
@@ -248,7 +289,7 @@ fn follower_refuses_proposals_naming_the_leader() {
     let mut c = Cluster::new(3, 1000);
     let leader = c.elect();
     let follower = (1..=3).find(|&i| i != leader).unwrap();
-    match c.core(follower).propose(kv::put_command("k", b"v")) {
+    match c.core(follower).propose(put_command("k", b"v")) {
         Err(RaftError::NotLeader {
             leader_id,
             leader_addr,
@@ -267,12 +308,11 @@ fn linearizable_read_on_a_follower_sees_the_latest_write() {
     let index = c.put("k", "v");
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let (tx, mut rx) = oneshot::channel();
-    c.core(follower).read(kv::get_query("k"), true, tx);
+    c.core(follower).read(get_query("k"), true, tx);
     c.run_until("read served", |_| !rx.is_empty());
     let read = rx.try_recv().unwrap().unwrap();
     assert!(read.read_index >= index);
-    let got = proto::GetResponse::decode(&read.answer[..]).unwrap();
-    assert_eq!(got.value.as_deref(), Some(&b"v"[..]));
+    assert_eq!(decode_value(&read.answer).as_deref(), Some(&b"v"[..]));
 }
 
 #[test]
@@ -284,10 +324,10 @@ fn two_reads_in_flight_get_their_own_answers() {
     c.put("b", "2");
     let (tx_a, mut rx_a) = oneshot::channel();
     let (tx_b, mut rx_b) = oneshot::channel();
-    c.core(leader).read(kv::get_query("a"), true, tx_a);
-    c.core(leader).read(kv::get_query("b"), true, tx_b);
+    c.core(leader).read(get_query("a"), true, tx_a);
+    c.core(leader).read(get_query("b"), true, tx_b);
     c.run_until("reads served", |_| !rx_a.is_empty() && !rx_b.is_empty());
-    let value = |a: Vec<u8>| proto::GetResponse::decode(&a[..]).unwrap().value.unwrap();
+    let value = |a: Vec<u8>| decode_value(&a).unwrap();
     assert_eq!(value(rx_a.try_recv().unwrap().unwrap().answer), b"1");
     assert_eq!(value(rx_b.try_recv().unwrap().unwrap().answer), b"2");
 }
@@ -474,10 +514,7 @@ fn a_removed_leader_heartbeats_for_a_while_and_steps_nothing() {
         .unwrap();
     let removal = ticket.ticket.index;
     c.core(leader).process_ready().unwrap();
-    let behind = c
-        .core(leader)
-        .propose(kv::put_command("behind", b"x"))
-        .unwrap();
+    let behind = c.core(leader).propose(put_command("behind", b"x")).unwrap();
     assert_eq!(behind.index, removal + 1);
     c.core(leader).process_ready().unwrap();
     let appends = std::mem::take(&mut *c.transport.queue.lock().unwrap());
@@ -494,7 +531,7 @@ fn a_removed_leader_heartbeats_for_a_while_and_steps_nothing() {
     let acks = std::mem::take(&mut *c.transport.queue.lock().unwrap());
     c.core(leader).receive_input(Input::RaftMessages(acks));
     c.core(leader)
-        .propose(kv::put_command("same-ready", b"y"))
+        .propose(put_command("same-ready", b"y"))
         .unwrap();
     c.core(leader).process_ready().unwrap();
     std::mem::take(&mut *c.transport.queue.lock().unwrap());
@@ -515,7 +552,7 @@ fn a_removed_leader_heartbeats_for_a_while_and_steps_nothing() {
     // Meanwhile it takes nothing new.
     let (reply, mut refused) = oneshot::channel();
     c.core(leader).receive_input(Input::Propose {
-        command: kv::put_command("late", b"x"),
+        command: put_command("late", b"x"),
         reply,
     });
     assert!(matches!(
@@ -628,7 +665,7 @@ fn a_proposal_overwritten_by_another_leader_is_dropped_not_acknowledged() {
     c.put("k", "v0");
     // The old leader is cut off, still believes it leads, and accepts a proposal.
     c.isolated.insert(old);
-    let ticket = c.core(old).propose(kv::put_command("k", b"lost")).unwrap();
+    let ticket = c.core(old).propose(put_command("k", b"lost")).unwrap();
     let index = ticket.index;
     let mut rx = ticket.applied;
     c.run_until("new leader", |c| c.leader().is_some_and(|l| l != old));

@@ -2,9 +2,10 @@
 //!
 //! Every piece of the stack reaches the outside world only through these traits, each
 //! with one real implementation here and one simulated implementation in the harness
-//! (`sim/`): [`disk::Disk`] for persistence, [`clock::Clock`] for time, and
-//! [`observer::Observer`] for what the checkers need to see. The network seam is the
-//! gRPC transport in [`crate::transport`], which madsim-tonic simulates.
+//! (`sim/`): [`disk::Disk`] for persistence, [`clock::Clock`] for time,
+//! [`observer::Observer`] for what the checkers need to see, and
+//! [`transport::Transport`] for Raft messages (the real one is gRPC in
+//! [`crate::transport`], which madsim-tonic simulates; the harness adds link faults).
 //! [`mutants`] holds the catalog of deliberately injected bugs, compiled only into
 //! simulation builds.
 
@@ -12,3 +13,4 @@ pub mod clock;
 pub mod disk;
 pub mod mutants;
 pub mod observer;
+pub mod transport;

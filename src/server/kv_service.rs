@@ -6,7 +6,6 @@ use std::time::Duration;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 
-use super::status::status_from_raft_error;
 use crate::kv::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::mq::logic_node::LogicNodeMetrics;
 use crate::proto::kv_server::Kv;
@@ -15,6 +14,7 @@ use crate::proto::{
     MembershipResponse, PutRequest, PutResponse, RemoveMemberRequest, StatusRequest,
     StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
+use crate::raft::rpc_status::status_from_raft_error;
 use crate::raft::{role_name, MembershipChange, NodeStatus, RaftHandle};
 use crate::seams::clock::Clock;
 

@@ -3,7 +3,6 @@
 
 mod kv_service;
 pub mod replicated;
-mod status;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,10 +11,11 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::coord::forward::{CoordForwardService, Proposer};
+use crate::coord::forward::Proposer;
 use crate::coord::lessor::Lessor;
 use crate::coord::service::auth::AuthService;
 use crate::coord::service::cluster::ClusterService;
+use crate::coord::service::forward::CoordForwardService;
 use crate::coord::service::kv::KvService as EtcdKvService;
 use crate::coord::service::lease::LeaseService;
 use crate::coord::service::lock::LockService;
@@ -36,11 +36,11 @@ use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
 use crate::seams::observer::Observer;
-use crate::transport::{GrpcTransport, RaftTransportService, Transport};
+use crate::seams::transport::Transport;
+use crate::transport::{GrpcTransport, RaftTransportService};
 use replicated::ReplicatedState;
 
 pub use kv_service::KvService;
-pub use status::{leader_hint, status_from_raft_error};
 
 /// Wraps the real transport (the harness adds its fault hooks this way).
 pub type TransportLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;

@@ -12,12 +12,9 @@ use prost::Message as _;
 
 use crate::coord::state::SharedCoordState;
 use crate::kv::KvStateMachine;
-use crate::mq::coo::state::CooState;
+use crate::mq::coo::state::{CooState, TopicWatch};
 use crate::proto::{self, command, query};
 use crate::raft::StateMachine;
-
-/// What observers of the coo metadata see.
-pub type TopicWatch = watch::Receiver<Arc<proto::TopicInfos>>;
 
 pub struct ReplicatedState {
     kv: KvStateMachine,
@@ -56,22 +53,6 @@ pub fn get_query(key: &str, serializable: bool) -> Vec<u8> {
             key: key.to_string(),
             serializable,
         })),
-    }
-    .encode_to_vec()
-}
-
-/// Encodes a coo read as a node query.
-pub fn coo_query(q: proto::coo_query::Q) -> Vec<u8> {
-    proto::Query {
-        q: Some(query::Q::Coo(proto::CooQuery { q: Some(q) })),
-    }
-    .encode_to_vec()
-}
-
-/// Encodes a coo command for the Raft log.
-pub fn coo_command(op: proto::coo_command::Op) -> Vec<u8> {
-    proto::Command {
-        op: Some(command::Op::Coo(proto::CooCommand { op: Some(op) })),
     }
     .encode_to_vec()
 }
@@ -125,6 +106,7 @@ impl StateMachine for ReplicatedState {
 mod tests {
     use super::*;
     use crate::kv;
+    use crate::mq::coo::state::{coo_command, coo_query};
 
     #[test]
     fn kv_and_coo_commands_reach_their_machines() {

@@ -7,9 +7,9 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::peer::{run_peer_sender, PeerLink, StreamTiming, PEER_QUEUE_CAPACITY};
-use super::Transport;
 use crate::raft::{Input, RaftHandle};
 use crate::seams::clock::Clock;
+use crate::seams::transport::Transport;
 
 struct Peer {
     addr: String,

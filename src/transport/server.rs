@@ -19,10 +19,10 @@ use raft::eraftpb::Message;
 use thiserror::Error;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Transport;
 use crate::proto::raft_transport_server::RaftTransport;
 use crate::proto::{RaftMessageAck, RaftMessageBatch};
 use crate::raft::{RaftError, RaftHandle};
+use crate::seams::transport::Transport;
 use crate::sync::watch;
 
 /// Why a receiver ended a peer's stream.

@@ -14,11 +14,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::peer::{run_peer_sender, PeerLink, StreamTiming};
 use super::server::{AckStream, ReceiveError, StreamReceiver};
-use super::{GrpcTransport, RaftTransportService, Transport};
+use super::{GrpcTransport, RaftTransportService};
 use crate::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::proto::{RaftMessageAck, RaftMessageBatch};
 use crate::raft::{Input, LeaderInfo, RaftHandle};
 use crate::seams::clock::MonotonicClock;
+use crate::seams::transport::Transport;
 use crate::sync::watch;
 
 const SENDER: u64 = 1;

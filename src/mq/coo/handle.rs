@@ -15,9 +15,8 @@ use crate::proto::{
 };
 use crate::raft::{RaftError, RaftHandle};
 use crate::seams::clock::Clock;
-use crate::server::replicated::{coo_command, coo_query, TopicWatch};
 
-use super::state::validate_topic;
+use super::state::{coo_command, coo_query, validate_topic, TopicWatch};
 
 #[derive(Clone)]
 pub struct Coo {

@@ -14,8 +14,8 @@ use crate::proto::{
     DeleteTopicResponse, GroupList, ListRequest, PullRequest, ReportAck,
     SyncConsumerAssignmentsRequest, TopicInfo, TopicInfos,
 };
+use crate::raft::rpc_status::status_from_raft_error;
 use crate::raft::RaftError;
-use crate::server::status_from_raft_error;
 
 pub struct CooService {
     coo: Coo,

@@ -6,14 +6,36 @@
 //! every change a broker's topic view depends on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use prost::Message as _;
 
+use crate::proto::{self, command, query};
 use crate::proto::{
     coo_answer, coo_command, coo_query, BrokerInfo, BrokerList, ConsumerAssignment, CooAnswer,
     CooCommand, CooQuery, CooSnapshot, DeleteTopicResponse, GroupInfo, GroupList,
     PartitionAssignment, PartitionRef, ReportAck, TopicInfo, TopicInfos,
 };
+use crate::sync::watch;
+
+/// What observers of the coo metadata (in-process brokers, `Pull` streams) see.
+pub type TopicWatch = watch::Receiver<Arc<proto::TopicInfos>>;
+
+/// Encodes a coo read as a node query.
+pub fn coo_query(q: proto::coo_query::Q) -> Vec<u8> {
+    proto::Query {
+        q: Some(query::Q::Coo(proto::CooQuery { q: Some(q) })),
+    }
+    .encode_to_vec()
+}
+
+/// Encodes a coo command for the Raft log.
+pub fn coo_command(op: proto::coo_command::Op) -> Vec<u8> {
+    proto::Command {
+        op: Some(command::Op::Coo(proto::CooCommand { op: Some(op) })),
+    }
+    .encode_to_vec()
+}
 
 /// Limits that keep one request from blowing up the metadata.
 pub const MAX_PARTITIONS: u32 = 1024;

@@ -6,7 +6,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::raft::{MembershipError, RaftError};
+use super::{MembershipError, RaftError};
 
 pub const LEADER_ID_KEY: &str = "x-leader-id";
 pub const LEADER_ADDR_KEY: &str = "x-leader-addr";

@@ -13,7 +13,7 @@
 //!   `ci/fuzz.sh --jobs 2` runs seeds.
 //!
 //! A difference fails the check and names the first diverging event (every context
-//! writes its traces). [`planted_leak_rounds`] plants a leak on purpose, so a test
+//! writes its traces). `run::phases::planted_leak_rounds` plants a leak on purpose, so a test
 //! proves the check can fail.
 
 use std::collections::BTreeMap;
@@ -322,18 +322,6 @@ pub fn check_contexts(
         dir.display(),
         failures.join("\n")
     ))
-}
-
-/// `SIM_PLANTED_LEAK=1` plants the kind of leak the check exists for: a
-/// process-wide counter of runs that decides how many random numbers a run draws
-/// before it starts (so everything after differs). Returns that number.
-pub fn planted_leak_rounds() -> u64 {
-    static RUNS_IN_THIS_PROCESS: AtomicU64 = AtomicU64::new(0);
-    if std::env::var("SIM_PLANTED_LEAK").is_ok_and(|v| v == "1") {
-        RUNS_IN_THIS_PROCESS.fetch_add(1, Ordering::SeqCst)
-    } else {
-        0
-    }
 }
 
 /// The check must fail on a planted leak: `run` alone and `run` a second time in

@@ -7,7 +7,8 @@
 //! - [`disk`] (builds everywhere: its recovery property test runs in `cargo test`),
 //!   [`clock`], [`net`]: the simulated implementations of the seams, with
 //!   their fault models;
-//! - [`scenario`]: scenario files (TOML) and their validation;
+//! - [`scenario`]: scenario files (TOML) and their validation (the `[library]`
+//!   section in `scenario::library`);
 //! - [`budget`]: which nodes a run may lose for good (pure);
 //! - [`faults`]: the fault plan — swarm-drawn and timeline events — and its driver;
 //! - [`workload`]: client workloads that record invoke/complete history;
@@ -16,9 +17,11 @@
 //! - [`library`]: the client library (`coordlab::coordinator`) driven as clients —
 //!   locks with a fenced resource, registry routing, config watches — and its
 //!   end-of-run audits (its `[library]` scenario section builds everywhere);
-//! - [`world`]: one seeded run — cluster, clients, faults, two phases;
+//! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
+//!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
-//!   artifacts;
+//!   artifacts; its two phases (`run::phases`: safety under faults, then healed)
+//!   and the end-of-run judgement;
 //! - [`runner`]: the libtest-mimic entry point;
 //! - [`determinism`]: the same run alone, in the suite and in a sweep must agree;
 //! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps (one process per run), mutant

@@ -1,6 +1,7 @@
-//! One seeded run: a cluster of madsim nodes (each a coordd-equivalent with its own
-//! simulated disk and clock), client nodes running the workload, and the fault
-//! driver; a safety phase under faults, then a healed phase that must converge.
+//! The simulated world of one run: a cluster of madsim nodes (each a
+//! coordd-equivalent with its own simulated disk, clock and faulty links), their
+//! addresses, membership as the harness knows it, and the operations the fault
+//! driver and the supervisor apply to them (kill, restart, pause, partition, heal).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,10 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coordlab::mq::broker::Broker;
-use coordlab::mq::client::CooClient;
-use coordlab::mq::logic_node::LogicNode;
-use coordlab::proto::{CreateTopicRequest, SyncConsumerAssignmentsRequest};
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::seams::transport::Transport;
 use coordlab::server::{serve_node, NodeOptions, NodeSeams};
@@ -20,16 +17,12 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
-use super::checkers::liveness::LivenessBounds;
-use super::checkers::{self, Violation};
 use super::clock::SimClock;
 use super::disk::{DiskFaults, SimDisk};
-use super::faults::FaultDriver;
 use super::net::{FaultyTransport, LinkFaults, SharedLinkFaults};
 use super::observer::{Recorder, SimObserver};
 use super::scenario::Scenario;
 use super::trace::EventKind;
-use super::workload::{self, WorkloadControl};
 
 /// Port every simulated node serves on.
 pub const NODE_PORT: u16 = 7100;
@@ -63,27 +56,6 @@ pub struct SimNode {
     pub written_off: bool,
 }
 
-/// How a run ended badly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// The stack or the harness panicked.
-    Crash,
-    /// A safety invariant was broken.
-    Correctness,
-    /// The healed cluster did not converge in time.
-    Liveness,
-}
-
-impl FailureClass {
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureClass::Crash => "crash",
-            FailureClass::Correctness => "correctness",
-            FailureClass::Liveness => "liveness",
-        }
-    }
-}
-
 /// Records a change the harness made to node `id`'s process.
 fn record_process(recorder: &Recorder, id: u64, change: &str) {
     recorder.record(
@@ -112,6 +84,55 @@ pub struct World {
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
+
+impl World {
+    /// The world of a fresh run: the initial voters created and bootstrapped as a
+    /// new cluster, on the current madsim runtime's network.
+    pub fn start(scenario: &Scenario, recorder: Arc<Recorder>) -> SharedWorld {
+        let net = NetSim::current();
+        net.update_config(|c| c.send_latency = default_latency());
+        let voters: Vec<u64> = (1..=scenario.cluster.nodes).collect();
+        let mut world = World {
+            scenario: scenario.clone(),
+            handle: Handle::current(),
+            net,
+            recorder,
+            link_faults: Arc::default(),
+            nodes: BTreeMap::new(),
+            peers: voters
+                .iter()
+                .map(|&id| (id, node_addr(id).to_string()))
+                .collect(),
+            members: voters.iter().copied().collect(),
+            removing: Default::default(),
+        };
+        for &id in &voters {
+            world.create_node(
+                id,
+                Bootstrap::NewCluster {
+                    voters: voters.clone(),
+                },
+            );
+        }
+        Arc::new(Mutex::new(world))
+    }
+
+    /// Members still in the cluster (not failed, removed or lost).
+    pub fn live_members(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.nodes.get(id).is_some_and(|n| {
+                    !matches!(
+                        n.state,
+                        NodeState::Failed | NodeState::Removed | NodeState::Lost
+                    )
+                })
+            })
+            .collect()
+    }
+}
 
 fn raft_config(scenario: &Scenario, id: u64) -> RaftConfig {
     let c = &scenario.cluster;
@@ -365,100 +386,9 @@ pub fn default_latency() -> std::ops::Range<Duration> {
     Duration::from_millis(1)..Duration::from_millis(5)
 }
 
-/// What a run produced.
-pub struct RunOutcome {
-    pub failure: Option<(FailureClass, Violation)>,
-    pub sim_ms: u64,
-    /// Lines a passing run prints (e.g. what a demonstration showed).
-    pub notes: Vec<String>,
-}
-
-/// Trace ids of broker-only LogicNodes start here.
-pub const EXTRA_BROKER_BASE: u64 = 50;
-
-/// Starts broker-only LogicNodes on their own hosts (External mode only).
-fn start_extra_brokers(handle: &Handle, scenario: &Scenario, recorder: &Arc<Recorder>) -> Vec<u64> {
-    let endpoints: Vec<String> = (1..=scenario.cluster.nodes)
-        .map(|id| node_addr(id).to_string())
-        .collect();
-    let mut ids = Vec::new();
-    for k in 1..=scenario.mq.extra_brokers {
-        let id = EXTRA_BROKER_BASE + k;
-        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 5, k as u8));
-        let observer: Arc<dyn coordlab::seams::observer::Observer> = Arc::new(SimObserver {
-            recorder: recorder.clone(),
-        });
-        let endpoints = endpoints.clone();
-        let node = handle
-            .create_node()
-            .name(format!("broker-{id}"))
-            .ip(ip)
-            .build();
-        node.spawn(async move {
-            let clock: Arc<dyn coordlab::seams::clock::Clock> = Arc::new(SimClock::new());
-            let broker = Broker::new(
-                id,
-                SocketAddr::new(ip, NODE_PORT).to_string(),
-                observer.clone(),
-            );
-            let logic = LogicNode::builder()
-                .id(id)
-                .broker(broker)
-                .coo_endpoints(endpoints)
-                .clock(clock)
-                .observer(observer)
-                .build()
-                .expect("valid broker-only LogicNode");
-            logic.run(std::future::pending()).await;
-        });
-        ids.push(id);
-    }
-    ids
-}
-
-/// An admin client that creates topics and keeps a consumer group busy.
-async fn run_topic_admin(scenario: Scenario, recorder: Arc<Recorder>) {
-    let endpoints = (1..=scenario.cluster.nodes)
-        .map(|id| node_addr(id).to_string())
-        .collect();
-    let mut config = coordlab::client::ClientConfig::new(endpoints);
-    config.total_timeout = Duration::from_secs(5);
-    let Ok(mut client) = CooClient::new(config) else {
-        return;
-    };
-    let spacing = scenario.duration.safety_secs * 1000 / (scenario.mq.topics + 1);
-    for i in 0..scenario.mq.topics {
-        tokio::time::sleep(Duration::from_millis(spacing)).await;
-        let request = CreateTopicRequest {
-            name: format!("topic-{i}"),
-            partitions: 4,
-            replication: 2,
-        };
-        let outcome = match client.create_topic(request).await {
-            Ok(t) => format!("created {}", t.name),
-            Err(e) => format!("creating topic-{i} failed: {e}"),
-        };
-        recorder.record(
-            0,
-            EventKind::Fault {
-                action: format!("admin: {outcome}"),
-            },
-        );
-        let member = format!("consumer-{}", i % 3);
-        let _ = client
-            .sync_consumer_assignments(SyncConsumerAssignmentsRequest {
-                group: "group-a".into(),
-                member,
-                topics: vec![format!("topic-{i}")],
-                leave: false,
-            })
-            .await;
-    }
-}
-
 /// Restarts nodes whose process stopped by itself (e.g. a storage error), as a
 /// service manager would, after `delay`.
-async fn supervise(world: SharedWorld, delay: Duration) {
+pub async fn supervise(world: SharedWorld, delay: Duration) {
     loop {
         tokio::time::sleep(delay).await;
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
@@ -496,182 +426,4 @@ fn last_stop_reason(events: &[super::trace::TraceEvent], node: u64) -> Option<&s
         EventKind::Stopped { reason } if e.node == node => Some(reason.as_str()),
         _ => None,
     })
-}
-
-/// Runs the scenario inside the current madsim runtime.
-pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
-    recorder.start();
-    for _ in 0..super::determinism::planted_leak_rounds() {
-        let _: u64 = madsim::rand::random();
-    }
-    let handle = Handle::current();
-    let net = NetSim::current();
-    net.update_config(|c| c.send_latency = default_latency());
-    let world = Arc::new(Mutex::new(World {
-        scenario: scenario.clone(),
-        handle: handle.clone(),
-        net,
-        recorder: recorder.clone(),
-        link_faults: Arc::default(),
-        nodes: BTreeMap::new(),
-        peers: BTreeMap::new(),
-        members: (1..=scenario.cluster.nodes).collect(),
-        removing: Default::default(),
-    }));
-    {
-        let mut w = world.lock().unwrap();
-        let voters: Vec<u64> = (1..=scenario.cluster.nodes).collect();
-        for &id in &voters {
-            w.peers.insert(id, node_addr(id).to_string());
-        }
-        for &id in &voters {
-            w.create_node(
-                id,
-                Bootstrap::NewCluster {
-                    voters: voters.clone(),
-                },
-            );
-        }
-    }
-    let control = WorkloadControl::new();
-    workload::start_clients(&handle, &scenario, recorder.clone(), control.clone());
-    super::coord::start(&handle, &scenario, &recorder, &control);
-    // --- client library (issue 7) ---
-    let library = super::library::start(&handle, &scenario, recorder.clone());
-    let extra_brokers = start_extra_brokers(&handle, &scenario, &recorder);
-    if scenario.mq.topics > 0 {
-        let admin = handle
-            .create_node()
-            .name("topic-admin")
-            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 6, 1)))
-            .build();
-        admin.spawn(run_topic_admin(scenario.clone(), recorder.clone()));
-    }
-    let supervisor = handle
-        .create_node()
-        .name("supervisor")
-        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
-        .build();
-    let sup_world = world.clone();
-    supervisor.spawn(supervise(sup_world, Duration::from_secs(2)));
-
-    let safety = Duration::from_secs(scenario.duration.safety_secs);
-    let driver = FaultDriver::plan(&scenario, world.clone());
-    let driver_node = handle
-        .create_node()
-        .name("fault-driver")
-        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
-        .build();
-    driver_node.spawn(driver.run());
-
-    // Phase 1: safety under faults (ends early on the first violation).
-    if wait_or_violation(&recorder, safety).await {
-        return finish(&recorder, None);
-    }
-    // Killing the driver's node also cancels its pending heal timers.
-    handle.kill(driver_node.id());
-    let healed_at_ms = {
-        let mut w = world.lock().unwrap();
-        w.heal_everything();
-        w.fault("heal everything".into());
-        let now = w.recorder.lock().now_ms();
-        now
-    };
-    // Phase 2: healed; the cluster must converge within the bounds.
-    let heal = Duration::from_secs(scenario.duration.heal_secs);
-    if wait_or_violation(&recorder, heal).await {
-        return finish(&recorder, None);
-    }
-    control.stop();
-    // --- client library (issue 7) ---
-    if let Some(library) = library {
-        library.finish().await;
-    }
-    // --- end client library ---
-    // The audit covers the grants of the client library's locks too.
-    if scenario.coord.any() || scenario.library.lock_clients > 0 {
-        super::coord::run_audit(&handle, &scenario, &recorder).await;
-    }
-    let bounds = LivenessBounds {
-        healed_at_ms,
-        leader_within_ms: scenario.liveness.leader_within_secs * 1000,
-        ops_within_ms: scenario.liveness.ops_within_secs * 1000,
-    };
-    let members = members_at_end(&world);
-    let brokers: Vec<u64> = if scenario.mq.brokers {
-        members.iter().chain(&extra_brokers).copied().collect()
-    } else {
-        Vec::new()
-    };
-    let disabled = &scenario.checkers.disabled;
-    let state = recorder.lock();
-    let end = checkers::RunEnd {
-        events: &state.trace.events,
-        bounds,
-        members: &members,
-        brokers: &brokers,
-    };
-    // Linearizability, locks, leases, watches: correctness failures, judged on the
-    // whole history once it is complete — and only once the run converged.
-    let live = checkers::judge_liveness(&end, disabled).err();
-    let judged = live
-        .is_none()
-        .then(|| checkers::judge_end_of_run(&end, disabled));
-    drop(state);
-    match judged {
-        Some(Ok(notes)) => RunOutcome {
-            notes,
-            ..finish(&recorder, None)
-        },
-        Some(Err(v)) => RunOutcome {
-            sim_ms: recorder.lock().now_ms(),
-            failure: Some((FailureClass::Correctness, v)),
-            notes: Vec::new(),
-        },
-        None => finish(&recorder, live),
-    }
-}
-
-/// Members still in the cluster at the end of the run.
-fn members_at_end(world: &Mutex<World>) -> Vec<u64> {
-    let w = world.lock().unwrap();
-    w.members
-        .iter()
-        .copied()
-        .filter(|id| {
-            w.nodes.get(id).is_some_and(|n| {
-                !matches!(
-                    n.state,
-                    NodeState::Failed | NodeState::Removed | NodeState::Lost
-                )
-            })
-        })
-        .collect()
-}
-
-async fn wait_or_violation(recorder: &Recorder, duration: Duration) -> bool {
-    let step = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    while waited < duration {
-        tokio::time::sleep(step).await;
-        waited += step;
-        if recorder.violation().is_some() {
-            return true;
-        }
-    }
-    false
-}
-
-fn finish(recorder: &Recorder, liveness: Option<Violation>) -> RunOutcome {
-    let state = recorder.lock();
-    let failure = match (&state.violation, liveness) {
-        (Some(v), _) => Some((FailureClass::Correctness, v.clone())),
-        (None, Some(v)) => Some((FailureClass::Liveness, v)),
-        (None, None) => None,
-    };
-    RunOutcome {
-        failure,
-        sim_ms: state.now_ms(),
-        notes: Vec::new(),
-    }
 }

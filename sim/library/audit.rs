@@ -20,7 +20,7 @@ use futures::StreamExt as _;
 use tokio::time::Instant;
 
 use super::config::{Stamp, WatchRange, PREFIX};
-use super::run::{Ctx, WatcherProgress};
+use super::context::{Ctx, WatcherProgress};
 use crate::sim::trace::{CommittedChange, EventKind, LibraryEvent};
 
 const ATTEMPTS: usize = 5;

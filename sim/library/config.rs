@@ -19,9 +19,9 @@ use madsim::task::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::context::{Ctx, WatcherProgress};
 use super::isolation::Isolation;
-use super::run::{Ctx, WatcherProgress};
-use super::spec::LibrarySpec;
+use crate::sim::scenario::library::LibrarySpec;
 use crate::sim::trace::LibraryEvent;
 
 pub const PREFIX: &str = "lib/cfg/";

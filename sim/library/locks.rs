@@ -12,9 +12,9 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 use tokio::time::Instant;
 
+use super::context::Ctx;
 use super::fenced::FencedResources;
 use super::isolation::Isolation;
-use super::run::Ctx;
 use crate::sim::trace::LibraryEvent;
 
 /// How long a client waits for a lock before it gives up (drops the call).

@@ -20,15 +20,15 @@
 //!
 //! What they see goes into the trace as `EventKind::Library` events (defined in
 //! `events.rs`, which `sim/trace.rs` includes), judged by the `library_*` checkers
-//! in `sim/checkers/`. The scenario's `[library]` section ([`spec`]) sets the
-//! clients and the library configuration.
-
-pub mod spec;
+//! in `sim/checkers/`. The scenario's `[library]` section
+//! (`crate::sim::scenario::library`) sets the clients and the library configuration.
 
 #[cfg(madsim)]
 mod audit;
 #[cfg(madsim)]
 mod config;
+#[cfg(madsim)]
+mod context;
 #[cfg(madsim)]
 mod fenced;
 #[cfg(madsim)]
@@ -41,4 +41,4 @@ mod registry;
 mod run;
 
 #[cfg(madsim)]
-pub use run::start;
+pub use run::{start, LibraryRun};

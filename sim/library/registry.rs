@@ -19,7 +19,7 @@ use coordlab::proto::etcdserverpb::RangeRequest;
 use madsim::rand::{thread_rng, Rng};
 use tokio::time::Instant;
 
-use super::run::Ctx;
+use super::context::Ctx;
 use crate::sim::trace::LibraryEvent;
 use crate::sim::world::node_addr;
 

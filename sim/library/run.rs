@@ -3,19 +3,17 @@
 //! fencing tokens, list the leases left.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::coordinator::{Coordinator, CoordinatorConfig};
 use madsim::runtime::Handle;
 use madsim::task::JoinHandle;
 
-use super::spec::LibrarySpec;
+use super::context::{Ctx, Stop, WatcherProgress};
 use super::{audit, config, fenced::FencedResources, locks, registry};
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
-use crate::sim::trace::{EventKind, LibraryEvent};
+use crate::sim::trace::LibraryEvent;
 use crate::sim::world::node_addr;
 
 /// How long the end of the run waits for one client to finish its call.
@@ -23,52 +21,6 @@ const CLIENT_EXIT_PATIENCE: Duration = Duration::from_secs(30);
 /// The leader checks for expired leases every 500 ms; proposing and applying the
 /// removal takes a few round trips on the healed cluster.
 const LEASE_EXPIRY_GRACE: Duration = Duration::from_secs(3);
-
-/// Tells the library clients to stop after their current call.
-#[derive(Clone, Default)]
-pub struct Stop(Arc<AtomicBool>);
-
-impl Stop {
-    pub fn stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// What every library client needs.
-#[derive(Clone)]
-pub struct Ctx {
-    pub spec: LibrarySpec,
-    /// Every initial member's address.
-    pub endpoints: Vec<String>,
-    pub safety_ms: u64,
-    pub recorder: Arc<Recorder>,
-    pub stop: Stop,
-}
-
-impl Ctx {
-    pub fn record(&self, client: u64, event: LibraryEvent) {
-        self.recorder.record(client, EventKind::Library(event));
-    }
-
-    pub fn config(&self, endpoints: Vec<String>) -> CoordinatorConfig {
-        self.spec.coordinator_config(endpoints)
-    }
-
-    /// A coordinator on `endpoints` (connecting is lazy; only credentials could
-    /// make it fail, and the harness uses none).
-    pub async fn coordinator(&self, endpoints: Vec<String>) -> Coordinator {
-        Coordinator::new(self.config(endpoints))
-            .await
-            .expect("a coordinator without credentials connects lazily")
-    }
-}
-
-/// A config watcher's progress, for the end-of-run wait.
-#[derive(Default)]
-pub struct WatcherProgress {
-    /// (store revision read right after opening, latest revision delivered).
-    pub state: Mutex<Option<(i64, i64)>>,
-}
 
 pub struct LibraryRun {
     ctx: Ctx,
@@ -191,7 +143,7 @@ impl LibraryRun {
     /// TTL has passed, and `Ended`. The online checkers judge them as they are
     /// recorded.
     pub async fn finish(self) {
-        self.ctx.stop.0.store(true, Ordering::SeqCst);
+        self.ctx.stop.stop();
         let mut clients_running = 0;
         for client in self.clients {
             // A client still busy after this long is left behind (its calls count

@@ -4,6 +4,8 @@
 //! A bad file fails with `file:line: reason` — unknown keys, wrong types and values
 //! out of range alike.
 
+pub mod library;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -34,7 +36,7 @@ pub struct Scenario {
     /// Clients of the client library: locks with a fenced resource, registry
     /// routing, config watches (`sim/library/`).
     #[serde(default)]
-    pub library: super::library::spec::LibrarySpec,
+    pub library: library::LibrarySpec,
     #[serde(default)]
     pub duration: DurationSpec,
     #[serde(default)]

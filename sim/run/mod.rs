@@ -2,6 +2,9 @@
 //! shrinker all run it: a fresh thread with its own madsim runtime, the online
 //! checkers, and what came out (trace, hash, failure).
 
+mod mq;
+pub mod phases;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,7 +13,8 @@ use super::observer::Recorder;
 use super::report;
 use super::scenario::Scenario;
 use super::trace::TraceEvent;
-use super::world::{run_world, FailureClass};
+use phases::run_world;
+pub use phases::FailureClass;
 
 /// What one run produced.
 pub struct RunResult {

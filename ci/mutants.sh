@@ -18,14 +18,14 @@ sim() { ci/sim-cargo.sh -q 2>/dev/null; }
 targets() {
   case "$1" in
     stale_reads | reuse_read_context | read_before_apply) echo coord_read_races ;;
-    # a delayed duplicate of an acknowledged put (issue 18)
+    # a delayed duplicate of an acknowledged put
     apply_overtaken_retry) echo client_retries ;;
     follower_lease_expiry) echo coord_steady,coord_faults ;;
     lock_ignores_holder) echo coord_steady,coord_faults,coord_clocks_disks ;;
     watch_skips_history) echo coord_steady,coord_watch_compaction ;;
-    # client library (issue 7)
+    # client library
     lock_no_keepalive | resolver_ignores_deletes) echo library_steady,library_faults ;;
-    # lease expiry, fencing tokens, watch resumption (issue 18)
+    # lease expiry, fencing tokens, watch resumption
     lessor_half_ttl | fencing_token_header_revision | watch_resumes_from_now) echo library_steady,library_faults ;;
     *) echo "" ;;
   esac

@@ -158,7 +158,6 @@ pub fn describe(e: &EventKind) -> String {
             value.as_ref().map(|v| format!(" -> {v}")).unwrap_or_default(),
             index.map(|i| format!(" at index {i}")).unwrap_or_default()
         ),
-        // --- client library (issue 7) ---
         EventKind::Library(event) => event.describe(),
     }
 }

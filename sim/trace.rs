@@ -4,11 +4,9 @@
 
 use serde::Serialize;
 
-// --- client library (issue 7) ---
 #[path = "library/events.rs"]
 mod library_events;
 pub use library_events::{CommittedChange, LibraryEvent};
-// --- end client library ---
 
 /// A log entry as checkers see it: position, term and a digest of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -278,10 +276,8 @@ pub enum EventKind {
     Process {
         change: String,
     },
-    // --- client library (issue 7) ---
     /// An event of the client-library workload (`sim/library/`).
     Library(LibraryEvent),
-    // --- end client library ---
     /// A client started an operation.
     ClientInvoke {
         client: u64,

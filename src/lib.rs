@@ -1,17 +1,25 @@
 //! coordlab: a Raft coordination stack that runs for real, and compiles unchanged
 //! against madsim's simulated network, clock and disk (`--cfg madsim`).
 //!
-//! The folders follow the architecture:
+//! The folders follow the architecture, bottom to top; sibling modules never use
+//! each other both ways (`tests/tidy_layers.rs` fails on any cycle):
 //!
 //! - [`seams`]: the only places where the real and the simulated world differ —
-//!   Disk, Clock and Observer (the Transport seam is [`transport`]).
-//! - [`raft`]: the Raft core on raft-rs's `RawNode` and its storage engine.
-//! - [`transport`]: Raft messages between nodes over gRPC.
-//! - [`kv`]: the replicated key-value state machine.
-//! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000).
-//! - [`server`]: a whole `coordd` node: Raft core, transport and client API.
-//! - [`client`]: a client that finds and follows the leader (`coordctl` uses it).
-//! - [`sync`]: a watch channel whose waiters wake in a fixed order.
+//!   Disk, Clock, Observer and Transport — and the catalog of injected bugs;
+//! - [`sync`]: a watch channel whose waiters wake in a fixed order;
+//! - [`proto`]: the protobuf/gRPC types (coordlab's own and etcd's v3 API);
+//! - [`raft`]: the Raft core on raft-rs's `RawNode`, its storage engine, and how a
+//!   Raft error reaches a gRPC client;
+//! - [`transport`]: Raft messages between nodes over gRPC (the real Transport);
+//! - [`kv`]: coordlab's own replicated key-value store, with write sessions;
+//! - [`client`]: a client of coordlab's own KV and admin API that follows the leader;
+//! - [`coord`]: the coordination service — etcd's v3 API (KV, watch, lease, lock,
+//!   auth, cluster membership, maintenance) on coordlab's Raft;
+//! - [`coordinator`]: the client library over the etcd API (seed 001): locks, a
+//!   service registry with balanced connections, a config center;
+//! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
+//! - [`server`]: a whole `coordd` node, wiring all of the above to the seams it is
+//!   given.
 
 pub mod client;
 pub mod coord;

@@ -32,7 +32,6 @@ pub struct Scenario {
     /// Explicit fault events, in addition to (or instead of) random ones.
     #[serde(default)]
     pub timeline: Vec<TimelineEvent>,
-    // --- client library (issue 7) ---
     /// Clients of the client library: locks with a fenced resource, registry
     /// routing, config watches (`sim/library/`).
     #[serde(default)]
@@ -661,7 +660,6 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        // --- client library (issue 7) ---
         self.library.validate()?;
         let c = &self.cluster;
         if !(1..=7).contains(&c.nodes) {

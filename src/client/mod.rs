@@ -1,10 +1,12 @@
-//! A client of a coordd cluster that finds and follows the leader.
+//! A client of coordlab's own KV and admin API (`coordlab.Kv`) that finds and
+//! follows the leader.
 //!
 //! Requests go to the preferred endpoint; a "not leader" answer moves the client to
 //! the leader it names, and an unreachable or failing node moves it to the next
 //! endpoint, with exponential backoff, until the overall deadline passes.
-//! A put that timed out may still have been applied: retrying it writes the same
-//! value again, which a KV put tolerates.
+//! Every put and delete carries the client's write session (client id, request
+//! number), so a retry of a write whose answer was lost is answered, not applied
+//! again.
 
 use std::collections::HashMap;
 use std::future::Future;

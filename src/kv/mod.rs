@@ -1,8 +1,10 @@
 //! The replicated key-value state machine: a sorted map of string keys to bytes.
 //!
 //! Commands are `proto::KvCommand`, queries `proto::GetRequest`; both travel as
-//! protobuf bytes through the Raft log and the read path. (The full etcd-style
-//! coordination state machine replaces this in `coord/`.)
+//! protobuf bytes through the Raft log and the read path. A write carrying a
+//! session (client id, request number) is applied at most once: a retry is
+//! answered from the session, not applied again. This is `coordlab.Kv`'s store,
+//! separate from the etcd keyspace that `coord` serves.
 
 use std::collections::BTreeMap;
 

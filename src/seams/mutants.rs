@@ -93,7 +93,6 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "library_routing",
         "get_connection keeps routing to instances whose deregistration it has seen",
     ),
-    // --- issue 18 ---
     (
         "lessor_half_ttl",
         "lease_expiry",
@@ -109,7 +108,6 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "library_watch_delivery",
         "a library watch whose stream broke or went silent resumes from the current revision, dropping what it missed",
     ),
-    // --- end issue 18 ---
     (
         "keep_old_receiver",
         "single_state_receiver",

@@ -407,7 +407,7 @@ mod tests {
         );
     }
 
-    /// Regression (issue 11, etcd_101): a `:fail :read` was dropped twice — once as
+    /// Regression (Jepsen's etcd_101): a `:fail :read` was dropped twice — once as
     /// failed, once as a read still pending — and the second removal took the next
     /// operation with it, here the write the last read saw.
     #[test]
@@ -428,7 +428,7 @@ INFO  jepsen.util - 2\t:ok\t:read\t1
         assert_eq!(histories::parse_etcd_log(lone), Ok(vec![]));
     }
 
-    /// Regression (issue 11): the trace's operations were timed in simulated
+    /// Regression: the trace's operations were timed in simulated
     /// milliseconds, so a completion and a later invocation in the same millisecond
     /// counted as concurrent and a stale answer passed. Trace order is real time.
     #[test]

@@ -13,6 +13,7 @@ use crate::proto::{
     BrokerList, BrokerReport, ConsumerAssignment, CreateTopicRequest, DeleteTopicRequest,
     GroupList, ListRequest, PullRequest, SyncConsumerAssignmentsRequest, TopicInfo, TopicInfos,
 };
+#[cfg(madsim)]
 use crate::seams::mutants;
 use crate::seams::observer::{Event, Observer};
 
@@ -21,7 +22,9 @@ pub struct CooClient {
     /// Who the RPCs are sent for (observer events), 0 for admin use.
     broker_id: u64,
     observer: Option<Arc<dyn Observer>>,
-    /// Only for the `external_sticks_to_deposed_leader` mutant.
+    /// The endpoint the `external_sticks_to_deposed_leader` mutant sticks to; the
+    /// field, like every mutant site, exists only in simulation builds.
+    #[cfg(madsim)]
     pinned: Option<String>,
 }
 
@@ -35,6 +38,7 @@ impl CooClient {
             inner: CoordClient::new(config)?,
             broker_id: 0,
             observer: None,
+            #[cfg(madsim)]
             pinned: None,
         })
     }
@@ -59,6 +63,7 @@ impl CooClient {
 
     pub async fn report(&mut self, report: BrokerReport) -> Result<u64, ClientError> {
         self.sent("report");
+        #[cfg(madsim)]
         if let Some(endpoint) = self.pinned.clone() {
             let ack = self
                 .inner
@@ -73,6 +78,7 @@ impl CooClient {
                 async move { coo(ch).report(report).await }
             })
             .await?;
+        #[cfg(madsim)]
         if mutants::active("external_sticks_to_deposed_leader") {
             self.pinned = Some(self.inner.preferred_endpoint().to_string());
         }
@@ -82,6 +88,7 @@ impl CooClient {
     /// Opens the leader's stream of topic infos for `broker_id`.
     pub async fn pull(&mut self, broker_id: u64) -> Result<Streaming<TopicInfos>, ClientError> {
         self.sent("pull");
+        #[cfg(madsim)]
         if let Some(endpoint) = self.pinned.clone() {
             return self
                 .inner

@@ -166,24 +166,28 @@ impl Disk for FileDisk {
     }
 }
 
-/// A disk in memory: every write is immediately "durable" and nothing survives the
-/// process. For unit tests and benchmarks that measure everything but the disk; the
-/// simulator's disk, with crash semantics and faults, lives in `sim/`.
+/// A disk in memory for unit tests: every write is immediately "durable" and
+/// nothing survives the process. The simulator's disk, with crash semantics and
+/// faults, lives in `sim/`.
+#[cfg(test)]
 #[derive(Default)]
 pub struct MemDisk {
     files: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
+#[cfg(test)]
 impl MemDisk {
     pub fn new() -> Self {
         Self::default()
     }
 }
 
+#[cfg(test)]
 fn not_found(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file {name:?}"))
 }
 
+#[cfg(test)]
 impl ReadDisk for MemDisk {
     fn list(&self) -> io::Result<Vec<String>> {
         Ok(self
@@ -205,6 +209,7 @@ impl ReadDisk for MemDisk {
     }
 }
 
+#[cfg(test)]
 impl Disk for MemDisk {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut files = self.files.lock().expect("mem disk");

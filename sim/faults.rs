@@ -5,6 +5,7 @@
 //! first draws which kinds are on and how hard (TigerBeetle's swarm testing), so
 //! different seeds explore different mixes. Every random fault carries its own heal.
 
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
@@ -12,7 +13,7 @@ use madsim::rand::{thread_rng, Rng};
 use super::disk::DiskFaults;
 use super::net::LinkFaults;
 use super::scenario::{Action, FaultKind, Scenario};
-use super::world::{default_latency, NodeState, SharedWorld};
+use super::world::{default_latency, NodeState, SharedWorld, World};
 
 /// How hard each fault kind hits in this run.
 #[derive(Debug, Clone)]
@@ -274,196 +275,246 @@ pub fn apply(
             }
             _ => {}
         }
-        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+        let w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.fault(description);
         match action {
-            Action::Partition {
-                groups,
-                heal_after_ms,
-            } => {
-                w.partition(&groups);
-                after(world, heal_after_ms, Action::HealNetwork);
+            Action::Partition { .. }
+            | Action::OneWay { .. }
+            | Action::HealNetwork
+            | Action::IsolateLeader { .. } => apply_partition(world, w, action),
+            Action::LinkFaults { .. } | Action::Latency { .. } => {
+                apply_link_faults(world, w, action)
             }
-            Action::OneWay {
-                from,
-                to,
-                heal_after_ms,
-            } => {
-                w.clog_one_way(from, to);
-                after(world, heal_after_ms, Action::HealNetwork);
+            Action::Kill { .. }
+            | Action::KillForGood { .. }
+            | Action::Restart { .. }
+            | Action::Pause { .. }
+            | Action::KillLeader { .. } => apply_process(world, w, action),
+            Action::DiskFaults { .. } | Action::TornCrash { .. } | Action::BitFlip { .. } => {
+                apply_disk(world, w, action)
             }
-            Action::HealNetwork => w.heal_network(),
-            Action::Kill {
-                node,
-                restart_after_ms,
-            } => {
-                w.kill(node);
-                after(world, restart_after_ms, Action::Restart { node });
-            }
-            Action::KillForGood { node } if w.may_write_off(node) => w.kill_for_good(node),
-            Action::KillForGood { node } => w.fault(format!(
-                "node {node} kept: losing it would leave no majority of members able to serve"
-            )),
-            Action::Restart { node } => {
-                if w.nodes
-                    .get(&node)
-                    .is_some_and(|n| n.state == NodeState::Down)
-                {
-                    w.restart(node);
-                }
-            }
-            Action::Pause {
-                node,
-                resume_after_ms,
-            } => {
-                w.pause(node);
-                let world = world.clone();
-                if let Some(ms) = resume_after_ms {
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
-                        w.fault(format!("resume node {node}"));
-                        w.resume(node);
-                    });
-                }
-            }
-            Action::KillLeader { restart_after_ms } => {
-                if let Some(leader) = w.recorder.current_leader() {
-                    w.fault(format!("leader is node {leader}"));
-                    w.kill(leader);
-                    after(world, restart_after_ms, Action::Restart { node: leader });
-                }
-            }
-            Action::IsolateLeader { heal_after_ms } => {
-                if let Some(leader) = w.recorder.current_leader() {
-                    let others: Vec<u64> =
-                        w.nodes.keys().copied().filter(|&n| n != leader).collect();
-                    w.fault(format!("isolating leader {leader}"));
-                    w.partition(&[vec![leader], others]);
-                    after(world, heal_after_ms, Action::HealNetwork);
-                }
-            }
-            Action::LinkFaults {
-                drop,
-                duplicate,
-                delay,
-                max_delay_ms,
-                heal_after_ms,
-            } => {
-                drop_guard(w);
-                set_link_faults(
-                    world,
-                    LinkFaults {
-                        drop,
-                        duplicate,
-                        delay,
-                        max_delay_ms,
-                    },
-                );
-                if let Some(ms) = heal_after_ms {
-                    let world = world.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        set_link_faults(&world, LinkFaults::default());
-                    });
-                }
-            }
-            Action::Latency {
-                min_ms,
-                max_ms,
-                heal_after_ms,
-            } => {
-                let range =
-                    Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms + 1));
-                w.net.update_config(|c| c.send_latency = range);
-                if let Some(ms) = heal_after_ms {
-                    let net = w.net.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        net.update_config(|c| c.send_latency = default_latency());
-                    });
-                }
-            }
-            Action::DiskFaults {
-                node,
-                write_eio,
-                sync_eio,
-                sync_latency_ms,
-                torn_writes,
-                heal_after_ms,
-            } => {
-                if let Some(n) = w.nodes.get(&node) {
-                    let disk = n.disk.clone();
-                    disk.set_faults(DiskFaults {
-                        write_eio,
-                        sync_eio,
-                        sync_latency_ms,
-                        torn_writes,
-                    });
-                    if let Some(ms) = heal_after_ms {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(ms)).await;
-                            disk.set_faults(DiskFaults::default());
-                        });
-                    }
-                }
-            }
-            Action::TornCrash {
-                node,
-                restart_after_ms,
-            } => {
-                if let Some(n) = w.nodes.get(&node) {
-                    let mut faults = n.disk.faults();
-                    faults.torn_writes = true;
-                    n.disk.set_faults(faults);
-                }
-                w.kill(node);
-                after(world, restart_after_ms, Action::Restart { node });
-            }
-            Action::BitFlip {
-                node,
-                restart_after_ms,
-            } => {
-                let flip = w.may_write_off(node);
-                w.kill(node);
-                if !flip {
-                    w.fault(format!(
-                        "no bit flipped on node {node}: losing it would leave no majority of members able to serve"
-                    ));
-                } else if let Some(n) = w.nodes.get_mut(&node) {
-                    n.written_off = true;
-                    if let Some((file, offset)) = n.disk.flip_random_bit() {
-                        w.fault(format!(
-                            "flipped a bit of node {node}'s {file} at offset {offset}"
-                        ));
-                    }
-                }
-                after(world, restart_after_ms, Action::Restart { node });
-            }
-            Action::ClockJump { node, delta_ms } => {
-                if let Some(n) = w.nodes.get(&node) {
-                    n.clock.jump(delta_ms);
-                }
-            }
-            Action::ClockDrift {
-                node,
-                ppm,
-                heal_after_ms,
-            } => {
-                if let Some(n) = w.nodes.get(&node) {
-                    let clock = n.clock.clone();
-                    clock.set_drift_ppm(ppm);
-                    if let Some(ms) = heal_after_ms {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(ms)).await;
-                            clock.set_drift_ppm(0);
-                        });
-                    }
-                }
-            }
+            Action::ClockJump { .. } | Action::ClockDrift { .. } => apply_clock(w, action),
             Action::AddNode | Action::RemoveNode { .. } => unreachable!("handled above"),
         }
     })
+}
+
+/// Partitions, one-way links, isolating the leader, healing the network.
+fn apply_partition(world: &SharedWorld, w: MutexGuard<'_, World>, action: Action) {
+    match action {
+        Action::Partition {
+            groups,
+            heal_after_ms,
+        } => {
+            w.partition(&groups);
+            after(world, heal_after_ms, Action::HealNetwork);
+        }
+        Action::OneWay {
+            from,
+            to,
+            heal_after_ms,
+        } => {
+            w.clog_one_way(from, to);
+            after(world, heal_after_ms, Action::HealNetwork);
+        }
+        Action::HealNetwork => w.heal_network(),
+        Action::IsolateLeader { heal_after_ms } => {
+            if let Some(leader) = w.recorder.current_leader() {
+                let others: Vec<u64> = w.nodes.keys().copied().filter(|&n| n != leader).collect();
+                w.fault(format!("isolating leader {leader}"));
+                w.partition(&[vec![leader], others]);
+                after(world, heal_after_ms, Action::HealNetwork);
+            }
+        }
+        _ => unreachable!("not a partition action"),
+    }
+}
+
+/// Drops, duplicates and delays on every link; network latency.
+fn apply_link_faults(world: &SharedWorld, w: MutexGuard<'_, World>, action: Action) {
+    match action {
+        Action::LinkFaults {
+            drop,
+            duplicate,
+            delay,
+            max_delay_ms,
+            heal_after_ms,
+        } => {
+            drop_guard(w);
+            set_link_faults(
+                world,
+                LinkFaults {
+                    drop,
+                    duplicate,
+                    delay,
+                    max_delay_ms,
+                },
+            );
+            if let Some(ms) = heal_after_ms {
+                let world = world.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    set_link_faults(&world, LinkFaults::default());
+                });
+            }
+        }
+        Action::Latency {
+            min_ms,
+            max_ms,
+            heal_after_ms,
+        } => {
+            let range =
+                Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms + 1));
+            w.net.update_config(|c| c.send_latency = range);
+            if let Some(ms) = heal_after_ms {
+                let net = w.net.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    net.update_config(|c| c.send_latency = default_latency());
+                });
+            }
+        }
+        _ => unreachable!("not a link faults action"),
+    }
+}
+
+/// Killing, restarting and pausing node processes.
+fn apply_process(world: &SharedWorld, mut w: MutexGuard<'_, World>, action: Action) {
+    match action {
+        Action::Kill {
+            node,
+            restart_after_ms,
+        } => {
+            w.kill(node);
+            after(world, restart_after_ms, Action::Restart { node });
+        }
+        Action::KillForGood { node } if w.may_write_off(node) => w.kill_for_good(node),
+        Action::KillForGood { node } => w.fault(format!(
+            "node {node} kept: losing it would leave no majority of members able to serve"
+        )),
+        Action::Restart { node } => {
+            if w.nodes
+                .get(&node)
+                .is_some_and(|n| n.state == NodeState::Down)
+            {
+                w.restart(node);
+            }
+        }
+        Action::Pause {
+            node,
+            resume_after_ms,
+        } => {
+            w.pause(node);
+            let world = world.clone();
+            if let Some(ms) = resume_after_ms {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+                    w.fault(format!("resume node {node}"));
+                    w.resume(node);
+                });
+            }
+        }
+        Action::KillLeader { restart_after_ms } => {
+            if let Some(leader) = w.recorder.current_leader() {
+                w.fault(format!("leader is node {leader}"));
+                w.kill(leader);
+                after(world, restart_after_ms, Action::Restart { node: leader });
+            }
+        }
+        _ => unreachable!("not a process action"),
+    }
+}
+
+/// Disk faults, torn writes at a crash, bit flips.
+fn apply_disk(world: &SharedWorld, mut w: MutexGuard<'_, World>, action: Action) {
+    match action {
+        Action::DiskFaults {
+            node,
+            write_eio,
+            sync_eio,
+            sync_latency_ms,
+            torn_writes,
+            heal_after_ms,
+        } => {
+            if let Some(n) = w.nodes.get(&node) {
+                let disk = n.disk.clone();
+                disk.set_faults(DiskFaults {
+                    write_eio,
+                    sync_eio,
+                    sync_latency_ms,
+                    torn_writes,
+                });
+                if let Some(ms) = heal_after_ms {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        disk.set_faults(DiskFaults::default());
+                    });
+                }
+            }
+        }
+        Action::TornCrash {
+            node,
+            restart_after_ms,
+        } => {
+            if let Some(n) = w.nodes.get(&node) {
+                let mut faults = n.disk.faults();
+                faults.torn_writes = true;
+                n.disk.set_faults(faults);
+            }
+            w.kill(node);
+            after(world, restart_after_ms, Action::Restart { node });
+        }
+        Action::BitFlip {
+            node,
+            restart_after_ms,
+        } => {
+            let flip = w.may_write_off(node);
+            w.kill(node);
+            if !flip {
+                w.fault(format!(
+                    "no bit flipped on node {node}: losing it would leave no majority of members able to serve"
+                ));
+            } else if let Some(n) = w.nodes.get_mut(&node) {
+                n.written_off = true;
+                if let Some((file, offset)) = n.disk.flip_random_bit() {
+                    w.fault(format!(
+                        "flipped a bit of node {node}'s {file} at offset {offset}"
+                    ));
+                }
+            }
+            after(world, restart_after_ms, Action::Restart { node });
+        }
+        _ => unreachable!("not a disk action"),
+    }
+}
+
+/// Clock jumps and drift.
+fn apply_clock(w: MutexGuard<'_, World>, action: Action) {
+    match action {
+        Action::ClockJump { node, delta_ms } => {
+            if let Some(n) = w.nodes.get(&node) {
+                n.clock.jump(delta_ms);
+            }
+        }
+        Action::ClockDrift {
+            node,
+            ppm,
+            heal_after_ms,
+        } => {
+            if let Some(n) = w.nodes.get(&node) {
+                let clock = n.clock.clone();
+                clock.set_drift_ppm(ppm);
+                if let Some(ms) = heal_after_ms {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        clock.set_drift_ppm(0);
+                    });
+                }
+            }
+        }
+        _ => unreachable!("not a clock action"),
+    }
 }
 
 fn drop_guard<T>(_guard: T) {}

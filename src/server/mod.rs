@@ -25,7 +25,7 @@ use crate::coord::service::CoordContext;
 use crate::coord::state::SharedCoordState;
 use crate::mq::broker::Broker;
 use crate::mq::coo::{Coo, CooService, BROKER_TIMEOUT};
-use crate::mq::logic_node::LogicNode;
+use crate::mq::logic_node::{LogicNode, LogicNodeMetrics};
 use crate::proto::coo_server::CooServer;
 use crate::proto::coord_forward_server::CoordForwardServer;
 use crate::proto::etcdserverpb as etcd;
@@ -126,29 +126,20 @@ pub async fn serve_node(
         proposer: proposer.clone(),
         lessor: lessor.clone(),
     };
-    let (logic_stop, logic_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut metrics = None;
-    let logic_task = if options.broker {
-        let broker = Broker::new(id, own_addr.clone(), observer.clone());
-        let logic = LogicNode::builder()
-            .id(id)
-            .broker(broker)
-            .coo(coo.clone())
-            .coo_endpoints(coo_endpoints)
-            .clock(clock.clone())
-            .observer(observer)
-            .build()
-            .map_err(|reason| NodeError::Serve {
-                addr: options.listen,
-                reason,
-            })?;
-        metrics = Some(logic.metrics());
-        Some(tokio::spawn(logic.run(async move {
-            let _ = logic_stopped.await;
-        })))
+    let logic = if options.broker {
+        Some(start_logic_node(
+            id,
+            options.listen,
+            own_addr.clone(),
+            coo.clone(),
+            coo_endpoints,
+            clock.clone(),
+            observer,
+        )?)
     } else {
         None
     };
+    let metrics = logic.as_ref().map(|l| l.metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Ends peers' Raft streams, which a graceful shutdown would otherwise wait for.
     let (closing_tx, closing_rx) = crate::sync::watch::channel(false);
@@ -213,9 +204,8 @@ pub async fn serve_node(
     let _ = closing_tx.send(true);
     let _ = stop_tx.send(());
     let _ = server_task.await;
-    let _ = logic_stop.send(());
-    if let Some(task) = logic_task {
-        let _ = task.await;
+    if let Some(logic) = logic {
+        logic.stop().await;
     }
     expiry.abort();
     lease_expiry.abort();
@@ -232,4 +222,53 @@ pub async fn serve_node(
             "raft task: {join}"
         )))),
     }
+}
+
+/// A LogicNode running beside the node (`--broker`).
+struct RunningLogicNode {
+    metrics: Arc<LogicNodeMetrics>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningLogicNode {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts this node's broker and its LogicNode on the in-process coo.
+fn start_logic_node(
+    id: u64,
+    listen: SocketAddr,
+    own_addr: String,
+    coo: Coo,
+    coo_endpoints: Vec<String>,
+    clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
+) -> Result<RunningLogicNode, NodeError> {
+    let broker = Broker::new(id, own_addr, observer.clone());
+    let logic = LogicNode::builder()
+        .id(id)
+        .broker(broker)
+        .coo(coo)
+        .coo_endpoints(coo_endpoints)
+        .clock(clock)
+        .observer(observer)
+        .build()
+        .map_err(|reason| NodeError::Serve {
+            addr: listen,
+            reason,
+        })?;
+    let metrics = logic.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(logic.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningLogicNode {
+        metrics,
+        stop,
+        task,
+    })
 }

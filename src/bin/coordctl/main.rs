@@ -5,6 +5,7 @@
 
 mod etcd;
 mod member;
+mod mq;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,10 +17,8 @@ use std::sync::Arc;
 use coordlab::client::{ClientConfig, ClientError, CoordClient};
 use coordlab::coordinator::{Connection, CoordinatorConfig, CoordinatorError};
 use coordlab::mq::client::CooClient;
-use coordlab::proto::{
-    ConsumerAssignment, CreateTopicRequest, StatusResponse, SyncConsumerAssignmentsRequest,
-    TopicInfos,
-};
+use coordlab::proto::StatusResponse;
+use mq::{GroupAction, TopicAction};
 
 #[derive(Parser, Debug)]
 #[command(name = "coordctl", about = "Talk to a coordlab cluster")]
@@ -73,36 +72,6 @@ enum Command {
     Etcd(etcd::EtcdCommand),
 }
 
-#[derive(Subcommand, Debug)]
-enum TopicAction {
-    /// Create a topic.
-    Create {
-        name: String,
-        #[arg(long, default_value_t = 3)]
-        partitions: u32,
-        #[arg(long, default_value_t = 1)]
-        replication: u32,
-    },
-    /// Delete a topic.
-    Delete { name: String },
-    /// Topics with their partition -> broker assignment.
-    List,
-}
-
-#[derive(Subcommand, Debug)]
-enum GroupAction {
-    /// Join MEMBER to GROUP consuming TOPICS; prints its assignment.
-    Join {
-        group: String,
-        member: String,
-        topics: Vec<String>,
-    },
-    /// Remove MEMBER from GROUP.
-    Leave { group: String, member: String },
-    /// Groups and their assignments.
-    List,
-}
-
 fn print_status(out: &mut impl Write, s: &StatusResponse) -> std::io::Result<()> {
     let members: Vec<String> = s
         .members
@@ -122,31 +91,6 @@ fn print_status(out: &mut impl Write, s: &StatusResponse) -> std::io::Result<()>
     if !s.logic_node_mode.is_empty() {
         writeln!(out, "logic_node_mode: {}", s.logic_node_mode)?;
         writeln!(out, "mode_switches: {}", s.mode_switches)?;
-    }
-    Ok(())
-}
-
-fn print_topics(out: &mut impl Write, infos: &TopicInfos) -> std::io::Result<()> {
-    if infos.version > 0 {
-        writeln!(out, "metadata_version: {}", infos.version)?;
-    }
-    for t in &infos.topics {
-        let parts: Vec<String> = t
-            .assignment
-            .iter()
-            .map(|a| {
-                let replicas: Vec<String> = a.replicas.iter().map(u64::to_string).collect();
-                format!("{}->[{}]", a.partition, replicas.join(","))
-            })
-            .collect();
-        writeln!(
-            out,
-            "topic: {} partitions={} replication={} assignment={}",
-            t.name,
-            t.partitions,
-            t.replication,
-            parts.join(" ")
-        )?;
     }
     Ok(())
 }
@@ -216,110 +160,11 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
             writeln!(out, "leader: {}", r.leader_id).expect("stdout");
         }
         Command::Topic { action } => {
-            let mut coo = CooClient::new(coo_config)?;
-            match action {
-                TopicAction::Create {
-                    name,
-                    partitions,
-                    replication,
-                } => {
-                    let t = coo
-                        .create_topic(CreateTopicRequest {
-                            name,
-                            partitions,
-                            replication,
-                        })
-                        .await?;
-                    print_topics(
-                        &mut out,
-                        &TopicInfos {
-                            version: 0,
-                            topics: vec![t],
-                        },
-                    )
-                    .expect("stdout");
-                }
-                TopicAction::Delete { name } => {
-                    let existed = coo.delete_topic(&name).await?;
-                    writeln!(out, "deleted {}", u8::from(existed)).expect("stdout");
-                }
-                TopicAction::List => {
-                    print_topics(&mut out, &coo.list_topics().await?).expect("stdout")
-                }
-            }
+            mq::run_topic(CooClient::new(coo_config)?, action, &mut out).await?
         }
-        Command::Brokers => {
-            let mut coo = CooClient::new(coo_config)?;
-            for b in coo.list_brokers().await?.brokers {
-                let hosted: Vec<String> = b
-                    .hosted
-                    .iter()
-                    .map(|p| format!("{}/{}", p.topic, p.partition))
-                    .collect();
-                writeln!(
-                    out,
-                    "broker: {} addr={} load={} last_seq={} hosted={}",
-                    b.id,
-                    b.addr,
-                    b.load,
-                    b.last_seq,
-                    hosted.join(",")
-                )
-                .expect("stdout");
-            }
-        }
+        Command::Brokers => mq::print_brokers(CooClient::new(coo_config)?, &mut out).await?,
         Command::Group { action } => {
-            let mut coo = CooClient::new(coo_config)?;
-            let print = |out: &mut std::io::StdoutLock, a: &ConsumerAssignment| {
-                let parts: Vec<String> = a
-                    .partitions
-                    .iter()
-                    .map(|p| format!("{}/{}", p.topic, p.partition))
-                    .collect();
-                writeln!(
-                    out,
-                    "group: {} member={} generation={} partitions={}",
-                    a.group,
-                    a.member,
-                    a.generation,
-                    parts.join(",")
-                )
-                .expect("stdout");
-            };
-            match action {
-                GroupAction::Join {
-                    group,
-                    member,
-                    topics,
-                } => {
-                    let a = coo
-                        .sync_consumer_assignments(SyncConsumerAssignmentsRequest {
-                            group,
-                            member,
-                            topics,
-                            leave: false,
-                        })
-                        .await?;
-                    print(&mut out, &a);
-                }
-                GroupAction::Leave { group, member } => {
-                    coo.sync_consumer_assignments(SyncConsumerAssignmentsRequest {
-                        group,
-                        member,
-                        topics: vec![],
-                        leave: true,
-                    })
-                    .await?;
-                    writeln!(out, "left").expect("stdout");
-                }
-                GroupAction::List => {
-                    for g in coo.list_groups().await?.groups {
-                        for a in &g.members {
-                            print(&mut out, a);
-                        }
-                    }
-                }
-            }
+            mq::run_group(CooClient::new(coo_config)?, action, &mut out).await?
         }
     }
     Ok(ExitCode::SUCCESS)

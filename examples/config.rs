@@ -2,7 +2,7 @@
 //!
 //! `cargo run --example config` against `coordd --dev`, or set `COORD_ENDPOINTS`.
 
-use coordlab::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]

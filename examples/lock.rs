@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use coordlab::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError};
 
 fn endpoints() -> CoordinatorConfig {
     let list = std::env::var("COORD_ENDPOINTS")

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use coordlab::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, ServiceInfo};
+use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError, ServiceInfo};
 use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::StatusRequest;
 

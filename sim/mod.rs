@@ -14,7 +14,7 @@
 //! - [`workload`]: client workloads that record invoke/complete history;
 //! - [`coord`]: workloads on the etcd v3 API (registers, locks, leases, watches,
 //!   the TTL-only demo) and the end-of-run audit;
-//! - [`library`]: the client library (`coordlab::coordinator`) driven as clients —
+//! - [`library`]: the client library (`coordlab::library`) driven as clients —
 //!   locks with a fenced resource, registry routing, config watches — and its
 //!   end-of-run audits (its `[library]` scenario section builds everywhere);
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership

@@ -15,7 +15,7 @@
 //! - [`client`]: a client of coordlab's own KV and admin API that follows the leader;
 //! - [`coord`]: the coordination service — etcd's v3 API (KV, watch, lease, lock,
 //!   auth, cluster membership, maintenance) on coordlab's Raft;
-//! - [`coordinator`]: the client library over the etcd API (seed 001): locks, a
+//! - [`library`]: the client library over the etcd API (seed 001): locks, a
 //!   service registry with balanced connections, a config center;
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
 //! - [`server`]: a whole `coordd` node, wiring all of the above to the seams it is
@@ -23,8 +23,8 @@
 
 pub mod client;
 pub mod coord;
-pub mod coordinator;
 pub mod kv;
+pub mod library;
 pub mod mq;
 pub mod proto;
 pub mod raft;

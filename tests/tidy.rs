@@ -46,7 +46,7 @@ const STACK_RULES: &[Rule] = &[
         allowed_in: &[
             "src/seams/clock.rs",
             "src/client/mod.rs",
-            "src/coordinator/lease.rs",
+            "src/library/lease.rs",
         ],
     },
     Rule {
@@ -88,7 +88,7 @@ const STACK_RULES: &[Rule] = &[
         allowed_in: &[
             "src/bin/coordd.rs",
             "src/seams/mutants.rs",
-            "src/coordinator/balancer.rs",
+            "src/library/balancer.rs",
         ],
     },
     Rule {
@@ -120,7 +120,7 @@ const HARNESS_RULES: &[Rule] = &[
         name: "std-instant",
         pattern: "std::time::Instant",
         instead: "tokio::time::Instant (virtual time); wall time only where runs are timed",
-        allowed_in: &["sim/run.rs", "sim/sweep.rs", "sim/bench.rs"],
+        allowed_in: &["sim/run/mod.rs", "sim/sweep.rs", "sim/bench.rs"],
     },
     Rule {
         name: "hash-map",

@@ -1,7 +1,7 @@
 //! A lock guard's fencing token is its lock key's create revision, and that key is
 //! bound to the guard's lease, as the cluster recorded them (README, "The client
 //! library": "a lock's fencing token (its key's create revision)";
-//! `src/coordinator/lock.rs`; etcd's `v3lockpb.Lock`: the key is created on the
+//! `src/library/lock.rs`; etcd's `v3lockpb.Lock`: the key is created on the
 //! caller's lease and its create revision orders the holders).
 //!
 //! `library_lock_safety` only compares tokens with each other; this holds each one

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordlab::coord::service::lock::prefix_end;
-use coordlab::coordinator::Coordinator;
+use coordlab::library::Coordinator;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::watch_client::WatchClient;

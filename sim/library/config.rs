@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::coordinator::{ConfigWatcher, Coordinator, EventType};
+use coordlab::library::{ConfigWatcher, Coordinator, EventType};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::RangeRequest;
 use madsim::rand::{thread_rng, Rng};

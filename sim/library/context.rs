@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use coordlab::coordinator::{Coordinator, CoordinatorConfig};
+use coordlab::library::{Coordinator, CoordinatorConfig};
 
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::library::LibrarySpec;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use coordlab::coordinator::LockGuard;
+use coordlab::library::LockGuard;
 use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 use tokio::time::Instant;

@@ -1,4 +1,4 @@
-//! The client library (`coordlab::coordinator`, seed 001) driven inside
+//! The client library (`coordlab::library`, seed 001) driven inside
 //! the simulation, under the same faults as the cluster it talks to.
 //!
 //! Every library client runs on its own madsim host with its own `Coordinator`

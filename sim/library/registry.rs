@@ -11,9 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use coordlab::coordinator::{
-    service_prefix, Coordinator, EventType, ServiceConnection, ServiceInfo,
-};
+use coordlab::library::{service_prefix, Coordinator, EventType, ServiceConnection, ServiceInfo};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::RangeRequest;
 use madsim::rand::{thread_rng, Rng};

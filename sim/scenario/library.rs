@@ -1,5 +1,5 @@
 //! The `[library]` section of a scenario: how many clients of the client library
-//! (`coordlab::coordinator`) run which workload, and the library configuration
+//! (`coordlab::library`) run which workload, and the library configuration
 //! they use — from which the checkers' time bounds follow.
 
 use std::time::Duration;
@@ -121,13 +121,13 @@ impl LibrarySpec {
     pub fn coordinator_config(
         &self,
         endpoints: Vec<String>,
-    ) -> coordlab::coordinator::CoordinatorConfig {
-        coordlab::coordinator::CoordinatorConfig {
+    ) -> coordlab::library::CoordinatorConfig {
+        coordlab::library::CoordinatorConfig {
             endpoints,
             username: String::new(),
             password: String::new(),
             timeout: Duration::from_millis(self.request_timeout_ms),
-            retry: coordlab::coordinator::RetryConfig {
+            retry: coordlab::library::RetryConfig {
                 max_attempts: self.max_attempts,
                 initial_delay: Duration::from_millis(self.initial_delay_ms),
                 max_delay: Duration::from_millis(self.max_delay_ms),

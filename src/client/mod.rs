@@ -185,9 +185,7 @@ impl CoordClient {
         self.call_with(|channel| op(KvClient::new(channel))).await
     }
 
-    /// Runs `op` once against `endpoint`, with no leader following or retry (for a
-    /// mutant that sticks to one endpoint: simulation builds only).
-    #[cfg(madsim)]
+    /// Runs `op` once against `endpoint`, with no leader following or retry.
     pub async fn call_once_at<T, F, Fut>(&mut self, endpoint: &str, op: F) -> Result<T, ClientError>
     where
         F: FnOnce(Channel) -> Fut,

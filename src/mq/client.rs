@@ -13,7 +13,6 @@ use crate::proto::{
     BrokerList, BrokerReport, ConsumerAssignment, CreateTopicRequest, DeleteTopicRequest,
     GroupList, ListRequest, PullRequest, SyncConsumerAssignmentsRequest, TopicInfo, TopicInfos,
 };
-#[cfg(madsim)]
 use crate::seams::mutants;
 use crate::seams::observer::{Event, Observer};
 
@@ -22,9 +21,9 @@ pub struct CooClient {
     /// Who the RPCs are sent for (observer events), 0 for admin use.
     broker_id: u64,
     observer: Option<Arc<dyn Observer>>,
-    /// The endpoint the `external_sticks_to_deposed_leader` mutant sticks to; the
-    /// field, like every mutant site, exists only in simulation builds.
-    #[cfg(madsim)]
+    /// Set only by the `external_sticks_to_deposed_leader` mutant (a mutant site,
+    /// like every other, compiles to nothing outside simulation builds; the field
+    /// stays, since the stack keeps simulation differences out of `cfg`).
     pinned: Option<String>,
 }
 
@@ -38,7 +37,6 @@ impl CooClient {
             inner: CoordClient::new(config)?,
             broker_id: 0,
             observer: None,
-            #[cfg(madsim)]
             pinned: None,
         })
     }
@@ -63,7 +61,6 @@ impl CooClient {
 
     pub async fn report(&mut self, report: BrokerReport) -> Result<u64, ClientError> {
         self.sent("report");
-        #[cfg(madsim)]
         if let Some(endpoint) = self.pinned.clone() {
             let ack = self
                 .inner
@@ -78,7 +75,6 @@ impl CooClient {
                 async move { coo(ch).report(report).await }
             })
             .await?;
-        #[cfg(madsim)]
         if mutants::active("external_sticks_to_deposed_leader") {
             self.pinned = Some(self.inner.preferred_endpoint().to_string());
         }
@@ -88,7 +84,6 @@ impl CooClient {
     /// Opens the leader's stream of topic infos for `broker_id`.
     pub async fn pull(&mut self, broker_id: u64) -> Result<Streaming<TopicInfos>, ClientError> {
         self.sent("pull");
-        #[cfg(madsim)]
         if let Some(endpoint) = self.pinned.clone() {
             return self
                 .inner

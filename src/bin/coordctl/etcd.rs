@@ -8,7 +8,7 @@ use clap::Subcommand;
 use std::sync::Arc;
 
 use coordlab::coord::service::lock::prefix_end;
-use coordlab::coordinator::{
+use coordlab::library::{
     Connection, CoordinatorError as ClientError, DistributedLock, ResumableWatch,
 };
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
@@ -262,7 +262,7 @@ pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<Exit
             let id = lease_id(&id)?;
             let mut refreshed = 0u64;
             loop {
-                let ttl = coordlab::coordinator::renew_once(client, id).await?;
+                let ttl = coordlab::library::renew_once(client, id).await?;
                 if ttl <= 0 {
                     eprintln!("coordctl: lease {id:x} expired or revoked");
                     return Ok(ExitCode::from(1));

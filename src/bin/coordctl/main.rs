@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use coordlab::client::{ClientConfig, ClientError, CoordClient};
-use coordlab::coordinator::{Connection, CoordinatorConfig, CoordinatorError};
+use coordlab::library::{Connection, CoordinatorConfig, CoordinatorError};
 use coordlab::mq::client::CooClient;
 use coordlab::proto::StatusResponse;
 use mq::{GroupAction, TopicAction};

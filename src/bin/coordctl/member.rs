@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use coordlab::coordinator::{Connection, CoordinatorError};
+use coordlab::library::{Connection, CoordinatorError};
 use coordlab::proto::etcdserverpb::cluster_client::ClusterClient;
 use coordlab::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,

@@ -3,9 +3,9 @@
 //! API — so it works against coordd and against etcd itself.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), coordlab::coordinator::CoordinatorError> {
+//! # async fn demo() -> Result<(), coordlab::library::CoordinatorError> {
 //! use std::time::Duration;
-//! use coordlab::coordinator::{Coordinator, CoordinatorConfig};
+//! use coordlab::library::{Coordinator, CoordinatorConfig};
 //!
 //! let coordinator = Coordinator::new(CoordinatorConfig::new(["127.0.0.1:7101"])).await?;
 //! let lock = coordinator.lock().acquire("my-resource", Duration::from_secs(30)).await?;

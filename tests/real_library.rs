@@ -4,7 +4,7 @@
 //! deregistrations, a leader kill while registering), the config center (typed
 //! values, typed watches that see every change across a leader kill) and auth.
 //!
-//! `COORDINATOR_SERVER=etcd cargo test --test real_coordinator` runs the same tests
+//! `LIBRARY_SERVER=etcd cargo test --test real_library` runs the same tests
 //! against a real 3-member etcd (`apt-get install etcd-server`): the library speaks
 //! the etcd v3 API and must work against both.
 
@@ -18,14 +18,12 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::TestCluster;
-use coordlab::coordinator::{
-    Coordinator, CoordinatorConfig, CoordinatorError, EventType, ServiceInfo,
-};
+use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError, EventType, ServiceInfo};
 use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::StatusRequest;
 use serde::{Deserialize, Serialize};
 
-/// Three coordd nodes, or three etcd members with `COORDINATOR_SERVER=etcd`.
+/// Three coordd nodes, or three etcd members with `LIBRARY_SERVER=etcd`.
 enum Servers {
     Coordd(TestCluster),
     Etcd(EtcdCluster),
@@ -33,10 +31,10 @@ enum Servers {
 
 impl Servers {
     fn start() -> Servers {
-        match std::env::var("COORDINATOR_SERVER").as_deref() {
+        match std::env::var("LIBRARY_SERVER").as_deref() {
             Ok("etcd") => Servers::Etcd(EtcdCluster::start(3)),
             Ok("coordd") | Err(_) => Servers::Coordd(TestCluster::start(3)),
-            Ok(other) => panic!("COORDINATOR_SERVER={other}: expected coordd or etcd"),
+            Ok(other) => panic!("LIBRARY_SERVER={other}: expected coordd or etcd"),
         }
     }
 

@@ -165,9 +165,7 @@ pub fn mq_switch_main(scenarios: Vec<Scenario>) -> i32 {
         for seed in 1..=seeds {
             let r = run_once(scenario, seed);
             failures += u64::from(r.failure.is_some());
-            times.extend(super::checkers::mq_convergence::mode_convergence_ms(
-                &r.events,
-            ));
+            times.extend(super::checkers::mode_matches_leadership::mode_convergence_ms(&r.events));
         }
         times.sort_unstable();
         let median = times.get(times.len() / 2).copied().unwrap_or(0);

@@ -33,15 +33,16 @@ pub mod log_matching;
 pub mod log_view;
 pub mod member_convergence;
 pub mod mode_matches_leadership;
-pub mod mq_convergence;
 pub mod no_double_vote;
 pub mod one_active_loop;
 pub mod persist_before_send;
 pub mod recovery_durability;
+pub mod reports_reach_leader;
 pub mod revision_monotonicity;
 pub mod single_state_receiver;
 pub mod state_machine_safety;
 pub mod term_monotonicity;
+pub mod topic_views_converge;
 pub mod ttl_only_demo;
 pub mod watch_order;
 
@@ -258,8 +259,14 @@ pub const REGISTRY: &[Registered] = &[
         }),
     ),
     registered(
-        mq_convergence::NAME,
-        Judges::Liveness(|end| mq_convergence::check(end.events, end.brokers, MQ_REPORT_WINDOW_MS)),
+        reports_reach_leader::NAME,
+        Judges::Liveness(|end| {
+            reports_reach_leader::check(end.events, end.brokers, MQ_REPORT_WINDOW_MS)
+        }),
+    ),
+    registered(
+        topic_views_converge::NAME,
+        Judges::Liveness(|end| topic_views_converge::check(end.events, end.brokers)),
     ),
     registered(
         linearizability::NAME,

@@ -9,6 +9,9 @@
 //! stop wins every `select!`). [`STABLE_MS`] allows three times that. A killed
 //! node has no LogicNode until it recovers, and a paused one cannot act: neither
 //! is judged, and a resumed node's window starts at its resumption.
+//!
+//! Also measures, for the README's figure, how long after each leader change every
+//! LogicNode was in the right mode ([`mode_convergence_ms`]).
 
 use std::collections::BTreeMap;
 
@@ -99,6 +102,51 @@ impl Checker for ModeMatchesLeadership {
         }
         Ok(())
     }
+}
+
+/// For every change of leader: milliseconds until every LogicNode that runs a loop
+/// was in the right mode (Local iff it is the new leader). Changes superseded by
+/// another before converging are skipped.
+pub fn mode_convergence_ms(events: &[TraceEvent]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut leaders: BTreeMap<u64, bool> = BTreeMap::new();
+    let mut local: BTreeMap<u64, bool> = BTreeMap::new();
+    let mut pending: Option<u64> = None;
+    for e in events {
+        let mut changed_leader = false;
+        match &e.kind {
+            EventKind::Role { role, .. } => {
+                let leads = role == "leader";
+                if leads && leaders.get(&e.node) != Some(&true) {
+                    changed_leader = true;
+                }
+                leaders.insert(e.node, leads);
+            }
+            EventKind::LoopStarted { mode } => {
+                local.insert(e.node, mode == "local");
+            }
+            EventKind::Recovered { .. }
+            | EventKind::LogicNodeStopped
+            | EventKind::Stopped { .. } => {
+                local.remove(&e.node);
+                leaders.insert(e.node, false);
+            }
+            _ => {}
+        }
+        if changed_leader {
+            pending = Some(e.time_ms);
+        }
+        if let Some(since) = pending {
+            let right = local
+                .iter()
+                .all(|(n, &is_local)| is_local == leaders.get(n).copied().unwrap_or(false));
+            if right {
+                out.push(e.time_ms - since);
+                pending = None;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -211,5 +259,25 @@ mod tests {
         );
         late.time_ms += STABLE_MS + 10;
         c.observe(&late).unwrap();
+    }
+
+    #[test]
+    fn measures_mode_convergence() {
+        let mut h = History::default();
+        let external = || EventKind::LoopStarted {
+            mode: "external".into(),
+        };
+        let events = vec![
+            h.push(1, external()),
+            h.push(2, external()),
+            h.role(1, "leader", 2, 1),
+            h.push(
+                1,
+                EventKind::LoopStarted {
+                    mode: "local".into(),
+                },
+            ),
+        ];
+        assert_eq!(mode_convergence_ms(&events), vec![1]);
     }
 }

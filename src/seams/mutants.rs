@@ -125,7 +125,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "external_sticks_to_deposed_leader",
-        "mq_convergence",
+        "reports_reach_leader",
         "the External client keeps talking to the coo it first reached, even once deposed",
     ),
     (

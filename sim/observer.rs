@@ -11,7 +11,7 @@ use raft::eraftpb::{Entry, Message};
 use raft::StateRole;
 use tokio::time::Instant;
 
-use super::checkers::{Checker, Violation};
+use super::checkers::{violation_at_seq, Checker, Violation};
 use super::disk::SimDisk;
 use super::trace::{DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, Trace, TraceEvent};
 
@@ -300,13 +300,11 @@ impl Observer for SimObserver {
                     Err(e) => {
                         if state.violation.is_none() {
                             let seq = state.trace.events.len() as u64;
-                            state.violation = Some(Violation {
-                                invariant: "durability",
-                                event_seq: seq,
-                                message: format!(
-                                    "node {node}'s durable image does not recover: {e}"
-                                ),
-                            });
+                            state.violation = Some(violation_at_seq(
+                                "durability",
+                                seq,
+                                format!("node {node}'s durable image does not recover: {e}"),
+                            ));
                         }
                         DurableView::default()
                     }

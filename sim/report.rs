@@ -226,14 +226,24 @@ pub fn write_artifacts(
         };
         std::fs::write(dir.join(name), text)?;
     }
-    let culprit = events
-        .iter()
-        .find(|e| e.seq == violation.event_seq)
-        .map(line)
-        .unwrap_or_default();
     let summary = format!(
-        "class: {class}\ninvariant: {}\n{}\nevent: {culprit}\nreplay: {replay}\n",
-        violation.invariant, violation.message
+        "class: {class}\ninvariant: {}\n{}\n{}replay: {replay}\n",
+        violation.invariant,
+        violation.message,
+        named_events(events, violation)
     );
     std::fs::write(dir.join("failure.txt"), summary)
+}
+
+/// The events a violation names, one line each: `event:` for the one that broke
+/// the invariant, `with:` for the earlier ones it involves.
+pub fn named_events(events: &[TraceEvent], violation: &Violation) -> String {
+    let mut out = String::new();
+    for (i, seq) in violation.events().enumerate() {
+        let label = if i == 0 { "event" } else { "with" };
+        if let Some(e) = events.iter().find(|e| e.seq == seq) {
+            out.push_str(&format!("{label}: {}\n", line(e)));
+        }
+    }
+    out
 }

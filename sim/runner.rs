@@ -44,14 +44,9 @@ fn run_trial(scenario: &Scenario, seed: u64, record: &SuiteRecord) -> Result<(),
     }
     let artifacts = write_run_artifacts(scenario, seed, &result);
     let (class, violation) = result.failure.as_ref().expect("checked");
-    let culprit = result
-        .events
-        .iter()
-        .find(|e| e.seq == violation.event_seq)
-        .map(super::report::line)
-        .unwrap_or_default();
+    let culprits = super::report::named_events(&result.events, violation);
     Err(format!(
-        "{} failure: {violation}\nevent: {culprit}\n{artifacts}\nreplay: {}",
+        "{} failure: {violation}\n{culprits}{artifacts}\nreplay: {}",
         class.name(),
         super::run::replay_command(scenario, seed)
     )

@@ -19,7 +19,8 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
 }
 
 fn check_fenced_resources(events: &[TraceEvent]) -> Result<(), Violation> {
-    let mut highest: BTreeMap<&str, (i64, u64)> = BTreeMap::new();
+    // Per resource: the highest token accepted, by whom, at which event.
+    let mut highest: BTreeMap<&str, (i64, u64, u64)> = BTreeMap::new();
     for e in events {
         let EventKind::ResourceWrite {
             resource,
@@ -34,27 +35,31 @@ fn check_fenced_resources(events: &[TraceEvent]) -> Result<(), Violation> {
         if !resource.starts_with(FENCED_PREFIX) {
             continue;
         }
-        let (top, by) = highest
-            .get(resource.as_str())
-            .copied()
-            .unwrap_or((i64::MIN, 0));
+        let (top, by, at) =
+            highest
+                .get(resource.as_str())
+                .copied()
+                .unwrap_or((i64::MIN, 0, u64::MAX));
+        let set_by = (at != u64::MAX).then_some(at);
         let must_accept = *token >= top;
         if *accepted && !must_accept {
             return Err(violation_at_seq(
                 NAME,
                 e.seq,
                 format!("{resource} accepted client {client}'s {action} with token {token} after client {by}'s newer token {top}"),
-            ));
+            )
+            .with_related(set_by));
         }
         if !*accepted && must_accept {
             return Err(violation_at_seq(
                 NAME,
                 e.seq,
                 format!("{resource} refused client {client}'s {action} with token {token}, not older than the highest {top}"),
-            ));
+            )
+            .with_related(set_by));
         }
         if *accepted {
-            highest.insert(resource, (*token, *client));
+            highest.insert(resource, (*token, *client, e.seq));
         }
     }
     Ok(())
@@ -94,5 +99,6 @@ mod tests {
         ];
         let v = check(&bad).unwrap_err();
         assert!(v.message.contains("newer token 8"), "{v}");
+        assert_eq!(v.related, vec![good[1].seq], "the write that set token 8");
     }
 }

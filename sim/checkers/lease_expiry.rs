@@ -204,6 +204,7 @@ fn check_not_early(
             restart.seq,
             from_ms + allowed_ms,
         ),
+        related: vec![restart.seq],
     })
 }
 
@@ -247,6 +248,7 @@ fn check_not_late(
             describe(last),
             last.time_ms,
         ),
+        related: if seq == last.seq { Vec::new() } else { vec![last.seq] },
     })
 }
 

@@ -39,6 +39,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                     "client {client} read key {key} of lease {lease:x} at revision {revision} (invoked at {invoked_ms} ms), but the lease was {how} at revision {} (applied on node {} at {} ms) and its keys deleted",
                     removal.revision, removal.node, removal.time_ms
                 ),
+                related: vec![removal.seq],
             });
         }
     }

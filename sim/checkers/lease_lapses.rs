@@ -41,6 +41,7 @@ pub fn check(events: &[TraceEvent], leader_within_ms: u64) -> Result<(), Violati
                     "lease {lease:x} (TTL {ttl} ms) was last kept alive by client {} at {} ms and was never removed: it was due by {due_ms} ms, and the run went on until {end_ms} ms",
                     last.client, last.sent_ms
                 ),
+                related: Vec::new(),
             });
         }
     }

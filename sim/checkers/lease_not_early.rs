@@ -48,6 +48,7 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                     refresh.ttl_ms,
                     refresh.sent_ms + allowed_ms
                 ),
+                related: vec![refresh.seq],
             });
         }
     }

@@ -29,7 +29,8 @@ fn check_tokens_increase(grants: &mut [Grant<'_>]) -> Result<(), Violation> {
                     "lock {}: {} was granted token {} at revision {}, after {} was granted token {} at revision {}: fencing tokens must strictly increase",
                     b.name, b.key, b.token, b.revision, a.key, a.token, a.revision
                 ),
-            ));
+            )
+            .with_related([a.seq]));
         }
     }
     Ok(())

@@ -58,15 +58,35 @@ pub struct Violation {
     /// Sequence number of the event that broke it.
     pub event_seq: u64,
     pub message: String,
+    /// Earlier events the violation involves (the other leader's election, the
+    /// refresh an early expiry ignored, …), by sequence number.
+    pub related: Vec<u64>,
+}
+
+impl Violation {
+    /// Names earlier events the violation involves.
+    pub fn with_related(mut self, seqs: impl IntoIterator<Item = u64>) -> Self {
+        self.related.extend(seqs);
+        self
+    }
+
+    /// Every event the violation names: the one that broke it, then the related.
+    pub fn events(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.event_seq).chain(self.related.iter().copied())
+    }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} violated at event #{}: {}",
-            self.invariant, self.event_seq, self.message
-        )
+            "{} violated at event #{}",
+            self.invariant, self.event_seq
+        )?;
+        for seq in &self.related {
+            write!(f, " (with #{seq})")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -87,6 +107,7 @@ pub fn violation(
         invariant,
         event_seq: event.seq,
         message: message.into(),
+        related: Vec::new(),
     }
 }
 
@@ -100,6 +121,7 @@ pub fn violation_at_seq(
         invariant,
         event_seq: seq,
         message: message.into(),
+        related: Vec::new(),
     }
 }
 
@@ -114,6 +136,7 @@ pub fn violation_at_end(
         invariant,
         event_seq: events.last().map_or(0, |e| e.seq),
         message: message.into(),
+        related: Vec::new(),
     }
 }
 

@@ -11,8 +11,9 @@ pub const NAME: &str = "no_double_vote";
 
 #[derive(Default)]
 pub struct NoDoubleVote {
-    /// (voter, term) → candidate it voted for, from granted votes and persisted votes.
-    vote_of: BTreeMap<(u64, u64), u64>,
+    /// (voter, term) → (the candidate it voted for, the event that showed it), from
+    /// granted votes and persisted votes.
+    vote_of: BTreeMap<(u64, u64), (u64, u64)>,
 }
 
 impl NoDoubleVote {
@@ -26,7 +27,10 @@ impl NoDoubleVote {
         if candidate == 0 {
             return Ok(());
         }
-        let first = *self.vote_of.entry((event.node, term)).or_insert(candidate);
+        let (first, seen) = *self
+            .vote_of
+            .entry((event.node, term))
+            .or_insert((candidate, event.seq));
         if first != candidate {
             return Err(violation(
                 NAME,
@@ -35,7 +39,8 @@ impl NoDoubleVote {
                     "node {} voted for {first} and then {what} {candidate} in term {term}",
                     event.node
                 ),
-            ));
+            )
+            .with_related([seen]));
         }
         Ok(())
     }

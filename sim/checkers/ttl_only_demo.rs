@@ -88,6 +88,7 @@ pub fn check(events: &[TraceEvent]) -> Option<Result<DemoReport, Violation>> {
             invariant: NAME,
             event_seq: events.last().map_or(0, |e| e.seq),
             message: "the TTL-only demo never showed two clients inside the critical section: it no longer demonstrates why fencing is needed (check that its holders still pause past the lease TTL while another client waits)".into(),
+            related: Vec::new(),
         }));
     }
     Some(Ok(report))

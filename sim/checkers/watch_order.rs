@@ -48,6 +48,7 @@ fn fail(seq: u64, message: String) -> Violation {
         invariant: NAME,
         event_seq: seq,
         message,
+        related: Vec::new(),
     }
 }
 

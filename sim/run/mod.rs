@@ -80,6 +80,7 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
                 invariant: "no_panic",
                 event_seq: state.trace.events.len().saturating_sub(1) as u64,
                 message: panic_message(panic.as_ref()),
+                related: Vec::new(),
             };
             (
                 Some((FailureClass::Crash, violation)),
@@ -191,6 +192,7 @@ pub fn write_run_artifacts(scenario: &Scenario, seed: u64, result: &RunResult) -
                 invariant: "none",
                 event_seq: u64::MAX,
                 message: "the run passed".into(),
+                related: Vec::new(),
             },
         ),
     };

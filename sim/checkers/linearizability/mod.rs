@@ -165,6 +165,7 @@ pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
         invariant: NAME,
         event_seq: events.last().map_or(0, |e| e.seq),
         message,
+        related: Vec::new(),
     };
     check_kv(&histories::from_trace(events)).map_err(fail)?;
     check_registers(&histories::registers_from_trace(events)).map_err(fail)

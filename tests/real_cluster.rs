@@ -90,6 +90,23 @@ async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "deleted 1\n");
     assert_eq!(coordctl(&["get", "greeting"]).status.code(), Some(1));
 
+    // Leadership moves through etcd's MoveLeader; coordctl answers once it has.
+    let out = coordctl(&["transfer-leader", &old_leader.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("leader: {old_leader}\n")
+    );
+    let out = coordctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("leader: {old_leader}")), "{text}");
+    let out = coordctl(&["transfer-leader", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad leader transferee"),
+        "{out:?}"
+    );
+
     // Graceful shutdown on SIGTERM.
     for node in cluster.nodes.values_mut() {
         assert!(node.terminate().success(), "node {} exit status", node.id);

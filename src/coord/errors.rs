@@ -74,6 +74,8 @@ pub enum CoordError {
     MemberNotFound,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimedOut,
     #[error("etcdserver: member ID already exist")]
     MemberExist,
     #[error("etcdserver: Peer URLs already exists")]
@@ -114,6 +116,7 @@ impl CoordError {
                 Code::FailedPrecondition
             }
             PeerUrlUpdateUnsupported => Code::Unimplemented,
+            LeaderTransferTimedOut => Code::DeadlineExceeded,
             NoLeader | LeaderChanged | Timeout => Code::Unavailable,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
@@ -189,6 +192,7 @@ const KNOWN: &[CoordError] = &[
     CoordError::InvalidAuthMgmt,
     CoordError::MemberNotFound,
     CoordError::BadLeaderTransferee,
+    CoordError::LeaderTransferTimedOut,
     CoordError::MemberExist,
     CoordError::PeerUrlExist,
     CoordError::MemberNotLearner,

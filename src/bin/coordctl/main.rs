@@ -53,7 +53,7 @@ enum Command {
         #[command(subcommand)]
         action: member::MemberAction,
     },
-    /// Move leadership to node ID.
+    /// Move leadership to node ID (etcd's Maintenance MoveLeader; answers once ID leads).
     TransferLeader { id: u64 },
     /// MQ topics.
     Topic {
@@ -124,10 +124,7 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
                 let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
                 etcd::run(&conn, command).await
             };
-            return Ok(run.await.unwrap_or_else(|e| {
-                eprintln!("coordctl: {e}");
-                ExitCode::from(2)
-            }));
+            return Ok(exit_code(run.await));
         }
         Command::Status { all: false } => {
             let s = client.leader_status().await?;
@@ -150,14 +147,14 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
                 let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
                 member::run(&conn, action).await
             };
-            return Ok(run.await.unwrap_or_else(|e| {
-                eprintln!("coordctl: {e}");
-                ExitCode::from(2)
-            }));
+            return Ok(exit_code(run.await));
         }
         Command::TransferLeader { id } => {
-            let r = client.transfer_leader(id).await?;
-            writeln!(out, "leader: {}", r.leader_id).expect("stdout");
+            let run = async {
+                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                member::move_leader(&conn, id).await
+            };
+            return Ok(exit_code(run.await));
         }
         Command::Topic { action } => {
             mq::run_topic(CooClient::new(coo_config)?, action, &mut out).await?
@@ -168,6 +165,14 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code of an etcd-API command: its own, or 2 after printing its error.
+fn exit_code(result: Result<ExitCode, CoordinatorError>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("coordctl: {e}");
+        ExitCode::from(2)
+    })
 }
 
 #[tokio::main]

@@ -1,5 +1,7 @@
-//! `coordctl member`: membership through etcd's Cluster API, the calls etcdctl's
-//! `member` commands make (one path for membership; see `coord::membership`).
+//! `coordctl member` and `transfer-leader`: membership through etcd's Cluster API,
+//! the calls etcdctl's `member` commands make (one path for membership; see
+//! `coord::membership`), and leadership through Maintenance MoveLeader, as
+//! `etcdctl move-leader`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,8 +10,10 @@ use clap::Subcommand;
 
 use coordlab::library::{Connection, CoordinatorError};
 use coordlab::proto::etcdserverpb::cluster_client::ClusterClient;
+use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MoveLeaderRequest,
 };
 
 #[derive(Subcommand, Debug)]
@@ -115,5 +119,17 @@ pub async fn run(conn: &Connection, action: MemberAction) -> Result<ExitCode, Co
             print_members(&mut out, &r.members).expect("stdout");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `transfer-leader ID`: etcd's Maintenance MoveLeader, which only the leader
+/// takes ("not leader" moves the connection on) and answers once ID leads.
+pub async fn move_leader(conn: &Connection, id: u64) -> Result<ExitCode, CoordinatorError> {
+    conn.call(|ch, c| {
+        let req = c.request(MoveLeaderRequest { target_id: id });
+        async move { MaintenanceClient::new(ch).move_leader(req).await }
+    })
+    .await?;
+    println!("leader: {id}");
     Ok(ExitCode::SUCCESS)
 }

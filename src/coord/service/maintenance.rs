@@ -1,10 +1,14 @@
-//! etcd `Maintenance`: Status (leader, term, indexes, store size) and MoveLeader.
+//! etcd `Maintenance`: Status (leader, term, indexes, store size) and MoveLeader,
+//! which answers once the transferee leads, as etcd's does.
+
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use super::CoordContext;
 use crate::coord::auth::Access;
 use crate::coord::errors::CoordError;
+use crate::coord::forward::REQUEST_TIMEOUT;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
@@ -21,6 +25,22 @@ pub struct MaintenanceService {
 impl MaintenanceService {
     pub fn new(ctx: CoordContext) -> Self {
         MaintenanceService { ctx }
+    }
+
+    /// Waits, on the member's clock, until this member sees `target` lead: Raft
+    /// abandons a transfer that does not finish within an election timeout.
+    async fn wait_for_leader(&self, target: u64) -> Result<(), CoordError> {
+        const STEP: Duration = Duration::from_millis(50);
+        let handle = self.ctx.proposer.handle();
+        let clock = self.ctx.proposer.clock();
+        let deadline = clock.now_ms() + REQUEST_TIMEOUT.as_millis() as u64;
+        while handle.leader().leader_id != target {
+            if clock.now_ms() >= deadline {
+                return Err(CoordError::LeaderTransferTimedOut);
+            }
+            clock.sleep(STEP).await;
+        }
+        Ok(())
     }
 }
 
@@ -63,14 +83,13 @@ impl Maintenance for MaintenanceService {
         if !handle.leader().is_self {
             return Err(CoordError::NotLeader.into());
         }
-        handle
-            .transfer_leader(request.get_ref().target_id)
-            .await
-            .map_err(|e| match e {
-                // The only request Raft refuses: a target that is not a voter.
-                RaftError::InvalidRequest(_) => CoordError::BadLeaderTransferee,
-                other => CoordError::from(other),
-            })?;
+        let target = request.get_ref().target_id;
+        handle.transfer_leader(target).await.map_err(|e| match e {
+            // The only request Raft refuses: a target that is not a voter.
+            RaftError::InvalidRequest(_) => CoordError::BadLeaderTransferee,
+            other => CoordError::from(other),
+        })?;
+        self.wait_for_leader(target).await?;
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.ctx.header()),
         }))

@@ -117,11 +117,15 @@ impl World {
         Arc::new(Mutex::new(world))
     }
 
-    /// Members still in the cluster (not failed, removed or lost).
+    /// Members the end of the run judges: not failed, removed or lost, and not
+    /// leaving — a removal whose answer never came (the heal cancels the fault
+    /// driver's call in flight) may have committed, and a node removed while it was
+    /// down never learns it, so it cannot be required to catch up.
     pub fn live_members(&self) -> Vec<u64> {
         self.members
             .iter()
             .copied()
+            .filter(|id| !self.removing.contains(id))
             .filter(|id| {
                 self.nodes.get(id).is_some_and(|n| {
                     !matches!(

@@ -151,12 +151,12 @@ pub fn describe(e: &EventKind) -> String {
             op,
             outcome,
             value,
-            index,
+            revision,
             ..
         } => format!(
             "complete #{op} {outcome}{}{}",
             value.as_ref().map(|v| format!(" -> {v}")).unwrap_or_default(),
-            index.map(|i| format!(" at index {i}")).unwrap_or_default()
+            revision.map(|r| format!(" at rev {r}")).unwrap_or_default()
         ),
         EventKind::Library(event) => event.describe(),
     }

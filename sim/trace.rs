@@ -300,8 +300,8 @@ pub enum EventKind {
         op: u64,
         outcome: String,
         value: Option<String>,
-        /// The log index the cluster said the write was applied at.
-        index: Option<u64>,
+        /// The revision the cluster said the write made.
+        revision: Option<i64>,
     },
 }
 

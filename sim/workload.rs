@@ -1,18 +1,19 @@
-//! The KV client workload: clients on their own madsim nodes issue puts and
-//! linearizable gets through the leader-following client, recording each
-//! operation's invoke and completion in the trace. With `late_duplicate_fraction`,
-//! some acknowledged puts reach a random member once more after the client's next
-//! write completed — a retry the network delayed past the write that followed it —
-//! which the write session must answer without applying.
+//! The key-value workload: clients on their own madsim nodes issue etcd puts and
+//! linearizable ranges through the client library's connection (numbered writes,
+//! retried until the operation's deadline), recording each operation's invoke and
+//! completion in the trace. With `late_duplicate_fraction`, some acknowledged puts
+//! reach a random member once more after the client's next write completed — a
+//! retry the network delayed past the write that followed it — which coordd must
+//! refuse without applying (`coord::applied_writes`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::client::{ClientConfig, CoordClient};
-use coordlab::proto::kv_client::KvClient;
-use coordlab::proto::{PutRequest, RequestSession};
+use coordlab::library::{Connection, CoordinatorConfig, CoordinatorError, RetryConfig, WriteId};
+use coordlab::proto::etcdserverpb::kv_client::KvClient;
+use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use tonic::Code;
@@ -71,19 +72,22 @@ async fn run_client(
     control: WorkloadControl,
 ) {
     let w = &scenario.workload;
-    let endpoints = (1..=scenario.cluster.nodes)
-        .map(|id| node_addr(id).to_string())
-        .collect();
-    let mut config = ClientConfig::new(endpoints);
-    config.attempt_timeout = Duration::from_millis(w.attempt_timeout_ms.min(w.op_timeout_ms));
-    config.total_timeout = Duration::from_millis(w.op_timeout_ms);
-    // The session's requests are numbered from 1 in order: the workload knows the
-    // seq of each put it makes, for its late duplicates.
-    config.session_id = Some(client_id);
-    let mut client = CoordClient::new(config).expect("valid endpoints");
+    let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string());
+    let mut config = CoordinatorConfig::new(endpoints);
+    config.timeout = Duration::from_millis(w.attempt_timeout_ms.min(w.op_timeout_ms));
+    // Retries until the operation's deadline, below.
+    config.retry = RetryConfig {
+        max_attempts: u32::MAX,
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_secs(1),
+        multiplier: 2.0,
+    };
+    let op_timeout = Duration::from_millis(w.op_timeout_ms);
+    let conn = Connection::connect(&config)
+        .await
+        .expect("no credentials: connecting cannot fail");
     let mut op = 0u64;
-    let mut puts = 0u64;
-    let mut held: Option<(u64, PutRequest)> = None;
+    let mut held: Option<(u64, PutRequest, WriteId)> = None;
     while !control.stopped() {
         let pause = thread_rng().gen_range(w.min_interval_ms..=w.max_interval_ms);
         tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -101,40 +105,46 @@ async fn run_client(
                 value: value.clone(),
             },
         );
-        let (outcome, got, index) = if read {
-            match client.get(&key, false).await {
-                Ok(r) => (
+        let (outcome, got, revision) = if read {
+            let range = RangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            };
+            match tokio::time::timeout(op_timeout, conn.range(range)).await {
+                Ok(Ok(r)) => (
                     "ok",
-                    r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    r.kvs
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
                     None,
                 ),
                 // A read that failed had no effect.
-                Err(_) => ("fail", None, None),
+                _ => ("fail", None, None),
             }
         } else {
-            let value = value.expect("puts carry a value");
-            puts += 1;
-            let overtaken = held.take();
-            let answer = match client.put(&key, value.as_bytes()).await {
-                Ok(r) => ("ok", None, Some(r.index)),
-                Err(e) if e.code() == Some(Code::InvalidArgument) => ("fail", None, None),
-                // Timed out or dropped after retries: it may still be applied.
-                Err(_) => ("unknown", None, None),
+            let put = PutRequest {
+                key: key.clone().into_bytes(),
+                value: value.expect("puts carry a value").into_bytes(),
+                ..Default::default()
             };
-            if let Some((late_op, request)) = overtaken {
-                send_late_duplicate(client_id, late_op, request, &scenario, &recorder).await;
+            let id = conn.next_write_id();
+            let overtaken = held.take();
+            let answer = match tokio::time::timeout(op_timeout, conn.put_as(put.clone(), id)).await
+            {
+                Ok(Ok(r)) => ("ok", None, r.header.map(|h| h.revision)),
+                Ok(Err(CoordinatorError::Rejected { code, .. }))
+                    if code == Code::InvalidArgument =>
+                {
+                    ("fail", None, None)
+                }
+                // Timed out or refused after retries: it may still be applied.
+                _ => ("unknown", None, None),
+            };
+            if let Some((late_op, request, id)) = overtaken {
+                send_late_duplicate(client_id, late_op, request, id, &scenario, &recorder).await;
             }
             if answer.0 == "ok" && thread_rng().gen_bool(w.late_duplicate_fraction) {
-                let session = RequestSession {
-                    client_id,
-                    request_seq: puts,
-                };
-                let request = PutRequest {
-                    key: key.clone(),
-                    value: value.into_bytes(),
-                    session: Some(session),
-                };
-                held = Some((op, request));
+                held = Some((op, put, id));
             }
             answer
         };
@@ -145,18 +155,20 @@ async fn run_client(
                 op,
                 outcome: outcome.into(),
                 value: got,
-                index,
+                revision,
             },
         );
     }
+    conn.close();
 }
 
-/// Sends `request` (put `op` of `client_id`, acknowledged before the client's latest
-/// write) to a random member once more, and records that it did.
+/// Sends `request` (put `op` of `client_id`, numbered `id`, acknowledged before the
+/// client's latest write) to a random member once more, and records that it did.
 async fn send_late_duplicate(
     client_id: u64,
     op: u64,
     request: PutRequest,
+    id: WriteId,
     scenario: &Scenario,
     recorder: &Recorder,
 ) {
@@ -174,6 +186,8 @@ async fn send_late_duplicate(
     else {
         return;
     };
+    let mut request = tonic::Request::new(request);
+    id.attach(&mut request);
     let send = async {
         let channel = endpoint.connect().await.ok()?;
         KvClient::new(channel).put(request).await.ok()

@@ -23,3 +23,13 @@ mod generated {
 
 pub use generated::coordlab::*;
 pub use generated::{authpb, etcdserverpb, mvccpb, v3lockpb};
+
+/// gRPC metadata keys of the client API, read by coordd and sent by its clients.
+pub mod metadata {
+    /// The auth token, as etcd clients send it.
+    pub const TOKEN_KEY: &str = "token";
+    /// coordlab's own: a write's number, `CLIENT-SEQ` (both above 0), the same on
+    /// every attempt of one write, so that coordd applies a retried write once
+    /// (`coord::applied_writes`). etcd ignores it.
+    pub const WRITE_ID_KEY: &str = "coordlab-write-id";
+}

@@ -1,7 +1,8 @@
-//! Acknowledged writes: a write acknowledged to a client was applied at the log
-//! index the client was told, and the entry there is that client's own write
-//! (seed 004 and DESIGN.md: proposals are matched to clients by a unique id, never
-//! by FIFO order, which acknowledges the wrong client after a leader change).
+//! Acknowledged writes: a put acknowledged to a client was applied before the
+//! acknowledgement, and made the revision the client was told (seed 004 and
+//! DESIGN.md: proposals are matched to clients by a unique id, never by FIFO order,
+//! which acknowledges the wrong client after a leader change). Every put of the
+//! workload writes a value of its own, so the applied command names the put.
 
 use std::collections::BTreeMap;
 
@@ -14,25 +15,10 @@ pub const NAME: &str = "acknowledged_writes";
 pub struct AcknowledgedWrites {
     /// (client, op) → the command its invoke asked for.
     invoked: BTreeMap<(u64, u64), String>,
-    /// index → command applied there (first node to apply it).
-    applied: BTreeMap<u64, String>,
-    /// index → (client, op, command) acknowledged before anyone was seen applying it.
-    waiting: BTreeMap<u64, Vec<(u64, u64, String)>>,
-}
-
-fn mismatch(
-    event: &TraceEvent,
-    client: u64,
-    op: u64,
-    want: &str,
-    index: u64,
-    got: &str,
-) -> Violation {
-    violation(
-        NAME,
-        event,
-        format!("client {client} op {op} was acknowledged for `{want}` at index {index}, which holds `{got}`"),
-    )
+    /// command → index it was first applied at.
+    applied: BTreeMap<String, u64>,
+    /// index → revision the etcd store reached by applying it (first member to).
+    revisions: BTreeMap<u64, i64>,
 }
 
 impl Checker for AcknowledgedWrites {
@@ -49,62 +35,45 @@ impl Checker for AcknowledgedWrites {
                 key,
                 value,
             } if kind == "put" => {
-                let command = format!("put {key}={}", value.as_deref().unwrap_or_default());
+                let command = format!("etcd put {key}={}", value.as_deref().unwrap_or_default());
                 self.invoked.insert((*client, *op), command);
             }
             EventKind::ClientComplete {
                 client,
                 op,
                 outcome,
-                index: Some(index),
+                revision,
                 ..
             } if outcome == "ok" => {
                 let Some(want) = self.invoked.remove(&(*client, *op)) else {
                     return Ok(());
                 };
-                match self.applied.get(index) {
-                    Some(got) if *got != want => {
-                        return Err(mismatch(event, *client, *op, &want, *index, got))
+                let Some(index) = self.applied.get(&want) else {
+                    return Err(violation(
+                        NAME,
+                        event,
+                        format!("client {client} op {op} was acknowledged for `{want}`, which no member has applied"),
+                    ));
+                };
+                let made = self.revisions.get(index);
+                if let (Some(told), Some(made)) = (revision, made) {
+                    if told != made {
+                        return Err(violation(
+                            NAME,
+                            event,
+                            format!("client {client} op {op} was told `{want}` made revision {told}; applied at index {index}, it made {made}"),
+                        ));
                     }
-                    Some(_) => {}
-                    None => self
-                        .waiting
-                        .entry(*index)
-                        .or_default()
-                        .push((*client, *op, want)),
                 }
             }
             EventKind::Applied {
                 entry,
                 command: Some(command),
             } => {
-                self.applied
-                    .entry(entry.index)
-                    .or_insert_with(|| command.clone());
-                for (client, op, want) in self.waiting.remove(&entry.index).unwrap_or_default() {
-                    if want != *command {
-                        return Err(mismatch(event, client, op, &want, entry.index, command));
-                    }
-                }
+                self.applied.entry(command.clone()).or_insert(entry.index);
             }
-            EventKind::Applied {
-                entry,
-                command: None,
-            } => {
-                if let Some(acks) = self.waiting.remove(&entry.index) {
-                    let (client, op, want) = &acks[0];
-                    return Err(mismatch(
-                        event,
-                        *client,
-                        *op,
-                        want,
-                        entry.index,
-                        "a non-KV entry",
-                    ));
-                }
-                self.applied
-                    .entry(entry.index)
-                    .or_insert_with(|| "(non-KV entry)".into());
+            EventKind::CoordApplied { index, revision } => {
+                self.revisions.entry(*index).or_insert(*revision);
             }
             _ => {}
         }
@@ -117,23 +86,31 @@ mod tests {
     use super::*;
     use crate::sim::checkers::testing::History;
 
+    fn coord_applied(h: &mut History, node: u64, index: u64, revision: i64) -> TraceEvent {
+        h.push(node, EventKind::CoordApplied { index, revision })
+    }
+
     #[test]
-    fn fires_when_a_client_is_acknowledged_for_another_entry() {
+    fn fires_when_a_client_is_acknowledged_for_a_put_nobody_applied() {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
         c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&h.applied_command(1, 5, "put k=b")).unwrap();
-        let bad = h.complete(101, 1, "ok", Some(5));
+        c.observe(&coord_applied(&mut h, 1, 5, 2)).unwrap();
+        c.observe(&h.applied_command(1, 5, "etcd put k=b")).unwrap();
+        let bad = h.complete(101, 1, "ok", Some(2));
         assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
-    fn fires_when_the_entry_applied_later_is_not_the_acknowledged_one() {
+    fn fires_when_the_revision_told_is_not_the_one_the_put_made() {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
         c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&h.complete(101, 1, "ok", Some(7))).unwrap();
-        assert!(c.observe(&h.applied_command(2, 7, "put k=z")).is_err());
+        c.observe(&coord_applied(&mut h, 1, 5, 2)).unwrap();
+        c.observe(&h.applied_command(1, 5, "etcd put k=a")).unwrap();
+        c.observe(&coord_applied(&mut h, 1, 6, 3)).unwrap();
+        c.observe(&h.applied_command(1, 6, "etcd put k=b")).unwrap();
+        assert!(c.observe(&h.complete(101, 1, "ok", Some(3))).is_err());
     }
 
     #[test]
@@ -141,8 +118,11 @@ mod tests {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
         c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&h.applied_command(1, 3, "put k=a")).unwrap();
-        c.observe(&h.complete(101, 1, "ok", Some(3))).unwrap();
+        c.observe(&coord_applied(&mut h, 1, 3, 2)).unwrap();
+        c.observe(&h.applied_command(1, 3, "etcd put k=a")).unwrap();
+        // Another member applies it later: the first one's revision stands.
+        c.observe(&coord_applied(&mut h, 2, 3, 2)).unwrap();
+        c.observe(&h.complete(101, 1, "ok", Some(2))).unwrap();
         c.observe(&h.invoke_put(101, 2, "k", "b")).unwrap();
         c.observe(&h.complete(101, 2, "unknown", None)).unwrap();
     }

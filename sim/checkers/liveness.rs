@@ -137,7 +137,7 @@ mod tests {
                     op: 1,
                     outcome: "unknown".into(),
                     value: None,
-                    index: None,
+                    revision: None,
                 },
             ),
         ];
@@ -150,7 +150,7 @@ mod tests {
                 op: 1,
                 outcome: "ok".into(),
                 value: None,
-                index: None,
+                revision: None,
             },
         ));
         check(&ok, bounds()).unwrap();

@@ -524,7 +524,7 @@ pub mod testing {
             client: u64,
             op: u64,
             outcome: &str,
-            index: Option<u64>,
+            revision: Option<i64>,
         ) -> TraceEvent {
             self.push(
                 client,
@@ -533,7 +533,7 @@ pub mod testing {
                     op,
                     outcome: outcome.into(),
                     value: None,
-                    index,
+                    revision,
                 },
             )
         }

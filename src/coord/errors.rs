@@ -94,6 +94,9 @@ pub enum CoordError {
          remove the member and add one at the new address"
     )]
     PeerUrlUpdateUnsupported,
+    /// coordlab's own: the `coordlab-write-id` metadata is not `CLIENT-SEQ`.
+    #[error("coordlab: malformed coordlab-write-id {0:?}: want CLIENT-SEQ, both numbers above 0")]
+    BadWriteId(String),
     /// Anything else; the message says what.
     #[error("{message}")]
     Other { code: i32, message: String },
@@ -104,7 +107,7 @@ impl CoordError {
         use CoordError::*;
         match self {
             EmptyKey | KeyNotFound | DuplicateKey | TooManyOps | RequestTooLarge | UserEmpty
-            | RoleEmpty | AuthFailed | PermissionNotGiven | MemberBadUrls(_) => {
+            | RoleEmpty | AuthFailed | PermissionNotGiven | MemberBadUrls(_) | BadWriteId(_) => {
                 Code::InvalidArgument
             }
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,

@@ -167,7 +167,7 @@ impl Lessor {
                             id,
                             decided_by: me.member_id,
                         })),
-                        token: String::new(),
+                        ..Default::default()
                     };
                     if let Err(e) = me.proposer.propose(cmd).await {
                         tracing::debug!(lease = id, error = %e, "lease expiry not applied; retried");

@@ -11,6 +11,7 @@
 //! - [`service`]: the etcd v3 gRPC services (KV, Watch, Lease, Lock, Cluster,
 //!   Maintenance, Auth).
 
+pub mod applied_writes;
 pub mod auth;
 pub mod convert;
 pub mod errors;

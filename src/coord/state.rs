@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message as _;
 
+use super::applied_writes::{AppliedWrites, Seen};
 use super::auth::{Access, AuthStore};
 use super::convert::{self, compares, kv_to_proto, txn_ops};
 use super::errors::CoordError;
@@ -28,6 +29,7 @@ pub struct CoordState {
     pub leases: LeaseTable,
     pub auth: AuthStore,
     pub hub: WatchHub,
+    pub applied_writes: AppliedWrites,
     member_id: u64,
     observer: Arc<dyn Observer>,
 }
@@ -44,6 +46,7 @@ impl SharedCoordState {
             leases: LeaseTable::default(),
             auth: AuthStore::default(),
             hub: WatchHub::new(member_id),
+            applied_writes: AppliedWrites::default(),
             member_id,
             observer,
         })))
@@ -70,9 +73,45 @@ impl CoordState {
         }
     }
 
-    /// Applies one command from the log at `index`.
+    /// Applies one command from the log at `index`; a client's request applied
+    /// already is answered as the first time, not applied again.
     pub fn apply(&mut self, index: u64, cmd: CoordCommand) -> CoordAnswer {
-        let answer = match cmd.op {
+        let write_id = cmd.write_id.filter(|id| id.client != 0);
+        let answer = match write_id.as_ref().map(|id| self.applied_writes.seen(id)) {
+            Some(Seen::Retry(answer)) => answer,
+            Some(Seen::Overtaken { latest }) => CoordAnswer {
+                answer: Some(Answer::Error(
+                    CoordError::Other {
+                        code: tonic::Code::FailedPrecondition as i32,
+                        message: format!(
+                            "coordlab: request overtaken by the same client's request {latest}"
+                        ),
+                    }
+                    .to_proto(),
+                )),
+            },
+            Some(Seen::Fresh) | None => {
+                let answer = CoordAnswer {
+                    answer: Some(self.apply_command(cmd)),
+                };
+                if let Some(id) = &write_id {
+                    self.applied_writes.remember(id, index, &answer);
+                }
+                answer
+            }
+        };
+        self.observer.observe(
+            self.member_id,
+            &Event::CoordApplied {
+                index,
+                revision: self.mvcc.revision(),
+            },
+        );
+        answer
+    }
+
+    fn apply_command(&mut self, cmd: CoordCommand) -> Answer {
+        match cmd.op {
             Some(op) => match self
                 .authorize(&op, &cmd.token)
                 .and_then(|()| self.apply_op(op))
@@ -87,16 +126,6 @@ impl CoordState {
                 }
                 .to_proto(),
             ),
-        };
-        self.observer.observe(
-            self.member_id,
-            &Event::CoordApplied {
-                index,
-                revision: self.mvcc.revision(),
-            },
-        );
-        CoordAnswer {
-            answer: Some(answer),
         }
     }
 
@@ -327,6 +356,7 @@ impl CoordState {
                 .map(|(id, l)| LeaseRecord { id, ttl: l.ttl })
                 .collect(),
             auth: Some(self.auth.snapshot()),
+            applied_writes: self.applied_writes.snapshot(),
         }
         .encode_to_vec()
     }
@@ -381,6 +411,7 @@ impl CoordState {
         self.mvcc = mvcc;
         self.leases = leases;
         self.auth = AuthStore::restore(snap.auth.unwrap_or_default());
+        self.applied_writes = AppliedWrites::restore(snap.applied_writes);
         self.hub.catch_up(&self.mvcc);
         Ok(())
     }
@@ -446,7 +477,7 @@ mod tests {
     fn cmd(op: Op) -> CoordCommand {
         CoordCommand {
             op: Some(op),
-            token: String::new(),
+            ..Default::default()
         }
     }
 
@@ -462,6 +493,37 @@ mod tests {
     fn apply(s: &SharedCoordState, c: CoordCommand) -> Result<Answer, CoordError> {
         let bytes = s.lock().apply(0, c).encode_to_vec();
         answer_result(&bytes)
+    }
+
+    #[test]
+    fn a_numbered_write_applies_once_and_its_retry_gets_the_first_answer() {
+        let s = state();
+        let numbered = |seq| CoordCommand {
+            write_id: Some(crate::proto::WriteId { client: 7, seq }),
+            ..put("k", 0)
+        };
+        let first = s.lock().apply(1, numbered(1));
+        let revision = s.lock().mvcc.revision();
+        assert_eq!(s.lock().apply(2, numbered(1)), first, "the retry's answer");
+        assert_eq!(
+            s.lock().mvcc.revision(),
+            revision,
+            "the retry applied nothing"
+        );
+        apply(&s, numbered(2)).unwrap();
+        assert_eq!(s.lock().mvcc.revision(), revision + 1);
+        // A delayed retry of request 1, after request 2: refused, not applied.
+        let err = apply(&s, numbered(1)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(s.lock().mvcc.revision(), revision + 1);
+        // The table travels in snapshots.
+        let copy = state();
+        copy.lock().restore(&s.lock().snapshot()).unwrap();
+        assert_eq!(
+            copy.lock().apply(9, numbered(2)),
+            s.lock().apply(9, numbered(2))
+        );
+        assert_eq!(copy.lock().mvcc.revision(), revision + 1);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! every request, so a call stays on the member that last answered and moves to the
 //! next one on a retryable failure ("not leader", unavailable, timed out), with
 //! exponential backoff and jitter, for at most `retry.max_attempts` attempts.
+//!
+//! Writes are numbered (`coordlab-write-id`: this connection's client id and a
+//! sequence number, the same on every attempt of one call): coordd applies a retried
+//! write once; etcd ignores the number.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,8 +26,7 @@ use crate::proto::etcdserverpb::{
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 
-/// The metadata key etcd clients carry their token in.
-pub const TOKEN_KEY: &str = "token";
+pub use crate::proto::metadata::{TOKEN_KEY, WRITE_ID_KEY};
 
 pub struct Connection {
     endpoints: Vec<String>,
@@ -34,6 +37,27 @@ pub struct Connection {
     timeout: Duration,
     retry: RetryConfig,
     closed: AtomicBool,
+    /// This connection's client id for numbered writes (never 0).
+    client_id: u64,
+    /// The number of the last write this connection made.
+    last_seq: AtomicU64,
+}
+
+/// One write's number: the connection's client id and the write's sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
+}
+
+impl WriteId {
+    /// Adds the number to a request's metadata (`CLIENT-SEQ`).
+    pub fn attach<T>(&self, request: &mut Request<T>) {
+        let value = format!("{}-{}", self.client, self.seq)
+            .parse()
+            .expect("digits and a dash are ASCII");
+        request.metadata_mut().insert(WRITE_ID_KEY, value);
+    }
 }
 
 /// Whether another attempt (on this or another member) may succeed.
@@ -68,13 +92,16 @@ impl Connection {
             .collect::<Result<Vec<_>, _>>()?;
         let conn = Connection {
             endpoints: config.endpoints.clone(),
-            channels,
-            current: AtomicUsize::new(0),
+            // Clients spread over the members, as etcd's round-robin balancer does.
+            current: AtomicUsize::new(madsim::rand::random::<usize>() % channels.len()),
             token: Mutex::new(None),
             credentials: config.credentials(),
             timeout: config.timeout,
             retry: config.retry.clone(),
             closed: AtomicBool::new(false),
+            channels,
+            client_id: madsim::rand::random::<u64>().max(1),
+            last_seq: AtomicU64::new(0),
         };
         conn.authenticate().await?;
         Ok(conn)
@@ -108,6 +135,21 @@ impl Connection {
         if let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             r.metadata_mut().insert(TOKEN_KEY, t);
         }
+        r
+    }
+
+    /// The number for this connection's next write.
+    pub fn next_write_id(&self) -> WriteId {
+        WriteId {
+            client: self.client_id,
+            seq: self.last_seq.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// A request carrying the auth token and the write's number.
+    pub fn numbered<T>(&self, message: T, id: WriteId) -> Request<T> {
+        let mut r = self.request(message);
+        id.attach(&mut r);
         r
     }
 
@@ -233,8 +275,17 @@ impl Connection {
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, CoordinatorError> {
+        self.put_as(req, self.next_write_id()).await
+    }
+
+    /// A put numbered `id` (see [`Connection::next_write_id`]).
+    pub async fn put_as(
+        &self,
+        req: PutRequest,
+        id: WriteId,
+    ) -> Result<PutResponse, CoordinatorError> {
         self.call(|ch, c| {
-            let req = c.request(req.clone());
+            let req = c.numbered(req.clone(), id);
             async move { KvClient::new(ch).put(req).await }
         })
         .await
@@ -245,8 +296,9 @@ impl Connection {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, CoordinatorError> {
+        let id = self.next_write_id();
         self.call(|ch, c| {
-            let req = c.request(req.clone());
+            let req = c.numbered(req.clone(), id);
             async move { KvClient::new(ch).delete_range(req).await }
         })
         .await
@@ -254,8 +306,9 @@ impl Connection {
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, CoordinatorError> {
+        let id = self.next_write_id();
         self.call(|ch, c| {
-            let req = c.request(req.clone());
+            let req = c.numbered(req.clone(), id);
             async move { KvClient::new(ch).txn(req).await }
         })
         .await

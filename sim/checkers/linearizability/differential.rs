@@ -548,7 +548,7 @@ fn trace(h: &History) -> Vec<TraceEvent> {
                             Some(Seen::Text(s)) if ok && !s.is_empty() => Some(s.clone()),
                             _ => None,
                         },
-                        index: None,
+                        revision: None,
                     }
                 }
             }

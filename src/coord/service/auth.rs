@@ -27,7 +27,7 @@ impl AuthService {
     async fn change<T>(&self, request: &Request<T>, op: AuthOp) -> Result<ResponseHeader, Status> {
         self.ctx.authorize(request, Access::Admin)?;
         let op = Op::Auth(AuthCommand { op: Some(op) });
-        self.propose(self.ctx.command(request, op)).await
+        self.propose(self.ctx.command(request, op)?).await
     }
 
     async fn propose(&self, cmd: CoordCommand) -> Result<ResponseHeader, Status> {
@@ -136,7 +136,7 @@ impl Auth for AuthService {
         let header = self
             .propose(CoordCommand {
                 op: Some(Op::Auth(AuthCommand { op: Some(issue) })),
-                token: String::new(),
+                ..Default::default()
             })
             .await?;
         Ok(Response::new(AuthenticateResponse {

@@ -28,7 +28,7 @@ impl KvService {
     async fn propose<T>(&self, request: &Request<T>, op: Op) -> Result<Answer, CoordError> {
         self.ctx
             .proposer
-            .propose(self.ctx.command(request, op))
+            .propose(self.ctx.command(request, op)?)
             .await
     }
 }

@@ -51,7 +51,7 @@ impl Lease for LeaseService {
         match self
             .ctx
             .proposer
-            .propose(self.ctx.command(&request, Op::LeaseGrant(g)))
+            .propose(self.ctx.command(&request, Op::LeaseGrant(g))?)
             .await?
         {
             Answer::LeaseGrant(mut r) => {
@@ -72,7 +72,7 @@ impl Lease for LeaseService {
             .proposer
             .propose(
                 self.ctx
-                    .command(&request, Op::LeaseRevoke(*request.get_ref())),
+                    .command(&request, Op::LeaseRevoke(*request.get_ref()))?,
             )
             .await?
         {

@@ -47,7 +47,9 @@ impl LockService {
         key: &[u8],
         lease: i64,
     ) -> Result<i64, CoordError> {
-        let cmd = self.ctx.command(request, Op::Txn(enqueue_txn(key, lease)));
+        let cmd = self
+            .ctx
+            .command(request, Op::Txn(enqueue_txn(key, lease)))?;
         let answer = self.ctx.proposer.propose(cmd).await?;
         let Answer::Txn(r) = answer else {
             return Err(CoordError::Other {
@@ -243,7 +245,7 @@ impl Lock for LockService {
                     key,
                     ..Default::default()
                 }),
-            ))
+            )?)
             .await?;
         let header = match answer {
             Answer::DeleteRange(r) => r.header,

@@ -21,15 +21,24 @@ use super::lessor::Lessor;
 use super::state::SharedCoordState;
 use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::ResponseHeader;
-use crate::proto::CoordCommand;
+use crate::proto::{CoordCommand, WriteId};
 
 /// The cluster id every member reports (coordlab clusters are told apart by their
 /// member addresses, not by this id).
 pub const CLUSTER_ID: u64 = 0x636f_6f72_646c_6162;
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-/// The metadata key etcd clients carry their auth token in.
-pub const TOKEN_KEY: &str = "token";
+pub use crate::proto::metadata::{TOKEN_KEY, WRITE_ID_KEY};
+
+/// `CLIENT-SEQ`, both above 0.
+pub fn parse_write_id(text: &str) -> Option<WriteId> {
+    let (client, seq) = text.split_once('-')?;
+    let id = WriteId {
+        client: client.parse().ok()?,
+        seq: seq.parse().ok()?,
+    };
+    (id.client > 0 && id.seq > 0).then_some(id)
+}
 
 /// What every coordination service of one member shares.
 #[derive(Clone)]
@@ -58,17 +67,26 @@ impl CoordContext {
         Some(h)
     }
 
-    /// A command carrying the request's token, for the apply-time permission check.
-    pub fn command<T>(&self, request: &Request<T>, op: Op) -> CoordCommand {
-        CoordCommand {
+    /// A command carrying the request's token, for the apply-time permission check,
+    /// and its request id, if the client numbers its requests.
+    pub fn command<T>(&self, request: &Request<T>, op: Op) -> Result<CoordCommand, CoordError> {
+        let metadata = request.metadata();
+        let write_id = match metadata.get(WRITE_ID_KEY) {
+            None => None,
+            Some(v) => {
+                let text = v.to_str().unwrap_or_default();
+                Some(parse_write_id(text).ok_or_else(|| CoordError::BadWriteId(text.into()))?)
+            }
+        };
+        Ok(CoordCommand {
             op: Some(op),
-            token: request
-                .metadata()
+            token: metadata
                 .get(TOKEN_KEY)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string(),
-        }
+            write_id,
+        })
     }
 
     /// The authenticated user (`None` while auth is off).

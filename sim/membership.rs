@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use coordlab::client::{ClientConfig, ClientError, CoordClient};
+use coordlab::client::{AdminClient, ClientConfig, ClientError};
 use coordlab::raft::Bootstrap;
 
 use super::world::{node_addr, NodeState, SharedWorld};
 
-fn admin_client(world: &SharedWorld) -> Option<CoordClient> {
+fn admin_client(world: &SharedWorld) -> Option<AdminClient> {
     let w = world.lock().unwrap_or_else(|e| e.into_inner());
     let endpoints: Vec<String> = w
         .live_nodes()
@@ -18,7 +18,7 @@ fn admin_client(world: &SharedWorld) -> Option<CoordClient> {
     let mut config = ClientConfig::new(endpoints);
     config.attempt_timeout = Duration::from_secs(2);
     config.total_timeout = Duration::from_secs(6);
-    CoordClient::new(config).ok()
+    AdminClient::new(config).ok()
 }
 
 /// Starts node `max+1` empty (joining) and proposes adding it as a voter.

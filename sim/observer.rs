@@ -193,21 +193,17 @@ fn msg_meta(m: &Message) -> MsgMeta {
     }
 }
 
-/// A readable form of a node command (`put k=v`, `del k`, `coo report broker=3
+/// A readable form of a node command (`etcd put k=v`, `coo report broker=3
 /// seq=7`, …), if the bytes are one.
-fn kv_command(data: &[u8]) -> Option<String> {
+fn node_command(data: &[u8]) -> Option<String> {
     use coordlab::proto::{command::Op, coo_command::Op as CooOp, Command};
     use prost::Message as _;
     if data.is_empty() {
         return None;
     }
     match Command::decode(data).ok()?.op? {
-        Op::Put(p) => Some(format!(
-            "put {}={}",
-            p.key,
-            String::from_utf8_lossy(&p.value)
-        )),
-        Op::Delete(d) => Some(format!("del {}", d.key)),
+        Op::RetiredKvPut(w) => Some(format!("retired coordlab.Kv put {}", w.key)),
+        Op::RetiredKvDelete(w) => Some(format!("retired coordlab.Kv delete {}", w.key)),
         Op::Coo(c) => Some(match c.op? {
             CooOp::Report(r) => {
                 let r = r.report.unwrap_or_default();
@@ -316,7 +312,7 @@ impl Observer for SimObserver {
             },
             Event::Applied { entry } => EventKind::Applied {
                 entry: entry_meta(entry),
-                command: kv_command(&entry.data),
+                command: node_command(&entry.data),
             },
             Event::Stopped { reason } => EventKind::Stopped {
                 reason: reason.to_string(),

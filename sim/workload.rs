@@ -132,11 +132,10 @@ async fn run_client(
             let answer = match tokio::time::timeout(op_timeout, conn.put_as(put.clone(), id)).await
             {
                 Ok(Ok(r)) => ("ok", None, r.header.map(|h| h.revision)),
-                Ok(Err(CoordinatorError::Rejected { code, .. }))
-                    if code == Code::InvalidArgument =>
-                {
-                    ("fail", None, None)
-                }
+                Ok(Err(CoordinatorError::Rejected {
+                    code: Code::InvalidArgument,
+                    ..
+                })) => ("fail", None, None),
                 // Timed out or refused after retries: it may still be applied.
                 _ => ("unknown", None, None),
             };

@@ -11,10 +11,10 @@
 //! - [`raft`]: the Raft core on raft-rs's `RawNode`, its storage engine, and how a
 //!   Raft error reaches a gRPC client;
 //! - [`transport`]: Raft messages between nodes over gRPC (the real Transport);
-//! - [`kv`]: coordlab's own replicated key-value store, with write sessions;
-//! - [`client`]: a client of coordlab's own KV and admin API that follows the leader;
+//! - [`client`]: a leader-following client of coordlab's own services (admin, coo);
 //! - [`coord`]: the coordination service — etcd's v3 API (KV, watch, lease, lock,
-//!   auth, cluster membership, maintenance) on coordlab's Raft;
+//!   auth, cluster membership, maintenance) on coordlab's Raft, the one keyspace,
+//!   with numbered writes applied once;
 //! - [`library`]: the client library over the etcd API (seed 001): locks, a
 //!   service registry with balanced connections, a config center;
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
@@ -23,7 +23,6 @@
 
 pub mod client;
 pub mod coord;
-pub mod kv;
 pub mod library;
 pub mod mq;
 pub mod proto;

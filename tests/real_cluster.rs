@@ -18,38 +18,47 @@ async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
     let mut any = cluster.client(&[1, 2, 3]);
     let old_leader = wait_for_leader(&mut any).await.id;
 
-    // Write through a follower: the client follows the leader hint.
+    // Write through a follower: it forwards to the leader.
     let follower = (1..=3).find(|&id| id != old_leader).unwrap();
-    let mut via_follower = cluster.client(&[follower]);
-    let first = via_follower.put("greeting", b"hello").await.unwrap();
-    assert!(first.index > 0);
+    let first = cluster
+        .kv(&[follower])
+        .await
+        .put("greeting", b"hello")
+        .await;
+    assert!(first > 1);
 
     cluster.nodes.get_mut(&old_leader).unwrap().kill();
     let survivors: Vec<u64> = (1..=3).filter(|&id| id != old_leader).collect();
+    let kv = cluster.kv(&survivors).await;
+    assert_eq!(
+        kv.get("greeting", false).await.as_deref(),
+        Some(&b"hello"[..])
+    );
     let mut client = cluster.client(&survivors);
-    let got = client.get("greeting", false).await.unwrap();
-    assert_eq!(got.value.as_deref(), Some(&b"hello"[..]));
     let new_leader = wait_for_leader(&mut client).await;
     assert_ne!(new_leader.id, old_leader);
     assert!(new_leader.term > 1);
-    let second = client.put("after-failover", b"still here").await.unwrap();
+    kv.put("after-failover", b"still here").await;
 
     // The old leader restarts from its data dir and catches up.
     let peers = cluster.peers.clone();
     cluster.nodes.get_mut(&old_leader).unwrap().restart(&peers);
     let old_addr = cluster.peers[&old_leader].clone();
+    cluster
+        .kv(&[old_leader])
+        .await
+        .wait_for(
+            "after-failover",
+            b"still here",
+            "old leader applied the new write",
+        )
+        .await;
     let mut all = cluster.client(&[1, 2, 3]);
-    let status = wait_for_status(
-        &mut all,
-        &old_addr,
-        "old leader applied the new write",
-        |s| s.applied_index >= second.index,
-    )
+    let status = wait_for_status(&mut all, &old_addr, "old leader follows", |s| {
+        s.leader_id != 0
+    })
     .await;
     assert_eq!(status.leader_id, new_leader.id);
-    let mut direct = cluster.client(&[old_leader]);
-    let local = direct.get("after-failover", true).await.unwrap();
-    assert_eq!(local.value.as_deref(), Some(&b"still here"[..]));
 
     // coordctl against the same cluster: status lines and a missing key.
     let endpoints = cluster.endpoints(&[1, 2, 3]).join(",");
@@ -118,8 +127,9 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
     let mut cluster = TestCluster::start(3);
     let mut client = cluster.client(&[1, 2, 3]);
     wait_for_leader(&mut client).await;
+    let kv = cluster.kv(&[1, 2, 3]).await;
     for i in 0..20 {
-        client.put(&format!("k{i}"), b"v").await.unwrap();
+        kv.put(&format!("k{i}"), b"v").await;
     }
 
     // Node 4 starts empty with --join, then is added through the leader.
@@ -129,16 +139,10 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
     cluster.nodes.insert(4, node4);
     let added = client.add_member(4, &addr4).await.unwrap();
     assert!(added.members.iter().any(|m| m.id == 4 && m.addr == addr4));
-    let last = client.put("after-join", b"yes").await.unwrap();
-    wait_for_status(&mut client, &addr4, "node 4 caught up", |s| {
-        s.applied_index >= last.index
-    })
-    .await;
-    let mut on4 = cluster.client(&[4]);
-    assert_eq!(
-        on4.get("k0", true).await.unwrap().value.as_deref(),
-        Some(&b"v"[..])
-    );
+    kv.put("after-join", b"yes").await;
+    let on4 = cluster.kv(&[4]).await;
+    on4.wait_for("after-join", b"yes", "node 4 caught up").await;
+    assert_eq!(on4.get("k0", true).await.as_deref(), Some(&b"v"[..]));
 
     // Remove a follower: it stops by itself and the cluster goes on.
     let leader = wait_for_leader(&mut client).await.id;
@@ -157,9 +161,90 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
         .filter(|&id| id != victim)
         .collect();
     let mut rest_client = cluster.client(&rest);
-    rest_client.put("after-remove", b"ok").await.unwrap();
+    cluster.kv(&rest).await.put("after-remove", b"ok").await;
     let status = rest_client.leader_status().await.unwrap();
     assert_eq!(status.members.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numbered_write_retried_applies_once() {
+    use coordlab::library::WriteId;
+    use coordlab::proto::etcdserverpb::kv_client::KvClient;
+    use coordlab::proto::etcdserverpb::PutRequest;
+    use coordlab::proto::metadata::WRITE_ID_KEY;
+
+    let cluster = TestCluster::start(3);
+    wait_for_leader(&mut cluster.client(&[1, 2, 3])).await;
+    let mut channels = Vec::new();
+    for id in 1..=3 {
+        let url = format!("http://{}", cluster.peers[&id]);
+        channels.push(
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let put = |value: &str, id: WriteId| {
+        let mut r = tonic::Request::new(PutRequest {
+            key: b"once".to_vec(),
+            value: value.as_bytes().to_vec(),
+            prev_kv: true,
+            ..Default::default()
+        });
+        id.attach(&mut r);
+        r
+    };
+    let first = WriteId { client: 42, seq: 1 };
+    let answer = KvClient::new(channels[0].clone())
+        .put(put("a", first))
+        .await
+        .unwrap()
+        .into_inner();
+    let revision = answer.header.unwrap().revision;
+    // The same write again, through another member: answered, not applied.
+    let again = KvClient::new(channels[1].clone())
+        .put(put("a", first))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.header.unwrap().revision, revision);
+    assert!(
+        again.prev_kv.is_none(),
+        "the first answer: no previous value"
+    );
+    let kv = cluster.kv(&[1, 2, 3]).await;
+    let next = kv.put("other", b"x").await;
+    assert_eq!(next, revision + 1, "the retry made no revision");
+    // Request 2 applies; a late copy of request 1 is refused, not applied.
+    let second = WriteId { client: 42, seq: 2 };
+    KvClient::new(channels[2].clone())
+        .put(put("b", second))
+        .await
+        .unwrap();
+    let late = KvClient::new(channels[0].clone())
+        .put(put("a", first))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert_eq!(kv.get("once", false).await.as_deref(), Some(&b"b"[..]));
+    // A malformed number is refused by name.
+    let mut bad = tonic::Request::new(PutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    });
+    bad.metadata_mut()
+        .insert(WRITE_ID_KEY, "seven".parse().unwrap());
+    let err = KvClient::new(channels[0].clone())
+        .put(bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("coordlab-write-id \"seven\""),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -198,8 +283,9 @@ async fn a_corrupt_wal_is_refused_naming_file_and_offset() {
     let mut cluster = TestCluster::start(1);
     let mut client = cluster.client(&[1]);
     wait_for_leader(&mut client).await;
+    let kv = cluster.kv(&[1]).await;
     for i in 0..5 {
-        client.put(&format!("k{i}"), b"some value").await.unwrap();
+        kv.put(&format!("k{i}"), b"some value").await;
     }
     let node = cluster.nodes.get_mut(&1).unwrap();
     assert!(node.terminate().success());

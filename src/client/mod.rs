@@ -1,12 +1,10 @@
-//! A client of coordlab's own KV and admin API (`coordlab.Kv`) that finds and
-//! follows the leader.
+//! A leader-following client of coordlab's own services: `coordlab.Admin` (node
+//! status, membership changes by id) here, and the coo (`mq::client::CooClient`)
+//! on its `call_with`. The etcd keyspace has its client in `library::Connection`.
 //!
 //! Requests go to the preferred endpoint; a "not leader" answer moves the client to
 //! the leader it names, and an unreachable or failing node moves it to the next
 //! endpoint, with exponential backoff, until the overall deadline passes.
-//! Every put and delete carries the client's write session (client id, request
-//! number), so a retry of a write whose answer was lost is answered, not applied
-//! again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,11 +14,9 @@ use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
 
-use crate::proto::kv_client::KvClient;
+use crate::proto::admin_client::AdminClient as AdminRpc;
 use crate::proto::{
-    AddMemberRequest, DeleteRequest, DeleteResponse, GetRequest, GetResponse, MembershipResponse,
-    PutRequest, PutResponse, RemoveMemberRequest, RequestSession, StatusRequest, StatusResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, MembershipResponse, RemoveMemberRequest, StatusRequest, StatusResponse,
 };
 use crate::raft::rpc_status::leader_hint;
 
@@ -66,9 +62,6 @@ pub struct ClientConfig {
     pub total_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// The write session's id (never 0); `None` draws one. Requests of one
-    /// session are numbered 1, 2, … in the order the client makes them.
-    pub session_id: Option<u64>,
 }
 
 impl ClientConfig {
@@ -79,21 +72,17 @@ impl ClientConfig {
             total_timeout: Duration::from_secs(20),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
-            session_id: None,
         }
     }
 }
 
-/// A leader-following client of the `coordlab.Kv` API.
-pub struct CoordClient {
+/// A leader-following client of `coordlab.Admin` (and, through `call_with`, of any
+/// coordlab service that answers on the leader).
+pub struct AdminClient {
     config: ClientConfig,
     endpoints: Vec<String>,
     preferred: usize,
     channels: HashMap<String, Channel>,
-    /// This client's write session: each put/delete carries (client_id, seq), the
-    /// same on every retry, so the cluster applies it once.
-    client_id: u64,
-    next_seq: u64,
 }
 
 fn retryable(code: Code) -> bool {
@@ -109,7 +98,7 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-impl CoordClient {
+impl AdminClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
@@ -122,27 +111,12 @@ impl CoordClient {
                 }
             })?;
         }
-        let client_id = config
-            .session_id
-            .filter(|&id| id != 0)
-            .unwrap_or_else(|| madsim::rand::random::<u64>().max(1));
-        Ok(CoordClient {
+        Ok(AdminClient {
             endpoints: config.endpoints.clone(),
             config,
             preferred: 0,
             channels: HashMap::new(),
-            client_id,
-            next_seq: 1,
         })
-    }
-
-    fn next_session(&mut self) -> RequestSession {
-        let request_seq = self.next_seq;
-        self.next_seq += 1;
-        RequestSession {
-            client_id: self.client_id,
-            request_seq,
-        }
     }
 
     /// The endpoint the next request goes to first.
@@ -179,10 +153,10 @@ impl CoordClient {
     /// Runs `op` against the leader, following redirects and retrying failures.
     async fn call<T, F, Fut>(&mut self, mut op: F) -> Result<T, ClientError>
     where
-        F: FnMut(KvClient<Channel>) -> Fut,
+        F: FnMut(AdminRpc<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        self.call_with(|channel| op(KvClient::new(channel))).await
+        self.call_with(|channel| op(AdminRpc::new(channel))).await
     }
 
     /// Runs `op` once against `endpoint`, with no leader following or retry.
@@ -260,47 +234,9 @@ impl CoordClient {
         })
     }
 
-    pub async fn put(&mut self, key: &str, value: &[u8]) -> Result<PutResponse, ClientError> {
-        let req = PutRequest {
-            key: key.to_string(),
-            value: value.to_vec(),
-            session: Some(self.next_session()),
-        };
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.put(req).await }
-        })
-        .await
-    }
-
-    pub async fn delete(&mut self, key: &str) -> Result<DeleteResponse, ClientError> {
-        let req = DeleteRequest {
-            key: key.to_string(),
-            session: Some(self.next_session()),
-        };
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.delete(req).await }
-        })
-        .await
-    }
-
-    /// Reads `key`; linearizable unless `serializable`.
-    pub async fn get(&mut self, key: &str, serializable: bool) -> Result<GetResponse, ClientError> {
-        let req = GetRequest {
-            key: key.to_string(),
-            serializable,
-        };
-        self.call(|mut c| {
-            let req = req.clone();
-            async move { c.get(req).await }
-        })
-        .await
-    }
-
     /// Status of the preferred endpoint's node (no leader following).
     pub async fn status_of(&mut self, endpoint: &str) -> Result<StatusResponse, ClientError> {
-        let mut client = KvClient::new(self.channel(endpoint)?);
+        let mut client = AdminRpc::new(self.channel(endpoint)?);
         match tokio::time::timeout(self.config.attempt_timeout, client.status(StatusRequest {}))
             .await
         {
@@ -368,14 +304,6 @@ impl CoordClient {
 
     pub async fn remove_member(&mut self, id: u64) -> Result<MembershipResponse, ClientError> {
         self.call(|mut c| async move { c.remove_member(RemoveMemberRequest { id }).await })
-            .await
-    }
-
-    pub async fn transfer_leader(
-        &mut self,
-        to: u64,
-    ) -> Result<TransferLeaderResponse, ClientError> {
-        self.call(|mut c| async move { c.transfer_leader(TransferLeaderRequest { to }).await })
             .await
     }
 }

@@ -1,13 +1,13 @@
 //! A leader-following client of the coo's gRPC API (the broker's "smart client"):
 //! it finds the leader coo, follows "not leader" hints, refreshes endpoints and
-//! retries, on top of [`CoordClient`]'s machinery.
+//! retries, on top of [`AdminClient`]'s machinery.
 
 use std::sync::Arc;
 
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
-use crate::client::{ClientConfig, ClientError, CoordClient};
+use crate::client::{AdminClient, ClientConfig, ClientError};
 use crate::proto::coo_client::CooClient as CooGrpc;
 use crate::proto::{
     BrokerList, BrokerReport, ConsumerAssignment, CreateTopicRequest, DeleteTopicRequest,
@@ -17,7 +17,7 @@ use crate::seams::mutants;
 use crate::seams::observer::{Event, Observer};
 
 pub struct CooClient {
-    inner: CoordClient,
+    inner: AdminClient,
     /// Who the RPCs are sent for (observer events), 0 for admin use.
     broker_id: u64,
     observer: Option<Arc<dyn Observer>>,
@@ -34,7 +34,7 @@ fn coo(channel: Channel) -> CooGrpc<Channel> {
 impl CooClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         Ok(CooClient {
-            inner: CoordClient::new(config)?,
+            inner: AdminClient::new(config)?,
             broker_id: 0,
             observer: None,
             pinned: None,

@@ -35,6 +35,9 @@ pub enum RaftError {
     /// The membership change was refused before it was proposed.
     #[error("{0}")]
     Membership(#[from] super::membership::MembershipError),
+    /// The data holds what this version no longer reads (it names the version).
+    #[error("unsupported data: {0}")]
+    Unsupported(String),
     /// The node has stopped (shut down, removed from the cluster, or failed).
     #[error("node stopped: {0}")]
     Stopped(String),

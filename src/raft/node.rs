@@ -77,7 +77,7 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Resu
             }
         }
         if let Err(e) = core.process_ready() {
-            tracing::error!(node = core.id, error = %e, "stopping: could not persist");
+            tracing::error!(node = core.id, error = %e, "stopping");
             break Err(e);
         }
         if core.stop_reason().is_some() {

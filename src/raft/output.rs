@@ -175,7 +175,15 @@ impl<S: StateMachine> RaftCore<S> {
             debug_assert_eq!(entry.index, self.applied + 1, "apply gap");
             let answer = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
-                EntryType::EntryNormal => self.state_machine.apply(entry.index, &entry.data),
+                EntryType::EntryNormal => {
+                    if let Some(why) = self.state_machine.refuse(&entry.data) {
+                        return Err(RaftError::Unsupported(format!(
+                            "entry {}: {why}",
+                            entry.index
+                        )));
+                    }
+                    self.state_machine.apply(entry.index, &entry.data)
+                }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change(entry)?
                 }

@@ -39,6 +39,7 @@ pub fn status_from_raft_error(err: RaftError) -> Status {
         )),
         RaftError::Membership(e) => Status::invalid_argument(e.to_string()),
         RaftError::Corruption(why) => Status::data_loss(why),
+        RaftError::Unsupported(why) => Status::failed_precondition(why),
         e @ (RaftError::Storage(_) | RaftError::Transport(_) | RaftError::Stopped(_)) => {
             Status::unavailable(e.to_string())
         }

@@ -15,4 +15,10 @@ pub trait StateMachine: Send + 'static {
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the state with a snapshot; `Err` names what is malformed.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+    /// Why this node cannot apply `command` at all (data an earlier version wrote
+    /// that this one no longer reads), if so: the node stops with that reason
+    /// instead of skipping the entry, so nothing is lost.
+    fn refuse(&self, _command: &[u8]) -> Option<String> {
+        None
+    }
 }

@@ -1,7 +1,7 @@
 //! A whole coordd node: storage, Raft core, transport and the client API, wired to
 //! the seams it is given (real ones in `coordd`, simulated ones in the harness).
 
-mod kv_service;
+mod admin_service;
 pub mod replicated;
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use crate::coord::lessor::Lessor;
 use crate::coord::service::auth::AuthService;
 use crate::coord::service::cluster::ClusterService;
 use crate::coord::service::forward::CoordForwardService;
-use crate::coord::service::kv::KvService as EtcdKvService;
+use crate::coord::service::kv::KvService;
 use crate::coord::service::lease::LeaseService;
 use crate::coord::service::lock::LockService;
 use crate::coord::service::maintenance::MaintenanceService;
@@ -26,10 +26,10 @@ use crate::coord::state::SharedCoordState;
 use crate::mq::broker::Broker;
 use crate::mq::coo::{Coo, CooService, BROKER_TIMEOUT};
 use crate::mq::logic_node::{LogicNode, LogicNodeMetrics};
+use crate::proto::admin_server::AdminServer;
 use crate::proto::coo_server::CooServer;
 use crate::proto::coord_forward_server::CoordForwardServer;
 use crate::proto::etcdserverpb as etcd;
-use crate::proto::kv_server::KvServer;
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
@@ -40,7 +40,7 @@ use crate::seams::transport::Transport;
 use crate::transport::{GrpcTransport, RaftTransportService};
 use replicated::ReplicatedState;
 
-pub use kv_service::KvService;
+pub use admin_service::AdminService;
 
 /// Wraps the real transport (the harness adds its fault hooks this way).
 pub type TransportLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
@@ -153,16 +153,12 @@ pub async fn serve_node(
             ))
             .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
         )
-        .add_service(KvServer::new(KvService::new(
-            handle.clone(),
-            clock,
-            metrics,
-        )))
+        .add_service(AdminServer::new(AdminService::new(handle.clone(), metrics)))
         .add_service(CooServer::new(CooService::new(coo)))
         .add_service(CoordForwardServer::new(CoordForwardService::new(
             proposer, lessor,
         )))
-        .add_service(etcd::kv_server::KvServer::new(EtcdKvService::new(
+        .add_service(etcd::kv_server::KvServer::new(KvService::new(
             coord.clone(),
         )))
         .add_service(etcd::watch_server::WatchServer::new(WatchService::new(

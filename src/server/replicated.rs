@@ -1,9 +1,14 @@
-//! The state machine a coordd node replicates: the KV store, the coo's metadata and
-//! the coordination service's state (etcd v3 API), behind one command envelope
+//! The state machine a coordd node replicates: the coo's metadata and the
+//! coordination service's state (etcd v3 API), behind one command envelope
 //! (`proto::Command`) and one query envelope.
 //!
 //! After every coo change it publishes the new topic metadata on a watch channel,
 //! which in-process brokers (Local mode) and `Pull` streams follow.
+//!
+//! coordlab 0.1 also replicated `coordlab.Kv`, a second key-value store beside the
+//! etcd keyspace. This version refuses data that holds any of it, by name, rather
+//! than drop it: a snapshot with its keys does not restore, and a log entry with
+//! one of its writes stops the node before it is applied.
 
 use std::sync::Arc;
 
@@ -11,13 +16,11 @@ use crate::sync::watch;
 use prost::Message as _;
 
 use crate::coord::state::SharedCoordState;
-use crate::kv::KvStateMachine;
 use crate::mq::coo::state::{CooState, TopicWatch};
 use crate::proto::{self, command, query};
 use crate::raft::StateMachine;
 
 pub struct ReplicatedState {
-    kv: KvStateMachine,
     coo: CooState,
     topics: watch::Sender<Arc<proto::TopicInfos>>,
     coord: SharedCoordState,
@@ -28,15 +31,7 @@ impl ReplicatedState {
     pub fn new(coord: SharedCoordState) -> (Self, TopicWatch) {
         let coo = CooState::new();
         let (topics, rx) = watch::channel(Arc::new(coo.topic_infos()));
-        (
-            ReplicatedState {
-                kv: KvStateMachine::new(),
-                coo,
-                topics,
-                coord,
-            },
-            rx,
-        )
+        (ReplicatedState { coo, topics, coord }, rx)
     }
 
     fn publish_if_changed(&self) {
@@ -46,15 +41,15 @@ impl ReplicatedState {
     }
 }
 
-/// Encodes a KV read as a node query.
-pub fn get_query(key: &str, serializable: bool) -> Vec<u8> {
-    proto::Query {
-        q: Some(query::Q::Get(proto::GetRequest {
-            key: key.to_string(),
-            serializable,
-        })),
-    }
-    .encode_to_vec()
+/// What a node of this version says of coordlab 0.1's `coordlab.Kv` data.
+fn retired_kv(what: &str) -> String {
+    format!(
+        "{what} of coordlab.Kv, the key-value store coordlab 0.1 served beside the etcd \
+         keyspace; coordlab {} serves the etcd keyspace only. Read the keys out with \
+         coordlab 0.1 (`coordctl get`), write them with `etcdctl put`, and start from \
+         a fresh data dir",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 impl StateMachine for ReplicatedState {
@@ -68,15 +63,14 @@ impl StateMachine for ReplicatedState {
             Ok(Some(command::Op::Coord(cmd))) => {
                 self.coord.lock().apply(index, cmd).encode_to_vec()
             }
-            // KV commands (and malformed ones, which the KV machine ignores alike on
-            // every replica).
-            _ => self.kv.apply(index, bytes),
+            // `refuse` stopped the node before a retired write; a malformed command
+            // is ignored alike on every replica.
+            _ => Vec::new(),
         }
     }
 
     fn query(&self, bytes: &[u8]) -> Vec<u8> {
         match proto::Query::decode(bytes).map(|q| q.q) {
-            Ok(Some(query::Q::Get(get))) => self.kv.query(&get.encode_to_vec()),
             Ok(Some(query::Q::Coo(coo))) => self.coo.query(&coo),
             _ => Vec::new(),
         }
@@ -84,7 +78,7 @@ impl StateMachine for ReplicatedState {
 
     fn snapshot(&self) -> Vec<u8> {
         proto::ReplicatedSnapshot {
-            kv: self.kv.snapshot(),
+            retired_kv: Vec::new(),
             coo: self.coo.snapshot(),
             coord: self.coord.lock().snapshot(),
         }
@@ -94,25 +88,40 @@ impl StateMachine for ReplicatedState {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         let snap = proto::ReplicatedSnapshot::decode(bytes)
             .map_err(|e| format!("node state snapshot: {e}"))?;
-        self.kv.restore(&snap.kv)?;
+        if !snap.retired_kv.is_empty() {
+            return Err(retired_kv(&format!(
+                "the snapshot holds {} bytes of keys",
+                snap.retired_kv.len()
+            )));
+        }
         self.coo.restore(&snap.coo)?;
         self.coord.lock().restore(&snap.coord)?;
         self.publish_if_changed();
         Ok(())
+    }
+
+    fn refuse(&self, command: &[u8]) -> Option<String> {
+        let write = match proto::Command::decode(command).ok()?.op? {
+            command::Op::RetiredKvPut(w) => format!("a put of {:?}", w.key),
+            command::Op::RetiredKvDelete(w) => format!("a delete of {:?}", w.key),
+            _ => return None,
+        };
+        Some(retired_kv(&format!("the log holds {write}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv;
     use crate::mq::coo::state::{coo_command, coo_query};
 
+    fn coord() -> SharedCoordState {
+        SharedCoordState::new(1, Arc::new(crate::seams::observer::NoopObserver))
+    }
+
     #[test]
-    fn kv_and_coo_commands_reach_their_machines() {
-        let coord = || SharedCoordState::new(1, Arc::new(crate::seams::observer::NoopObserver));
+    fn coo_and_coord_commands_reach_their_machines() {
         let (mut s, topics) = ReplicatedState::new(coord());
-        s.apply(1, &kv::put_command("k", b"v"));
         let create = coo_command(proto::coo_command::Op::CreateTopic(
             proto::CreateTopicRequest {
                 name: "t".into(),
@@ -120,9 +129,21 @@ mod tests {
                 replication: 1,
             },
         ));
-        s.apply(2, &create);
-        let got = proto::GetResponse::decode(&s.query(&get_query("k", false))[..]).unwrap();
-        assert_eq!(got.value.as_deref(), Some(&b"v"[..]));
+        s.apply(1, &create);
+        let put = proto::Command {
+            op: Some(command::Op::Coord(proto::CoordCommand {
+                op: Some(proto::coord_command::Op::Put(
+                    proto::etcdserverpb::PutRequest {
+                        key: b"k".to_vec(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            })),
+        };
+        s.apply(2, &put.encode_to_vec());
+        assert_eq!(s.coord.lock().mvcc.revision(), 2, "the put made revision 2");
         let infos = proto::TopicInfos::decode(
             &s.query(&coo_query(proto::coo_query::Q::Topics(
                 proto::ListRequest {},
@@ -138,5 +159,34 @@ mod tests {
         let (mut copy, _) = ReplicatedState::new(coord());
         copy.restore(&s.snapshot()).unwrap();
         assert_eq!(copy.snapshot(), s.snapshot());
+        assert_eq!(s.refuse(&put.encode_to_vec()), None);
+    }
+
+    /// Bytes as coordlab 0.1 wrote them: `Command { put: PutRequest { key: "greeting",
+    /// value: "hello", session: { client_id: 7, request_seq: 1 } } }`.
+    const V01_KV_PUT: &[u8] = &[
+        0x0a, 0x17, 0x0a, 0x08, b'g', b'r', b'e', b'e', b't', b'i', b'n', b'g', 0x12, 0x05, b'h',
+        b'e', b'l', b'l', b'o', 0x1a, 0x04, 0x08, 0x07, 0x10, 0x01,
+    ];
+
+    #[test]
+    fn coordlab_0_1_kv_data_is_refused_by_name() {
+        let (mut s, _) = ReplicatedState::new(coord());
+        let why = s.refuse(V01_KV_PUT).expect("a 0.1 KV put is refused");
+        assert!(why.contains("a put of \"greeting\""), "{why}");
+        assert!(why.contains("coordlab 0.1"), "{why}");
+        assert!(why.contains(env!("CARGO_PKG_VERSION")), "{why}");
+        let old_snapshot = proto::ReplicatedSnapshot {
+            retired_kv: vec![0x0a, 0x03, 0x0a, 0x01, b'k'],
+            ..Default::default()
+        };
+        let err = s.restore(&old_snapshot.encode_to_vec()).unwrap_err();
+        assert!(
+            err.contains("coordlab.Kv") && err.contains("5 bytes"),
+            "{err}"
+        );
+        // A 0.1 snapshot whose KV store was empty restores: nothing is lost.
+        let empty_kv = proto::ReplicatedSnapshot::default();
+        s.restore(&empty_kv.encode_to_vec()).unwrap();
     }
 }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use coordlab::client::{ClientConfig, CoordClient};
+use coordlab::client::{AdminClient, ClientConfig};
+use coordlab::library::{Connection, CoordinatorConfig, RetryConfig};
+use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use coordlab::proto::StatusResponse;
 
 /// A port for a test server: free when checked, never handed out twice in this
@@ -246,13 +248,68 @@ impl TestCluster {
             .kill();
     }
 
-    pub fn client(&self, ids: &[u64]) -> CoordClient {
-        CoordClient::new(ClientConfig::new(self.endpoints(ids))).unwrap()
+    pub fn client(&self, ids: &[u64]) -> AdminClient {
+        AdminClient::new(ClientConfig::new(self.endpoints(ids))).unwrap()
+    }
+
+    /// The etcd keyspace through the nodes at `ids`.
+    pub async fn kv(&self, ids: &[u64]) -> Kv {
+        let mut config = CoordinatorConfig::new(self.endpoints(ids));
+        // Enough to ride out an election.
+        config.retry = RetryConfig {
+            max_attempts: 30,
+            ..RetryConfig::default()
+        };
+        Kv(Connection::connect(&config).await.unwrap())
+    }
+}
+
+/// Puts and gets on the etcd keyspace, for tests.
+pub struct Kv(pub Connection);
+
+impl Kv {
+    /// The revision the put made.
+    pub async fn put(&self, key: &str, value: &[u8]) -> i64 {
+        let put = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.to_vec(),
+            ..Default::default()
+        };
+        let r = self
+            .0
+            .put(put)
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+        r.header.expect("a header").revision
+    }
+
+    /// `key`'s value; linearizable unless `serializable` (this member's state).
+    pub async fn get(&self, key: &str, serializable: bool) -> Option<Vec<u8>> {
+        let range = RangeRequest {
+            key: key.as_bytes().to_vec(),
+            serializable,
+            ..Default::default()
+        };
+        let r = self
+            .0
+            .range(range)
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e}"));
+        r.kvs.into_iter().next().map(|kv| kv.value)
+    }
+
+    /// Polls this member's own state until `key` holds `value`.
+    pub async fn wait_for(&self, key: &str, value: &[u8], what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get(key, true).await.as_deref() != Some(value) {
+            assert!(Instant::now() < deadline, "not reached: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
 /// Polls the nodes at `ids` until one reports itself leader.
-pub async fn wait_for_leader(client: &mut CoordClient) -> StatusResponse {
+pub async fn wait_for_leader(client: &mut AdminClient) -> StatusResponse {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match client.leader_status().await {
@@ -265,7 +322,7 @@ pub async fn wait_for_leader(client: &mut CoordClient) -> StatusResponse {
 
 /// Polls `endpoint` until `done` holds for its status.
 pub async fn wait_for_status(
-    client: &mut CoordClient,
+    client: &mut AdminClient,
     endpoint: &str,
     what: &str,
     done: impl Fn(&StatusResponse) -> bool,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use coordlab::client::{ClientConfig, ClientError, CoordClient};
+use coordlab::client::{AdminClient, ClientConfig, ClientError};
 use coordlab::library::{Connection, CoordinatorConfig, CoordinatorError};
 use coordlab::mq::client::CooClient;
 use coordlab::proto::StatusResponse;
@@ -116,7 +116,7 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
     let mut config = ClientConfig::new(args.endpoints.clone());
     config.total_timeout = Duration::from_secs(args.timeout_secs);
     let coo_config = config.clone();
-    let mut client = CoordClient::new(config)?;
+    let mut client = AdminClient::new(config)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         Command::Etcd(command) => {

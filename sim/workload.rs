@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::library::{Connection, CoordinatorConfig, CoordinatorError, RetryConfig, WriteId};
+use coordlab::library::{
+    attach_write_id, Connection, CoordinatorConfig, CoordinatorError, RetryConfig, WriteId,
+};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use madsim::rand::{thread_rng, Rng};
@@ -186,7 +188,7 @@ async fn send_late_duplicate(
         return;
     };
     let mut request = tonic::Request::new(request);
-    id.attach(&mut request);
+    attach_write_id(id, &mut request);
     let send = async {
         let channel = endpoint.connect().await.ok()?;
         KvClient::new(channel).put(request).await.ok()

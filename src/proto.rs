@@ -32,4 +32,19 @@ pub mod metadata {
     /// every attempt of one write, so that coordd applies a retried write once
     /// (`coord::applied_writes`). etcd ignores it.
     pub const WRITE_ID_KEY: &str = "coordlab-write-id";
+
+    /// A write id as [`WRITE_ID_KEY`]'s value.
+    pub fn write_id_text(id: &super::WriteId) -> String {
+        format!("{}-{}", id.client, id.seq)
+    }
+
+    /// [`WRITE_ID_KEY`]'s value as a write id, if it is `CLIENT-SEQ` with both above 0.
+    pub fn parse_write_id(text: &str) -> Option<super::WriteId> {
+        let (client, seq) = text.split_once('-')?;
+        let id = super::WriteId {
+            client: client.parse().ok()?,
+            seq: seq.parse().ok()?,
+        };
+        (id.client > 0 && id.seq > 0).then_some(id)
+    }
 }

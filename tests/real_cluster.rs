@@ -168,7 +168,7 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_numbered_write_retried_applies_once() {
-    use coordlab::library::WriteId;
+    use coordlab::library::{attach_write_id, WriteId};
     use coordlab::proto::etcdserverpb::kv_client::KvClient;
     use coordlab::proto::etcdserverpb::PutRequest;
     use coordlab::proto::metadata::WRITE_ID_KEY;
@@ -193,7 +193,7 @@ async fn a_numbered_write_retried_applies_once() {
             prev_kv: true,
             ..Default::default()
         });
-        id.attach(&mut r);
+        attach_write_id(id, &mut r);
         r
     };
     let first = WriteId { client: 42, seq: 1 };

@@ -97,6 +97,9 @@ pub enum CoordError {
     /// coordlab's own: the `coordlab-write-id` metadata is not `CLIENT-SEQ`.
     #[error("coordlab: malformed coordlab-write-id {0:?}: want CLIENT-SEQ, both numbers above 0")]
     BadWriteId(String),
+    /// coordlab's own: a numbered write older than its client's latest applied one.
+    #[error("coordlab: request overtaken by the same client's request {latest}")]
+    WriteOvertaken { latest: u64 },
     /// Anything else; the message says what.
     #[error("{message}")]
     Other { code: i32, message: String },
@@ -112,12 +115,24 @@ impl CoordError {
             }
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader | RootUserNotExist | RootRoleNotExist | UserAlreadyExist
-            | UserNotFound | RoleAlreadyExist | RoleNotFound | RoleNotGranted
-            | PermissionNotGranted | AuthNotEnabled | InvalidAuthMgmt | BadLeaderTransferee
-            | MemberExist | PeerUrlExist | MemberNotLearner | LearnerNotReady => {
-                Code::FailedPrecondition
-            }
+            LeaseExist
+            | NotLeader
+            | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExist
+            | UserNotFound
+            | RoleAlreadyExist
+            | RoleNotFound
+            | RoleNotGranted
+            | PermissionNotGranted
+            | AuthNotEnabled
+            | InvalidAuthMgmt
+            | BadLeaderTransferee
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotLearner
+            | LearnerNotReady
+            | WriteOvertaken { .. } => Code::FailedPrecondition,
             PeerUrlUpdateUnsupported => Code::Unimplemented,
             LeaderTransferTimedOut => Code::DeadlineExceeded,
             NoLeader | LeaderChanged | Timeout => Code::Unavailable,

@@ -81,13 +81,7 @@ impl CoordState {
             Some(Seen::Retry(answer)) => answer,
             Some(Seen::Overtaken { latest }) => CoordAnswer {
                 answer: Some(Answer::Error(
-                    CoordError::Other {
-                        code: tonic::Code::FailedPrecondition as i32,
-                        message: format!(
-                            "coordlab: request overtaken by the same client's request {latest}"
-                        ),
-                    }
-                    .to_proto(),
+                    CoordError::WriteOvertaken { latest }.to_proto(),
                 )),
             },
             Some(Seen::Fresh) | None => {

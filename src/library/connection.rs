@@ -43,21 +43,14 @@ pub struct Connection {
     last_seq: AtomicU64,
 }
 
-/// One write's number: the connection's client id and the write's sequence number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteId {
-    pub client: u64,
-    pub seq: u64,
-}
+pub use crate::proto::WriteId;
 
-impl WriteId {
-    /// Adds the number to a request's metadata (`CLIENT-SEQ`).
-    pub fn attach<T>(&self, request: &mut Request<T>) {
-        let value = format!("{}-{}", self.client, self.seq)
-            .parse()
-            .expect("digits and a dash are ASCII");
-        request.metadata_mut().insert(WRITE_ID_KEY, value);
-    }
+/// Adds a write's number to a request's metadata (`CLIENT-SEQ`).
+pub fn attach_write_id<T>(id: WriteId, request: &mut Request<T>) {
+    let value = crate::proto::metadata::write_id_text(&id)
+        .parse()
+        .expect("digits and a dash are ASCII");
+    request.metadata_mut().insert(WRITE_ID_KEY, value);
 }
 
 /// Whether another attempt (on this or another member) may succeed.
@@ -149,7 +142,7 @@ impl Connection {
     /// A request carrying the auth token and the write's number.
     pub fn numbered<T>(&self, message: T, id: WriteId) -> Request<T> {
         let mut r = self.request(message);
-        id.attach(&mut r);
+        attach_write_id(id, &mut r);
         r
     }
 

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use balancer::ServiceConnection;
 pub use config_center::{ConfigCenter, ConfigEvent, ConfigWatcher};
-pub use connection::{is_retryable, Connection, WriteId};
+pub use connection::{attach_write_id, is_retryable, Connection, WriteId};
 pub use error::CoordinatorError;
 pub use lease::{renew_once, KeptLease};
 pub use lock::{DistributedLock, LockGuard};

@@ -21,24 +21,14 @@ use super::lessor::Lessor;
 use super::state::SharedCoordState;
 use crate::proto::coord_command::Op;
 use crate::proto::etcdserverpb::ResponseHeader;
-use crate::proto::{CoordCommand, WriteId};
+use crate::proto::CoordCommand;
 
 /// The cluster id every member reports (coordlab clusters are told apart by their
 /// member addresses, not by this id).
 pub const CLUSTER_ID: u64 = 0x636f_6f72_646c_6162;
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-pub use crate::proto::metadata::{TOKEN_KEY, WRITE_ID_KEY};
-
-/// `CLIENT-SEQ`, both above 0.
-pub fn parse_write_id(text: &str) -> Option<WriteId> {
-    let (client, seq) = text.split_once('-')?;
-    let id = WriteId {
-        client: client.parse().ok()?,
-        seq: seq.parse().ok()?,
-    };
-    (id.client > 0 && id.seq > 0).then_some(id)
-}
+pub use crate::proto::metadata::{parse_write_id, TOKEN_KEY, WRITE_ID_KEY};
 
 /// What every coordination service of one member shares.
 #[derive(Clone)]

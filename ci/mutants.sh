@@ -7,12 +7,17 @@
 # every other mutant on every scenario, round-robin.
 #
 # Usage: ci/mutants.sh [MAX_RUNS_PER_MUTANT]      (default 300; SIM_JOBS=2)
+#        SIM_BIN=path ci/mutants.sh …             (a built simulation test binary: no cargo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${1:-300}"
 
-ci/sim-cargo.sh -q --no-run >/dev/null 2>&1 || ci/sim-cargo.sh --no-run
-sim() { ci/sim-cargo.sh -q 2>/dev/null; }
+if [ -n "${SIM_BIN:-}" ]; then
+  sim() { "$SIM_BIN" 2>/dev/null; }
+else
+  ci/sim-cargo.sh -q --no-run >/dev/null 2>&1 || ci/sim-cargo.sh --no-run
+  sim() { ci/sim-cargo.sh -q 2>/dev/null; }
+fi
 
 # mutant -> the scenarios that target it (comma-separated).
 targets() {

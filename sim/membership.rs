@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coordlab::client::{AdminClient, ClientConfig, ClientError};
+use coordlab::client::{AdminClient, ClientError, ConnectionConfig};
 use coordlab::raft::Bootstrap;
 
 use super::world::{node_addr, NodeState, SharedWorld};
@@ -15,9 +15,8 @@ fn admin_client(world: &SharedWorld) -> Option<AdminClient> {
         .into_iter()
         .map(|id| node_addr(id).to_string())
         .collect();
-    let mut config = ClientConfig::new(endpoints);
-    config.attempt_timeout = Duration::from_secs(2);
-    config.total_timeout = Duration::from_secs(6);
+    let config =
+        ConnectionConfig::new(endpoints).until(Duration::from_secs(2), Duration::from_secs(6));
     AdminClient::new(config).ok()
 }
 
@@ -33,7 +32,7 @@ pub async fn add_node(world: &SharedWorld) {
         w.create_node(next, Bootstrap::Join);
         next
     };
-    let Some(mut client) = admin_client(world) else {
+    let Some(client) = admin_client(world) else {
         return;
     };
     let result = client.add_member(id, &node_addr(id).to_string()).await;
@@ -74,7 +73,7 @@ pub async fn remove_node(world: &SharedWorld, node: u64) {
         w.fault(format!("remove node {node}"));
         w.removing.insert(node);
     }
-    let Some(mut client) = admin_client(world) else {
+    let Some(client) = admin_client(world) else {
         world
             .lock()
             .unwrap_or_else(|e| e.into_inner())

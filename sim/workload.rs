@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::library::{
-    attach_write_id, Connection, CoordinatorConfig, CoordinatorError, RetryConfig, WriteId,
-};
+use coordlab::client::{attach_write_id, ClientError, Connection, ConnectionConfig, WriteId};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use madsim::rand::{thread_rng, Rng};
@@ -75,19 +73,10 @@ async fn run_client(
 ) {
     let w = &scenario.workload;
     let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string());
-    let mut config = CoordinatorConfig::new(endpoints);
-    config.timeout = Duration::from_millis(w.attempt_timeout_ms.min(w.op_timeout_ms));
-    // Retries until the operation's deadline, below.
-    config.retry = RetryConfig {
-        max_attempts: u32::MAX,
-        initial_delay: Duration::from_millis(50),
-        max_delay: Duration::from_secs(1),
-        multiplier: 2.0,
-    };
     let op_timeout = Duration::from_millis(w.op_timeout_ms);
-    let conn = Connection::connect(&config)
-        .await
-        .expect("no credentials: connecting cannot fail");
+    let attempt_timeout = Duration::from_millis(w.attempt_timeout_ms.min(w.op_timeout_ms));
+    let config = ConnectionConfig::new(endpoints).until(attempt_timeout, op_timeout);
+    let conn = Connection::new(config).expect("simulated addresses are valid endpoints");
     let mut op = 0u64;
     let mut held: Option<(u64, PutRequest, WriteId)> = None;
     while !control.stopped() {
@@ -112,8 +101,8 @@ async fn run_client(
                 key: key.clone().into_bytes(),
                 ..Default::default()
             };
-            match tokio::time::timeout(op_timeout, conn.range(range)).await {
-                Ok(Ok(r)) => (
+            match conn.range(range).await {
+                Ok(r) => (
                     "ok",
                     r.kvs
                         .first()
@@ -131,13 +120,12 @@ async fn run_client(
             };
             let id = conn.next_write_id();
             let overtaken = held.take();
-            let answer = match tokio::time::timeout(op_timeout, conn.put_as(put.clone(), id)).await
-            {
-                Ok(Ok(r)) => ("ok", None, r.header.map(|h| h.revision)),
-                Ok(Err(CoordinatorError::Rejected {
+            let answer = match conn.put_as(put.clone(), id).await {
+                Ok(r) => ("ok", None, r.header.map(|h| h.revision)),
+                Err(ClientError::Rejected {
                     code: Code::InvalidArgument,
                     ..
-                })) => ("fail", None, None),
+                }) => ("fail", None, None),
                 // Timed out or refused after retries: it may still be applied.
                 _ => ("unknown", None, None),
             };

@@ -160,7 +160,7 @@ async fn a_fourth_node_joins_and_a_member_is_removed() {
         .into_iter()
         .filter(|&id| id != victim)
         .collect();
-    let mut rest_client = cluster.client(&rest);
+    let rest_client = cluster.client(&rest);
     cluster.kv(&rest).await.put("after-remove", b"ok").await;
     let status = rest_client.leader_status().await.unwrap();
     assert_eq!(status.members.len(), 3);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::TestCluster;
+use coordlab::client::ClientError;
 use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError, EventType, ServiceInfo};
 use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::StatusRequest;
@@ -406,7 +407,7 @@ async fn credentials_are_checked_when_auth_is_on() {
     .unwrap();
 
     match admin.config().get::<u32>("k").await {
-        Err(CoordinatorError::Rejected { message, .. }) => {
+        Err(CoordinatorError::Client(ClientError::Rejected { message, .. })) => {
             assert_eq!(message, "etcdserver: user name is empty")
         }
         other => panic!("no token must be refused: {other:?}"),
@@ -415,7 +416,7 @@ async fn credentials_are_checked_when_auth_is_on() {
     wrong.username = "root".into();
     wrong.password = "nope".into();
     match Coordinator::new(wrong).await {
-        Err(CoordinatorError::Rejected { message, .. }) => assert_eq!(
+        Err(CoordinatorError::Client(ClientError::Rejected { message, .. })) => assert_eq!(
             message,
             "etcdserver: authentication failed, invalid user ID or password"
         ),

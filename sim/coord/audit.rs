@@ -10,7 +10,7 @@ use std::time::Duration;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::RangeRequest;
 
-use super::conn::{prefix_end, EtcdConn};
+use super::conn::{connect, prefix_end};
 use super::lease::read_lease_key;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -59,7 +59,7 @@ pub async fn run(auditor: u64, scenario: Scenario, recorder: Arc<Recorder>) {
     let Work { grants, lease_keys } = work(&recorder);
     recorder.record(auditor, EventKind::AuditStarted);
     let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    let conn = connect(scenario.cluster.nodes, timeout);
     for (name, revision) in grants {
         let prefix = format!("{name}/");
         let request = RangeRequest {
@@ -69,7 +69,7 @@ pub async fn run(auditor: u64, scenario: Scenario, recorder: Arc<Recorder>) {
             ..Default::default()
         };
         let answer = conn
-            .retry(READ_PATIENCE, |ch| {
+            .call_until(READ_PATIENCE, |ch, _| {
                 let request = request.clone();
                 async move { KvClient::new(ch).range(request).await }
             })
@@ -102,7 +102,7 @@ pub async fn run(auditor: u64, scenario: Scenario, recorder: Arc<Recorder>) {
     }
     for (lease, keys) in lease_keys {
         for key in keys {
-            read_lease_key(&mut conn, &recorder, auditor, lease, &key, READ_PATIENCE).await;
+            read_lease_key(&conn, &recorder, auditor, lease, &key, READ_PATIENCE).await;
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordlab::client::Connection;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::{
@@ -16,7 +17,7 @@ use futures::StreamExt;
 use madsim::rand::{thread_rng, Rng};
 use tonic::{Code, Status};
 
-use super::conn::EtcdConn;
+use super::conn::connect;
 use super::now_ms;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -34,7 +35,7 @@ pub fn lease_id(client: u64, n: u64) -> i64 {
 
 /// Grants a lease (asking for `id`); `Some((lease, ttl_ms))` once granted.
 pub async fn grant(
-    conn: &mut EtcdConn,
+    conn: &Connection,
     recorder: &Recorder,
     client: u64,
     id: i64,
@@ -63,7 +64,7 @@ pub async fn grant(
 }
 
 /// Revokes a lease once; the outcome as recorded.
-pub async fn revoke(conn: &mut EtcdConn, recorder: &Recorder, client: u64, lease: i64) -> String {
+pub async fn revoke(conn: &Connection, recorder: &Recorder, client: u64, lease: i64) -> String {
     let sent_ms = now_ms(recorder);
     let answer = conn
         .once(|ch| async move {
@@ -91,7 +92,7 @@ pub async fn revoke(conn: &mut EtcdConn, recorder: &Recorder, client: u64, lease
 
 /// Reads `key` linearizably and records whether it is there.
 pub async fn read_lease_key(
-    conn: &mut EtcdConn,
+    conn: &Connection,
     recorder: &Recorder,
     client: u64,
     lease: i64,
@@ -104,7 +105,7 @@ pub async fn read_lease_key(
         ..Default::default()
     };
     let answer = conn
-        .retry(total, |ch| {
+        .call_until(total, |ch, _| {
             let request = request.clone();
             async move { KvClient::new(ch).range(request).await }
         })
@@ -143,7 +144,7 @@ impl KeepAlive {
         let lost = Arc::new(AtomicBool::new(false));
         let period = Duration::from_millis((ttl_ms / 3).max(100));
         let timeout = Duration::from_millis(scenario.coord.request_timeout_ms).min(period);
-        let conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+        let conn = connect(scenario.cluster.nodes, timeout);
         let task = tokio::spawn(keep_alive_loop(
             client,
             lease,
@@ -165,7 +166,7 @@ impl KeepAlive {
     }
 }
 
-async fn keep_alive_once(conn: &mut EtcdConn, lease: i64) -> Result<i64, Status> {
+async fn keep_alive_once(conn: &Connection, lease: i64) -> Result<i64, Status> {
     conn.once(|ch| async move {
         let request = LeaseKeepAliveRequest { id: lease };
         // The request stream stays open until the answer is in.
@@ -187,7 +188,7 @@ async fn keep_alive_loop(
     client: u64,
     lease: i64,
     period: Duration,
-    mut conn: EtcdConn,
+    conn: Connection,
     recorder: Arc<Recorder>,
     lost: Arc<AtomicBool>,
 ) {
@@ -195,7 +196,7 @@ async fn keep_alive_loop(
     loop {
         tokio::time::sleep(wait).await;
         let sent_ms = now_ms(&recorder);
-        let (outcome, ttl_ms) = match keep_alive_once(&mut conn, lease).await {
+        let (outcome, ttl_ms) = match keep_alive_once(&conn, lease).await {
             Ok(ttl) if ttl > 0 => ("ok", ttl as u64 * 1000),
             Ok(_) => ("not_found", 0),
             Err(e) if e.code() == Code::NotFound => ("not_found", 0),
@@ -242,13 +243,13 @@ pub async fn run(
 ) {
     let spec = &scenario.coord;
     let timeout = Duration::from_millis(spec.request_timeout_ms);
-    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    let conn = connect(scenario.cluster.nodes, timeout);
     let mut n = 0;
     while !control.stopped() {
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..300))).await;
         n += 1;
         let Some((lease, ttl_ms)) = grant(
-            &mut conn,
+            &conn,
             &recorder,
             client,
             lease_id(client, n),
@@ -263,7 +264,7 @@ pub async fn run(
         for i in 0..thread_rng().gen_range(1..=3) {
             let key = format!("{PREFIX}{client}/{lease:x}/{i}");
             put_with_lease(
-                &mut conn,
+                &conn,
                 &recorder,
                 client,
                 lease,
@@ -283,7 +284,7 @@ pub async fn run(
             Fate::KeepThenRevoke => {
                 sleep_ms(ttl * thread_rng().gen_range(1.0..3.0)).await;
                 keep.stop();
-                revoke(&mut conn, &recorder, client, lease).await == "ok"
+                revoke(&conn, &recorder, client, lease).await == "ok"
             }
             Fate::Lapse => {
                 sleep_ms(ttl * thread_rng().gen_range(0.0..1.0)).await;
@@ -295,12 +296,12 @@ pub async fn run(
             Fate::RevokeSoon => {
                 sleep_ms(ttl * thread_rng().gen_range(0.0..0.5)).await;
                 keep.stop();
-                revoke(&mut conn, &recorder, client, lease).await == "ok"
+                revoke(&conn, &recorder, client, lease).await == "ok"
             }
         };
         if revoked {
             for key in &keys {
-                read_lease_key(&mut conn, &recorder, client, lease, key, timeout * 2).await;
+                read_lease_key(&conn, &recorder, client, lease, key, timeout * 2).await;
             }
         }
     }
@@ -311,7 +312,7 @@ async fn sleep_ms(ms: f64) {
 }
 
 async fn put_with_lease(
-    conn: &mut EtcdConn,
+    conn: &Connection,
     recorder: &Recorder,
     client: u64,
     lease: i64,

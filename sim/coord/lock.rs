@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordlab::client::Connection;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::RangeRequest;
 use coordlab::proto::v3lockpb::lock_client::LockClient;
@@ -16,7 +17,7 @@ use coordlab::proto::v3lockpb::{LockRequest, UnlockRequest};
 use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 
-use super::conn::EtcdConn;
+use super::conn::connect;
 use super::lease::{grant, lease_id, revoke, KeepAlive};
 use super::pauser::Pauser;
 use super::resource::{Resources, Section};
@@ -50,7 +51,7 @@ pub struct Held {
 /// Takes lock `name` with `lease`, then reads the fencing token; `None` if the
 /// lock was not granted or the key vanished before its token could be read.
 pub async fn acquire(
-    conn: &mut EtcdConn,
+    conn: &Connection,
     recorder: &Recorder,
     client: u64,
     name: &str,
@@ -75,7 +76,7 @@ pub async fn acquire(
         ..Default::default()
     };
     let read = conn
-        .retry(conn.request_timeout * 2, |ch| {
+        .call_until(conn.timeout() * 2, |ch, _| {
             let request = request.clone();
             async move { KvClient::new(ch).range(request).await }
         })
@@ -101,7 +102,7 @@ pub async fn acquire(
 }
 
 /// Unlocks once and records the outcome.
-pub async fn release(conn: &mut EtcdConn, recorder: &Recorder, client: u64, held: &Held) {
+pub async fn release(conn: &Connection, recorder: &Recorder, client: u64, held: &Held) {
     let request = UnlockRequest {
         key: held.key.as_bytes().to_vec(),
     };
@@ -138,7 +139,7 @@ pub async fn run(
     pausable: Option<Pausable>,
 ) {
     let spec = &scenario.coord;
-    let mut conn = EtcdConn::new(
+    let conn = connect(
         scenario.cluster.nodes,
         Duration::from_millis(spec.request_timeout_ms),
     );
@@ -147,7 +148,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..500))).await;
         n += 1;
         let Some((lease, ttl_ms)) = grant(
-            &mut conn,
+            &conn,
             &recorder,
             client,
             lease_id(client, n),
@@ -159,15 +160,7 @@ pub async fn run(
         };
         let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
         let name = format!("{PREFIX}{}", thread_rng().gen_range(0..spec.locks));
-        let held = acquire(
-            &mut conn,
-            &recorder,
-            client,
-            &name,
-            lease,
-            lock_wait(&scenario),
-        )
-        .await;
+        let held = acquire(&conn, &recorder, client, &name, lease, lock_wait(&scenario)).await;
         if let Some(held) = held {
             resources.write(&held.name, client, held.token, Section::Enter);
             match &pausable {
@@ -180,10 +173,10 @@ pub async fn run(
                 }
             }
             resources.write(&held.name, client, held.token, Section::Exit);
-            release(&mut conn, &recorder, client, &held).await;
+            release(&conn, &recorder, client, &held).await;
         }
         keep.stop();
         // Revoking also drops a lock key left behind by a Lock that timed out.
-        revoke(&mut conn, &recorder, client, lease).await;
+        revoke(&conn, &recorder, client, lease).await;
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordlab::client::{ClientError, Connection};
 use coordlab::coord::errors::CoordError;
 use coordlab::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
@@ -15,7 +16,7 @@ use coordlab::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp
 use madsim::rand::{thread_rng, Rng};
 use tonic::Status;
 
-use super::conn::EtcdConn;
+use super::conn::connect;
 use super::now_ms;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -73,10 +74,13 @@ impl Outcome {
     }
 
     /// A read that failed had no effect.
-    fn failed_read(status: Status) -> Self {
+    fn failed_read(error: ClientError) -> Self {
         Outcome {
             outcome: "fail",
-            ..Outcome::failed_write(status)
+            value: None,
+            swapped: None,
+            revision: None,
+            error: Some(error.to_string()),
         }
     }
 }
@@ -89,7 +93,7 @@ pub async fn run(
 ) {
     let spec = &scenario.coord;
     let timeout = Duration::from_millis(spec.request_timeout_ms);
-    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    let conn = connect(scenario.cluster.nodes, timeout);
     // The last value this client saw in each register: what a cas expects.
     let mut seen: BTreeMap<String, i64> = BTreeMap::new();
     let mut op_no = 0u64;
@@ -128,9 +132,9 @@ pub async fn run(
             },
         );
         let done = match op {
-            Op::Read => read(&mut conn, &key, timeout * 2).await,
-            Op::Write(v) => write(&mut conn, &key, v).await,
-            Op::Cas { from, to } => cas(&mut conn, &key, from, to).await,
+            Op::Read => read(&conn, &key, timeout * 2).await,
+            Op::Write(v) => write(&conn, &key, v).await,
+            Op::Cas { from, to } => cas(&conn, &key, from, to).await,
         };
         if done.outcome == "ok" {
             match (done.value, value) {
@@ -159,13 +163,13 @@ pub async fn run(
 }
 
 /// A linearizable read, retried on other members (it has no effect).
-async fn read(conn: &mut EtcdConn, key: &str, total: Duration) -> Outcome {
+async fn read(conn: &Connection, key: &str, total: Duration) -> Outcome {
     let request = RangeRequest {
         key: key.as_bytes().to_vec(),
         ..Default::default()
     };
     let answer = conn
-        .retry(total, |ch| {
+        .call_until(total, |ch, _| {
             let request = request.clone();
             async move { KvClient::new(ch).range(request).await }
         })
@@ -179,7 +183,7 @@ async fn read(conn: &mut EtcdConn, key: &str, total: Duration) -> Outcome {
                 .map(|kv| parse_value(&kv.value).unwrap_or(i64::MIN));
             Outcome::ok(value, None, r.header.map(|h| h.revision))
         }
-        Err(status) => Outcome::failed_read(status),
+        Err(error) => Outcome::failed_read(error),
     }
 }
 
@@ -187,7 +191,7 @@ fn parse_value(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-async fn write(conn: &mut EtcdConn, key: &str, value: i64) -> Outcome {
+async fn write(conn: &Connection, key: &str, value: i64) -> Outcome {
     let request = PutRequest {
         key: key.as_bytes().to_vec(),
         value: value.to_string().into_bytes(),
@@ -202,7 +206,7 @@ async fn write(conn: &mut EtcdConn, key: &str, value: i64) -> Outcome {
     }
 }
 
-async fn cas(conn: &mut EtcdConn, key: &str, from: i64, to: i64) -> Outcome {
+async fn cas(conn: &Connection, key: &str, from: i64, to: i64) -> Outcome {
     let request = TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Equal as i32,

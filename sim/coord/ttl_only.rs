@@ -13,7 +13,7 @@ use std::time::Duration;
 use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 
-use super::conn::EtcdConn;
+use super::conn::connect;
 use super::lease::{grant, lease_id, revoke, KeepAlive};
 use super::lock::{acquire, lock_wait, release};
 use super::pauser::Pauser;
@@ -59,7 +59,7 @@ pub async fn run(
     plan: PausePlan,
 ) {
     let spec = &scenario.coord;
-    let mut conn = EtcdConn::new(
+    let conn = connect(
         scenario.cluster.nodes,
         Duration::from_millis(spec.request_timeout_ms),
     );
@@ -68,7 +68,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(10..100))).await;
         n += 1;
         let Some((lease, ttl_ms)) = grant(
-            &mut conn,
+            &conn,
             &recorder,
             client,
             lease_id(client, n),
@@ -80,7 +80,7 @@ pub async fn run(
         };
         let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
         let held = acquire(
-            &mut conn,
+            &conn,
             &recorder,
             client,
             LOCK_NAME,
@@ -98,9 +98,9 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(hold)).await;
             }
             resources.write(LOCK_NAME, client, held.token, Section::Exit);
-            release(&mut conn, &recorder, client, &held).await;
+            release(&conn, &recorder, client, &held).await;
         }
         keep.stop();
-        revoke(&mut conn, &recorder, client, lease).await;
+        revoke(&conn, &recorder, client, lease).await;
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordlab::client::Connection;
 use coordlab::proto::etcdserverpb::kv_client::KvClient;
 use coordlab::proto::etcdserverpb::watch_client::WatchClient;
 use coordlab::proto::etcdserverpb::watch_request::RequestUnion;
@@ -20,7 +21,7 @@ use madsim::rand::{thread_rng, Rng};
 use tonic::codec::Streaming;
 use tonic::{Code, Status};
 
-use super::conn::{prefix_end, EtcdConn};
+use super::conn::{connect, prefix_end};
 use super::{lease, register};
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -56,12 +57,12 @@ pub async fn run_watcher(
 ) {
     let prefix = prefix_for(watcher, &scenario);
     let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    let conn = connect(scenario.cluster.nodes, timeout);
     let mut next = 1;
     // Let the writers start first: the first watch then replays history.
     tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(500..2_000))).await;
     while !control.stopped() {
-        match watch_session(watcher, prefix, next, &mut conn, &recorder, &control).await {
+        match watch_session(watcher, prefix, next, &conn, &recorder, &control).await {
             Ended::ResumeAt(revision) => next = revision,
             Ended::Stopped => return,
         }
@@ -87,7 +88,7 @@ fn closed(recorder: &Recorder, watcher: u64, reason: String, compact_revision: i
 }
 
 async fn open_watch(
-    conn: &mut EtcdConn,
+    conn: &Connection,
     prefix: &str,
     start_revision: i64,
 ) -> Result<Streaming<WatchResponse>, Status> {
@@ -112,7 +113,7 @@ async fn watch_session(
     watcher: u64,
     prefix: &str,
     start: i64,
-    conn: &mut EtcdConn,
+    conn: &Connection,
     recorder: &Recorder,
     control: &WorkloadControl,
 ) -> Ended {
@@ -139,17 +140,17 @@ async fn watch_session(
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         let message = match tokio::time::timeout(left, stream.message()).await {
             Err(_) => {
-                conn.switch_endpoint();
+                conn.rotate();
                 closed(recorder, watcher, "moving to another member".into(), 0);
                 return Ended::ResumeAt(next);
             }
             Ok(Err(status)) => {
-                conn.switch_endpoint();
+                conn.rotate();
                 closed(recorder, watcher, format!("stream error: {status}"), 0);
                 return Ended::ResumeAt(next);
             }
             Ok(Ok(None)) => {
-                conn.switch_endpoint();
+                conn.rotate();
                 closed(recorder, watcher, "stream ended".into(), 0);
                 return Ended::ResumeAt(next);
             }
@@ -199,7 +200,7 @@ pub async fn run_compactor(
 ) {
     let every = Duration::from_millis(scenario.coord.compact_every_ms);
     let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let mut conn = EtcdConn::new(scenario.cluster.nodes, timeout);
+    let conn = connect(scenario.cluster.nodes, timeout);
     let mut compacted = 0;
     while !control.stopped() {
         tokio::time::sleep(every).await;

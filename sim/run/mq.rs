@@ -66,11 +66,9 @@ pub fn start_extra_brokers(
 
 /// An admin client that creates topics and keeps a consumer group busy.
 async fn run_topic_admin(scenario: Scenario, recorder: Arc<Recorder>) {
-    let endpoints = (1..=scenario.cluster.nodes)
-        .map(|id| node_addr(id).to_string())
-        .collect();
-    let mut config = coordlab::client::ClientConfig::new(endpoints);
-    config.total_timeout = Duration::from_secs(5);
+    let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string());
+    let config = coordlab::client::ConnectionConfig::new(endpoints)
+        .until(Duration::from_secs(5), Duration::from_secs(5));
     let Ok(mut client) = CooClient::new(config) else {
         return;
     };

@@ -12,11 +12,11 @@ use tokio::sync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::connection::Connection;
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
 use super::registry::EventType;
 use super::watch::{ResumableWatch, Resumes};
+use crate::client::{ClientError, Connection};
 use crate::coord::service::lock::prefix_end;
 use crate::proto::etcdserverpb::{
     compare, request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
@@ -154,10 +154,10 @@ impl ConfigCenter {
             }
             // Another writer changed the key between our read and our write.
         }
-        Err(CoordinatorError::Unavailable {
+        Err(CoordinatorError::Client(ClientError::Unavailable {
             attempts: MAX_SET_ROUNDS,
             last: format!("key {key:?} kept changing under concurrent writers"),
-        })
+        }))
     }
 
     /// Deletes a set's marker once the set is known done (best effort: a leftover

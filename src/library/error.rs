@@ -3,22 +3,14 @@
 use thiserror::Error;
 use tonic::Code;
 
+use crate::client::ClientError;
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CoordinatorError {
-    #[error("no endpoints configured")]
-    NoEndpoints,
-    #[error("invalid endpoint {endpoint:?}: {reason}")]
-    InvalidEndpoint { endpoint: String, reason: String },
-    /// The cluster refused the request; retrying cannot help.
-    #[error("{endpoint}: {code:?}: {message}")]
-    Rejected {
-        endpoint: String,
-        code: Code,
-        message: String,
-    },
-    /// Every attempt failed with a retryable error.
-    #[error("gave up after {attempts} attempts; last error: {last}")]
-    Unavailable { attempts: u32, last: String },
+    /// The call through the client core failed (no endpoints, refused, or out of
+    /// attempts).
+    #[error(transparent)]
+    Client(ClientError),
     /// `try_acquire` found the lock held.
     #[error("lock {key:?} is held by another owner")]
     LockHeld { key: String },
@@ -43,11 +35,21 @@ pub enum CoordinatorError {
     Closed,
 }
 
+impl From<ClientError> for CoordinatorError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            // One closed state: the coordinator closes its connection.
+            ClientError::Closed => CoordinatorError::Closed,
+            e => CoordinatorError::Client(e),
+        }
+    }
+}
+
 impl CoordinatorError {
     /// The gRPC code of a rejection.
     pub fn code(&self) -> Option<Code> {
         match self {
-            CoordinatorError::Rejected { code, .. } => Some(*code),
+            CoordinatorError::Client(e) => e.code(),
             _ => None,
         }
     }

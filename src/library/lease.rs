@@ -8,9 +8,8 @@ use std::time::Duration;
 use crate::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::connection::Connection;
 use super::error::CoordinatorError;
-use super::options::RetryConfig;
+use crate::client::{ClientError, Connection, RetryConfig};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
@@ -33,7 +32,7 @@ fn ttl_secs(ttl: Duration) -> i64 {
 }
 
 fn is_lease_exists(e: &CoordinatorError) -> bool {
-    matches!(e, CoordinatorError::Rejected { message, .. } if message == "etcdserver: lease already exists")
+    matches!(e, CoordinatorError::Client(ClientError::Rejected { message, .. }) if message == "etcdserver: lease already exists")
 }
 
 impl KeptLease {
@@ -51,7 +50,8 @@ impl KeptLease {
                 let req = c.request(LeaseGrantRequest { ttl: secs, id });
                 async move { LeaseClient::new(ch).lease_grant(req).await }
             })
-            .await;
+            .await
+            .map_err(CoordinatorError::from);
         let granted_ttl = match granted {
             Ok(r) => r.into_inner().ttl,
             // A retry found the lease its lost first attempt created.
@@ -131,10 +131,11 @@ async fn revoke(conn: &Connection, id: i64) -> Result<(), CoordinatorError> {
                 async move { LeaseClient::new(ch).lease_revoke(req).await }
             })
             .await
+            .map_err(CoordinatorError::from)
         {
             Ok(_) => Ok(()),
             // Already gone: what revoking wanted.
-            Err(CoordinatorError::Rejected { message, .. })
+            Err(CoordinatorError::Client(ClientError::Rejected { message, .. }))
                 if message == "etcdserver: requested lease not found" =>
             {
                 Ok(())
@@ -190,6 +191,7 @@ async fn renew_within(
         }
     })
     .await
+    .map_err(CoordinatorError::from)
 }
 
 /// Retries that fit a TTL: an election in the middle of a renewal must not push the

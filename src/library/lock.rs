@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connection::{is_retryable, Connection};
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
+use crate::client::{is_retryable, ClientError, Connection};
 use crate::coord::service::lock::{enqueue_txn, enqueued_revision, prefix_end};
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
@@ -69,11 +69,11 @@ impl DistributedLock {
                 }
                 Err(s) => {
                     let _ = lease.revoke().await;
-                    return Err(CoordinatorError::Rejected {
+                    return Err(CoordinatorError::Client(ClientError::Rejected {
                         endpoint: String::new(),
                         code: s.code(),
                         message: s.message().to_string(),
-                    });
+                    }));
                 }
             }
         };

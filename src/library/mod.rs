@@ -17,7 +17,6 @@
 
 mod balancer;
 mod config_center;
-mod connection;
 mod error;
 mod lease;
 mod lock;
@@ -27,13 +26,15 @@ mod watch;
 
 use std::sync::Arc;
 
+pub use crate::client::{
+    attach_write_id, is_retryable, ClientError, Connection, RetryConfig, WriteId,
+};
 pub use balancer::ServiceConnection;
 pub use config_center::{ConfigCenter, ConfigEvent, ConfigWatcher};
-pub use connection::{attach_write_id, is_retryable, Connection, WriteId};
 pub use error::CoordinatorError;
 pub use lease::{renew_once, KeptLease};
 pub use lock::{DistributedLock, LockGuard};
-pub use options::{CoordinatorConfig, RetryConfig};
+pub use options::CoordinatorConfig;
 pub use registry::{
     service_prefix, EventType, ServiceEvent, ServiceInfo, ServiceRegistry, ServiceWatch,
 };
@@ -50,7 +51,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// Connects (and authenticates, with credentials) to the cluster.
     pub async fn new(config: CoordinatorConfig) -> Result<Coordinator, CoordinatorError> {
-        let conn = Arc::new(Connection::connect(&config).await?);
+        let conn = Arc::new(Connection::connect(config.connection_config()).await?);
         Ok(Coordinator {
             lock: DistributedLock::new(conn.clone()),
             registry: ServiceRegistry::new(conn.clone()),

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::Connection;
 use super::error::CoordinatorError;
 use super::lease::KeptLease;
 use super::watch::{KeyEvent, ResumableWatch, Resumes};
+use crate::client::Connection;
 use crate::coord::service::lock::prefix_end;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 
@@ -103,7 +103,7 @@ impl ServiceRegistry {
         // Idempotent: a retry writes the same value on the same lease.
         if let Err(e) = self.conn.put(put).await {
             let _ = lease.revoke().await;
-            return Err(e);
+            return Err(e.into());
         }
         let old = self
             .registered()

@@ -14,8 +14,8 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::connection::Connection;
 use super::error::CoordinatorError;
+use crate::client::Connection;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::{
     watch_request, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,

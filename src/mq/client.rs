@@ -1,13 +1,13 @@
 //! A leader-following client of the coo's gRPC API (the broker's "smart client"):
 //! it finds the leader coo, follows "not leader" hints, refreshes endpoints and
-//! retries, on top of [`AdminClient`]'s machinery.
+//! retries, on the client core's [`Connection`].
 
 use std::sync::Arc;
 
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
-use crate::client::{AdminClient, ClientConfig, ClientError};
+use crate::client::{ClientError, Connection, ConnectionConfig};
 use crate::proto::coo_client::CooClient as CooGrpc;
 use crate::proto::{
     BrokerList, BrokerReport, ConsumerAssignment, CreateTopicRequest, DeleteTopicRequest,
@@ -17,7 +17,7 @@ use crate::seams::mutants;
 use crate::seams::observer::{Event, Observer};
 
 pub struct CooClient {
-    inner: AdminClient,
+    inner: Connection,
     /// Who the RPCs are sent for (observer events), 0 for admin use.
     broker_id: u64,
     observer: Option<Arc<dyn Observer>>,
@@ -32,9 +32,9 @@ fn coo(channel: Channel) -> CooGrpc<Channel> {
 }
 
 impl CooClient {
-    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+    pub fn new(config: ConnectionConfig) -> Result<Self, ClientError> {
         Ok(CooClient {
-            inner: AdminClient::new(config)?,
+            inner: Connection::new(config)?,
             broker_id: 0,
             observer: None,
             pinned: None,
@@ -43,7 +43,7 @@ impl CooClient {
 
     /// A client that reports its RPCs as broker `broker_id`'s network traffic.
     pub fn for_broker(
-        config: ClientConfig,
+        config: ConnectionConfig,
         broker_id: u64,
         observer: Arc<dyn Observer>,
     ) -> Result<Self, ClientError> {
@@ -70,13 +70,18 @@ impl CooClient {
         }
         let ack = self
             .inner
-            .call_with(|ch| {
+            .call(|ch, _| {
                 let report = report.clone();
-                async move { coo(ch).report(report).await }
+                async move {
+                    coo(ch)
+                        .report(report)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await?;
         if mutants::active("external_sticks_to_deposed_leader") {
-            self.pinned = Some(self.inner.preferred_endpoint().to_string());
+            self.pinned = Some(self.inner.endpoint());
         }
         Ok(ack.index)
     }
@@ -93,7 +98,12 @@ impl CooClient {
                 .await;
         }
         self.inner
-            .call_with(|ch| async move { coo(ch).pull(PullRequest { broker_id }).await })
+            .call(|ch, _| async move {
+                coo(ch)
+                    .pull(PullRequest { broker_id })
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
             .await
     }
 
@@ -103,9 +113,14 @@ impl CooClient {
     ) -> Result<ConsumerAssignment, ClientError> {
         self.sent("sync_consumer_assignments");
         self.inner
-            .call_with(|ch| {
+            .call(|ch, _| {
                 let req = req.clone();
-                async move { coo(ch).sync_consumer_assignments(req).await }
+                async move {
+                    coo(ch)
+                        .sync_consumer_assignments(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await
     }
@@ -115,9 +130,14 @@ impl CooClient {
         req: CreateTopicRequest,
     ) -> Result<TopicInfo, ClientError> {
         self.inner
-            .call_with(|ch| {
+            .call(|ch, _| {
                 let req = req.clone();
-                async move { coo(ch).create_topic(req).await }
+                async move {
+                    coo(ch)
+                        .create_topic(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await
     }
@@ -128,9 +148,14 @@ impl CooClient {
         };
         let r = self
             .inner
-            .call_with(|ch| {
+            .call(|ch, _| {
                 let req = req.clone();
-                async move { coo(ch).delete_topic(req).await }
+                async move {
+                    coo(ch)
+                        .delete_topic(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await?;
         Ok(r.existed)
@@ -138,19 +163,34 @@ impl CooClient {
 
     pub async fn list_topics(&mut self) -> Result<TopicInfos, ClientError> {
         self.inner
-            .call_with(|ch| async move { coo(ch).list_topics(ListRequest {}).await })
+            .call(|ch, _| async move {
+                coo(ch)
+                    .list_topics(ListRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
             .await
     }
 
     pub async fn list_brokers(&mut self) -> Result<BrokerList, ClientError> {
         self.inner
-            .call_with(|ch| async move { coo(ch).list_brokers(ListRequest {}).await })
+            .call(|ch, _| async move {
+                coo(ch)
+                    .list_brokers(ListRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
             .await
     }
 
     pub async fn list_groups(&mut self) -> Result<GroupList, ClientError> {
         self.inner
-            .call_with(|ch| async move { coo(ch).list_groups(ListRequest {}).await })
+            .call(|ch, _| async move {
+                coo(ch)
+                    .list_groups(ListRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
             .await
     }
 }

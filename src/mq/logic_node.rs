@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::broker::Broker;
 use super::client::CooClient;
 use super::coo::Coo;
-use crate::client::ClientConfig;
+use crate::client::ConnectionConfig;
 use crate::raft::RaftError;
 use crate::seams::clock::Clock;
 use crate::seams::mutants;
@@ -205,9 +205,8 @@ impl LogicNode {
             }
             Mode::External => {
                 // Reports repeat every second: no point retrying one for long.
-                let mut config = ClientConfig::new(self.coo_endpoints.clone());
-                config.attempt_timeout = Duration::from_secs(2);
-                config.total_timeout = Duration::from_secs(4);
+                let config = ConnectionConfig::new(self.coo_endpoints.clone())
+                    .until(Duration::from_secs(2), Duration::from_secs(4));
                 tokio::spawn(run_external(
                     broker,
                     config,
@@ -386,7 +385,7 @@ async fn leadership_lost(leader: &mut watch::Receiver<crate::raft::LeaderInfo>) 
 /// through clients that follow leader changes.
 async fn run_external(
     broker: Arc<Broker>,
-    config: ClientConfig,
+    config: ConnectionConfig,
     observer: Arc<dyn Observer>,
     clock: Arc<dyn Clock>,
     mut stop: oneshot::Receiver<()>,

@@ -70,13 +70,13 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "retry_reapplies_writes",
-        "linearizability",
-        "ignore write sessions: a client's retry after a lost answer applies the write again",
+        "acknowledged_writes",
+        "ignore write ids: a client's retry of a numbered write whose answer was lost applies it again",
     ),
     (
         "apply_overtaken_retry",
         "linearizability",
-        "a write older than its session's latest (a retry overtaken by the next write) is applied",
+        "a numbered write older than its client's latest (a retry overtaken by the next write) is applied",
     ),
     (
         "read_before_apply",

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use coordlab::client::{AdminClient, ClientConfig};
-use coordlab::library::{Connection, CoordinatorConfig, RetryConfig};
+use coordlab::client::Connection;
+use coordlab::client::{AdminClient, ConnectionConfig};
 use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use coordlab::proto::StatusResponse;
 
@@ -249,18 +249,19 @@ impl TestCluster {
     }
 
     pub fn client(&self, ids: &[u64]) -> AdminClient {
-        AdminClient::new(ClientConfig::new(self.endpoints(ids))).unwrap()
+        AdminClient::new(
+            ConnectionConfig::new(self.endpoints(ids))
+                .until(Duration::from_secs(5), Duration::from_secs(20)),
+        )
+        .unwrap()
     }
 
     /// The etcd keyspace through the nodes at `ids`.
     pub async fn kv(&self, ids: &[u64]) -> Kv {
-        let mut config = CoordinatorConfig::new(self.endpoints(ids));
         // Enough to ride out an election.
-        config.retry = RetryConfig {
-            max_attempts: 30,
-            ..RetryConfig::default()
-        };
-        Kv(Connection::connect(&config).await.unwrap())
+        let config = ConnectionConfig::new(self.endpoints(ids))
+            .until(Duration::from_secs(5), Duration::from_secs(20));
+        Kv(Connection::connect(config).await.unwrap())
     }
 }
 

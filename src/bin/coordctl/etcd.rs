@@ -8,9 +8,7 @@ use clap::Subcommand;
 use std::sync::Arc;
 
 use coordlab::coord::service::lock::prefix_end;
-use coordlab::library::{
-    Connection, CoordinatorError as ClientError, DistributedLock, ResumableWatch,
-};
+use coordlab::library::{Connection, CoordinatorError, DistributedLock, ResumableWatch};
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::{
     DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
@@ -54,7 +52,10 @@ pub enum EtcdCommand {
     },
 }
 
-pub async fn run(client: &Arc<Connection>, command: EtcdCommand) -> Result<ExitCode, ClientError> {
+pub async fn run(
+    client: &Arc<Connection>,
+    command: EtcdCommand,
+) -> Result<ExitCode, CoordinatorError> {
     match command {
         EtcdCommand::Key(action) | EtcdCommand::Kv { action } => kv(client, action).await,
         EtcdCommand::Watch {
@@ -75,8 +76,8 @@ pub enum KvAction {
         key: String,
         value: String,
         /// Attach to this lease (hex id, as `lease grant` prints it).
-        #[arg(long)]
-        lease: Option<String>,
+        #[arg(long, value_parser = lease_id)]
+        lease: Option<i64>,
     },
     /// Print the value of KEY, or `key=value` lines with `--prefix` (exit 1 if
     /// nothing matches).
@@ -105,16 +106,21 @@ pub enum LeaseAction {
     /// Grant a lease of TTL seconds; prints its hex id.
     Grant { ttl: i64 },
     /// Revoke a lease (its keys are deleted).
-    Revoke { id: String },
+    Revoke {
+        #[arg(value_parser = lease_id)]
+        id: i64,
+    },
     /// Keep a lease alive, printing each refresh (COUNT times, or until interrupted).
     KeepAlive {
-        id: String,
+        #[arg(value_parser = lease_id)]
+        id: i64,
         #[arg(long)]
         count: Option<u64>,
     },
     /// Remaining TTL (and attached keys).
     Ttl {
-        id: String,
+        #[arg(value_parser = lease_id)]
+        id: i64,
         #[arg(long)]
         keys: bool,
     },
@@ -122,12 +128,9 @@ pub enum LeaseAction {
     List,
 }
 
-fn lease_id(hex: &str) -> Result<i64, ClientError> {
-    i64::from_str_radix(hex, 16).map_err(|e| ClientError::Rejected {
-        endpoint: String::new(),
-        code: tonic::Code::InvalidArgument,
-        message: format!("lease id {hex:?} is not hex: {e}"),
-    })
+/// A lease id as `lease grant` prints it (hex); a bad one is a usage error.
+fn lease_id(hex: &str) -> Result<i64, String> {
+    i64::from_str_radix(hex, 16).map_err(|e| format!("lease id {hex:?} is not hex: {e}"))
 }
 
 fn range_end(key: &str, prefix: bool) -> Vec<u8> {
@@ -142,11 +145,11 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, ClientError> {
+pub async fn kv(client: &Arc<Connection>, action: KvAction) -> Result<ExitCode, CoordinatorError> {
     let mut out = std::io::stdout().lock();
     match action {
         KvAction::Put { key, value, lease } => {
-            let lease = lease.as_deref().map(lease_id).transpose()?.unwrap_or(0);
+            let lease = lease.unwrap_or(0);
             let req = PutRequest {
                 key: key.into_bytes(),
                 value: value.into_bytes(),
@@ -207,7 +210,7 @@ pub async fn watch(
     prefix: bool,
     rev: i64,
     count: Option<u64>,
-) -> Result<ExitCode, ClientError> {
+) -> Result<ExitCode, CoordinatorError> {
     let end = range_end(&key, prefix);
     let mut events = ResumableWatch::start(client.clone(), key.into_bytes(), end, rev);
     let mut printed = 0u64;
@@ -235,7 +238,10 @@ pub async fn watch(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<ExitCode, ClientError> {
+pub async fn lease(
+    client: &Arc<Connection>,
+    action: LeaseAction,
+) -> Result<ExitCode, CoordinatorError> {
     let mut out = std::io::stdout().lock();
     match action {
         LeaseAction::Grant { ttl } => {
@@ -249,7 +255,6 @@ pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<Exit
             writeln!(out, "lease {:x} ttl={}", r.id, r.ttl).expect("stdout");
         }
         LeaseAction::Revoke { id } => {
-            let id = lease_id(&id)?;
             client
                 .call(|ch, c| {
                     let req = c.request(LeaseRevokeRequest { id });
@@ -259,7 +264,6 @@ pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<Exit
             writeln!(out, "lease {id:x} revoked").expect("stdout");
         }
         LeaseAction::KeepAlive { id, count } => {
-            let id = lease_id(&id)?;
             let mut refreshed = 0u64;
             loop {
                 let ttl = coordlab::library::renew_once(client, id).await?;
@@ -277,7 +281,6 @@ pub async fn lease(client: &Arc<Connection>, action: LeaseAction) -> Result<Exit
             }
         }
         LeaseAction::Ttl { id, keys } => {
-            let id = lease_id(&id)?;
             let r = client
                 .call(|ch, c| {
                     let req = c.request(LeaseTimeToLiveRequest { id, keys });
@@ -322,7 +325,7 @@ pub async fn lock(
     name: String,
     ttl: i64,
     command: Vec<String>,
-) -> Result<ExitCode, ClientError> {
+) -> Result<ExitCode, CoordinatorError> {
     let guard = DistributedLock::new(client.clone())
         .acquire(&name, Duration::from_secs(ttl.max(1) as u64))
         .await?;
@@ -350,4 +353,16 @@ pub async fn lock(
     guard.unlock().await?;
     println!("unlocked");
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_id;
+
+    #[test]
+    fn lease_ids_are_hex_and_a_bad_one_is_named() {
+        assert_eq!(lease_id("1a"), Ok(26));
+        let error = lease_id("xyz").unwrap_err();
+        assert!(error.contains("\"xyz\" is not hex"), "{error}");
+    }
 }

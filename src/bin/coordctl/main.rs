@@ -14,8 +14,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use coordlab::client::{AdminClient, ClientConfig, ClientError};
-use coordlab::library::{Connection, CoordinatorConfig, CoordinatorError};
+use coordlab::client::{AdminClient, ClientError, Connection, ConnectionConfig};
+use coordlab::library::CoordinatorError;
 use coordlab::mq::client::CooClient;
 use coordlab::proto::StatusResponse;
 use mq::{GroupAction, TopicAction};
@@ -95,33 +95,33 @@ fn print_status(out: &mut impl Write, s: &StatusResponse) -> std::io::Result<()>
     Ok(())
 }
 
-async fn etcd_connection(
-    endpoints: &[String],
-    timeout_secs: u64,
-    user: Option<String>,
-) -> Result<Arc<Connection>, CoordinatorError> {
-    let mut config = CoordinatorConfig::new(endpoints.iter().cloned());
-    // One attempt per endpoint, several rounds, within the overall timeout.
-    config.retry.max_attempts = (endpoints.len() as u32 * 4).max(4);
-    config.timeout = Duration::from_secs(timeout_secs.clamp(1, 5));
-    if let Some(u) = user {
+/// Every command's connection settings: any endpoint, retried (rotating members,
+/// following leader hints) until the overall timeout.
+fn connection_config(args: &Args) -> ConnectionConfig {
+    let mut config = ConnectionConfig::new(args.endpoints.iter().cloned()).until(
+        Duration::from_secs(args.timeout_secs.clamp(1, 5)),
+        Duration::from_secs(args.timeout_secs),
+    );
+    if let Some(u) = &args.user {
         let (name, password) = u.split_once(':').unwrap_or((u.as_str(), ""));
-        config.username = name.to_string();
-        config.password = password.to_string();
+        config.credentials = Some((name.to_string(), password.to_string()));
     }
-    Ok(Arc::new(Connection::connect(&config).await?))
+    config
+}
+
+async fn etcd_connection(config: ConnectionConfig) -> Result<Arc<Connection>, CoordinatorError> {
+    Ok(Arc::new(Connection::connect(config).await?))
 }
 
 async fn run(args: Args) -> Result<ExitCode, ClientError> {
-    let mut config = ClientConfig::new(args.endpoints.clone());
-    config.total_timeout = Duration::from_secs(args.timeout_secs);
+    let config = connection_config(&args);
     let coo_config = config.clone();
-    let mut client = AdminClient::new(config)?;
+    let client = AdminClient::new(config.clone())?;
     let mut out = std::io::stdout().lock();
     match args.command {
         Command::Etcd(command) => {
             let run = async {
-                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                let conn = etcd_connection(config).await?;
                 etcd::run(&conn, command).await
             };
             return Ok(exit_code(run.await));
@@ -144,14 +144,14 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
         }
         Command::Member { action } => {
             let run = async {
-                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                let conn = etcd_connection(config).await?;
                 member::run(&conn, action).await
             };
             return Ok(exit_code(run.await));
         }
         Command::TransferLeader { id } => {
             let run = async {
-                let conn = etcd_connection(&args.endpoints, args.timeout_secs, args.user).await?;
+                let conn = etcd_connection(config).await?;
                 member::move_leader(&conn, id).await
             };
             return Ok(exit_code(run.await));

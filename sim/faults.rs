@@ -12,7 +12,7 @@ use madsim::rand::{thread_rng, Rng};
 
 use super::disk::DiskFaults;
 use super::net::LinkFaults;
-use super::scenario::{Action, FaultKind, Scenario};
+use super::scenario::{Action, FaultKind, FaultSpec, Scenario};
 use super::world::{default_latency, NodeState, SharedWorld, World};
 
 /// How hard each fault kind hits in this run.
@@ -75,16 +75,7 @@ impl FaultDriver {
     pub fn plan(scenario: &Scenario, world: SharedWorld) -> Self {
         let mut rng = thread_rng();
         let f = &scenario.faults;
-        let mut kinds: Vec<FaultKind> = f.kinds.clone();
-        kinds.sort();
-        kinds.dedup();
-        if f.swarm && !kinds.is_empty() {
-            let all = kinds.clone();
-            kinds.retain(|_| rng.gen_bool(0.5));
-            if kinds.is_empty() {
-                kinds.push(all[rng.gen_range(0..all.len())]);
-            }
-        }
+        let kinds = draw_kinds(&mut rng, f);
         let intensity = Intensity::draw(&mut rng, f.swarm);
         let mut schedule: Vec<Scheduled> = scenario
             .timeline
@@ -104,124 +95,13 @@ impl FaultDriver {
             let kind = kinds[rng.gen_range(0..kinds.len())];
             let heal = rng.gen_range(f.min_fault_ms..=f.max_fault_ms);
             let node = rng.gen_range(1..=nodes);
-            let action = match kind {
-                FaultKind::Partition => {
-                    let mut ids: Vec<u64> = (1..=nodes).collect();
-                    let cut = rng.gen_range(1..nodes.max(2)) as usize;
-                    for i in (1..ids.len()).rev() {
-                        ids.swap(i, rng.gen_range(0..=i));
-                    }
-                    let (a, b) = ids.split_at(cut.min(ids.len()));
-                    Some(Action::Partition {
-                        groups: vec![a.to_vec(), b.to_vec()],
-                        heal_after_ms: Some(heal),
-                    })
-                }
-                FaultKind::OneWay => {
-                    let to = 1 + (node % nodes);
-                    (to != node).then_some(Action::OneWay {
-                        from: node,
-                        to,
-                        heal_after_ms: Some(heal),
-                    })
-                }
-                FaultKind::Kill => Some(Action::Kill {
-                    node,
-                    restart_after_ms: Some(heal),
-                }),
-                FaultKind::KillForGood if may_lose > 0 => {
-                    may_lose -= 1;
-                    Some(Action::KillForGood { node })
-                }
-                FaultKind::KillForGood => None,
-                FaultKind::Pause => Some(Action::Pause {
-                    node,
-                    resume_after_ms: Some(heal),
-                }),
-                FaultKind::LeaderChurn => Some(Action::KillLeader {
-                    restart_after_ms: Some(heal),
-                }),
-                FaultKind::IsolateLeader => Some(Action::IsolateLeader {
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::Loss => Some(Action::LinkFaults {
-                    drop: intensity.loss,
-                    duplicate: 0.0,
-                    delay: 0.0,
-                    max_delay_ms: 0,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::Duplicate => Some(Action::LinkFaults {
-                    drop: 0.0,
-                    duplicate: intensity.duplicate,
-                    delay: 0.0,
-                    max_delay_ms: 0,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::Reorder => Some(Action::LinkFaults {
-                    drop: 0.0,
-                    duplicate: 0.0,
-                    delay: intensity.reorder,
-                    max_delay_ms: intensity.max_delay_ms,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::Latency => Some(Action::Latency {
-                    min_ms: intensity.latency_ms.0,
-                    max_ms: intensity.latency_ms.1,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::DiskEio => Some(Action::DiskFaults {
-                    node,
-                    write_eio: intensity.disk_eio,
-                    sync_eio: intensity.disk_eio,
-                    sync_latency_ms: (0, 0),
-                    torn_writes: false,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::DiskLatency => Some(Action::DiskFaults {
-                    node,
-                    write_eio: 0.0,
-                    sync_eio: 0.0,
-                    sync_latency_ms: intensity.disk_latency_ms,
-                    torn_writes: false,
-                    heal_after_ms: Some(heal),
-                }),
-                FaultKind::TornWrite => Some(Action::TornCrash {
-                    node,
-                    restart_after_ms: Some(heal),
-                }),
-                FaultKind::BitFlip if may_lose > 0 => {
-                    may_lose -= 1;
-                    Some(Action::BitFlip {
-                        node,
-                        restart_after_ms: Some(heal),
-                    })
-                }
-                FaultKind::BitFlip => None,
-                FaultKind::ClockJump => {
-                    let delta = rng.gen_range(-intensity.clock_jump_ms..=intensity.clock_jump_ms);
-                    Some(Action::ClockJump {
-                        node,
-                        delta_ms: delta,
-                    })
-                }
-                FaultKind::ClockDrift => {
-                    let ppm = rng.gen_range(-intensity.clock_drift_ppm..=intensity.clock_drift_ppm);
-                    Some(Action::ClockDrift {
-                        node,
-                        ppm,
-                        heal_after_ms: Some(heal),
-                    })
-                }
-                FaultKind::Membership => {
-                    if rng.gen_bool(0.5) {
-                        Some(Action::AddNode)
-                    } else {
-                        Some(Action::RemoveNode { node })
-                    }
-                }
+            let draw = Draw {
+                nodes,
+                node,
+                heal,
+                intensity: &intensity,
             };
-            if let Some(action) = action {
+            if let Some(action) = draw.action(kind, &mut rng, &mut may_lose) {
                 schedule.push(Scheduled { at_ms: at, action });
             }
             let mean = f.mean_interval_ms;
@@ -518,3 +398,158 @@ fn apply_clock(w: MutexGuard<'_, World>, action: Action) {
 }
 
 fn drop_guard<T>(_guard: T) {}
+
+/// The fault kinds a run draws from: the scenario's, or with `swarm` a random
+/// non-empty subset of them (swarm testing: some runs see few kinds, hard).
+fn draw_kinds(rng: &mut impl Rng, f: &FaultSpec) -> Vec<FaultKind> {
+    let mut kinds: Vec<FaultKind> = f.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    if f.swarm && !kinds.is_empty() {
+        let all = kinds.clone();
+        kinds.retain(|_| rng.gen_bool(0.5));
+        if kinds.is_empty() {
+            kinds.push(all[rng.gen_range(0..all.len())]);
+        }
+    }
+    kinds
+}
+
+/// What one scheduled fault draws before its kind is known: the node it hits and
+/// when it heals.
+struct Draw<'a> {
+    nodes: u64,
+    node: u64,
+    heal: u64,
+    intensity: &'a Intensity,
+}
+
+impl Draw<'_> {
+    /// The action for `kind`, or none when the run may not take it (a node lost
+    /// for good beyond the majority's margin, a one-way cut from a node to itself).
+    fn action(&self, kind: FaultKind, rng: &mut impl Rng, may_lose: &mut usize) -> Option<Action> {
+        let Draw {
+            nodes,
+            node,
+            heal,
+            intensity,
+        } = *self;
+        match kind {
+            FaultKind::Partition => {
+                let mut ids: Vec<u64> = (1..=nodes).collect();
+                let cut = rng.gen_range(1..nodes.max(2)) as usize;
+                for i in (1..ids.len()).rev() {
+                    ids.swap(i, rng.gen_range(0..=i));
+                }
+                let (a, b) = ids.split_at(cut.min(ids.len()));
+                Some(Action::Partition {
+                    groups: vec![a.to_vec(), b.to_vec()],
+                    heal_after_ms: Some(heal),
+                })
+            }
+            FaultKind::OneWay => {
+                let to = 1 + (node % nodes);
+                (to != node).then_some(Action::OneWay {
+                    from: node,
+                    to,
+                    heal_after_ms: Some(heal),
+                })
+            }
+            FaultKind::Kill => Some(Action::Kill {
+                node,
+                restart_after_ms: Some(heal),
+            }),
+            FaultKind::KillForGood if *may_lose > 0 => {
+                *may_lose -= 1;
+                Some(Action::KillForGood { node })
+            }
+            FaultKind::KillForGood => None,
+            FaultKind::Pause => Some(Action::Pause {
+                node,
+                resume_after_ms: Some(heal),
+            }),
+            FaultKind::LeaderChurn => Some(Action::KillLeader {
+                restart_after_ms: Some(heal),
+            }),
+            FaultKind::IsolateLeader => Some(Action::IsolateLeader {
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::Loss => Some(Action::LinkFaults {
+                drop: intensity.loss,
+                duplicate: 0.0,
+                delay: 0.0,
+                max_delay_ms: 0,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::Duplicate => Some(Action::LinkFaults {
+                drop: 0.0,
+                duplicate: intensity.duplicate,
+                delay: 0.0,
+                max_delay_ms: 0,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::Reorder => Some(Action::LinkFaults {
+                drop: 0.0,
+                duplicate: 0.0,
+                delay: intensity.reorder,
+                max_delay_ms: intensity.max_delay_ms,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::Latency => Some(Action::Latency {
+                min_ms: intensity.latency_ms.0,
+                max_ms: intensity.latency_ms.1,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::DiskEio => Some(Action::DiskFaults {
+                node,
+                write_eio: intensity.disk_eio,
+                sync_eio: intensity.disk_eio,
+                sync_latency_ms: (0, 0),
+                torn_writes: false,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::DiskLatency => Some(Action::DiskFaults {
+                node,
+                write_eio: 0.0,
+                sync_eio: 0.0,
+                sync_latency_ms: intensity.disk_latency_ms,
+                torn_writes: false,
+                heal_after_ms: Some(heal),
+            }),
+            FaultKind::TornWrite => Some(Action::TornCrash {
+                node,
+                restart_after_ms: Some(heal),
+            }),
+            FaultKind::BitFlip if *may_lose > 0 => {
+                *may_lose -= 1;
+                Some(Action::BitFlip {
+                    node,
+                    restart_after_ms: Some(heal),
+                })
+            }
+            FaultKind::BitFlip => None,
+            FaultKind::ClockJump => {
+                let delta = rng.gen_range(-intensity.clock_jump_ms..=intensity.clock_jump_ms);
+                Some(Action::ClockJump {
+                    node,
+                    delta_ms: delta,
+                })
+            }
+            FaultKind::ClockDrift => {
+                let ppm = rng.gen_range(-intensity.clock_drift_ppm..=intensity.clock_drift_ppm);
+                Some(Action::ClockDrift {
+                    node,
+                    ppm,
+                    heal_after_ms: Some(heal),
+                })
+            }
+            FaultKind::Membership => {
+                if rng.gen_bool(0.5) {
+                    Some(Action::AddNode)
+                } else {
+                    Some(Action::RemoveNode { node })
+                }
+            }
+        }
+    }
+}

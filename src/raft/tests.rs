@@ -58,6 +58,14 @@ impl StateMachine for Registers {
         self.0 = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
         Ok(())
     }
+
+    /// A command of a retired kind (`retired:…`), as coordd refuses coordlab 0.1's
+    /// key-value writes.
+    fn refuse(&self, command: &[u8]) -> Option<String> {
+        command
+            .starts_with(b"retired:")
+            .then(|| "a retired write".to_string())
+    }
 }
 
 #[derive(Default)]
@@ -133,6 +141,9 @@ struct Cluster {
     snapshot_interval: u64,
     /// Lose snapshot messages in the network (after the transport delivered them).
     drop_snapshots: usize,
+    /// Nodes stopped by an entry their state machine refused: why, and what they
+    /// had applied.
+    refused: BTreeMap<u64, (RaftError, u64)>,
 }
 
 fn addr(id: u64) -> String {
@@ -150,6 +161,7 @@ impl Cluster {
             isolated: BTreeSet::new(),
             snapshot_interval,
             drop_snapshots: 0,
+            refused: BTreeMap::new(),
         };
         let voters: Vec<u64> = (1..=n).collect();
         for id in 1..=n {
@@ -189,8 +201,17 @@ impl Cluster {
     /// Processes Readies and delivers messages until the network is quiet.
     fn settle(&mut self) {
         for _ in 0..50 {
-            for core in self.cores.values_mut() {
-                core.process_ready().unwrap();
+            let mut stopped = Vec::new();
+            for (&id, core) in self.cores.iter_mut() {
+                match core.process_ready() {
+                    Ok(()) => {}
+                    Err(e @ RaftError::Unsupported(_)) => stopped.push((id, e, core.applied)),
+                    Err(e) => panic!("node {id}: {e}"),
+                }
+            }
+            for (id, e, applied) in stopped {
+                self.cores.remove(&id);
+                self.refused.insert(id, (e, applied));
             }
             let messages = std::mem::take(&mut *self.transport.queue.lock().unwrap());
             if messages.is_empty() {
@@ -429,6 +450,46 @@ fn a_restarted_node_recovers_its_log_and_catches_up() {
     c.run_until("follower caught up", |c| c.cores[&follower].applied >= last);
     assert_eq!(c.value_on(follower, "a").as_deref(), Some(&b"1"[..]));
     assert_eq!(c.value_on(follower, "b").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn an_entry_the_state_machine_refuses_stops_every_node_before_applying_it_and_after_restart() {
+    let mut c = Cluster::new(3, 1000);
+    c.put("a", "1");
+    let leader = c.elect();
+    let index = c
+        .core(leader)
+        .propose(b"retired:b=2".to_vec())
+        .unwrap()
+        .index;
+    c.run_until("every node stopped", |c| c.refused.len() == 3);
+    let expected = format!("entry {index}: a retired write");
+    for (id, (why, applied)) in &c.refused {
+        assert!(
+            matches!(why, RaftError::Unsupported(m) if *m == expected),
+            "node {id}: {why}"
+        );
+        assert_eq!(
+            *applied,
+            index - 1,
+            "node {id} applied past the refused entry"
+        );
+    }
+    // The entry is committed on disk: a restart stops at it again.
+    c.refused.clear();
+    c.start(
+        1,
+        Bootstrap::NewCluster {
+            voters: vec![1, 2, 3],
+        },
+    );
+    c.settle();
+    let (why, applied) = &c.refused[&1];
+    assert!(
+        matches!(why, RaftError::Unsupported(m) if *m == expected),
+        "{why}"
+    );
+    assert_eq!(*applied, index - 1);
 }
 
 #[test]

@@ -32,7 +32,7 @@ use crate::proto::coord_forward_server::CoordForwardServer;
 use crate::proto::etcdserverpb as etcd;
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
-use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError};
+use crate::raft::{self, Bootstrap, NodeEnv, RaftConfig, RaftCore, RaftError, RaftHandle};
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
 use crate::seams::observer::Observer;
@@ -114,7 +114,7 @@ pub async fn serve_node(
     let (state, topics) = ReplicatedState::new(coord_state.clone());
     let coo_endpoints: Vec<String> = options.peers.values().cloned().collect();
     let core = RaftCore::open(options.raft, env, state, options.bootstrap, options.peers)?;
-    let mut raft_task = tokio::spawn(raft::node::drive(core, inbox));
+    let raft_task = tokio::spawn(raft::node::drive(core, inbox));
     let coo = Coo::new(handle.clone(), clock.clone(), topics);
     let expiry = tokio::spawn(coo.clone().run_broker_expiry(BROKER_TIMEOUT));
     let proposer = Arc::new(Proposer::new(handle.clone(), clock.clone()));
@@ -123,8 +123,8 @@ pub async fn serve_node(
     let coord = CoordContext {
         member_id: id,
         state: coord_state,
-        proposer: proposer.clone(),
-        lessor: lessor.clone(),
+        proposer,
+        lessor,
     };
     let logic = if options.broker {
         Some(start_logic_node(
@@ -141,82 +141,152 @@ pub async fn serve_node(
     };
     let metrics = logic.as_ref().map(|l| l.metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Ends peers' Raft streams, which a graceful shutdown would otherwise wait for.
     let (closing_tx, closing_rx) = crate::sync::watch::channel(false);
-    let server = tonic::transport::Server::builder()
-        .add_service(
-            RaftTransportServer::new(RaftTransportService::new(
-                id,
-                handle.clone(),
-                receiver_transport,
-                closing_rx,
-            ))
-            .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES),
-        )
-        .add_service(AdminServer::new(AdminService::new(handle.clone(), metrics)))
-        .add_service(CooServer::new(CooService::new(coo)))
-        .add_service(CoordForwardServer::new(CoordForwardService::new(
-            proposer, lessor,
-        )))
-        .add_service(etcd::kv_server::KvServer::new(KvService::new(
-            coord.clone(),
-        )))
-        .add_service(etcd::watch_server::WatchServer::new(WatchService::new(
-            coord.clone(),
-        )))
-        .add_service(etcd::lease_server::LeaseServer::new(LeaseService::new(
-            coord.clone(),
-        )))
-        .add_service(etcd::cluster_server::ClusterServer::new(
-            ClusterService::new(coord.clone()),
-        ))
-        .add_service(etcd::maintenance_server::MaintenanceServer::new(
-            MaintenanceService::new(coord.clone()),
-        ))
-        .add_service(etcd::auth_server::AuthServer::new(AuthService::new(
-            coord.clone(),
-        )))
-        .add_service(LockServer::new(LockService::new(coord)))
-        .serve_with_shutdown(options.listen, async move {
-            let _ = stop_rx.await;
-        });
-    let mut server_task = tokio::spawn(server);
+    let services = Services {
+        id,
+        handle: handle.clone(),
+        receiver_transport,
+        closing: closing_rx,
+        metrics,
+        coo,
+        coord,
+    };
+    let server = services.serve(options.listen, async move {
+        let _ = stop_rx.await;
+    });
     tracing::info!(node = id, listen = %options.listen, "coordd node serving");
-    let raft_result = tokio::select! {
-        biased;
-        result = &mut raft_task => Some(result),
-        served = &mut server_task => {
-            let reason = match served {
-                Ok(Ok(())) => "server stopped".to_string(),
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
-            handle.shutdown().await;
-            let _ = raft_task.await;
-            return Err(NodeError::Serve { addr: options.listen, reason });
-        }
-        _ = shutdown => None,
+    let node = RunningNode {
+        listen: options.listen,
+        handle,
+        raft_task,
+        server_task: tokio::spawn(server),
+        stop_server: stop_tx,
+        closing: closing_tx,
+        logic,
+        background: vec![expiry, lease_expiry],
     };
-    let _ = closing_tx.send(true);
-    let _ = stop_tx.send(());
-    let _ = server_task.await;
-    if let Some(logic) = logic {
-        logic.stop().await;
+    node.run_until(shutdown).await
+}
+
+/// A node's tasks once it serves.
+struct RunningNode {
+    listen: SocketAddr,
+    handle: RaftHandle,
+    raft_task: tokio::task::JoinHandle<Result<(), RaftError>>,
+    server_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_server: tokio::sync::oneshot::Sender<()>,
+    closing: crate::sync::watch::Sender<bool>,
+    logic: Option<RunningLogicNode>,
+    /// Broker expiry and lease expiry: aborted at the end.
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Runs until Raft stops (its error is the node's), the server fails, or
+    /// `shutdown` fires; then stops everything, the server before Raft.
+    async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let raft_result = tokio::select! {
+            biased;
+            result = &mut self.raft_task => Some(result),
+            served = &mut self.server_task => {
+                let reason = match served {
+                    Ok(Ok(())) => "server stopped".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.handle.shutdown().await;
+                let _ = self.raft_task.await;
+                return Err(NodeError::Serve { addr: self.listen, reason });
+            }
+            _ = shutdown => None,
+        };
+        let _ = self.closing.send(true);
+        let _ = self.stop_server.send(());
+        let _ = self.server_task.await;
+        if let Some(logic) = self.logic {
+            logic.stop().await;
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        let raft_result = match raft_result {
+            Some(result) => result,
+            None => {
+                self.handle.shutdown().await;
+                self.raft_task.await
+            }
+        };
+        match raft_result {
+            Ok(result) => result.map_err(NodeError::from),
+            Err(join) => Err(NodeError::Raft(RaftError::Stopped(format!(
+                "raft task: {join}"
+            )))),
+        }
     }
-    expiry.abort();
-    lease_expiry.abort();
-    let raft_result = match raft_result {
-        Some(result) => result,
-        None => {
-            handle.shutdown().await;
-            raft_task.await
-        }
-    };
-    match raft_result {
-        Ok(result) => result.map_err(NodeError::from),
-        Err(join) => Err(NodeError::Raft(RaftError::Stopped(format!(
-            "raft task: {join}"
-        )))),
+}
+
+/// The gRPC services of one node, over its Raft handle and replicated state.
+struct Services {
+    id: u64,
+    handle: RaftHandle,
+    /// Where the Raft receiver learns peers' addresses.
+    receiver_transport: Arc<dyn Transport>,
+    /// Ends peers' Raft streams, which a graceful shutdown would otherwise wait for.
+    closing: crate::sync::watch::Receiver<bool>,
+    metrics: Option<Arc<LogicNodeMetrics>>,
+    coo: Coo,
+    coord: CoordContext,
+}
+
+impl Services {
+    /// Serves every service at `listen` until `stop` fires.
+    fn serve(
+        self,
+        listen: SocketAddr,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        let Services {
+            id,
+            handle,
+            receiver_transport,
+            closing,
+            metrics,
+            coo,
+            coord,
+        } = self;
+        let raft = RaftTransportServer::new(RaftTransportService::new(
+            id,
+            handle.clone(),
+            receiver_transport,
+            closing,
+        ))
+        .max_decoding_message_size(crate::transport::MAX_GRPC_MESSAGE_BYTES);
+        let forward = CoordForwardService::new(coord.proposer.clone(), coord.lessor.clone());
+        tonic::transport::Server::builder()
+            .add_service(raft)
+            .add_service(AdminServer::new(AdminService::new(handle, metrics)))
+            .add_service(CooServer::new(CooService::new(coo)))
+            .add_service(CoordForwardServer::new(forward))
+            .add_service(etcd::kv_server::KvServer::new(KvService::new(
+                coord.clone(),
+            )))
+            .add_service(etcd::watch_server::WatchServer::new(WatchService::new(
+                coord.clone(),
+            )))
+            .add_service(etcd::lease_server::LeaseServer::new(LeaseService::new(
+                coord.clone(),
+            )))
+            .add_service(etcd::cluster_server::ClusterServer::new(
+                ClusterService::new(coord.clone()),
+            ))
+            .add_service(etcd::maintenance_server::MaintenanceServer::new(
+                MaintenanceService::new(coord.clone()),
+            ))
+            .add_service(etcd::auth_server::AuthServer::new(AuthService::new(
+                coord.clone(),
+            )))
+            .add_service(LockServer::new(LockService::new(coord)))
+            .serve_with_shutdown(listen, stop)
     }
 }
 

@@ -19,41 +19,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::etcd::EtcdCluster;
 use common::etcdctl::{Background, Etcdctl, INSTALL_HINT};
 use common::held_forwarder::HeldForwarder;
-use common::TestCluster;
+use common::servers::Servers;
 use serde_json::Value;
-
-/// The servers under test; etcd itself only to check the expectations.
-enum Servers {
-    Coordd(TestCluster),
-    Etcd(EtcdCluster),
-}
-
-impl Servers {
-    fn start() -> Servers {
-        match std::env::var("REAL_ETCDCTL_SERVER").as_deref() {
-            Ok("etcd") => Servers::Etcd(EtcdCluster::start(3)),
-            Ok("coordd") | Err(_) => Servers::Coordd(TestCluster::start(3)),
-            Ok(other) => panic!("REAL_ETCDCTL_SERVER={other}: expected coordd or etcd"),
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        match self {
-            Servers::Coordd(cluster) => cluster.endpoints(&[1, 2, 3]),
-            Servers::Etcd(cluster) => cluster.endpoints(),
-        }
-    }
-
-    fn kill(&mut self, endpoint: &str) {
-        match self {
-            Servers::Coordd(cluster) => cluster.kill_at(endpoint),
-            Servers::Etcd(cluster) => cluster.kill(endpoint),
-        }
-    }
-}
 
 impl Drop for Servers {
     /// A failing step is easier to read next to what the servers logged.
@@ -710,7 +679,7 @@ fn etcdctl_drives_a_three_node_cluster_through_a_leader_kill() {
         version.starts_with("etcdctl version: 3."),
         "unexpected `etcdctl version`: {version:?}; {INSTALL_HINT}"
     );
-    let mut servers = Servers::start();
+    let mut servers = Servers::start("REAL_ETCDCTL_SERVER");
     let endpoints = servers.endpoints();
     let ctl = Etcdctl::new(&endpoints);
     let old_leader = wait_for_leader(&endpoints);

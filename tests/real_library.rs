@@ -16,46 +16,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::etcd::EtcdCluster;
-use common::TestCluster;
+use common::servers::Servers;
 use coordlab::client::ClientError;
 use coordlab::library::{Coordinator, CoordinatorConfig, CoordinatorError, EventType, ServiceInfo};
 use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::StatusRequest;
 use serde::{Deserialize, Serialize};
 
-/// Three coordd nodes, or three etcd members with `LIBRARY_SERVER=etcd`.
-enum Servers {
-    Coordd(TestCluster),
-    Etcd(EtcdCluster),
-}
-
 impl Servers {
-    fn start() -> Servers {
-        match std::env::var("LIBRARY_SERVER").as_deref() {
-            Ok("etcd") => Servers::Etcd(EtcdCluster::start(3)),
-            Ok("coordd") | Err(_) => Servers::Coordd(TestCluster::start(3)),
-            Ok(other) => panic!("LIBRARY_SERVER={other}: expected coordd or etcd"),
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        match self {
-            Servers::Coordd(c) => c.endpoints(&[1, 2, 3]),
-            Servers::Etcd(c) => c.endpoints(),
-        }
-    }
-
     /// SIGKILLs the member that leads.
     async fn kill_leader(&mut self, coordinator: &Coordinator) {
         let endpoint = leader_endpoint(coordinator, &self.endpoints()).await;
-        match self {
-            Servers::Coordd(c) => {
-                let id = *c.peers.iter().find(|(_, a)| **a == endpoint).unwrap().0;
-                c.nodes.get_mut(&id).unwrap().kill();
-            }
-            Servers::Etcd(c) => c.kill(&endpoint),
-        }
+        self.kill(&endpoint);
     }
 }
 
@@ -103,7 +75,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_exclude_queue_fence_and_survive_a_leader_kill() {
-    let mut cluster = Servers::start();
+    let mut cluster = Servers::start("LIBRARY_SERVER");
     let a = Coordinator::new(config(&cluster)).await.unwrap();
     let b = Coordinator::new(config(&cluster)).await.unwrap();
     let ttl = Duration::from_secs(3);
@@ -187,7 +159,7 @@ async fn member_behind(channel: tonic::transport::Channel) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_discovers_watches_and_balances_across_a_leader_kill() {
-    let mut cluster = Servers::start();
+    let mut cluster = Servers::start("LIBRARY_SERVER");
     let provider = Coordinator::new(config(&cluster)).await.unwrap();
     let consumer = Coordinator::new(config(&cluster)).await.unwrap();
     let ttl = Duration::from_secs(2);
@@ -290,7 +262,7 @@ struct AppConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_center_is_typed_and_its_watches_miss_nothing_across_a_leader_kill() {
-    let mut cluster = Servers::start();
+    let mut cluster = Servers::start("LIBRARY_SERVER");
     let writer = Coordinator::new(config(&cluster)).await.unwrap();
     let reader = Coordinator::new(config(&cluster)).await.unwrap();
     let v1 = AppConfig {
@@ -381,7 +353,7 @@ async fn credentials_are_checked_when_auth_is_on() {
     use coordlab::proto::etcdserverpb::{
         AuthEnableRequest, AuthRoleAddRequest, AuthUserAddRequest, AuthUserGrantRoleRequest,
     };
-    let cluster = Servers::start();
+    let cluster = Servers::start("LIBRARY_SERVER");
     let admin = Coordinator::new(config(&cluster)).await.unwrap();
     let conn = admin.connection();
     conn.call(|ch, _| async move {
@@ -432,7 +404,7 @@ async fn credentials_are_checked_when_auth_is_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_acquire_leaves_the_queue() {
-    let cluster = Servers::start();
+    let cluster = Servers::start("LIBRARY_SERVER");
     let a = Coordinator::new(config(&cluster)).await.unwrap();
     let c = Coordinator::new(config(&cluster)).await.unwrap();
     let held = a.lock().acquire("q", Duration::from_secs(3)).await.unwrap();

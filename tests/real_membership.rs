@@ -15,35 +15,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::etcd::EtcdCluster;
 use common::etcdctl::{etcdctl_or_skip, Etcdctl};
+use common::servers::Servers;
 use common::{free_port, NodeProc, TestCluster};
 
-enum Servers {
-    Coordd(TestCluster),
-    Etcd(EtcdCluster),
-}
-
 impl Servers {
-    fn start() -> Servers {
-        match std::env::var("REAL_ETCDCTL_SERVER").as_deref() {
-            Ok("etcd") => Servers::Etcd(EtcdCluster::start(3)),
-            Ok("coordd") | Err(_) => Servers::Coordd(TestCluster::start(3)),
-            Ok(other) => panic!("REAL_ETCDCTL_SERVER={other}: expected coordd or etcd"),
-        }
-    }
-
-    fn is_coordd(&self) -> bool {
-        matches!(self, Servers::Coordd(_))
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        match self {
-            Servers::Coordd(cluster) => cluster.endpoints(&[1, 2, 3]),
-            Servers::Etcd(cluster) => cluster.endpoints(),
-        }
-    }
-
     /// Starts the member that `member add` (which printed `added`) just added as
     /// `id` / `name` at `peer_url`; its client endpoint.
     fn start_added(&mut self, id: u64, name: &str, peer_url: &str, added: &str) -> String {
@@ -213,7 +189,7 @@ fn etcdctl_grows_and_shrinks_a_cluster() {
     if !etcdctl_or_skip() {
         return;
     }
-    let mut servers = Servers::start();
+    let mut servers = Servers::start("REAL_ETCDCTL_SERVER");
     let endpoints = servers.endpoints();
     let ctl = Etcdctl::new(&endpoints).with_global("--command-timeout=10s");
     put_until_ok(&ctl, "k", "v");

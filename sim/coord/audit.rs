@@ -58,8 +58,7 @@ pub async fn run(auditor: u64, scenario: Scenario, recorder: Arc<Recorder>) {
     // No await in between: nothing is recorded between the snapshot and the marker.
     let Work { grants, lease_keys } = work(&recorder);
     recorder.record(auditor, EventKind::AuditStarted);
-    let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let conn = connect(scenario.cluster.nodes, timeout);
+    let conn = connect(&scenario);
     for (name, revision) in grants {
         let prefix = format!("{name}/");
         let request = RangeRequest {

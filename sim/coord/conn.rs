@@ -7,11 +7,20 @@ use std::time::Duration;
 
 use coordlab::client::{Connection, ConnectionConfig};
 
+use crate::sim::scenario::Scenario;
 use crate::sim::world::node_addr;
 
-/// A connection to nodes `1..=nodes`, each attempt within `request_timeout`.
-pub fn connect(nodes: u64, request_timeout: Duration) -> Connection {
-    let endpoints = (1..=nodes).map(|id| node_addr(id).to_string());
+/// A connection to the scenario's nodes, each attempt within its request timeout.
+pub fn connect(scenario: &Scenario) -> Connection {
+    connect_within(
+        scenario,
+        Duration::from_millis(scenario.coord.request_timeout_ms),
+    )
+}
+
+/// A connection to the scenario's nodes, each attempt within `request_timeout`.
+pub fn connect_within(scenario: &Scenario, request_timeout: Duration) -> Connection {
+    let endpoints = (1..=scenario.cluster.nodes).map(|id| node_addr(id).to_string());
     let mut config = ConnectionConfig::new(endpoints);
     config.attempt_timeout = request_timeout;
     Connection::new(config).expect("simulated node addresses are valid endpoints")

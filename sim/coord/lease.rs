@@ -17,7 +17,7 @@ use futures::StreamExt;
 use madsim::rand::{thread_rng, Rng};
 use tonic::{Code, Status};
 
-use super::conn::connect;
+use super::conn::{connect, connect_within};
 use super::now_ms;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -61,6 +61,21 @@ pub async fn grant(
         },
     );
     Some((granted.id, ttl_ms))
+}
+
+/// A client's `n`th lease, of `ttl_secs`, granted and kept alive in the background:
+/// `Some((lease, ttl_ms, keep))`.
+pub async fn grant_kept(
+    conn: &Connection,
+    recorder: &Arc<Recorder>,
+    client: u64,
+    n: u64,
+    ttl_secs: i64,
+    scenario: &Scenario,
+) -> Option<(i64, u64, KeepAlive)> {
+    let (lease, ttl_ms) = grant(conn, recorder, client, lease_id(client, n), ttl_secs).await?;
+    let keep = KeepAlive::spawn(client, lease, ttl_ms, scenario, recorder.clone());
+    Some((lease, ttl_ms, keep))
 }
 
 /// Revokes a lease once; the outcome as recorded.
@@ -144,7 +159,7 @@ impl KeepAlive {
         let lost = Arc::new(AtomicBool::new(false));
         let period = Duration::from_millis((ttl_ms / 3).max(100));
         let timeout = Duration::from_millis(scenario.coord.request_timeout_ms).min(period);
-        let conn = connect(scenario.cluster.nodes, timeout);
+        let conn = connect_within(scenario, timeout);
         let task = tokio::spawn(keep_alive_loop(
             client,
             lease,
@@ -242,24 +257,16 @@ pub async fn run(
     control: WorkloadControl,
 ) {
     let spec = &scenario.coord;
-    let timeout = Duration::from_millis(spec.request_timeout_ms);
-    let conn = connect(scenario.cluster.nodes, timeout);
+    let conn = connect(&scenario);
     let mut n = 0;
     while !control.stopped() {
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..300))).await;
         n += 1;
-        let Some((lease, ttl_ms)) = grant(
-            &conn,
-            &recorder,
-            client,
-            lease_id(client, n),
-            spec.lease_ttl_secs,
-        )
-        .await
+        let Some((lease, ttl_ms, keep)) =
+            grant_kept(&conn, &recorder, client, n, spec.lease_ttl_secs, &scenario).await
         else {
             continue;
         };
-        let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
         let mut keys = Vec::new();
         for i in 0..thread_rng().gen_range(1..=3) {
             let key = format!("{PREFIX}{client}/{lease:x}/{i}");
@@ -301,7 +308,7 @@ pub async fn run(
         };
         if revoked {
             for key in &keys {
-                read_lease_key(&conn, &recorder, client, lease, key, timeout * 2).await;
+                read_lease_key(&conn, &recorder, client, lease, key, conn.timeout() * 2).await;
             }
         }
     }

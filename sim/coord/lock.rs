@@ -18,7 +18,7 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 
 use super::conn::connect;
-use super::lease::{grant, lease_id, revoke, KeepAlive};
+use super::lease::{grant_kept, revoke};
 use super::pauser::Pauser;
 use super::resource::{Resources, Section};
 use crate::sim::observer::Recorder;
@@ -139,26 +139,16 @@ pub async fn run(
     pausable: Option<Pausable>,
 ) {
     let spec = &scenario.coord;
-    let conn = connect(
-        scenario.cluster.nodes,
-        Duration::from_millis(spec.request_timeout_ms),
-    );
+    let conn = connect(&scenario);
     let mut n = 0;
     while !control.stopped() {
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..500))).await;
         n += 1;
-        let Some((lease, ttl_ms)) = grant(
-            &conn,
-            &recorder,
-            client,
-            lease_id(client, n),
-            spec.lock_ttl_secs,
-        )
-        .await
+        let Some((lease, _, keep)) =
+            grant_kept(&conn, &recorder, client, n, spec.lock_ttl_secs, &scenario).await
         else {
             continue;
         };
-        let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
         let name = format!("{PREFIX}{}", thread_rng().gen_range(0..spec.locks));
         let held = acquire(&conn, &recorder, client, &name, lease, lock_wait(&scenario)).await;
         if let Some(held) = held {

@@ -92,8 +92,7 @@ pub async fn run(
     control: WorkloadControl,
 ) {
     let spec = &scenario.coord;
-    let timeout = Duration::from_millis(spec.request_timeout_ms);
-    let conn = connect(scenario.cluster.nodes, timeout);
+    let conn = connect(&scenario);
     // The last value this client saw in each register: what a cas expects.
     let mut seen: BTreeMap<String, i64> = BTreeMap::new();
     let mut op_no = 0u64;
@@ -132,7 +131,7 @@ pub async fn run(
             },
         );
         let done = match op {
-            Op::Read => read(&conn, &key, timeout * 2).await,
+            Op::Read => read(&conn, &key, conn.timeout() * 2).await,
             Op::Write(v) => write(&conn, &key, v).await,
             Op::Cas { from, to } => cas(&conn, &key, from, to).await,
         };

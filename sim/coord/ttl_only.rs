@@ -14,7 +14,7 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::task::NodeId;
 
 use super::conn::connect;
-use super::lease::{grant, lease_id, revoke, KeepAlive};
+use super::lease::{grant_kept, revoke};
 use super::lock::{acquire, lock_wait, release};
 use super::pauser::Pauser;
 use super::resource::{Resources, Section};
@@ -59,26 +59,16 @@ pub async fn run(
     plan: PausePlan,
 ) {
     let spec = &scenario.coord;
-    let conn = connect(
-        scenario.cluster.nodes,
-        Duration::from_millis(spec.request_timeout_ms),
-    );
+    let conn = connect(&scenario);
     let mut n = 0;
     while !control.stopped() {
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(10..100))).await;
         n += 1;
-        let Some((lease, ttl_ms)) = grant(
-            &conn,
-            &recorder,
-            client,
-            lease_id(client, n),
-            spec.lock_ttl_secs,
-        )
-        .await
+        let Some((lease, _, keep)) =
+            grant_kept(&conn, &recorder, client, n, spec.lock_ttl_secs, &scenario).await
         else {
             continue;
         };
-        let keep = KeepAlive::spawn(client, lease, ttl_ms, &scenario, recorder.clone());
         let held = acquire(
             &conn,
             &recorder,

@@ -56,8 +56,7 @@ pub async fn run_watcher(
     control: WorkloadControl,
 ) {
     let prefix = prefix_for(watcher, &scenario);
-    let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let conn = connect(scenario.cluster.nodes, timeout);
+    let conn = connect(&scenario);
     let mut next = 1;
     // Let the writers start first: the first watch then replays history.
     tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(500..2_000))).await;
@@ -199,8 +198,7 @@ pub async fn run_compactor(
     control: WorkloadControl,
 ) {
     let every = Duration::from_millis(scenario.coord.compact_every_ms);
-    let timeout = Duration::from_millis(scenario.coord.request_timeout_ms);
-    let conn = connect(scenario.cluster.nodes, timeout);
+    let conn = connect(&scenario);
     let mut compacted = 0;
     while !control.stopped() {
         tokio::time::sleep(every).await;

@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod etcdctl;
 pub mod held_forwarder;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

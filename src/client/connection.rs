@@ -291,19 +291,20 @@ impl Connection {
             .await
     }
 
-    /// Like [`Connection::call`] with its own retry policy and attempt deadline (a
-    /// keep-alive must fit its retries inside the lease's TTL).
+    /// Like [`Connection::call`] with its own retry policy, attempt deadline and
+    /// call deadline (a keep-alive must fit its retries inside the lease's TTL).
     pub async fn call_with<T, F, Fut>(
         &self,
         retry: &RetryConfig,
         attempt_timeout: Duration,
+        deadline: Option<Duration>,
         f: F,
     ) -> Result<T, ClientError>
     where
         F: FnMut(Channel, &Self) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        self.call_inner(true, retry, attempt_timeout, self.config.deadline, f)
+        self.call_inner(true, retry, attempt_timeout, deadline, f)
             .await
     }
 

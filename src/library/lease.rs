@@ -167,17 +167,19 @@ impl Drop for KeptLease {
 
 /// One keep-alive round trip: the TTL the leader granted, 0 if the lease is gone.
 pub async fn renew_once(conn: &Connection, id: i64) -> Result<i64, CoordinatorError> {
-    renew_within(conn, id, conn.retry(), conn.timeout()).await
+    let deadline = conn.config().deadline;
+    renew_within(conn, id, conn.retry(), conn.timeout(), deadline).await
 }
 
-/// A keep-alive whose retries and attempt deadline are the caller's.
+/// A keep-alive whose retries and deadlines are the caller's.
 async fn renew_within(
     conn: &Connection,
     id: i64,
     retry: &RetryConfig,
     attempt_timeout: Duration,
+    deadline: Option<Duration>,
 ) -> Result<i64, CoordinatorError> {
-    conn.call_with(retry, attempt_timeout, |ch, c| {
+    conn.call_with(retry, attempt_timeout, deadline, |ch, c| {
         let req = c.request(futures::stream::iter([LeaseKeepAliveRequest { id }]));
         async move {
             let mut stream = LeaseClient::new(ch)
@@ -207,7 +209,9 @@ fn renewal_policy(ttl: Duration) -> (RetryConfig, Duration) {
 }
 
 /// Renews every TTL/3; gives up (and reports the loss) when the lease is gone or no
-/// renewal succeeded for a whole TTL.
+/// renewal succeeded for a whole TTL. A renewal's retries end when the TTL since the
+/// last success does: an answer after that is too late for a guard that must have
+/// let go by then.
 async fn keep_alive(conn: Arc<Connection>, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
     let mut last_ok = tokio::time::Instant::now();
     let (retry, attempt_timeout) = renewal_policy(ttl);
@@ -216,7 +220,11 @@ async fn keep_alive(conn: Arc<Connection>, id: i64, ttl: Duration, alive: watch:
         if mutants::active("lock_no_keepalive") {
             continue;
         }
-        match renew_within(&conn, id, &retry, attempt_timeout).await {
+        let left = ttl.saturating_sub(last_ok.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match renew_within(&conn, id, &retry, attempt_timeout, Some(left)).await {
             Ok(t) if t > 0 => last_ok = tokio::time::Instant::now(),
             Ok(_) => break,
             Err(CoordinatorError::Closed) => break,
@@ -240,5 +248,111 @@ mod tests {
         assert_eq!(ttl_secs(Duration::from_millis(1)), 1);
         assert_eq!(ttl_secs(Duration::from_millis(1500)), 2);
         assert_eq!(ttl_secs(Duration::from_secs(30)), 30);
+    }
+}
+
+/// The keeper against a member whose keep-alives never answer, over real gRPC.
+#[cfg(all(test, not(madsim)))]
+mod silent_member {
+    use std::net::SocketAddr;
+
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+    use crate::client::ConnectionConfig;
+    use crate::proto::etcdserverpb::lease_server::{Lease, LeaseServer};
+    use crate::proto::etcdserverpb::{
+        LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+        LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveResponse,
+    };
+
+    /// Grants every lease; never answers a keep-alive.
+    struct SilentKeepAlives;
+
+    #[tonic::async_trait]
+    impl Lease for SilentKeepAlives {
+        async fn lease_grant(
+            &self,
+            request: Request<LeaseGrantRequest>,
+        ) -> Result<Response<LeaseGrantResponse>, Status> {
+            let r = request.into_inner();
+            Ok(Response::new(LeaseGrantResponse {
+                id: r.id,
+                ttl: r.ttl,
+                ..Default::default()
+            }))
+        }
+
+        type LeaseKeepAliveStream =
+            futures::stream::Pending<Result<LeaseKeepAliveResponse, Status>>;
+
+        async fn lease_keep_alive(
+            &self,
+            _: Request<Streaming<LeaseKeepAliveRequest>>,
+        ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+            Ok(Response::new(futures::stream::pending()))
+        }
+
+        async fn lease_revoke(
+            &self,
+            _: Request<LeaseRevokeRequest>,
+        ) -> Result<Response<LeaseRevokeResponse>, Status> {
+            Err(Status::unimplemented("silent member"))
+        }
+
+        async fn lease_time_to_live(
+            &self,
+            _: Request<LeaseTimeToLiveRequest>,
+        ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+            Err(Status::unimplemented("silent member"))
+        }
+
+        async fn lease_leases(
+            &self,
+            _: Request<LeaseLeasesRequest>,
+        ) -> Result<Response<LeaseLeasesResponse>, Status> {
+            Err(Status::unimplemented("silent member"))
+        }
+    }
+
+    /// Found by a fresh-seed sweep (`library_faults::seed_47000041`): a renewal
+    /// retried past the TTL kept `is_alive()` true for 2.9 s after the cluster
+    /// removed a 2 s lease.
+    #[tokio::test]
+    async fn the_lease_is_given_up_one_ttl_after_the_last_renewal_even_if_a_renewal_hangs() {
+        let addr: SocketAddr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(LeaseServer::new(SilentKeepAlives))
+                .serve_with_shutdown(addr, async move {
+                    let _ = stopped.await;
+                }),
+        );
+        let conn = Connection::new(ConnectionConfig::new([addr.to_string()])).unwrap();
+        let conn = Arc::new(conn);
+        let granted = loop {
+            match KeptLease::grant(conn.clone(), Duration::from_secs(2)).await {
+                Ok(lease) => break lease,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let began = tokio::time::Instant::now();
+
+        granted.lost().await;
+        let held = began.elapsed();
+
+        // One TTL since the grant, plus scheduling; retries alone ran past 4 s.
+        assert!(
+            held >= Duration::from_millis(1_900),
+            "let go early: {held:?}"
+        );
+        assert!(
+            held < Duration::from_millis(2_500),
+            "held too long: {held:?}"
+        );
     }
 }

@@ -287,7 +287,7 @@ impl Connection {
         Fut: Future<Output = Result<T, Status>>,
     {
         let retry = RetryConfig::until_deadline();
-        self.call_inner(true, &retry, self.config.attempt_timeout, Some(total), f)
+        self.call_with(&retry, self.config.attempt_timeout, Some(total), f)
             .await
     }
 

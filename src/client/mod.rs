@@ -19,4 +19,4 @@ pub use error::ClientError;
 pub use retry::{is_not_leader, is_retryable, millis, RetryConfig};
 
 #[cfg(all(test, not(madsim)))]
-mod tests;
+pub(crate) mod tests;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tokio::sync::oneshot;
+use tonic::transport::server::Router;
 use tonic::{Code, Request, Response, Status};
 
 use super::{ClientError, Connection, ConnectionConfig, RetryConfig, WRITE_ID_KEY};
@@ -92,35 +93,27 @@ impl Kv for FakeMember {
 }
 
 /// A fake member serving until dropped.
-struct Member {
-    addr: String,
+pub(crate) struct Member {
+    pub addr: String,
     _stop: oneshot::Sender<()>,
 }
 
-async fn start(name: &str, answer: Answer, log: &Log) -> Member {
+/// Serves `router` on a free port of 127.0.0.1 until the member is dropped; returns
+/// once it listens (a refused connection would be an extra attempt).
+pub(crate) async fn serve(router: Router) -> Member {
     let addr: SocketAddr = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = FakeMember {
-        name: name.to_string(),
-        answer,
-        log: log.clone(),
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KvServer::new(service))
-            .serve_with_shutdown(addr, async move {
-                let _ = stopped.await;
-            }),
-    );
-    // Listening before the first call: a refused connection would be an extra attempt.
+    tokio::spawn(router.serve_with_shutdown(addr, async move {
+        let _ = stopped.await;
+    }));
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(
             Instant::now() < deadline,
-            "fake member {name} never listened"
+            "fake member at {addr} never listened"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -128,6 +121,15 @@ async fn start(name: &str, answer: Answer, log: &Log) -> Member {
         addr: addr.to_string(),
         _stop: stop,
     }
+}
+
+async fn start(name: &str, answer: Answer, log: &Log) -> Member {
+    let service = FakeMember {
+        name: name.to_string(),
+        answer,
+        log: log.clone(),
+    };
+    serve(tonic::transport::Server::builder().add_service(KvServer::new(service))).await
 }
 
 fn quick_retries(max_attempts: u32) -> RetryConfig {

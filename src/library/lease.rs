@@ -254,11 +254,10 @@ mod tests {
 /// The keeper against a member whose keep-alives never answer, over real gRPC.
 #[cfg(all(test, not(madsim)))]
 mod silent_member {
-    use std::net::SocketAddr;
-
     use tonic::{Request, Response, Status, Streaming};
 
     use super::*;
+    use crate::client::tests::serve;
     use crate::client::ConnectionConfig;
     use crate::proto::etcdserverpb::lease_server::{Lease, LeaseServer};
     use crate::proto::etcdserverpb::{
@@ -320,26 +319,14 @@ mod silent_member {
     /// removed a 2 s lease.
     #[tokio::test]
     async fn the_lease_is_given_up_one_ttl_after_the_last_renewal_even_if_a_renewal_hangs() {
-        let addr: SocketAddr = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
-        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(LeaseServer::new(SilentKeepAlives))
-                .serve_with_shutdown(addr, async move {
-                    let _ = stopped.await;
-                }),
-        );
-        let conn = Connection::new(ConnectionConfig::new([addr.to_string()])).unwrap();
-        let conn = Arc::new(conn);
-        let granted = loop {
-            match KeptLease::grant(conn.clone(), Duration::from_secs(2)).await {
-                Ok(lease) => break lease,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
+        let member = serve(
+            tonic::transport::Server::builder().add_service(LeaseServer::new(SilentKeepAlives)),
+        )
+        .await;
+        let conn = Arc::new(Connection::new(ConnectionConfig::new([member.addr.clone()])).unwrap());
+        let granted = KeptLease::grant(conn, Duration::from_secs(2))
+            .await
+            .unwrap();
         let began = tokio::time::Instant::now();
 
         granted.lost().await;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Simulation benchmark, on the optimised simulation build users run:
 #  1. the reference scenario (scenarios/reference.toml: 5 nodes, KV workload, faults
-#     on), one thread: time dilation, seeds per minute, Raft messages and events per
-#     second, and the same message volume through bare raft-rs RawNodes in a plain
-#     in-memory loop as the physical limit, with the ratio;
+#     on), one thread, SIM_BENCH_REPEATS passes (default 3; the median is reported,
+#     every pass must give the same trace hashes): time dilation, seeds per minute,
+#     Raft messages and events per second, and the same message volume through bare
+#     raft-rs RawNodes in a plain in-memory loop (repeated for at least 1 s) as the
+#     physical limit, with the ratio;
 #  2. the wall time of the default suite (`cargo test --features sim` after the
 #     build: every scenario's default seeds and the determinism checks);
 #  3. fuzz seeds per minute with 2 jobs over every scenario (fresh seeds, 2 min).

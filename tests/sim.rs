@@ -15,6 +15,11 @@
 #[path = "../sim/mod.rs"]
 mod sim;
 
+// glibc's malloc was ~12% of a reference seed's profile (perf, ci/bench-sim.sh).
+#[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(madsim)]
 fn main() {
     sim::runner::main();

@@ -66,11 +66,12 @@ impl Checker for AcknowledgedWrites {
                     }
                 }
             }
+            // Every member applies every command: clone it only the first time.
             EventKind::Applied {
                 entry,
                 command: Some(command),
-            } => {
-                self.applied.entry(command.clone()).or_insert(entry.index);
+            } if !self.applied.contains_key(command) => {
+                self.applied.insert(command.clone(), entry.index);
             }
             EventKind::CoordApplied { index, revision } => {
                 self.revisions.entry(*index).or_insert(*revision);

@@ -37,6 +37,8 @@ struct NodeView {
 #[derive(Default)]
 pub struct ModeMatchesLeadership {
     nodes: BTreeMap<u64, NodeView>,
+    /// Whether any LogicNode loop ran yet: until then there is no mode to judge.
+    loops_seen: bool,
 }
 
 impl Checker for ModeMatchesLeadership {
@@ -56,6 +58,7 @@ impl Checker for ModeMatchesLeadership {
                 }
             }
             EventKind::LoopStarted { mode } => {
+                self.loops_seen = true;
                 view.local = Some(mode == "local");
                 view.mode_since = t;
             }
@@ -76,6 +79,9 @@ impl Checker for ModeMatchesLeadership {
                 };
             }
             _ => {}
+        }
+        if !self.loops_seen {
+            return Ok(());
         }
         for (&node, v) in &self.nodes {
             let Some(local) = v.local.filter(|_| !v.paused) else {

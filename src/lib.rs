@@ -17,10 +17,13 @@
 //!   with numbered writes applied once;
 //! - [`library`]: the client library over the etcd API (seed 001): locks, a
 //!   service registry with balanced connections, a config center;
+//! - [`bridge`]: Link Bridge (seed 003) — a service and agent registry in the
+//!   keyspace, kept by brokers for agents and clients;
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
 //! - [`server`]: a whole `coordd` node, wiring all of the above to the seams it is
 //!   given.
 
+pub mod bridge;
 pub mod client;
 pub mod coord;
 pub mod library;

@@ -20,6 +20,9 @@ pub enum BridgeError {
     /// A watch event older than the view it is applied to.
     #[error("event at revision {event} is older than the view's revision {view}")]
     StaleEvent { event: i64, view: i64 },
+    /// The cluster could not be read or written.
+    #[error("bridge: the cluster did not answer: {0}")]
+    Cluster(String),
     /// The broker configuration file's text.
     #[error("bridge configuration: {reason}")]
     Config { reason: String },

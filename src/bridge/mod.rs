@@ -17,12 +17,14 @@ pub mod config;
 pub mod error;
 pub mod record;
 pub mod state;
+pub mod view;
 
 pub use command::Command;
 pub use config::BridgeConfig;
 pub use error::BridgeError;
 pub use record::{AgentRecord, InstanceRecord, InstanceStatus};
 pub use state::{ClusterState, Instance, Status};
+pub use view::RegistryView;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use crate::library::KeyEvent;
+use crate::proto::mvccpb::KeyValue;
 
 use super::error::BridgeError;
 use super::record::{
@@ -42,14 +43,16 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// The registry from a range read of `/bridge/` at `revision`.
-    pub fn from_range(kvs: &[KeyValue], revision: i64) -> Result<Self, BridgeError> {
+    /// The registry from a range read of `/bridge/` at `revision`, and the records
+    /// it could not read (left out, each error naming its key).
+    pub fn from_range(kvs: &[KeyValue], revision: i64) -> (Self, Vec<BridgeError>) {
         let mut state = ClusterState::default();
-        for kv in kvs {
-            state.put(kv)?;
-        }
+        let errors = kvs
+            .iter()
+            .filter_map(|kv| state.put(&kv.key, &kv.value, kv.mod_revision).err())
+            .collect();
         state.revision = revision;
-        Ok(state)
+        (state, errors)
     }
 
     /// The revision this view is the registry of.
@@ -58,24 +61,21 @@ impl ClusterState {
     }
 
     /// Applies one watch event. Events arrive in revision order; one older than the
-    /// view is refused (the view would mix two histories).
-    pub fn apply(&mut self, event: &Event) -> Result<(), BridgeError> {
-        let Some(kv) = &event.kv else {
-            return Ok(());
-        };
-        if kv.mod_revision < self.revision {
+    /// view is refused and changes nothing (the view would mix two histories). A
+    /// record that does not decode is an error and leaves its key absent.
+    pub fn apply(&mut self, event: &KeyEvent) -> Result<(), BridgeError> {
+        if event.revision < self.revision {
             return Err(BridgeError::StaleEvent {
-                event: kv.mod_revision,
+                event: event.revision,
                 view: self.revision,
             });
         }
-        if event.r#type == EventType::Delete as i32 {
-            self.delete(&kv.key)?;
+        self.revision = event.revision;
+        if event.deleted {
+            self.delete(&event.key)
         } else {
-            self.put(kv)?;
+            self.put(&event.key, &event.value, event.revision)
         }
-        self.revision = kv.mod_revision;
-        Ok(())
     }
 
     /// Moves the view to `revision` once every event up to it was applied (a watch
@@ -84,38 +84,44 @@ impl ClusterState {
         self.revision = self.revision.max(revision);
     }
 
-    fn put(&mut self, kv: &KeyValue) -> Result<(), BridgeError> {
-        match parse_key(&kv.key)? {
+    fn put(&mut self, key: &[u8], value: &[u8], mod_revision: i64) -> Result<(), BridgeError> {
+        let parsed = parse_key(key)?;
+        // Whatever the key held before is gone, even if the new value is unreadable.
+        self.remove(&parsed);
+        match parsed {
             BridgeKey::Agent(id) => {
-                let record = decode_agent(&id, &kv.value)?;
+                let record = decode_agent(&id, value)?;
                 self.agents.insert(id, record);
             }
             BridgeKey::Alive(id) => {
                 self.alive
-                    .insert(id, String::from_utf8_lossy(&kv.value).into_owned());
+                    .insert(id, String::from_utf8_lossy(value).into_owned());
             }
             BridgeKey::Instance { service, id } => {
-                let record = decode_instance(&service, &id, &kv.value)?;
-                self.instances
-                    .insert((service, id), (record, kv.mod_revision));
+                let record = decode_instance(&service, &id, value)?;
+                self.instances.insert((service, id), (record, mod_revision));
             }
         }
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), BridgeError> {
-        match parse_key(key)? {
+        self.remove(&parse_key(key)?);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &BridgeKey) {
+        match key {
             BridgeKey::Agent(id) => {
-                self.agents.remove(&id);
+                self.agents.remove(id);
             }
             BridgeKey::Alive(id) => {
-                self.alive.remove(&id);
+                self.alive.remove(id);
             }
             BridgeKey::Instance { service, id } => {
-                self.instances.remove(&(service, id));
+                self.instances.remove(&(service.clone(), id.clone()));
             }
         }
-        Ok(())
     }
 
     /// Whether `agent` is up: its liveness key exists.

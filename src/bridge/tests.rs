@@ -6,39 +6,58 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use crate::coord::convert::{compares, event, kv_to_proto, txn_ops};
-use crate::coord::mvcc::{MvccStore, RangeQuery};
+use crate::coord::convert::{compares, kv_to_proto, txn_ops};
+use crate::coord::mvcc::{Change, MvccStore, RangeQuery};
 use crate::coord::service::lock::prefix_end;
+use crate::library::KeyEvent;
 
 use super::command::Command;
+use super::error::BridgeError;
 use super::record::{alive_key, AgentRecord, InstanceRecord, InstanceStatus, PREFIX};
 use super::state::{ClusterState, Status};
 
 /// Applies `command` to `store`; returns whether its compares held and the events
 /// it made.
-fn run(store: &mut MvccStore, command: &Command) -> (bool, Vec<crate::proto::mvccpb::Event>) {
+fn run(store: &mut MvccStore, command: &Command) -> (bool, Vec<KeyEvent>) {
     let txn = command.to_txn().expect("valid command");
     let success = txn_ops(&txn.success).unwrap();
     let failure = txn_ops(&txn.failure).unwrap();
     let result = store
         .txn(&compares(&txn.compare), &success, &failure)
         .expect("the store accepts the txn");
-    let events = result.changes.iter().map(|c| event(c, false)).collect();
+    let events = key_events(&result.changes);
     (result.succeeded, events)
 }
 
 /// The lessor's expiry of an agent's lease: its liveness key is deleted.
-fn expire(store: &mut MvccStore, agent: &str) -> Vec<crate::proto::mvccpb::Event> {
+fn expire(store: &mut MvccStore, agent: &str) -> Vec<KeyEvent> {
     let op = crate::coord::mvcc::TxnOp::DeleteRange {
         key: alive_key(agent),
         range_end: Vec::new(),
         prev_kv: false,
     };
     let result = store.txn(&[], &[op], &[]).unwrap();
-    result.changes.iter().map(|c| event(c, false)).collect()
+    key_events(&result.changes)
 }
 
-fn read(store: &MvccStore) -> ClusterState {
+/// A transaction's changes as a watch delivers them.
+fn key_events(changes: &[Change]) -> Vec<KeyEvent> {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| KeyEvent {
+            deleted: c.deleted,
+            key: c.kv.key.clone(),
+            value: c.kv.value.clone(),
+            prev_value: c.prev.as_ref().map(|p| p.value.clone()),
+            revision: c.revision,
+            completes_revision: i + 1 == changes.len(),
+        })
+        .collect()
+}
+
+/// A range read of `/bridge/`: the view and the records it left out.
+fn read_all(store: &MvccStore) -> (ClusterState, Vec<BridgeError>) {
     let result = store
         .range(&RangeQuery {
             key: PREFIX.as_bytes().to_vec(),
@@ -47,7 +66,13 @@ fn read(store: &MvccStore) -> ClusterState {
         })
         .unwrap();
     let kvs: Vec<_> = result.kvs.into_iter().map(kv_to_proto).collect();
-    ClusterState::from_range(&kvs, result.revision).unwrap()
+    ClusterState::from_range(&kvs, result.revision)
+}
+
+fn read(store: &MvccStore) -> ClusterState {
+    let (state, errors) = read_all(store);
+    assert!(errors.is_empty(), "{errors:?}");
+    state
 }
 
 fn agent(id: &str) -> AgentRecord {
@@ -242,4 +267,42 @@ proptest! {
             prop_assert_eq!(&kept, &read(&store));
         }
     }
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_reported_by_key_and_left_out() {
+    let mut store = MvccStore::new();
+    run(&mut store, &up("a1"));
+    run(
+        &mut store,
+        &Command::Register {
+            instance: instance("echo", "i1", "a1"),
+        },
+    );
+    let mut kept = read(&store);
+    let (revision, _) = store
+        .put(b"/bridge/instances/echo/i1", b"{corrupt", 0)
+        .unwrap();
+    let corrupt = KeyEvent {
+        deleted: false,
+        key: b"/bridge/instances/echo/i1".to_vec(),
+        value: b"{corrupt".to_vec(),
+        prev_value: None,
+        revision,
+        completes_revision: true,
+    };
+    let err = kept.apply(&corrupt).unwrap_err();
+    assert!(
+        err.to_string().contains("/bridge/instances/echo/i1"),
+        "{err}"
+    );
+    assert!(
+        kept.instances("echo").is_empty(),
+        "the old record must not linger"
+    );
+
+    let (state, errors) = read_all(&store);
+    assert_eq!(errors.len(), 1);
+    assert!(state.instances("echo").is_empty());
+    assert!(state.agent_up("a1"), "the readable records are kept");
 }

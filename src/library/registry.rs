@@ -260,6 +260,7 @@ mod tests {
             value: vec![],
             prev_value: Some(serde_json::to_vec(&info).unwrap()),
             revision: 9,
+            completes_revision: true,
         };
         let e = service_event("chat", del.clone()).unwrap();
         assert_eq!((e.kind, e.service.clone()), (EventType::Delete, info));
@@ -279,7 +280,8 @@ mod tests {
                 deleted: false,
                 value: vec![],
                 prev_value: None,
-                revision: 1
+                revision: 1,
+                completes_revision: true,
             }
         )
         .is_none());

@@ -34,6 +34,9 @@ pub struct KeyEvent {
     /// The value before the change, when the key was live.
     pub prev_value: Option<Vec<u8>>,
     pub revision: i64,
+    /// The last event of its revision (etcd sends a revision's events in one
+    /// response): a view that applied it is the keyspace as of `revision`.
+    pub completes_revision: bool,
 }
 
 /// How often a watch has reopened its stream, for monitoring.
@@ -210,7 +213,12 @@ fn deliver(
         // Started at "now": a resume must start right after it.
         *next_revision = resp.header.as_ref().map_or(0, |h| h.revision + 1);
     }
-    for ev in resp.events {
+    let revisions: Vec<i64> = resp
+        .events
+        .iter()
+        .map(|ev| ev.kv.as_ref().map_or(0, |kv| kv.mod_revision))
+        .collect();
+    for (i, ev) in resp.events.into_iter().enumerate() {
         let kv = ev.kv.unwrap_or_default();
         *next_revision = kv.mod_revision + 1;
         let event = KeyEvent {
@@ -219,6 +227,7 @@ fn deliver(
             value: kv.value,
             prev_value: ev.prev_kv.map(|p| p.value),
             revision: kv.mod_revision,
+            completes_revision: revisions.get(i + 1) != Some(&kv.mod_revision),
         };
         if tx.send(Ok(event)).is_err() {
             return Some(StreamEnd::Done);

@@ -1,9 +1,12 @@
 //! Generated gRPC and message types: coordlab's own (`proto/coordlab.proto`,
-//! `proto/coord.proto`) and etcd's v3 API (`proto/etcd/`), as sibling modules so
+//! `proto/coord.proto`), Link Bridge's (`proto/bridge.proto`) and etcd's v3 API (`proto/etcd/`), as sibling modules so
 //! that cross-package references resolve.
 #![allow(clippy::all, missing_docs)]
 
 mod generated {
+    pub mod linkbridge {
+        tonic::include_proto!("linkbridge");
+    }
     pub mod coordlab {
         tonic::include_proto!("coordlab");
     }
@@ -22,7 +25,7 @@ mod generated {
 }
 
 pub use generated::coordlab::*;
-pub use generated::{authpb, etcdserverpb, mvccpb, v3lockpb};
+pub use generated::{authpb, etcdserverpb, linkbridge, mvccpb, v3lockpb};
 
 /// gRPC metadata keys of the client API, read by coordd and sent by its clients.
 pub mod metadata {

@@ -1,7 +1,8 @@
 //! Real mode, Link Bridge's registry (seed 003): the bridge's commands written to a
 //! 3-member cluster over the etcd API, and a broker's `RegistryView` following them
 //! — across a SIGKILL of the member its watch is on, and with an agent's lease left
-//! to expire, which only the leader does.
+//! to expire, which only the leader does; then brokers served on 127.0.0.1, an
+//! agent on one and a subscribed client on another.
 //!
 //! The bridge speaks only the etcd v3 API: `BRIDGE_SERVER=etcd cargo test --test
 //! real_bridge` runs the same tests against a real 3-member etcd 3.4.
@@ -13,17 +14,24 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::servers::Servers;
 use coordlab::bridge::record::{AgentRecord, InstanceRecord, InstanceStatus};
 use coordlab::bridge::view::read;
-use coordlab::bridge::{ClusterState, Command, RegistryView, Status};
+use coordlab::bridge::{Broker, BrokerOptions, ClusterState, Command, RegistryView, Status};
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::library::KeptLease;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::LeaseGrantRequest;
+use coordlab::proto::linkbridge::{
+    self as pb, agent_message::Body, bridge_client::BridgeClient, broker_message, Ack,
+    AgentMessage, AlternativesRequest, BridgeStatusRequest, Hello, Pong, RegisterInstance,
+    RegistryUpdate, ShutdownNotice, SubscribeRequest, Welcome,
+};
+use tokio::sync::mpsc;
 
 fn connect(servers: &Servers) -> Arc<Connection> {
     let config = ConnectionConfig::new(servers.endpoints())
@@ -227,4 +235,254 @@ async fn an_agent_nobody_hears_is_down_once_its_lease_expires() {
     );
     assert_matches_a_fresh_read(&conn, &view).await;
     eprintln!("agent down {down_after:?} after its 2 s lease was granted");
+}
+
+/// A broker of `servers`' cluster, served on 127.0.0.1; its address.
+async fn serve_broker(servers: &Servers, id: &str) -> String {
+    let options = BrokerOptions {
+        id: id.into(),
+        agent_ttl: Duration::from_secs(2),
+        ping_interval: Duration::from_millis(300),
+        max_clients: 1,
+    };
+    let broker = Broker::start(options, connect(servers))
+        .await
+        .expect("broker");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let socket = addr.parse().expect("address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(broker.service())
+            .serve(socket),
+    );
+    addr
+}
+
+async fn bridge_client(addr: &str) -> BridgeClient<tonic::transport::Channel> {
+    let started = Instant::now();
+    loop {
+        match BridgeClient::connect(format!("http://{addr}")).await {
+            Ok(client) => return client,
+            Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("broker {addr} does not listen: {e}"),
+        }
+    }
+}
+
+/// An agent driven by the test: its messages, and the broker's answers.
+struct TestAgent {
+    send: mpsc::UnboundedSender<AgentMessage>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    seq: u64,
+    welcome: Welcome,
+}
+
+impl TestAgent {
+    /// Connects and answers every ping with a pong while `pongs` holds.
+    async fn connect(addr: &str, id: &str, pongs: Arc<AtomicBool>) -> TestAgent {
+        let (send, rx) = mpsc::unbounded_channel::<AgentMessage>();
+        let outbound = futures::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        });
+        let mut client = bridge_client(addr).await;
+        let hello = AgentMessage {
+            seq: 1,
+            body: Some(Body::Hello(Hello {
+                agent_id: id.into(),
+                brokers: vec![],
+                lease_id: 0,
+            })),
+        };
+        send.send(hello).unwrap();
+        let mut inbound = client
+            .connect_agent(outbound)
+            .await
+            .expect("connect")
+            .into_inner();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (welcome_tx, welcome_rx) = tokio::sync::oneshot::channel();
+        let pong_to = send.clone();
+        tokio::spawn(async move {
+            let mut welcome_tx = Some(welcome_tx);
+            while let Ok(Some(m)) = inbound.message().await {
+                match m.body {
+                    Some(broker_message::Body::Welcome(w)) => {
+                        let _ = welcome_tx.take().map(|tx| tx.send(w));
+                    }
+                    Some(broker_message::Body::Ping(p)) if pongs.load(Ordering::SeqCst) => {
+                        let pong = Body::Pong(Pong { ping: p.seq });
+                        let _ = pong_to.send(AgentMessage {
+                            seq: 0,
+                            body: Some(pong),
+                        });
+                    }
+                    Some(broker_message::Body::Ack(a)) => {
+                        let _ = ack_tx.send(a);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let welcome = welcome_rx.await.expect("welcome");
+        TestAgent {
+            send,
+            acks,
+            seq: 1,
+            welcome,
+        }
+    }
+
+    /// Sends `body` and waits for its ack.
+    async fn call(&mut self, body: Body) -> Ack {
+        self.seq += 1;
+        self.send
+            .send(AgentMessage {
+                seq: self.seq,
+                body: Some(body),
+            })
+            .unwrap();
+        let ack = tokio::time::timeout(Duration::from_secs(20), self.acks.recv())
+            .await
+            .expect("ack within 20 s")
+            .expect("stream open");
+        assert_eq!(ack.seq, self.seq);
+        ack
+    }
+
+    async fn register(&mut self, id: &str) -> Ack {
+        self.call(Body::Register(RegisterInstance {
+            service: "echo".into(),
+            instance_id: id.into(),
+            address: format!("127.0.0.1:{}", 50000 + id.len()),
+            metadata: BTreeMap::new(),
+        }))
+        .await
+    }
+}
+
+/// Reads updates until one shows exactly `want` (instance id, status), in 20 s.
+async fn until(updates: &mut tonic::Streaming<RegistryUpdate>, want: &[(&str, i32)]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let update = tokio::time::timeout(left, updates.message())
+            .await
+            .unwrap_or_else(|_| panic!("no update showing {want:?} within 20 s"))
+            .expect("stream")
+            .expect("open");
+        let got: Vec<(&str, i32)> = update
+            .instances
+            .iter()
+            .map(|i| (i.instance_id.as_str(), i.status))
+            .collect();
+        if got == want {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_instances_and_notices_reach_a_client_on_another_broker() {
+    let servers = Servers::start("BRIDGE_SERVER");
+    let b1 = serve_broker(&servers, "broker-1").await;
+    let b2 = serve_broker(&servers, "broker-2").await;
+
+    let pongs = Arc::new(AtomicBool::new(true));
+    let mut agent = TestAgent::connect(&b1, "a1", pongs.clone()).await;
+    assert_eq!(agent.welcome.broker_id, "broker-1");
+    assert!(agent.register("i1").await.ok);
+    assert!(agent.register("i2").await.ok);
+
+    let mut client = bridge_client(&b2).await;
+    let subscribe = SubscribeRequest {
+        services: vec!["echo".into()],
+        client_id: "c1".into(),
+    };
+    let mut updates = client
+        .subscribe(subscribe.clone())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let serving = pb::InstanceStatus::Serving as i32;
+    let draining = pb::InstanceStatus::Draining as i32;
+    let down = pb::InstanceStatus::Down as i32;
+    until(&mut updates, &[("i1", serving), ("i2", serving)]).await;
+
+    // A second client is refused: broker-2 takes one.
+    let refused = bridge_client(&b2)
+        .await
+        .subscribe(subscribe)
+        .await
+        .map(|_| ());
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    let status = client
+        .status(BridgeStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        (
+            status.broker_id.as_str(),
+            status.local_connected_clients,
+            status.registered_instances,
+            status.connected_agents
+        ),
+        ("broker-2", 1, 2, 1)
+    );
+    assert_ne!(status.leader_id, 0);
+
+    // The shutdown notice reaches the client on the other broker.
+    let noticed = Instant::now();
+    let ack = agent
+        .call(Body::Shutdown(ShutdownNotice {
+            service: "echo".into(),
+            instance_id: "i1".into(),
+            grace_ms: 5000,
+        }))
+        .await;
+    assert!(ack.ok, "{}", ack.error);
+    until(&mut updates, &[("i1", draining), ("i2", serving)]).await;
+    let notice_reached = noticed.elapsed();
+    let alternatives = client
+        .alternatives(AlternativesRequest {
+            service: "echo".into(),
+            leaving_instance_id: "i1".into(),
+        })
+        .await
+        .expect("alternatives")
+        .into_inner();
+    assert_eq!(
+        alternatives
+            .instances
+            .iter()
+            .map(|i| i.instance_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["i2"]
+    );
+
+    // A notice for an instance the agent does not front is refused by name.
+    let ack = agent
+        .call(Body::Shutdown(ShutdownNotice {
+            service: "echo".into(),
+            instance_id: "i9".into(),
+            grace_ms: 1,
+        }))
+        .await;
+    assert!(!ack.ok && ack.error.contains("echo/i9"), "{ack:?}");
+
+    // The agent falls silent: nobody renews its lease, and after its 2 s TTL
+    // every instance of it is down.
+    pongs.store(false, Ordering::SeqCst);
+    let silent = Instant::now();
+    until(&mut updates, &[("i1", down), ("i2", down)]).await;
+    let down_after = silent.elapsed();
+    assert!(
+        down_after >= Duration::from_millis(1500),
+        "down {down_after:?} after it fell silent, before its TTL"
+    );
+    eprintln!("notice reached the other broker's client in {notice_reached:?}; silent agent down after {down_after:?}");
 }

@@ -23,6 +23,15 @@ pub enum BridgeError {
     /// The cluster could not be read or written.
     #[error("bridge: the cluster did not answer: {0}")]
     Cluster(String),
+    /// A peer broke the bridge's protocol.
+    #[error("bridge protocol: {0}")]
+    Protocol(&'static str),
+    /// An instance or agent the request names is not in the registry.
+    #[error("not in the registry: {0}")]
+    NotFound(String),
+    /// The registry changed under a command that depended on it.
+    #[error("refused: {0}")]
+    Conflict(String),
     /// The broker configuration file's text.
     #[error("bridge configuration: {reason}")]
     Config { reason: String },

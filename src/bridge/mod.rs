@@ -12,6 +12,7 @@
 //!
 //! [`config`] reads the seed's YAML broker configuration.
 
+pub mod broker;
 pub mod command;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod record;
 pub mod state;
 pub mod view;
 
+pub use broker::{Broker, BrokerOptions};
 pub use command::Command;
 pub use config::BridgeConfig;
 pub use error::BridgeError;

@@ -1,0 +1,241 @@
+//! A broker (the seed's `Broker`): the bridge's gRPC service on a coordd node.
+//! Agents and clients talk to any broker; what it answers comes from its
+//! [`RegistryView`], what it changes goes through the Raft log as the bridge's
+//! commands, and who is connected to it stays in its [`LocalBrokerState`].
+
+mod agent;
+pub mod local;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::client::Connection;
+use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::proto::etcdserverpb::StatusRequest;
+use crate::proto::linkbridge::bridge_server::{Bridge, BridgeServer};
+use crate::proto::linkbridge::{
+    AgentMessage, AlternativesRequest, BridgeStatusRequest, BrokerMessage, ClusterMetrics,
+    DiscoverRequest, DiscoverResponse, RegistryUpdate, SubscribeRequest,
+};
+
+use super::config::BridgeConfig;
+use super::error::BridgeError;
+use super::record::check_name;
+use super::view::RegistryView;
+pub use agent::send_command;
+pub use local::{ClientInfo, LocalBrokerState};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOptions {
+    /// This broker's id (the configuration's `node.id`).
+    pub id: String,
+    /// An agent nobody hears for this long is down.
+    pub agent_ttl: Duration,
+    /// How often the broker pings each agent; each pong renews the agent's lease.
+    pub ping_interval: Duration,
+    pub max_clients: usize,
+}
+
+impl BrokerOptions {
+    /// From the seed's file: `local.clientTimeout` is how long an agent or client
+    /// may stay silent; agents are pinged three times within it.
+    pub fn from_config(config: &BridgeConfig) -> BrokerOptions {
+        let b = &config.broker;
+        BrokerOptions {
+            id: b.node.id.clone(),
+            agent_ttl: b.local.client_timeout,
+            ping_interval: b.local.client_timeout / 3,
+            max_clients: b.local.max_clients as usize,
+        }
+    }
+}
+
+/// What every session of this broker shares.
+struct Shared {
+    options: BrokerOptions,
+    conn: Arc<Connection>,
+    view: RegistryView,
+    local: LocalBrokerState,
+}
+
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl Broker {
+    /// A broker of the cluster `conn` reaches; it reads the registry first.
+    pub async fn start(
+        options: BrokerOptions,
+        conn: Arc<Connection>,
+    ) -> Result<Broker, BridgeError> {
+        check_name("broker", &options.id)?;
+        let view = RegistryView::start(conn.clone()).await?;
+        Ok(Broker {
+            shared: Arc::new(Shared {
+                options,
+                conn,
+                view,
+                local: LocalBrokerState::default(),
+            }),
+        })
+    }
+
+    pub fn service(self) -> BridgeServer<Broker> {
+        BridgeServer::new(self)
+    }
+
+    pub fn view(&self) -> &RegistryView {
+        &self.shared.view
+    }
+
+    pub fn local(&self) -> &LocalBrokerState {
+        &self.shared.local
+    }
+}
+
+fn stream_of<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<Result<T, Status>>,
+) -> BoxStream<T> {
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+fn checked(what: &'static str, name: &str) -> Result<(), Status> {
+    check_name(what, name).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Bridge for Broker {
+    type ConnectAgentStream = BoxStream<BrokerMessage>;
+
+    async fn connect_agent(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectAgentStream>, Status> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(agent::serve_agent(
+            self.shared.clone(),
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(stream_of(rx)))
+    }
+
+    async fn discover(
+        &self,
+        request: Request<DiscoverRequest>,
+    ) -> Result<Response<DiscoverResponse>, Status> {
+        let service = request.into_inner().service;
+        checked("service", &service)?;
+        let state = self.shared.view.current();
+        Ok(Response::new(DiscoverResponse {
+            instances: wire::instances(&state.instances(&service)),
+            revision: state.revision(),
+        }))
+    }
+
+    async fn alternatives(
+        &self,
+        request: Request<AlternativesRequest>,
+    ) -> Result<Response<DiscoverResponse>, Status> {
+        let r = request.into_inner();
+        checked("service", &r.service)?;
+        let state = self.shared.view.current();
+        Ok(Response::new(DiscoverResponse {
+            instances: wire::instances(&state.alternatives(&r.service, &r.leaving_instance_id)),
+            revision: state.revision(),
+        }))
+    }
+
+    type SubscribeStream = BoxStream<RegistryUpdate>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        for service in &r.services {
+            checked("service", service)?;
+        }
+        let client = ClientInfo {
+            client_id: r.client_id,
+            services: r.services.clone(),
+        };
+        let seat = self
+            .shared
+            .local
+            .seat_client(client, self.shared.options.max_clients)
+            .ok_or_else(|| Status::resource_exhausted("the broker has its maximum of clients"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut changes = self.shared.view.subscribe();
+        tokio::spawn(async move {
+            let _seat = seat;
+            let mut sent: BTreeMap<String, Vec<crate::proto::linkbridge::Instance>> =
+                BTreeMap::new();
+            loop {
+                let state = changes.borrow_and_update().clone();
+                for service in &r.services {
+                    let now = wire::instances(&state.instances(service));
+                    if sent.get(service) == Some(&now) {
+                        continue;
+                    }
+                    let update = RegistryUpdate {
+                        service: service.clone(),
+                        instances: now.clone(),
+                        revision: state.revision(),
+                    };
+                    if tx.send(Ok(update)).is_err() {
+                        return;
+                    }
+                    sent.insert(service.clone(), now);
+                }
+                tokio::select! {
+                    biased;
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(stream_of(rx)))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<BridgeStatusRequest>,
+    ) -> Result<Response<ClusterMetrics>, Status> {
+        let conn = &self.shared.conn;
+        let raft = conn
+            .call(|ch, c| {
+                let req = c.request(StatusRequest {});
+                async move { MaintenanceClient::new(ch).status(req).await }
+            })
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .into_inner();
+        let state = self.shared.view.current();
+        let services = state.services();
+        let instances: usize = services.iter().map(|s| state.instances(s).len()).sum();
+        Ok(Response::new(ClusterMetrics {
+            broker_id: self.shared.options.id.clone(),
+            leader_id: raft.leader,
+            raft_term: raft.raft_term,
+            raft_index: raft.raft_index,
+            raft_applied_index: raft.raft_applied_index,
+            registry_revision: state.revision(),
+            registered_services: services.len() as u32,
+            registered_instances: instances as u32,
+            connected_agents: state.agents().filter(|(_, up)| *up).count() as u32,
+            local_connected_clients: self.shared.local.clients().len() as u32,
+            local_connected_agents: self.shared.local.agents().len() as u32,
+        }))
+    }
+}

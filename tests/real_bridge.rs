@@ -27,9 +27,9 @@ use coordlab::library::KeptLease;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
 use coordlab::proto::etcdserverpb::LeaseGrantRequest;
 use coordlab::proto::linkbridge::{
-    self as pb, agent_message::Body, bridge_client::BridgeClient, broker_message, Ack,
-    AgentMessage, AlternativesRequest, BridgeStatusRequest, Hello, Pong, RegisterInstance,
-    RegistryUpdate, ShutdownNotice, SubscribeRequest, Welcome,
+    self as pb, agent_message::Body, bridge_client::BridgeClient, bridge_server::BridgeServer,
+    broker_message, Ack, AgentMessage, AlternativesRequest, BridgeStatusRequest, Hello, Pong,
+    RegisterInstance, RegistryUpdate, ShutdownNotice, SubscribeRequest, Welcome,
 };
 use tokio::sync::mpsc;
 
@@ -252,7 +252,7 @@ async fn serve_broker(servers: &Servers, id: &str) -> String {
     let socket = addr.parse().expect("address");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(broker.service())
+            .add_service(BridgeServer::new(broker))
             .serve(socket),
     );
     addr

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::client::Connection;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::StatusRequest;
-use crate::proto::linkbridge::bridge_server::{Bridge, BridgeServer};
+use crate::proto::linkbridge::bridge_server::Bridge;
 use crate::proto::linkbridge::{
     AgentMessage, AlternativesRequest, BridgeStatusRequest, BrokerMessage, ClusterMetrics,
     DiscoverRequest, DiscoverResponse, RegistryUpdate, SubscribeRequest,
@@ -88,10 +88,6 @@ impl Broker {
                 local: LocalBrokerState::default(),
             }),
         })
-    }
-
-    pub fn service(self) -> BridgeServer<Broker> {
-        BridgeServer::new(self)
     }
 
     pub fn view(&self) -> &RegistryView {

@@ -263,7 +263,8 @@ async fn bridge_client(addr: &str) -> BridgeClient<tonic::transport::Channel> {
     loop {
         match BridgeClient::connect(format!("http://{addr}")).await {
             Ok(client) => return client,
-            Err(e) if started.elapsed() < Duration::from_secs(5) => {
+            // A broker in coordd listens once its cluster has a leader.
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -283,6 +284,11 @@ struct TestAgent {
 impl TestAgent {
     /// Connects and answers every ping with a pong while `pongs` holds.
     async fn connect(addr: &str, id: &str, pongs: Arc<AtomicBool>) -> TestAgent {
+        Self::reconnect(addr, id, pongs, 0).await
+    }
+
+    /// Connects with the lease of an earlier connection (0: a new one).
+    async fn reconnect(addr: &str, id: &str, pongs: Arc<AtomicBool>, lease_id: i64) -> TestAgent {
         let (send, rx) = mpsc::unbounded_channel::<AgentMessage>();
         let outbound = futures::stream::poll_fn({
             let mut rx = rx;
@@ -294,7 +300,7 @@ impl TestAgent {
             body: Some(Body::Hello(Hello {
                 agent_id: id.into(),
                 brokers: vec![],
-                lease_id: 0,
+                lease_id,
             })),
         };
         send.send(hello).unwrap();
@@ -485,4 +491,149 @@ async fn an_agents_instances_and_notices_reach_a_client_on_another_broker() {
         "down {down_after:?} after it fell silent, before its TTL"
     );
     eprintln!("notice reached the other broker's client in {notice_reached:?}; silent agent down after {down_after:?}");
+}
+
+/// The seed's YAML for broker `n` of three: its broker on `brokers[n-1]`, Raft
+/// members on `peers`, agents down after 2 s of silence.
+fn bridge_yaml(n: u64, brokers: &[String], peers: &BTreeMap<u64, String>) -> String {
+    let members: String = peers
+        .iter()
+        .map(|(id, addr)| format!("      - id: \"broker-{id}\"\n        address: \"{addr}\"\n"))
+        .collect();
+    format!(
+        "broker:\n  node:\n    id: \"broker-{n}\"\n    address: \"{}\"\n    dataDir: \"/unused\"\n  cluster:\n    raft:\n      port: 7000\n      electionTimeout: \"500ms\"\n      heartbeatInterval: \"100ms\"\n      snapshotInterval: \"1h\"\n      snapshotRetention: 3\n    members:\n{members}  local:\n    maxClients: 10\n    clientTimeout: \"2s\"\n  shutdown:\n    gracePeriod: \"5s\"\n    notifyClients: true\n",
+        brokers[n as usize - 1]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_heard_by_another_broker_stays_up_when_its_broker_dies() {
+    let root = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", common::free_port())))
+        .collect();
+    let brokers: Vec<String> = (1..=3)
+        .map(|_| format!("127.0.0.1:{}", common::free_port()))
+        .collect();
+    let mut nodes: BTreeMap<u64, common::NodeProc> = BTreeMap::new();
+    for id in 1..=3u64 {
+        let config = root.path().join(format!("bridge-{id}.yaml"));
+        std::fs::write(&config, bridge_yaml(id, &brokers, &peers)).unwrap();
+        let dir = root.path().join(format!("node-{id}"));
+        let config = config.to_str().unwrap().to_string();
+        nodes.insert(
+            id,
+            common::NodeProc::start_args(id, &peers, dir, false, &["--bridge-config", &config]),
+        );
+    }
+
+    let pongs = Arc::new(AtomicBool::new(true));
+    let mut agent = TestAgent::connect(&brokers[0], "a1", pongs.clone()).await;
+    assert_eq!(agent.welcome.broker_id, "broker-1");
+    assert_eq!(agent.welcome.ttl_ms, 2000, "clientTimeout from the file");
+    assert!(agent.register("i1").await.ok);
+    assert!(agent.register("i2").await.ok);
+
+    let mut client = bridge_client(&brokers[1]).await;
+    let subscribe = SubscribeRequest {
+        services: vec!["echo".into()],
+        client_id: "c1".into(),
+    };
+    let mut updates = client
+        .subscribe(subscribe)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let serving = pb::InstanceStatus::Serving as i32;
+    until(&mut updates, &[("i1", serving), ("i2", serving)]).await;
+
+    // broker-1's node dies; the agent reconnects to broker-3 with its lease.
+    let lease = agent.welcome.lease_id;
+    nodes.get_mut(&1).unwrap().kill();
+    drop(agent);
+    let moved = TestAgent::reconnect(&brokers[2], "a1", pongs.clone(), lease).await;
+    assert_eq!(moved.welcome.broker_id, "broker-3");
+    assert_eq!(
+        moved.welcome.lease_id, lease,
+        "the live lease is taken over, not replaced"
+    );
+
+    // For twice the TTL the client sees nothing go down.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(4) {
+        let left = Duration::from_secs(4).saturating_sub(watched.elapsed());
+        if let Ok(update) = tokio::time::timeout(left, updates.message()).await {
+            let update = update.expect("stream").expect("open");
+            assert!(
+                update.instances.iter().all(|i| i.status == serving),
+                "an agent heard by broker-3 was marked down: {update:?}"
+            );
+        }
+    }
+    let status = bridge_client(&brokers[2])
+        .await
+        .status(BridgeStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        (
+            status.local_connected_agents,
+            status.connected_agents,
+            status.registered_instances
+        ),
+        (1, 1, 2)
+    );
+    drop(moved);
+}
+
+#[test]
+fn coordd_refuses_a_bad_bridge_file_naming_the_field() {
+    let root = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", 7000 + id)))
+        .collect();
+    let brokers: Vec<String> = (1..=3)
+        .map(|id| format!("127.0.0.1:{}", 5000 + id))
+        .collect();
+    let good = bridge_yaml(1, &brokers, &peers);
+    let cases = [
+        (good.replace("\"100ms\"", "\"1s\""), "heartbeatInterval"),
+        (
+            good.replace("maxClients: 10", "maxClients: many"),
+            "maxClients",
+        ),
+        (
+            good.replace(
+                "id: \"broker-1\"\n    address",
+                "id: \"broker-2\"\n    address",
+            ),
+            "broker.node.id",
+        ),
+    ];
+    for (text, field) in cases {
+        let path = root.path().join("bridge.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordd"))
+            .args([
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:7001",
+                "--peers",
+                "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+            ])
+            .arg("--data-dir")
+            .arg(root.path().join("data"))
+            .arg("--bridge-config")
+            .arg(&path)
+            .output()
+            .expect("run coordd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {stderr}");
+        assert!(
+            stderr.contains(field) && stderr.contains("bridge.yaml"),
+            "{field}: {stderr}"
+        );
+    }
 }

@@ -1,4 +1,7 @@
-//! coordd: runs one coordlab node (or, with `--dev`, a local 3-node cluster).
+//! coordd: runs one coordlab node (or, with `--dev`, a local 3-node cluster), and
+//! with `--bridge-config` Link Bridge's broker beside it.
+
+mod bridge;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use coordlab::bridge::BridgeConfig;
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::seams::clock::MonotonicClock;
 use coordlab::seams::disk::FileDisk;
@@ -55,6 +59,10 @@ struct Args {
     /// turns it on for every node.
     #[arg(long)]
     broker: bool,
+    /// Also run Link Bridge's broker, configured by the seed's YAML file (its
+    /// `cluster.raft` timeouts set the Raft timing; `node.id` must be this node).
+    #[arg(long, conflicts_with_all = ["dev", "join"])]
+    bridge_config: Option<PathBuf>,
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
@@ -89,15 +97,19 @@ struct NodeSpec {
     peers: BTreeMap<u64, String>,
     data_dir: PathBuf,
     join: bool,
+    bridge: Option<BridgeConfig>,
 }
 
-fn raft_config(args: &Args, id: u64) -> RaftConfig {
-    let mut raft = RaftConfig::new(id);
+fn raft_config(args: &Args, spec: &NodeSpec) -> RaftConfig {
+    let mut raft = RaftConfig::new(spec.id);
     raft.tick_interval = Duration::from_millis(args.tick_ms);
     raft.election_ticks = args.election_ticks;
     raft.snapshot_interval_entries = args.snapshot_entries;
     raft.pre_vote = !args.no_pre_vote;
     raft.check_quorum = !args.no_check_quorum;
+    if let Some(bridge) = &spec.bridge {
+        bridge::apply_raft_timing(bridge, &mut raft);
+    }
     raft
 }
 
@@ -115,8 +127,13 @@ async fn run_node(
             voters: spec.peers.keys().copied().collect(),
         }
     };
+    // The broker reaches the registry through every member's etcd API.
+    let broker = spec.bridge.clone().map(|config| {
+        let endpoints = spec.peers.values().cloned().collect();
+        tokio::spawn(bridge::run(config, endpoints, stop.clone()))
+    });
     let options = NodeOptions {
-        raft: raft_config(&args, spec.id),
+        raft: raft_config(&args, &spec),
         listen: spec.listen,
         peers: spec.peers,
         bootstrap,
@@ -131,9 +148,17 @@ async fn run_node(
     let shutdown = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    serve_node(options, seams, shutdown)
+    let served = serve_node(options, seams, shutdown)
         .await
-        .map_err(|e| format!("node {}: {e}", spec.id))
+        .map_err(|e| format!("node {}: {e}", spec.id));
+    if let Some(broker) = broker {
+        match broker.await {
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(format!("bridge broker task: {e}")),
+            Ok(Ok(())) => {}
+        }
+    }
+    served
 }
 
 fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {
@@ -148,6 +173,7 @@ fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {
                 peers: peers.clone(),
                 data_dir: args.data_dir.join(format!("node-{id}")),
                 join: false,
+                bridge: None,
             })
             .collect());
     }
@@ -164,12 +190,17 @@ fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {
         }
         None => return Err(format!("--peers does not list this node's id {id}")),
     }
+    let bridge = match &args.bridge_config {
+        Some(path) => Some(bridge::load(path, id, peers.len())?),
+        None => None,
+    };
     Ok(vec![NodeSpec {
         id,
         listen,
         peers,
         data_dir: args.data_dir.clone(),
         join: args.join,
+        bridge,
     }])
 }
 

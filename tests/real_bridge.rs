@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use common::servers::Servers;
 use coordlab::bridge::record::{AgentRecord, InstanceRecord, InstanceStatus};
 use coordlab::bridge::view::read;
-use coordlab::bridge::{Broker, BrokerOptions, ClusterState, Command, RegistryView, Status};
+use coordlab::bridge::{
+    Agent, AgentConfig, AgentState, Broker, BrokerOptions, ClusterState, Command, RegistryView,
+    Status,
+};
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::library::KeptLease;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
@@ -370,6 +373,26 @@ impl TestAgent {
     }
 }
 
+/// Client c1 subscribed to `echo` at the broker on `addr`.
+async fn subscribe_echo(
+    addr: &str,
+) -> (
+    BridgeClient<tonic::transport::Channel>,
+    tonic::Streaming<RegistryUpdate>,
+) {
+    let mut client = bridge_client(addr).await;
+    let subscribe = SubscribeRequest {
+        services: vec!["echo".into()],
+        client_id: "c1".into(),
+    };
+    let updates = client
+        .subscribe(subscribe)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    (client, updates)
+}
+
 /// Reads updates until one shows exactly `want` (instance id, status), in 20 s.
 async fn until(updates: &mut tonic::Streaming<RegistryUpdate>, want: &[(&str, i32)]) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -506,8 +529,12 @@ fn bridge_yaml(n: u64, brokers: &[String], peers: &BTreeMap<u64, String>) -> Str
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_heard_by_another_broker_stays_up_when_its_broker_dies() {
+/// Three coordd, each running broker-N on its own port; the brokers' addresses.
+fn start_bridged_cluster() -> (
+    tempfile::TempDir,
+    BTreeMap<u64, common::NodeProc>,
+    Vec<String>,
+) {
     let root = tempfile::tempdir().unwrap();
     let peers: BTreeMap<u64, String> = (1..=3)
         .map(|id| (id, format!("127.0.0.1:{}", common::free_port())))
@@ -527,36 +554,64 @@ async fn an_agent_heard_by_another_broker_stays_up_when_its_broker_dies() {
         );
     }
 
-    let pongs = Arc::new(AtomicBool::new(true));
-    let mut agent = TestAgent::connect(&brokers[0], "a1", pongs.clone()).await;
-    assert_eq!(agent.welcome.broker_id, "broker-1");
-    assert_eq!(agent.welcome.ttl_ms, 2000, "clientTimeout from the file");
-    assert!(agent.register("i1").await.ok);
-    assert!(agent.register("i2").await.ok);
+    (root, nodes, brokers)
+}
 
-    let mut client = bridge_client(&brokers[1]).await;
-    let subscribe = SubscribeRequest {
-        services: vec!["echo".into()],
-        client_id: "c1".into(),
-    };
-    let mut updates = client
-        .subscribe(subscribe)
+/// The node whose broker the agent is connected to (broker-N runs in node N).
+fn node_of(state: &AgentState) -> u64 {
+    state
+        .broker
+        .as_deref()
+        .and_then(|b| b.strip_prefix("broker-"))
+        .and_then(|n| n.parse().ok())
+        .expect("connected to a broker-N")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_fails_over_to_another_broker_and_stays_up_when_its_broker_dies() {
+    let (_root, mut nodes, brokers) = start_bridged_cluster();
+    let agent = Agent::start(AgentConfig {
+        id: "a1".into(),
+        brokers: brokers.clone(),
+        retry_interval: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(20),
+    })
+    .expect("agent");
+    agent
+        .register("echo", "i1", "127.0.0.1:50001", BTreeMap::new())
         .await
-        .expect("subscribe")
-        .into_inner();
+        .expect("register i1");
+    agent
+        .register("echo", "i2", "127.0.0.1:50002", BTreeMap::new())
+        .await
+        .expect("register i2");
+    let first = agent.state().borrow().clone();
+    // The agent is on broker-N, which runs in node N; the client on another one.
+    let agents_node = node_of(&first);
+    let clients_node = agents_node % 3 + 1;
+    let (_client, mut updates) = subscribe_echo(&brokers[clients_node as usize - 1]).await;
     let serving = pb::InstanceStatus::Serving as i32;
+    let draining = pb::InstanceStatus::Draining as i32;
+    let down = pb::InstanceStatus::Down as i32;
     until(&mut updates, &[("i1", serving), ("i2", serving)]).await;
 
-    // broker-1's node dies; the agent reconnects to broker-3 with its lease.
-    let lease = agent.welcome.lease_id;
-    nodes.get_mut(&1).unwrap().kill();
-    drop(agent);
-    let moved = TestAgent::reconnect(&brokers[2], "a1", pongs.clone(), lease).await;
-    assert_eq!(moved.welcome.broker_id, "broker-3");
+    // The agent's broker's node dies; the agent moves to the next broker with its
+    // lease.
+    nodes.get_mut(&agents_node).unwrap().kill();
+    let mut state = agent.state();
+    let moved = tokio::time::timeout(
+        Duration::from_secs(20),
+        state.wait_for(|s| s.broker.is_some() && s.broker != first.broker),
+    )
+    .await
+    .expect("the agent reconnects within 20 s")
+    .expect("agent running")
+    .clone();
     assert_eq!(
-        moved.welcome.lease_id, lease,
+        moved.lease, first.lease,
         "the live lease is taken over, not replaced"
     );
+    assert_eq!(moved.connections, 2);
 
     // For twice the TTL the client sees nothing go down.
     let watched = Instant::now();
@@ -566,11 +621,12 @@ async fn an_agent_heard_by_another_broker_stays_up_when_its_broker_dies() {
             let update = update.expect("stream").expect("open");
             assert!(
                 update.instances.iter().all(|i| i.status == serving),
-                "an agent heard by broker-3 was marked down: {update:?}"
+                "an agent heard by another broker was marked down: {update:?}"
             );
         }
     }
-    let status = bridge_client(&brokers[2])
+    let broker_now = brokers[node_of(&moved) as usize - 1].clone();
+    let status = bridge_client(&broker_now)
         .await
         .status(BridgeStatusRequest {})
         .await
@@ -584,7 +640,17 @@ async fn an_agent_heard_by_another_broker_stays_up_when_its_broker_dies() {
         ),
         (1, 1, 2)
     );
-    drop(moved);
+
+    // Through its new broker, the agent's notice reaches the client.
+    agent
+        .shutdown_notice("echo", "i1", Duration::from_secs(5))
+        .await
+        .expect("notice");
+    until(&mut updates, &[("i1", draining), ("i2", serving)]).await;
+
+    // The agent process dies: nobody hears it, and its instances go down.
+    drop(agent);
+    until(&mut updates, &[("i1", down), ("i2", down)]).await;
 }
 
 #[test]
@@ -636,4 +702,47 @@ fn coordd_refuses_a_bad_bridge_file_naming_the_field() {
             "{field}: {stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_agent_binary_drains_its_instances_before_it_stops() {
+    let (_root, _nodes, brokers) = start_bridged_cluster();
+    let mut args = vec![
+        "--id".to_string(),
+        "a2".into(),
+        "--instance".into(),
+        "echo/i1=127.0.0.1:50001".into(),
+        "--grace".into(),
+        "1500ms".into(),
+        "--retry-interval".into(),
+        "100ms".into(),
+    ];
+    for b in &brokers {
+        args.extend(["--broker".to_string(), b.clone()]);
+    }
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_bridge-agent"))
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start bridge-agent");
+    let (_client, mut updates) = subscribe_echo(&brokers[0]).await;
+    until(&mut updates, &[("i1", pb::InstanceStatus::Serving as i32)]).await;
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let stopping = Instant::now();
+    until(&mut updates, &[("i1", pb::InstanceStatus::Draining as i32)]).await;
+    let noticed = stopping.elapsed();
+    until(&mut updates, &[]).await;
+    let gone = stopping.elapsed();
+    let status = process.wait().expect("bridge-agent exits");
+    assert!(status.success(), "bridge-agent: {status}");
+    assert!(
+        gone >= Duration::from_millis(1500),
+        "removed {gone:?} after SIGTERM, before its 1.5 s grace"
+    );
+    eprintln!("bridge-agent: draining seen {noticed:?} after SIGTERM, removed after {gone:?} (grace 1.5 s)");
 }

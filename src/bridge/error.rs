@@ -32,6 +32,9 @@ pub enum BridgeError {
     /// The registry changed under a command that depended on it.
     #[error("refused: {0}")]
     Conflict(String),
+    /// A broker refused an agent's request; its reason.
+    #[error("the broker refused: {0}")]
+    Refused(String),
     /// The broker configuration file's text.
     #[error("bridge configuration: {reason}")]
     Config { reason: String },

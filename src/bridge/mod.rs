@@ -12,6 +12,7 @@
 //!
 //! [`config`] reads the seed's YAML broker configuration.
 
+pub mod agent;
 pub mod broker;
 pub mod command;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod record;
 pub mod state;
 pub mod view;
 
+pub use agent::{Agent, AgentConfig, AgentState};
 pub use broker::{Broker, BrokerOptions};
 pub use command::Command;
 pub use config::BridgeConfig;

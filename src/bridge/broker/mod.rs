@@ -3,7 +3,7 @@
 //! [`RegistryView`], what it changes goes through the Raft log as the bridge's
 //! commands, and who is connected to it stays in its [`LocalBrokerState`].
 
-mod agent;
+mod agent_session;
 pub mod local;
 mod wire;
 
@@ -29,7 +29,7 @@ use super::config::BridgeConfig;
 use super::error::BridgeError;
 use super::record::check_name;
 use super::view::RegistryView;
-pub use agent::send_command;
+pub use agent_session::send_command;
 pub use local::{ClientInfo, LocalBrokerState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Bridge for Broker {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectAgentStream>, Status> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(agent::serve_agent(
+        tokio::spawn(agent_session::serve_agent(
             self.shared.clone(),
             request.into_inner(),
             tx,

@@ -22,8 +22,8 @@ use common::servers::Servers;
 use coordlab::bridge::record::{AgentRecord, InstanceRecord, InstanceStatus};
 use coordlab::bridge::view::read;
 use coordlab::bridge::{
-    Agent, AgentConfig, AgentState, Broker, BrokerOptions, ClusterState, Command, RegistryView,
-    Status,
+    Agent, AgentConfig, AgentState, Broker, BrokerOptions, ClientConfig, ClientView, ClusterState,
+    Command, DiscoveryClient, FailoverConfig, RegistryView, Status,
 };
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::library::KeptLease;
@@ -557,6 +557,17 @@ fn start_bridged_cluster() -> (
     (root, nodes, brokers)
 }
 
+/// Agent a1 on `brokers`, in that order; it waits for brokers still starting.
+fn start_agent(brokers: Vec<String>) -> Agent {
+    Agent::start(AgentConfig {
+        id: "a1".into(),
+        brokers,
+        retry_interval: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(20),
+    })
+    .expect("agent")
+}
+
 /// The node whose broker the agent is connected to (broker-N runs in node N).
 fn node_of(state: &AgentState) -> u64 {
     state
@@ -570,13 +581,7 @@ fn node_of(state: &AgentState) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_fails_over_to_another_broker_and_stays_up_when_its_broker_dies() {
     let (_root, mut nodes, brokers) = start_bridged_cluster();
-    let agent = Agent::start(AgentConfig {
-        id: "a1".into(),
-        brokers: brokers.clone(),
-        retry_interval: Duration::from_millis(100),
-        connect_timeout: Duration::from_secs(20),
-    })
-    .expect("agent");
+    let agent = start_agent(brokers.clone());
     agent
         .register("echo", "i1", "127.0.0.1:50001", BTreeMap::new())
         .await
@@ -745,4 +750,127 @@ async fn the_bridge_agent_binary_drains_its_instances_before_it_stops() {
         "removed {gone:?} after SIGTERM, before its 1.5 s grace"
     );
     eprintln!("bridge-agent: draining seen {noticed:?} after SIGTERM, removed after {gone:?} (grace 1.5 s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_broker_dies_fails_over_and_resynchronises() {
+    let (_root, mut nodes, brokers) = start_bridged_cluster();
+    // The agent stays off node 1, whose broker the client starts on.
+    let agent = start_agent(vec![brokers[2].clone(), brokers[1].clone()]);
+    agent
+        .register("echo", "i1", "127.0.0.1:50001", BTreeMap::new())
+        .await
+        .expect("register");
+
+    let failover = FailoverConfig {
+        retry_interval: Duration::from_millis(200),
+        max_retries: 3,
+        enable_auto_failover: true,
+        continuous_retry: true,
+    };
+    let client = DiscoveryClient::new(ClientConfig {
+        client_id: "c1".into(),
+        broker_addresses: brokers.clone(),
+        failover: failover.clone(),
+        timeout: Duration::from_secs(2),
+    })
+    .expect("client");
+    // Before the brokers listen, calls fail over and give up by name.
+    let subscription = client.subscribe(vec!["echo".into()]);
+    let mut view = subscription.view();
+    let ids = |v: &ClientView| {
+        v.serving("echo")
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect::<Vec<_>>()
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        view.wait_for(|v| v.broker.is_some() && ids(v) == ["i1"]),
+    )
+    .await
+    .expect("subscribed within 30 s")
+    .expect("running");
+    let on = subscription.current().broker.expect("on a broker");
+    let node: u64 = brokers
+        .iter()
+        .position(|b| *b == on)
+        .expect("a known broker") as u64
+        + 1;
+
+    // The client's broker dies; meanwhile the registry changes.
+    nodes.get_mut(&node).unwrap().kill();
+    let killed = Instant::now();
+    let register = agent.register("echo", "i2", "127.0.0.1:50002", BTreeMap::new());
+    let resubscribe = async {
+        let moved = view.wait_for(|v| v.broker.as_ref().is_some_and(|b| *b != on));
+        tokio::time::timeout(Duration::from_secs(20), moved)
+            .await
+            .expect("on another broker within 20 s")
+            .expect("running");
+        killed.elapsed()
+    };
+    let (registered, served_again) = tokio::join!(register, resubscribe);
+    registered.expect("register i2");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        view.wait_for(|v| ids(v) == ["i1", "i2"]),
+    )
+    .await
+    .expect("the change made during the failover arrives within 20 s")
+    .expect("running");
+    assert!(subscription.current().subscriptions >= 2);
+    // retry_interval x max_retries, plus the attempts themselves: this file's
+    // tests run side by side, nine coordd processes on 2 cores, so the time
+    // bound is judged in the simulator (simulated time); here it catches a client
+    // that waits for some long timeout instead of failing over.
+    let bound = failover.retry_interval * failover.max_retries + Duration::from_secs(5);
+    assert!(
+        served_again <= bound,
+        "served again {served_again:?} after its broker died, beyond retry_interval x max_retries"
+    );
+
+    // Calls fail over too.
+    let found = client.discover("echo").await.expect("discover");
+    assert_eq!(found.len(), 2);
+    let others = client
+        .alternatives("echo", "i1")
+        .await
+        .expect("alternatives");
+    assert_eq!(
+        others
+            .iter()
+            .map(|i| i.instance_id.as_str())
+            .collect::<Vec<_>>(),
+        ["i2"]
+    );
+    eprintln!(
+        "client served again {served_again:?} after its broker died (retry interval 200 ms x 3)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_brokers_gives_up_after_its_retries() {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let failover = FailoverConfig {
+        retry_interval: Duration::from_millis(50),
+        max_retries: 2,
+        enable_auto_failover: true,
+        continuous_retry: false,
+    };
+    let client = DiscoveryClient::new(ClientConfig {
+        client_id: "c1".into(),
+        broker_addresses: vec![addr.clone()],
+        failover,
+        timeout: Duration::from_millis(500),
+    })
+    .expect("client");
+    let err = client.discover("echo").await.unwrap_err().to_string();
+    assert!(err.contains("3 attempts") && err.contains(&addr), "{err}");
+    let subscription = client.subscribe(vec!["echo".into()]);
+    let mut view = subscription.view();
+    tokio::time::timeout(Duration::from_secs(10), view.wait_for(|v| v.gave_up))
+        .await
+        .expect("gives up within 10 s")
+        .expect("running");
 }

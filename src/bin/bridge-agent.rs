@@ -74,6 +74,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let stop = stop_signal();
     let agent = Agent::start(AgentConfig {
         id: args.id,
         brokers: args.brokers,
@@ -88,7 +89,7 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("registering {}/{}: {e}", i.service, i.id))?;
         tracing::info!(service = %i.service, instance = %i.id, address = %i.address, "registered");
     }
-    stop_signal().await;
+    stop.await;
     tracing::info!(grace = ?args.grace, "stopping: shutdown notices sent, waiting out the grace period");
     for i in &args.instances {
         agent
@@ -100,19 +101,23 @@ async fn run(args: Args) -> Result<(), String> {
     agent.leave().await.map_err(|e| format!("leaving: {e}"))
 }
 
-/// Completes on Ctrl-C or (on Unix, outside the simulator) SIGTERM.
-async fn stop_signal() {
+/// Completes on Ctrl-C or (on Unix, outside the simulator) SIGTERM. Listening
+/// starts when this is called, not when the future is first polled: a SIGTERM
+/// right after the registrations must not find the default action (exit at once).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(all(unix, not(madsim)))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(all(unix, not(madsim)))]
+        if let Some(mut term) = term {
             tokio::select! {
                 biased;
-                _ = tokio::signal::ctrl_c() => {}
+                _ = ctrl_c => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = ctrl_c.await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

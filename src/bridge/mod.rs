@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod view;
 
 pub use agent::{Agent, AgentConfig, AgentState};
 pub use broker::{Broker, BrokerOptions};
+pub use client::{ClientConfig, ClientView, DiscoveryClient, FailoverConfig, Subscription};
 pub use command::Command;
 pub use config::BridgeConfig;
 pub use error::BridgeError;

@@ -28,11 +28,12 @@ use coordlab::bridge::{
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::library::KeptLease;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
-use coordlab::proto::etcdserverpb::LeaseGrantRequest;
+use coordlab::proto::etcdserverpb::{LeaseGrantRequest, StatusRequest, StatusResponse};
 use coordlab::proto::linkbridge::{
     self as pb, agent_message::Body, bridge_client::BridgeClient, bridge_server::BridgeServer,
-    broker_message, Ack, AgentMessage, AlternativesRequest, BridgeStatusRequest, Hello, Pong,
-    RegisterInstance, RegistryUpdate, ShutdownNotice, SubscribeRequest, Welcome,
+    broker_message, Ack, AgentMessage, AlternativesRequest, BridgeStatusRequest, DiscoverRequest,
+    Hello, Pong, ProxyRequest, RegisterInstance, RegistryUpdate, ShutdownNotice, SubscribeRequest,
+    Welcome,
 };
 use tokio::sync::mpsc;
 
@@ -873,4 +874,109 @@ async fn a_client_without_brokers_gives_up_after_its_retries() {
         .await
         .expect("gives up within 10 s")
         .expect("running");
+}
+
+/// Maintenance/Status through the broker's proxy: (the instance that answered,
+/// the member id the answer carries).
+async fn proxied_status(broker: &mut BridgeClient<tonic::transport::Channel>) -> (String, u64) {
+    use prost::Message as _;
+    let request = ProxyRequest {
+        service: "etcd".into(),
+        method: "/etcdserverpb.Maintenance/Status".into(),
+        payload: StatusRequest {}.encode_to_vec(),
+    };
+    let answer = broker
+        .proxy(request)
+        .await
+        .expect("proxied call")
+        .into_inner();
+    let status = StatusResponse::decode(answer.payload.as_slice())
+        .expect("a StatusResponse, passed through");
+    (answer.instance_id, status.header.expect("header").member_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
+    let (_root, mut nodes, brokers) = start_bridged_cluster();
+    // The "service" is the members' own etcd API: each answer names its member.
+    let agent = start_agent(vec![brokers[0].clone(), brokers[1].clone()]);
+    for (id, node) in &nodes {
+        agent
+            .register("etcd", &format!("m{id}"), &node.addr, BTreeMap::new())
+            .await
+            .expect("register");
+    }
+    let mut broker = bridge_client(&brokers[0]).await;
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (instance, member) = proxied_status(&mut broker).await;
+        assert_eq!(
+            instance,
+            format!("m{member}"),
+            "the payload came back unaltered from the instance named"
+        );
+        answered.insert(instance);
+    }
+    assert_eq!(
+        answered.len(),
+        3,
+        "calls rotate over the serving instances: {answered:?}"
+    );
+
+    // m1's shutdown notice: no proxied call reaches it afterwards.
+    agent
+        .shutdown_notice("etcd", "m1", Duration::from_secs(30))
+        .await
+        .expect("notice");
+    let started = Instant::now();
+    loop {
+        let found = broker
+            .discover(DiscoverRequest {
+                service: "etcd".into(),
+            })
+            .await
+            .expect("discover")
+            .into_inner();
+        if found
+            .instances
+            .iter()
+            .any(|i| i.instance_id == "m1" && i.status == pb::InstanceStatus::Draining as i32)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the notice never reached broker-1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..12 {
+        assert_ne!(proxied_status(&mut broker).await.0, "m1");
+    }
+
+    // m3's process dies (it is still registered as serving): calls skip it.
+    nodes.get_mut(&3).unwrap().kill();
+    for _ in 0..12 {
+        assert_eq!(proxied_status(&mut broker).await.0, "m2");
+    }
+
+    // The instance's own errors come back as they are.
+    let wrong = ProxyRequest {
+        service: "etcd".into(),
+        method: "/etcdserverpb.Maintenance/NoSuchMethod".into(),
+        payload: vec![],
+    };
+    assert_eq!(
+        broker.proxy(wrong).await.unwrap_err().code(),
+        tonic::Code::Unimplemented
+    );
+    let none = ProxyRequest {
+        service: "nothing".into(),
+        method: "/a.B/C".into(),
+        payload: vec![],
+    };
+    assert_eq!(
+        broker.proxy(none).await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
 }

@@ -5,6 +5,7 @@
 
 mod agent_session;
 pub mod local;
+mod proxy;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,8 @@ use crate::proto::etcdserverpb::StatusRequest;
 use crate::proto::linkbridge::bridge_server::Bridge;
 use crate::proto::linkbridge::{
     AgentMessage, AlternativesRequest, BridgeStatusRequest, BrokerMessage, ClusterMetrics,
-    DiscoverRequest, DiscoverResponse, RegistryUpdate, SubscribeRequest,
+    DiscoverRequest, DiscoverResponse, ProxyRequest, ProxyResponse, RegistryUpdate,
+    SubscribeRequest,
 };
 
 use super::config::BridgeConfig;
@@ -63,6 +65,7 @@ struct Shared {
     conn: Arc<Connection>,
     view: RegistryView,
     local: LocalBrokerState,
+    forwarder: proxy::Forwarder,
 }
 
 #[derive(Clone)]
@@ -86,6 +89,7 @@ impl Broker {
                 conn,
                 view,
                 local: LocalBrokerState::default(),
+                forwarder: proxy::Forwarder::new(Duration::from_secs(5)),
             }),
         })
     }
@@ -232,6 +236,24 @@ impl Bridge for Broker {
             connected_agents: state.agents().filter(|(_, up)| *up).count() as u32,
             local_connected_clients: self.shared.local.clients().len() as u32,
             local_connected_agents: self.shared.local.agents().len() as u32,
+        }))
+    }
+
+    async fn proxy(
+        &self,
+        request: Request<ProxyRequest>,
+    ) -> Result<Response<ProxyResponse>, Status> {
+        let r = request.into_inner();
+        checked("service", &r.service)?;
+        let view = &self.shared.view;
+        let (payload, instance_id) = self
+            .shared
+            .forwarder
+            .forward(|| view.current(), &r.service, &r.method, r.payload.into())
+            .await?;
+        Ok(Response::new(ProxyResponse {
+            payload: payload.to_vec(),
+            instance_id,
         }))
     }
 }

@@ -954,6 +954,41 @@ async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
         assert_ne!(proxied_status(&mut broker).await.0, "m1");
     }
 
+    // coordctl reads the same registry.
+    let coordctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordctl"))
+            .arg("--endpoints")
+            .arg(&nodes[&2].addr)
+            .args(args)
+            .output()
+            .expect("run coordctl");
+        assert!(
+            out.status.success(),
+            "coordctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let services = coordctl(&["bridge", "services"]);
+    assert!(
+        services.contains(&format!(
+            "etcd/m1 {} draining(grace=30000ms) agent=a1",
+            nodes[&1].addr
+        )),
+        "{services}"
+    );
+    assert!(
+        services.contains(&format!("etcd/m2 {} serving agent=a1", nodes[&2].addr)),
+        "{services}"
+    );
+    let agents = coordctl(&["bridge", "agents"]);
+    assert!(agents.starts_with("a1 up brokers=broker-"), "{agents}");
+    let status = coordctl(&["bridge", "status", "--broker", &brokers[0]]);
+    assert!(
+        status.contains("broker_id: broker-1") && status.contains("registered_instances: 3"),
+        "{status}"
+    );
+
     // m3's process dies (it is still registered as serving): calls skip it.
     nodes.get_mut(&3).unwrap().kill();
     for _ in 0..12 {

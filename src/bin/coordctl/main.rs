@@ -3,6 +3,7 @@
 //! `etcd.rs`): one keyspace, the one etcdctl sees; `member` uses etcd's Cluster
 //! API (`member.rs`), as `etcdctl member` does.
 
+mod bridge;
 mod etcd;
 mod member;
 mod mq;
@@ -66,6 +67,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         action: GroupAction,
+    },
+    /// Link Bridge: a broker's status, the registry's services and agents.
+    Bridge {
+        #[command(subcommand)]
+        action: bridge::BridgeAction,
     },
     /// etcd v3 API commands: put, get, del, watch, lease, lock.
     #[command(flatten)]
@@ -141,6 +147,16 @@ async fn run(args: Args) -> Result<ExitCode, ClientError> {
                     Err(e) => writeln!(out, "error: {e}").expect("stdout"),
                 }
             }
+        }
+        Command::Bridge { action } => {
+            let run = async {
+                let conn = etcd_connection(config).await.map_err(|e| e.to_string())?;
+                bridge::run(&conn, action, &mut out).await
+            };
+            return Ok(run.await.unwrap_or_else(|e| {
+                eprintln!("coordctl: {e}");
+                ExitCode::from(2)
+            }));
         }
         Command::Member { action } => {
             let run = async {

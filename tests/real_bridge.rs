@@ -28,6 +28,7 @@ use coordlab::bridge::{
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::library::KeptLease;
 use coordlab::proto::etcdserverpb::lease_client::LeaseClient;
+use coordlab::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use coordlab::proto::etcdserverpb::{LeaseGrantRequest, StatusRequest, StatusResponse};
 use coordlab::proto::linkbridge::{
     self as pb, agent_message::Body, bridge_client::BridgeClient, bridge_server::BridgeServer,
@@ -923,6 +924,37 @@ async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
         "calls rotate over the serving instances: {answered:?}"
     );
 
+    // A client's balanced channel over the same instances.
+    let client = DiscoveryClient::new(ClientConfig {
+        client_id: "c1".into(),
+        broker_addresses: vec![brokers[0].clone()],
+        failover: FailoverConfig::default(),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("client");
+    let subscription = client.subscribe(vec!["etcd".into()]);
+    let mut view = subscription.view();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        view.wait_for(|v| v.serving("etcd").len() == 3),
+    )
+    .await
+    .expect("three serving instances in the client's view")
+    .expect("running");
+    let balanced = subscription.channel("etcd");
+    let member_of = |channel: tonic::transport::Channel| async move {
+        let status = MaintenanceClient::new(channel)
+            .status(StatusRequest {})
+            .await
+            .expect("balanced call");
+        status.into_inner().header.expect("header").member_id
+    };
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        reached.insert(member_of(balanced.channel()).await);
+    }
+    assert!(reached.len() >= 2, "the channel balances: {reached:?}");
+
     // m1's shutdown notice: no proxied call reaches it afterwards.
     agent
         .shutdown_notice("etcd", "m1", Duration::from_secs(30))
@@ -952,6 +984,22 @@ async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
     }
     for _ in 0..12 {
         assert_ne!(proxied_status(&mut broker).await.0, "m1");
+    }
+    // Nor a call on the balanced channel, once the notice reached the client.
+    let mut routed = balanced.routed();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        routed.wait_for(|r| r.len() == 2 && !r.contains(&"m1".to_string())),
+    )
+    .await
+    .expect("m1 leaves the client's balance")
+    .expect("running");
+    for _ in 0..20 {
+        assert_ne!(
+            member_of(balanced.channel()).await,
+            1,
+            "a call reached draining m1"
+        );
     }
 
     // coordctl reads the same registry.

@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod channel;
 pub mod client;
 pub mod command;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod view;
 
 pub use agent::{Agent, AgentConfig, AgentState};
 pub use broker::{Broker, BrokerOptions};
+pub use channel::ServiceChannel;
 pub use client::{ClientConfig, ClientView, DiscoveryClient, FailoverConfig, Subscription};
 pub use command::Command;
 pub use config::BridgeConfig;

@@ -44,11 +44,12 @@ fn channel_to(info: &ServiceInfo) -> Option<(Endpoint, Channel)> {
 
 // tonic's balancer takes its own `Change`; madsim's simulated tonic takes tower's.
 #[cfg(not(madsim))]
-use tonic::transport::channel::Change;
+pub(crate) use tonic::transport::channel::Change;
 #[cfg(madsim)]
-use tower::discover::Change;
+pub(crate) use tower::discover::Change;
 
-type BalanceChange = Change<String, Endpoint>;
+/// What a balanced channel is told: an instance (by id) joins or leaves.
+pub(crate) type BalanceChange = Change<String, Endpoint>;
 
 fn insert(instances: &Mutex<Instances>, balance: &mpsc::Sender<BalanceChange>, info: ServiceInfo) {
     let Some((ep, ch)) = channel_to(&info) else {

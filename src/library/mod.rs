@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 
-mod balancer;
+pub(crate) mod balancer;
 mod config_center;
 mod error;
 mod lease;

@@ -32,6 +32,8 @@ targets() {
     lock_no_keepalive | resolver_ignores_deletes) echo library_steady,library_faults ;;
     # lease expiry, fencing tokens, watch resumption
     lessor_half_ttl | fencing_token_header_revision | watch_resumes_from_now) echo library_steady,library_faults ;;
+    # Link Bridge
+    bridge_no_notice_push | bridge_broker_expires_agents | bridge_replicates_clients) echo bridge_steady,bridge_faults ;;
     *) echo "" ;;
   esac
 }

@@ -17,6 +17,9 @@
 //! - [`library`]: the client library (`coordlab::library`) driven as clients —
 //!   locks with a fenced resource, registry routing, config watches — and its
 //!   end-of-run audits (its `[library]` scenario section builds everywhere);
+//! - [`bridge`]: Link Bridge (seed 003) brokers, agents and clients beside the
+//!   cluster, the bridge's own faults, and its end-of-run audits (its `[bridge]`
+//!   section in `scenario::bridge`);
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
 //!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
@@ -24,9 +27,10 @@
 //!   and the end-of-run judgement;
 //! - [`runner`]: the libtest-mimic entry point;
 //! - [`determinism`]: the same run alone, in the suite and in a sweep must agree;
-//! - [`sweep`], [`bench`], [`shrink`]: fuzzing sweeps (one process per run), mutant
+//! - [`sweep`], [`bench`], [`bridge_times`], [`shrink`]: fuzzing sweeps (one process per run), mutant
 //!   hunts, benchmarks and schedule shrinking, selected by `SIM_SWEEP`.
 
+pub mod bridge;
 pub mod budget;
 pub mod checkers;
 pub mod disk;
@@ -36,6 +40,8 @@ pub mod trace;
 
 #[cfg(madsim)]
 pub mod bench;
+#[cfg(madsim)]
+pub mod bridge_times;
 #[cfg(madsim)]
 pub mod clock;
 #[cfg(madsim)]

@@ -75,6 +75,15 @@ impl Recorder {
         self.lock().disks.insert(node, disk);
     }
 
+    /// Every member's simulated disk, by member id.
+    pub fn disks(&self) -> Vec<(u64, Arc<SimDisk>)> {
+        self.lock()
+            .disks
+            .iter()
+            .map(|(id, disk)| (*id, disk.clone()))
+            .collect()
+    }
+
     /// Records an event and runs the online checkers on it.
     pub fn record(&self, node: u64, kind: EventKind) {
         self.lock().record(node, kind);

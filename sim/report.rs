@@ -159,6 +159,7 @@ pub fn describe(e: &EventKind) -> String {
             revision.map(|r| format!(" at rev {r}")).unwrap_or_default()
         ),
         EventKind::Library(event) => event.describe(),
+        EventKind::Bridge(event) => event.describe(),
     }
 }
 

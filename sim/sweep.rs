@@ -83,10 +83,11 @@ pub fn main(mode: &str, scenarios: Vec<Scenario>) -> i32 {
         "run" => worker(&scenarios),
         "bench" => super::bench::main(scenarios),
         "mq-switch" => super::bench::mq_switch_main(scenarios),
+        "bridge-times" => super::bridge_times::main(scenarios),
         "shrink" => super::shrink::main(scenarios),
         other => {
             eprintln!(
-                "error: SIM_SWEEP={other:?}: use fuzz, hunt, run, mutants, bench, mq-switch or shrink"
+                "error: SIM_SWEEP={other:?}: use fuzz, hunt, run, mutants, bench, mq-switch, bridge-times or shrink"
             );
             2
         }

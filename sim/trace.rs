@@ -8,6 +8,10 @@ use serde::Serialize;
 mod library_events;
 pub use library_events::{CommittedChange, LibraryEvent};
 
+#[path = "bridge/events.rs"]
+mod bridge_events;
+pub use bridge_events::{BridgeEvent, RegistryChange, RegistrySummary};
+
 /// A log entry as checkers see it: position, term and a digest of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct EntryMeta {
@@ -303,6 +307,9 @@ pub enum EventKind {
         /// The revision the cluster said the write made.
         revision: Option<i64>,
     },
+    /// An event of the Link Bridge workload (`sim/bridge/`). Last, so that the
+    /// other kinds keep their hash tags.
+    Bridge(BridgeEvent),
 }
 
 /// One event of a watch response, as a watcher received it.

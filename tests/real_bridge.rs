@@ -63,6 +63,7 @@ fn agent_up(lease: i64) -> Command {
         agent: agent("a1"),
         broker: "broker-1".into(),
         lease,
+        replaced: Vec::new(),
     }
 }
 
@@ -116,7 +117,8 @@ async fn a_brokers_view_follows_every_command_across_a_member_kill() {
         !send(
             &conn,
             Command::Register {
-                instance: instance("i1", "a1")
+                instance: instance("i1", "a1"),
+                replaces: None,
             }
         )
         .await,
@@ -128,7 +130,8 @@ async fn a_brokers_view_follows_every_command_across_a_member_kill() {
             send(
                 &conn,
                 Command::Register {
-                    instance: instance(id, "a1")
+                    instance: instance(id, "a1"),
+                    replaces: None,
                 }
             )
             .await
@@ -216,7 +219,8 @@ async fn an_agent_nobody_hears_is_down_once_its_lease_expires() {
         send(
             &conn,
             Command::Register {
-                instance: instance("i1", "a1")
+                instance: instance("i1", "a1"),
+                replaces: None,
             }
         )
         .await

@@ -6,6 +6,11 @@
 
 pub mod acknowledged_writes;
 pub mod applied_within_commit;
+pub mod bridge_agent_liveness;
+pub mod bridge_client_failover;
+pub mod bridge_no_client_state;
+pub mod bridge_notice_respected;
+pub mod bridge_views_committed;
 pub mod election_safety;
 pub mod fenced_resource_order;
 pub mod leader_append_only;
@@ -208,6 +213,10 @@ pub const REGISTRY: &[Registered] = &[
         Judges::Online(online::<library_fencing_token::LibraryFencingToken>),
     ),
     registered(
+        bridge_notice_respected::NAME,
+        Judges::Online(online::<bridge_notice_respected::BridgeNoticeRespected>),
+    ),
+    registered(
         acknowledged_writes::NAME,
         Judges::Online(online::<acknowledged_writes::AcknowledgedWrites>),
     ),
@@ -336,6 +345,22 @@ pub const REGISTRY: &[Registered] = &[
         Judges::EndOfRun(|end| watch_order::check(end.events).map(|()| None)),
     ),
     registered(
+        bridge_views_committed::NAME,
+        Judges::EndOfRun(bridge_views_committed::check),
+    ),
+    registered(
+        bridge_agent_liveness::NAME,
+        Judges::EndOfRun(bridge_agent_liveness::check),
+    ),
+    registered(
+        bridge_client_failover::NAME,
+        Judges::EndOfRun(bridge_client_failover::check),
+    ),
+    registered(
+        bridge_no_client_state::NAME,
+        Judges::EndOfRun(bridge_no_client_state::check),
+    ),
+    registered(
         ttl_only_demo::NAME,
         Judges::EndOfRun(|end| {
             ttl_only_demo::check(end.events)
@@ -415,11 +440,27 @@ mod tests {
     }
 }
 
+/// A finished run of `events` (no liveness bounds, no members), for the
+/// end-of-run checkers' tests.
+#[cfg(test)]
+pub fn end_of(events: &[TraceEvent]) -> RunEnd<'_> {
+    RunEnd {
+        events,
+        bounds: LivenessBounds {
+            healed_at_ms: 0,
+            leader_within_ms: 0,
+            ops_within_ms: 0,
+        },
+        members: &[],
+        brokers: &[],
+    }
+}
+
 #[cfg(test)]
 pub mod testing {
     //! Builders for hand-made histories.
     use crate::sim::trace::{
-        DurableView, EntryMeta, EventKind, LibraryEvent, MsgMeta, Trace, TraceEvent,
+        BridgeEvent, DurableView, EntryMeta, EventKind, LibraryEvent, MsgMeta, Trace, TraceEvent,
     };
 
     /// A library event seen by client `node`, at sequence number and time `seq`.
@@ -563,6 +604,27 @@ pub mod testing {
 
         pub fn sent(&mut self, node: u64, msg: MsgMeta, durable: DurableView) -> TraceEvent {
             self.push(node, EventKind::Sent { msg, durable })
+        }
+
+        /// Every event so far.
+        pub fn events(&self) -> Vec<TraceEvent> {
+            self.trace.events.clone()
+        }
+
+        pub fn bridge(&mut self, node: u64, event: BridgeEvent) -> TraceEvent {
+            self.push(node, EventKind::Bridge(event))
+        }
+
+        /// Lets `n` ms pass (one filler event per ms).
+        pub fn ticks(&mut self, n: usize) {
+            for _ in 0..n {
+                self.push(
+                    0,
+                    EventKind::Process {
+                        change: "tick".into(),
+                    },
+                );
+            }
         }
     }
 

@@ -41,4 +41,6 @@ mod registry;
 mod run;
 
 #[cfg(madsim)]
+pub use context::Stop;
+#[cfg(madsim)]
 pub use run::{start, LibraryRun};

@@ -10,6 +10,7 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::mq::{start_extra_brokers, start_topic_admin};
+use crate::sim::bridge::BridgeRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
 use crate::sim::faults::FaultDriver;
@@ -52,6 +53,7 @@ pub struct RunOutcome {
 struct Load {
     control: WorkloadControl,
     library: Option<LibraryRun>,
+    bridge: Option<BridgeRun>,
     extra_brokers: Vec<u64>,
     fault_driver: NodeHandle,
 }
@@ -91,6 +93,7 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         &recorder,
         load.control.clone(),
         load.library,
+        load.bridge,
     )
     .await;
     let bounds = LivenessBounds {
@@ -113,6 +116,7 @@ fn start_load(
     workload::start_clients(handle, scenario, recorder.clone(), control.clone());
     crate::sim::coord::start(handle, scenario, recorder, &control);
     let library = crate::sim::library::start(handle, scenario, recorder.clone());
+    let bridge = crate::sim::bridge::start(handle, scenario, recorder.clone());
     let extra_brokers = start_extra_brokers(handle, scenario, recorder);
     start_topic_admin(handle, scenario, recorder);
     let supervisor = handle
@@ -131,6 +135,7 @@ fn start_load(
     Load {
         control,
         library,
+        bridge,
         extra_brokers,
         fault_driver,
     }
@@ -144,10 +149,14 @@ async fn stop_load(
     recorder: &Arc<Recorder>,
     control: WorkloadControl,
     library: Option<LibraryRun>,
+    bridge: Option<BridgeRun>,
 ) {
     control.stop();
     if let Some(library) = library {
         library.finish().await;
+    }
+    if let Some(bridge) = bridge {
+        bridge.finish().await;
     }
     if scenario.coord.any() || scenario.library.lock_clients > 0 {
         crate::sim::coord::run_audit(handle, scenario, recorder).await;

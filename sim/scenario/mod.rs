@@ -4,6 +4,7 @@
 //! A bad file fails with `file:line: reason` — unknown keys, wrong types and values
 //! out of range alike.
 
+pub mod bridge;
 pub mod library;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,9 @@ pub struct Scenario {
     /// routing, config watches (`sim/library/`).
     #[serde(default)]
     pub library: library::LibrarySpec,
+    /// Link Bridge brokers, agents and clients (`sim/bridge/`).
+    #[serde(default)]
+    pub bridge: bridge::BridgeSpec,
     #[serde(default)]
     pub duration: DurationSpec,
     #[serde(default)]
@@ -661,6 +665,7 @@ impl Scenario {
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         self.library.validate()?;
+        self.bridge.validate()?;
         let c = &self.cluster;
         if !(1..=7).contains(&c.nodes) {
             return Err(("nodes", format!("{} nodes; must be 1 to 7", c.nodes)));

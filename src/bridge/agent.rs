@@ -188,6 +188,7 @@ impl Connection<'_> {
             return Ended::Lost;
         };
         info!(agent = %self.config.id, broker = %welcome.broker_id, lease = welcome.lease_id, "agent connected");
+        let welcome_ttl_ms = welcome.ttl_ms;
         self.state.broker = Some(welcome.broker_id);
         self.state.lease = welcome.lease_id;
         self.state.connections += 1;
@@ -214,10 +215,16 @@ impl Connection<'_> {
         for call in std::mem::take(self.unanswered) {
             send(call.body.clone(), Some(call), &mut pending);
         }
+        // A broker pings every third of the TTL; one silent for half the TTL is
+        // unreachable (a stream over a dead link does not always break), and the
+        // agent moves on while its lease can still be taken over.
+        let silence = Duration::from_millis((welcome_ttl_ms / 2).max(1));
+        let mut heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 message = inbound.message() => {
+                    heard = tokio::time::Instant::now();
                     let Ok(Some(message)) = message else {
                         debug!(agent = %self.config.id, addr, "connection to the broker lost");
                         self.unanswered.extend(pending.into_values());
@@ -241,8 +248,18 @@ impl Connection<'_> {
                         _ => {}
                     }
                 }
+                _ = tokio::time::sleep_until(heard + silence) => {
+                    debug!(agent = %self.config.id, addr, "the broker went silent");
+                    self.unanswered.extend(pending.into_values());
+                    return Ended::Lost;
+                }
                 call = calls.recv() => {
                     let Some(call) = call else { return Ended::Done };
+                    if let Body::Shutdown(n) = &call.body {
+                        // From the moment its notice is sent, a reconnect must not
+                        // register the instance again (serving over draining).
+                        self.registered.remove(&(n.service.clone(), n.instance_id.clone()));
+                    }
                     let body = call.body.clone();
                     if !send(body, Some(call), &mut pending) {
                         self.unanswered.extend(pending.into_values());

@@ -68,6 +68,8 @@ pub struct ClientView {
     pub subscriptions: u64,
     /// Each subscribed service's instances, as its broker last pushed them.
     pub services: BTreeMap<String, Vec<Instance>>,
+    /// The registry revision each service's instances are as of.
+    pub revisions: BTreeMap<String, i64>,
     /// Set when a subscription without `continuous_retry` ran out of retries.
     pub gave_up: bool,
 }
@@ -261,6 +263,7 @@ async fn follow(
                 while let Ok(Some(update)) = stream.message().await {
                     failures = 0;
                     modify(&publish, |v| {
+                        v.revisions.insert(update.service.clone(), update.revision);
                         v.services.insert(update.service, update.instances);
                     });
                 }

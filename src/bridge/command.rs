@@ -15,11 +15,14 @@ use super::record::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An agent connected through `broker`: its record, and its liveness key bound
-    /// to `lease` (the agent's heartbeats keep that lease alive).
+    /// to `lease` (the agent's heartbeats keep that lease alive). `replaced` are
+    /// instances an earlier process of the agent registered: a new process fronts
+    /// none of them, so they go in the same transaction.
     AgentUp {
         agent: AgentRecord,
         broker: String,
         lease: i64,
+        replaced: Vec<(String, String)>,
     },
     /// The brokers an agent is connected to changed (the seed's `UpdateAgentStatus`).
     AgentStatus {
@@ -30,9 +33,13 @@ pub enum Command {
         agent: String,
         instances: Vec<(String, String)>,
     },
-    /// Registers (or replaces) an instance; only for an agent that is up.
+    /// Registers (or replaces) an instance; only for an agent that is up, and,
+    /// when `replaces` is given, only if the instance's record is still the one
+    /// at that mod revision (0: there is none) — so a registration never lands on
+    /// a notice it did not see.
     Register {
         instance: InstanceRecord,
+        replaces: Option<i64>,
     },
     Deregister {
         service: String,
@@ -56,13 +63,19 @@ impl Command {
                 agent,
                 broker,
                 lease,
+                replaced,
             } => {
                 check_agent(agent)?;
                 check_name("broker", broker)?;
-                Ok(unconditional(vec![
+                let mut ops = vec![
                     put(agent_key(&agent.id), encode(agent), 0),
                     put(alive_key(&agent.id), broker.as_bytes().to_vec(), *lease),
-                ]))
+                ];
+                for (service, id) in replaced {
+                    check_instance_names(service, id)?;
+                    ops.push(delete(instance_key(service, id)));
+                }
+                Ok(unconditional(ops))
             }
             Command::AgentStatus { agent } => {
                 check_agent(agent)?;
@@ -81,18 +94,17 @@ impl Command {
                 }
                 Ok(unconditional(ops))
             }
-            Command::Register { instance } => {
+            Command::Register { instance, replaces } => {
                 check_instance(instance)?;
+                let key = instance_key(&instance.service, &instance.id);
+                let mut compare = vec![
+                    exists(agent_key(&instance.agent)),
+                    exists(alive_key(&instance.agent)),
+                ];
+                compare.extend(replaces.map(|revision| mod_revision_is(key.clone(), revision)));
                 Ok(TxnRequest {
-                    compare: vec![
-                        exists(agent_key(&instance.agent)),
-                        exists(alive_key(&instance.agent)),
-                    ],
-                    success: vec![put(
-                        instance_key(&instance.service, &instance.id),
-                        encode(instance),
-                        0,
-                    )],
+                    compare,
+                    success: vec![put(key, encode(instance), 0)],
                     failure: Vec::new(),
                 })
             }
@@ -114,13 +126,7 @@ impl Command {
                     ..seen.clone()
                 };
                 Ok(TxnRequest {
-                    compare: vec![Compare {
-                        result: compare::CompareResult::Equal as i32,
-                        target: compare::CompareTarget::Mod as i32,
-                        key: key.clone(),
-                        target_union: Some(compare::TargetUnion::ModRevision(*mod_revision)),
-                        range_end: Vec::new(),
-                    }],
+                    compare: vec![mod_revision_is(key.clone(), *mod_revision)],
                     success: vec![put(key, encode(&draining), 0)],
                     failure: Vec::new(),
                 })
@@ -174,6 +180,17 @@ fn delete(key: Vec<u8>) -> RequestOp {
                 ..Default::default()
             },
         )),
+    }
+}
+
+/// Holds when `key` was last changed at `revision` (0: it does not exist).
+fn mod_revision_is(key: Vec<u8>, revision: i64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Mod as i32,
+        key,
+        target_union: Some(compare::TargetUnion::ModRevision(revision)),
+        range_end: Vec::new(),
     }
 }
 

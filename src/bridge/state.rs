@@ -124,6 +124,15 @@ impl ClusterState {
         }
     }
 
+    /// The instances `agent` fronts, as (service, id).
+    pub fn instances_of(&self, agent: &str) -> Vec<(String, String)> {
+        self.instances
+            .iter()
+            .filter(|(_, (record, _))| record.agent == agent)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Whether `agent` is up: its liveness key exists.
     pub fn agent_up(&self, agent: &str) -> bool {
         self.alive.contains_key(agent)

@@ -88,6 +88,7 @@ fn up(agent_id: &str) -> Command {
         agent: agent(agent_id),
         broker: "b1".into(),
         lease: 7,
+        replaced: Vec::new(),
     }
 }
 
@@ -109,6 +110,7 @@ fn an_instance_lives_through_register_notice_expiry_and_deregister() {
     assert!(run(&mut store, &up).0);
     let register = Command::Register {
         instance: instance("echo", "i1", "a1"),
+        replaces: None,
     };
     assert!(run(&mut store, &register).0);
     let view = read(&store);
@@ -163,12 +165,36 @@ fn an_agent_that_is_not_up_cannot_register() {
     let mut store = MvccStore::new();
     let register = Command::Register {
         instance: instance("echo", "i1", "a1"),
+        replaces: None,
     };
     assert!(!run(&mut store, &register).0, "no agent record");
     run(&mut store, &up("a1"));
     expire(&mut store, "a1");
     assert!(!run(&mut store, &register).0, "agent down");
     assert!(read(&store).instances("echo").is_empty());
+}
+
+#[test]
+fn a_registration_lands_only_on_the_record_it_read() {
+    let mut store = MvccStore::new();
+    run(&mut store, &up("a1"));
+    let fresh = |replaces| Command::Register {
+        instance: instance("echo", "i1", "a1"),
+        replaces: Some(replaces),
+    };
+    assert!(run(&mut store, &fresh(0)).0, "nothing there yet");
+    let seen = read(&store).instances("echo").remove(0);
+    let notice = Command::ShutdownNotice {
+        seen: seen.record,
+        mod_revision: seen.mod_revision,
+        grace_ms: 500,
+    };
+    assert!(run(&mut store, &notice).0);
+    // A registration resent from before the notice does not undo it.
+    assert!(!run(&mut store, &fresh(0)).0);
+    assert!(!run(&mut store, &fresh(seen.mod_revision)).0);
+    let now = read(&store).instances("echo").remove(0);
+    assert!(matches!(now.status, super::state::Status::Draining { .. }));
 }
 
 #[test]
@@ -180,6 +206,7 @@ fn alternatives_are_the_other_serving_instances() {
             &mut store,
             &Command::Register {
                 instance: instance("echo", id, "a1"),
+                replaces: None,
             },
         );
     }
@@ -204,6 +231,7 @@ fn an_event_older_than_the_view_is_refused() {
 fn invalid_names_never_reach_the_log() {
     let bad = Command::Register {
         instance: instance("echo/v2", "i1", "a1"),
+        replaces: None,
     };
     let err = bad.to_txn().unwrap_err();
     assert!(err.to_string().contains("echo/v2"), "{err}");
@@ -243,7 +271,7 @@ proptest! {
         for s in steps {
             let name = |p: &str, n: u8| format!("{p}{n}");
             let events = match s {
-                Step::Up(a) => run(&mut store, &Command::AgentUp { agent: agent(&name("a", a)), broker: "b1".into(), lease: 1 + a as i64 }).1,
+                Step::Up(a) => run(&mut store, &Command::AgentUp { agent: agent(&name("a", a)), broker: "b1".into(), lease: 1 + a as i64, replaced: Vec::new() }).1,
                 Step::Status(a, n) => {
                     let brokers = (1..=n).map(|b| name("b", b)).collect();
                     run(&mut store, &Command::AgentStatus { agent: AgentRecord { id: name("a", a), brokers } }).1
@@ -252,7 +280,7 @@ proptest! {
                     let instances = kept.services().iter().flat_map(|s| kept.instances(s)).filter(|i| i.record.agent == name("a", a)).map(|i| (i.record.service, i.record.id)).collect();
                     run(&mut store, &Command::AgentLeave { agent: name("a", a), instances }).1
                 }
-                Step::Register(s, i, a) => run(&mut store, &Command::Register { instance: instance(&name("svc", s), &name("i", i), &name("a", a)) }).1,
+                Step::Register(s, i, a) => run(&mut store, &Command::Register { instance: instance(&name("svc", s), &name("i", i), &name("a", a)), replaces: None }).1,
                 Step::Deregister(s, i) => run(&mut store, &Command::Deregister { service: name("svc", s), id: name("i", i) }).1,
                 Step::Notice(s, i) => {
                     let Some(seen) = kept.instances(&name("svc", s)).into_iter().find(|x| x.record.id == name("i", i)) else { continue };
@@ -277,6 +305,7 @@ fn a_record_that_does_not_decode_is_reported_by_key_and_left_out() {
         &mut store,
         &Command::Register {
             instance: instance("echo", "i1", "a1"),
+            replaces: None,
         },
     );
     let mut kept = read(&store);

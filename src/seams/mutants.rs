@@ -133,6 +133,21 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "one_active_loop",
         "a switch starts the new loop before the old one has stopped",
     ),
+    (
+        "bridge_no_notice_push",
+        "bridge_notice_respected",
+        "a bridge broker forgets to push shutdown notices: its subscribers see a draining instance as serving",
+    ),
+    (
+        "bridge_broker_expires_agents",
+        "bridge_agent_liveness",
+        "a bridge broker marks an agent down from its own clock a TTL after the agent left it, blind to the brokers that still hear it",
+    ),
+    (
+        "bridge_replicates_clients",
+        "bridge_no_client_state",
+        "a bridge broker writes its connected clients into the replicated keyspace (so into the log and snapshots)",
+    ),
 ];
 
 /// Whether mutant `name` is on in this run.

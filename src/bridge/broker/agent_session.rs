@@ -13,18 +13,25 @@ use tracing::{debug, warn};
 
 use crate::client::Connection;
 use crate::library::{renew_once, CoordinatorError};
+use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::proto::etcdserverpb::LeaseGrantRequest;
+use crate::proto::etcdserverpb::{LeaseGrantRequest, RangeRequest};
 use crate::proto::linkbridge::{
     agent_message::Body, broker_message, Ack, AgentMessage, BrokerMessage, Hello, Ping,
     RegisterInstance, Welcome,
 };
+use crate::seams::mutants;
 
 use super::super::command::Command;
 use super::super::error::BridgeError;
-use super::super::record::{check_name, AgentRecord, InstanceRecord, InstanceStatus};
+use super::super::record::{
+    check_name, decode_instance, instance_key, AgentRecord, InstanceRecord, InstanceStatus,
+};
 use super::super::view::read;
 use super::Shared;
+
+/// Attempts of a command that raced with another change to its record.
+const RACE_ATTEMPTS: usize = 5;
 
 type Outbound = mpsc::UnboundedSender<Result<BrokerMessage, Status>>;
 
@@ -68,6 +75,9 @@ pub async fn serve_agent(shared: Arc<Shared>, mut inbound: Streaming<AgentMessag
             message = inbound.message() => {
                 let Ok(Some(message)) = message else {
                     debug!(agent = %session.agent.id, "agent stream ended");
+                    if mutants::active("bridge_broker_expires_agents") {
+                        tokio::spawn(mark_down_on_own_clock(session.shared.clone(), session.agent.id.clone()));
+                    }
                     return;
                 };
                 let seq = message.seq;
@@ -90,6 +100,17 @@ pub async fn serve_agent(shared: Arc<Shared>, mut inbound: Streaming<AgentMessag
             }
         }
     }
+}
+
+/// Mutant `bridge_broker_expires_agents`: this broker decides, on its own clock,
+/// that an agent it stopped hearing is down, though another broker may hear it.
+async fn mark_down_on_own_clock(shared: Arc<Shared>, agent: String) {
+    tokio::time::sleep(shared.options.agent_ttl).await;
+    let delete = crate::proto::etcdserverpb::DeleteRangeRequest {
+        key: super::super::record::alive_key(&agent),
+        ..Default::default()
+    };
+    let _ = shared.conn.delete_range(delete).await;
 }
 
 fn ack(seq: u64, answer: Result<(), BridgeError>) -> Ack {
@@ -133,20 +154,28 @@ impl Session {
         } else {
             grant(&shared.conn, shared.options.agent_ttl).await?
         };
+        // No lease from an earlier connection: a new process of the agent, which
+        // fronts none of the instances an earlier one registered.
+        let replaced = if hello.lease_id == 0 {
+            read(&shared.conn).await?.instances_of(&agent.id)
+        } else {
+            Vec::new()
+        };
         let mut session = Session {
             shared,
             agent,
             lease,
         };
-        session.up().await?;
+        session.up(replaced).await?;
         Ok(session)
     }
 
-    async fn up(&mut self) -> Result<(), BridgeError> {
+    async fn up(&mut self, replaced: Vec<(String, String)>) -> Result<(), BridgeError> {
         let command = Command::AgentUp {
             agent: self.agent.clone(),
             broker: self.shared.options.id.clone(),
             lease: self.lease,
+            replaced,
         };
         send_command(&self.shared.conn, &command).await.map(drop)
     }
@@ -175,18 +204,27 @@ impl Session {
     }
 
     /// A pong: the agent was heard. A lease that expired meanwhile (nobody heard
-    /// it for a TTL, so it is down) is replaced and the agent is up again.
+    /// it for a TTL, so it is down) is replaced and the agent is up again. So is
+    /// a liveness key that went with another lease: a session the agent had
+    /// already abandoned (its Hello processed after the agent gave up waiting)
+    /// may have bound the key to a lease that nobody renews.
     async fn renew(&mut self) -> Result<(), BridgeError> {
         let ttl = renew_once(&self.shared.conn, self.lease)
             .await
             .map_err(cluster)?;
         if ttl == 0 {
             self.lease = grant(&self.shared.conn, self.shared.options.agent_ttl).await?;
-            self.up().await?;
+            self.up(Vec::new()).await?;
+        } else if !self.shared.view.current().agent_up(&self.agent.id) {
+            self.up(Vec::new()).await?;
         }
         Ok(())
     }
 
+    /// Registers (or re-registers) an instance of this agent. A draining one is
+    /// refused: a shutdown notice is final (a registration resent from an earlier
+    /// connection must not make it serving again), and the registration lands
+    /// only on the record it read.
     async fn register(&mut self, r: RegisterInstance) -> Result<(), BridgeError> {
         let instance = InstanceRecord {
             id: r.instance_id,
@@ -196,27 +234,49 @@ impl Session {
             metadata: r.metadata.into_iter().collect::<BTreeMap<_, _>>(),
             status: InstanceStatus::Serving,
         };
-        self.run(Command::Register { instance }).await
+        for _ in 0..RACE_ATTEMPTS {
+            let seen = read_instance(&self.shared.conn, &instance.service, &instance.id).await?;
+            if let Some((record, _)) = &seen {
+                if matches!(record.status, InstanceStatus::Draining { .. }) {
+                    return Err(BridgeError::Conflict(format!(
+                        "{}/{} is draining: a shutdown notice is final",
+                        instance.service, instance.id
+                    )));
+                }
+            }
+            let command = Command::Register {
+                instance: instance.clone(),
+                replaces: Some(seen.map_or(0, |(_, revision)| revision)),
+            };
+            if send_command(&self.shared.conn, &command).await? {
+                return Ok(());
+            }
+            if !read(&self.shared.conn).await?.agent_up(&self.agent.id) {
+                return Err(self.not_up());
+            }
+        }
+        Err(BridgeError::Conflict(format!(
+            "{}/{} kept changing",
+            instance.service, instance.id
+        )))
     }
 
     /// Marks the instance draining; retried while other changes to its record
     /// race with the notice.
     async fn notice(&mut self, service: &str, id: &str, grace_ms: u64) -> Result<(), BridgeError> {
-        for _ in 0..5 {
-            let fresh = read(&self.shared.conn).await?;
-            let Some(seen) = fresh
-                .instances(service)
-                .into_iter()
-                .find(|i| i.record.id == id && i.record.agent == self.agent.id)
-            else {
+        for _ in 0..RACE_ATTEMPTS {
+            let seen = read_instance(&self.shared.conn, service, id)
+                .await?
+                .filter(|(record, _)| record.agent == self.agent.id);
+            let Some((record, mod_revision)) = seen else {
                 return Err(BridgeError::NotFound(format!(
                     "{service}/{id} of agent {}",
                     self.agent.id
                 )));
             };
             let command = Command::ShutdownNotice {
-                seen: seen.record,
-                mod_revision: seen.mod_revision,
+                seen: record,
+                mod_revision,
                 grace_ms,
             };
             if send_command(&self.shared.conn, &command).await? {
@@ -228,16 +288,13 @@ impl Session {
         )))
     }
 
+    fn not_up(&self) -> BridgeError {
+        BridgeError::Conflict(format!("agent {} is not up", self.agent.id))
+    }
+
     /// Goodbye: the agent's record, liveness and instances go.
     async fn leave(&mut self) -> Result<(), BridgeError> {
-        let fresh = read(&self.shared.conn).await?;
-        let instances = fresh
-            .services()
-            .into_iter()
-            .flat_map(|s| fresh.instances(s))
-            .filter(|i| i.record.agent == self.agent.id)
-            .map(|i| (i.record.service, i.record.id))
-            .collect();
+        let instances = read(&self.shared.conn).await?.instances_of(&self.agent.id);
         self.run(Command::AgentLeave {
             agent: self.agent.id.clone(),
             instances,
@@ -250,10 +307,7 @@ impl Session {
         if send_command(&self.shared.conn, &command).await? {
             Ok(())
         } else {
-            Err(BridgeError::Conflict(format!(
-                "agent {} is not up",
-                self.agent.id
-            )))
+            Err(self.not_up())
         }
     }
 }
@@ -279,4 +333,29 @@ async fn grant(conn: &Connection, ttl: Duration) -> Result<i64, BridgeError> {
 
 fn cluster(e: CoordinatorError) -> BridgeError {
     BridgeError::Cluster(e.to_string())
+}
+
+/// An instance's record and its mod revision, read linearizably (None: absent).
+async fn read_instance(
+    conn: &Connection,
+    service: &str,
+    id: &str,
+) -> Result<Option<(InstanceRecord, i64)>, BridgeError> {
+    let key = instance_key(service, id);
+    let response = conn
+        .call(|ch, c| {
+            let req = c.request(RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            });
+            async move { KvClient::new(ch).range(req).await }
+        })
+        .await
+        .map_err(|e| cluster(e.into()))?
+        .into_inner();
+    response
+        .kvs
+        .first()
+        .map(|kv| decode_instance(service, id, &kv.value).map(|r| (r, kv.mod_revision)))
+        .transpose()
 }

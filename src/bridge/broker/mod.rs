@@ -26,6 +26,7 @@ use crate::proto::linkbridge::{
     DiscoverRequest, DiscoverResponse, ProxyRequest, ProxyResponse, RegistryUpdate,
     SubscribeRequest,
 };
+use crate::seams::mutants;
 
 use super::config::BridgeConfig;
 use super::error::BridgeError;
@@ -109,6 +110,28 @@ fn stream_of<T: Send + 'static>(
     Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
+/// Mutant `bridge_no_notice_push`: draining instances reported as serving.
+fn hide_draining(instances: &mut [crate::proto::linkbridge::Instance]) {
+    use crate::proto::linkbridge::InstanceStatus as Wire;
+    for i in instances {
+        if i.status == Wire::Draining as i32 {
+            i.status = Wire::Serving as i32;
+            i.grace_ms = 0;
+        }
+    }
+}
+
+/// Mutant `bridge_replicates_clients`: client state written to the keyspace.
+async fn replicate_client(shared: &Shared, client: &str) {
+    let key = format!("/bridge/clients/{}/{client}", shared.options.id);
+    let put = crate::proto::etcdserverpb::PutRequest {
+        key: key.into_bytes(),
+        value: client.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let _ = shared.conn.put(put).await;
+}
+
 fn checked(what: &'static str, name: &str) -> Result<(), Status> {
     check_name(what, name).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -166,6 +189,9 @@ impl Bridge for Broker {
         for service in &r.services {
             checked("service", service)?;
         }
+        if mutants::active("bridge_replicates_clients") {
+            replicate_client(&self.shared, &r.client_id).await;
+        }
         let client = ClientInfo {
             client_id: r.client_id,
             services: r.services.clone(),
@@ -184,7 +210,10 @@ impl Bridge for Broker {
             loop {
                 let state = changes.borrow_and_update().clone();
                 for service in &r.services {
-                    let now = wire::instances(&state.instances(service));
+                    let mut now = wire::instances(&state.instances(service));
+                    if mutants::active("bridge_no_notice_push") {
+                        hide_draining(&mut now);
+                    }
                     if sent.get(service) == Some(&now) {
                         continue;
                     }

@@ -2,8 +2,10 @@
 # Link Bridge in real mode, release build: three coordd on 127.0.0.1 each running a
 # broker (coordd --bridge-config), then examples/bench_bridge.rs: the proxy's
 # overhead (p50/p99, direct vs proxied, side by side) and how long a shutdown
-# notice takes to reach a client on every broker.
-# Usage: ci/bench-bridge.sh            (CALLS=500 ROUNDS=20 by default)
+# notice takes to reach a client on every broker. Then the same in simulated time
+# (the optimised simulation build, `SIM_SWEEP=bridge-times`): notice -> every
+# client moved, broker crash or stop -> its clients on another broker.
+# Usage: ci/bench-bridge.sh            (CALLS=500 ROUNDS=20 SEEDS=16 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin coordd --example bench_bridge
@@ -35,3 +37,7 @@ done
   --brokers "127.0.0.1:$((base + 11)),127.0.0.1:$((base + 12)),127.0.0.1:$((base + 13))" \
   --members "127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))" \
   --calls "${CALLS:-500}" --rounds "${ROUNDS:-20}"
+
+echo "== in simulated time"
+ci/sim-cargo.sh --no-run
+SIM_SWEEP=bridge-times SIM_BENCH_SEEDS="${SEEDS:-16}" ci/sim-cargo.sh -q

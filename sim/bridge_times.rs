@@ -4,8 +4,9 @@
 //! - shutdown notice → every client moved: from the agent's `shutdown_notice` call
 //!   to the last client whose view no longer shows the instance serving (so its
 //!   balanced channel has dropped it);
-//! - broker crash → client served again: from the crash to each of its clients
-//!   being subscribed through another broker.
+//! - broker crash or graceful stop → client served again: from the crash (or the
+//!   start of the stop) to each of its clients being subscribed through another
+//!   broker.
 
 use std::collections::BTreeMap;
 
@@ -102,9 +103,11 @@ pub fn failover_ms(events: &[TraceEvent]) -> Vec<u64> {
                 }
                 on.insert(client, broker.as_deref());
             }
-            Some(BridgeEvent::BrokerCrashed { broker }) => {
+            Some(
+                BridgeEvent::BrokerStopping { broker } | BridgeEvent::BrokerCrashed { broker },
+            ) => {
                 for (client, current) in &on {
-                    if *current == Some(broker.as_str()) {
+                    if *current == Some(broker.as_str()) && !stranded.contains_key(client) {
                         stranded.insert(client, (e.time_ms, broker));
                     }
                 }
@@ -149,7 +152,7 @@ pub fn main(scenarios: Vec<Scenario>) -> i32 {
             failovers.extend(failover_ms(&r.events));
         }
         println!(
-            "{}: {seeds} seeds{}\n  shutdown notice -> every client moved: {}{}\n  broker crash -> client subscribed on another broker: {}",
+            "{}: {seeds} seeds{}\n  shutdown notice -> every client moved: {}{}\n  broker crash or stop -> client subscribed on another broker: {}",
             scenario.name,
             if failures > 0 { format!(" ({failures} failing)") } else { String::new() },
             spread(notices),

@@ -1067,3 +1067,93 @@ async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
         tonic::Code::Unavailable
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_shutting_down_tells_its_clients_and_agents_to_move_at_once() {
+    let (_root, mut nodes, brokers) = start_bridged_cluster();
+    // Every broker serves before the agent and the client start on broker-1.
+    for broker in &brokers {
+        bridge_client(broker).await;
+    }
+    let agent = start_agent(vec![brokers[0].clone(), brokers[1].clone()]);
+    agent
+        .register("echo", "i1", "127.0.0.1:50001", BTreeMap::new())
+        .await
+        .expect("register");
+    // A retry interval far above what the move may take: a client that moved
+    // quickly was told, it did not find out by failing.
+    let client = DiscoveryClient::new(ClientConfig {
+        client_id: "c1".into(),
+        broker_addresses: brokers.clone(),
+        failover: FailoverConfig {
+            retry_interval: Duration::from_secs(10),
+            max_retries: 3,
+            enable_auto_failover: true,
+            continuous_retry: true,
+        },
+        timeout: Duration::from_secs(2),
+    })
+    .expect("client");
+    let subscription = client.subscribe(vec!["echo".into()]);
+    let mut view = subscription.view();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        view.wait_for(|v| v.broker.as_deref() == Some(&brokers[0]) && v.serving("echo").len() == 1),
+    )
+    .await
+    .expect("on broker-1 with i1 within 30 s")
+    .expect("running");
+    let mut agent_state = agent.state();
+    assert_eq!(
+        node_of(&agent_state.borrow()),
+        1,
+        "the agent starts on broker-1"
+    );
+
+    // SIGTERM node 1: its broker tells everyone to move, then the node stops.
+    let mut node1 = nodes.remove(&1).unwrap();
+    let log1 = node1.log_path();
+    let began = Instant::now();
+    let exited = tokio::task::spawn_blocking(move || node1.terminate());
+    let moved = view.wait_for(|v| v.broker.as_ref().is_some_and(|b| *b != brokers[0]));
+    if tokio::time::timeout(Duration::from_secs(5), moved)
+        .await
+        .is_err()
+    {
+        panic!(
+            "the client did not move within 5 s (its retry interval is 10 s): {:?}; agent {:?}; node 1's log:\n{}",
+            subscription.current(),
+            *agent_state.borrow(),
+            std::fs::read_to_string(&log1).unwrap_or_default()
+        );
+    }
+    let client_moved = began.elapsed();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        agent_state.wait_for(|s| s.broker.as_deref().is_some_and(|b| b != "broker-1")),
+    )
+    .await
+    .expect("the agent moved within 5 s")
+    .expect("running");
+    let agent_moved = began.elapsed();
+    let status = exited.await.unwrap_or_else(|e| {
+        panic!(
+            "{e}; node 1's log:\n{}",
+            std::fs::read_to_string(&log1).unwrap_or_default()
+        )
+    });
+    assert!(
+        status.success(),
+        "coordd exits cleanly after SIGTERM: {status:?}"
+    );
+    // Nothing went down on the way: the agent moved with its lease.
+    assert_eq!(
+        subscription.current().serving("echo").len(),
+        1,
+        "{:?}",
+        subscription.current()
+    );
+    eprintln!(
+        "broker shutdown: client on another broker after {client_moved:?}, agent after {agent_moved:?} (retry interval 10 s)"
+    );
+}

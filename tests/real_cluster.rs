@@ -315,3 +315,55 @@ async fn a_corrupt_wal_is_refused_naming_file_and_offset() {
     // Refusing changed nothing on disk.
     assert_eq!(std::fs::read(&wal).unwrap(), bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_files_are_kept_as_asked_compressed_and_recovered() {
+    let mut cluster = TestCluster::start_with(
+        1,
+        &[
+            "--snapshot-entries",
+            "20",
+            "--snapshot-retention",
+            "2",
+            "--snapshot-compress",
+        ],
+    );
+    let mut client = cluster.client(&[1]);
+    wait_for_leader(&mut client).await;
+    let kv = cluster.kv(&[1]).await;
+    // Compressible values, enough entries for several snapshots.
+    let value = b"the same bytes again and again; ".repeat(8);
+    for i in 0..100 {
+        kv.put(&format!("k{i:03}"), &value).await;
+    }
+    drop(kv);
+    let node = cluster.nodes.get_mut(&1).unwrap();
+    assert!(node.terminate().success());
+    let mut snapshots: Vec<(String, u64)> = std::fs::read_dir(&node.dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        .map(|e| {
+            let size = e.metadata().unwrap().len();
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "the newest two kept: {snapshots:?}");
+    // 100 values of 256 bytes: an uncompressed snapshot holds 25 KB of them.
+    let newest = snapshots.last().unwrap().1;
+    assert!(newest < 12_000, "the newest snapshot is {newest} bytes");
+
+    let peers = cluster.peers.clone();
+    cluster.nodes.get_mut(&1).unwrap().restart(&peers);
+    let mut client = cluster.client(&[1]);
+    wait_for_leader(&mut client).await;
+    let kv = cluster.kv(&[1]).await;
+    for i in [0, 50, 99] {
+        assert_eq!(
+            kv.get(&format!("k{i:03}"), false).await.as_deref(),
+            Some(&value[..]),
+            "k{i:03} after recovery from the compressed snapshot"
+        );
+    }
+}

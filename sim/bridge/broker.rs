@@ -44,6 +44,10 @@ async fn serve(ctx: Ctx, k: u64) {
         }
     };
     tokio::spawn(record_views(ctx.clone(), k, broker.view().subscribe()));
+    ctx.serving
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(k, broker.clone());
     ctx.record(BROKERS.node(k), BridgeEvent::BrokerStarted { broker: id });
     let served = tonic::transport::Server::builder()
         .add_service(BridgeServer::new(broker))

@@ -1,8 +1,11 @@
 //! What every bridge host shares: the spec, the addresses, the recorder and the
 //! stop flag; and the hosts' names, addresses and trace ids.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use coordlab::bridge::Broker;
 
 use crate::sim::library::Stop;
 use crate::sim::observer::Recorder;
@@ -20,6 +23,8 @@ pub struct Ctx {
     pub endpoints: Vec<String>,
     pub recorder: Arc<Recorder>,
     pub stop: Stop,
+    /// Each broker's latest incarnation, for the graceful stops.
+    pub serving: Arc<Mutex<BTreeMap<u64, Broker>>>,
 }
 
 impl Ctx {

@@ -1,5 +1,5 @@
-//! The bridge's own faults, on top of the cluster's: brokers crash (one down at a
-//! time) and restart; agents crash (most come back as a new generation, some stay
+//! The bridge's own faults, on top of the cluster's: brokers crash or stop
+//! gracefully (one down at a time) and restart; agents crash (most come back as a new generation, some stay
 //! down for good) and are cut off from some or all brokers for a while. Every
 //! fault is drawn at the start and over before the safety phase ends, so the
 //! healed phase starts with every broker up and every link clear.
@@ -14,6 +14,10 @@ use madsim::task::NodeId;
 use super::context::{Ctx, AGENTS, BROKERS};
 use crate::sim::trace::BridgeEvent;
 
+/// Share of broker stops that are graceful (clients and agents told to move).
+const GRACEFUL_FRACTION: f64 = 0.5;
+/// How long a gracefully stopping broker waits for them to go.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
 /// Share of crashed agents that come back.
 const AGENT_RESTART_FRACTION: f64 = 0.7;
 
@@ -70,6 +74,23 @@ pub async fn run(ctx: Ctx, handle: Handle, hosts: Hosts, window: Duration) {
                 }
                 brokers_busy_until = at + down_for;
                 let host = hosts.brokers[k as usize - 1];
+                if rng.gen_bool(GRACEFUL_FRACTION) {
+                    let broker = ctx
+                        .serving
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&k)
+                        .cloned();
+                    if let Some(broker) = broker {
+                        ctx.record(
+                            0,
+                            BridgeEvent::BrokerStopping {
+                                broker: BROKERS.id(k),
+                            },
+                        );
+                        broker.leave(LEAVE_GRACE).await;
+                    }
+                }
                 handle.kill(host);
                 ctx.record(
                     0,

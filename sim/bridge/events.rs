@@ -87,6 +87,9 @@ pub struct RegistryChange {
 pub enum BridgeEvent {
     /// A broker serves (again, after a crash), with its registry view started.
     BrokerStarted { broker: String },
+    /// The harness stops the broker gracefully: it tells its clients and agents
+    /// to move (`Broker::leave`), then its host is killed (`BrokerCrashed`).
+    BrokerStopping { broker: String },
     /// The harness killed the broker's host.
     BrokerCrashed { broker: String },
     /// The broker's registry view published the registry as of `revision`.

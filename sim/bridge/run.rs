@@ -39,6 +39,7 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
         spec: spec.clone(),
         recorder,
         stop: Stop::default(),
+        serving: Default::default(),
     };
     let brokers = (1..=spec.brokers)
         .map(|k| broker::start(handle, &ctx, k).id())

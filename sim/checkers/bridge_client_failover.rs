@@ -1,7 +1,8 @@
 //! Link Bridge: a client whose broker crashed is subscribed through another broker
 //! within its `failover_bound_ms` (the seed's `retry_interval × max_retries`, plus
-//! one attempt's deadline to connect and subscribe), counted from the crash or,
-//! if no other broker was serving then, from when one was. That the view it then
+//! one attempt's deadline to connect and subscribe), counted from the crash (or
+//! the start of a graceful stop) or, if no other broker was serving then, from
+//! when one was. That the view it then
 //! holds is the committed registry is `bridge_views_committed`'s to judge.
 
 use std::collections::BTreeMap;
@@ -82,7 +83,7 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
             BridgeEvent::BrokerStarted { broker } => {
                 serving.insert(broker.clone(), e.time_ms);
             }
-            BridgeEvent::BrokerCrashed { broker } => {
+            BridgeEvent::BrokerStopping { broker } | BridgeEvent::BrokerCrashed { broker } => {
                 serving.remove(broker);
                 for c in clients.values_mut() {
                     if c.broker.as_ref() == Some(broker) && c.stranded.is_none() {

@@ -139,8 +139,10 @@ impl Drop for Agent {
 
 /// Why a connection ended.
 enum Ended {
-    /// Broken: try the next broker.
+    /// Broken: try the next broker after the retry interval.
     Lost,
+    /// The broker shut down and said so: the next broker now.
+    Moved,
     /// The agent left or was dropped.
     Done,
 }
@@ -165,6 +167,10 @@ async fn run(
         };
         match connection.serve(addr, &mut calls).await {
             Ended::Done => return,
+            Ended::Moved => {
+                state.broker = None;
+                publish.send_replace(state.clone());
+            }
             Ended::Lost => {
                 state.broker = None;
                 publish.send_replace(state.clone());
@@ -233,6 +239,11 @@ impl Connection<'_> {
                     match message.body {
                         Some(broker_message::Body::Ping(p)) => {
                             send(Body::Pong(Pong { ping: p.seq }), None, &mut pending);
+                        }
+                        Some(broker_message::Body::Leaving(_)) => {
+                            debug!(agent = %self.config.id, addr, "the broker is leaving");
+                            self.unanswered.extend(pending.into_values());
+                            return Ended::Moved;
                         }
                         Some(broker_message::Body::Ack(ack)) => {
                             if let Some(call) = pending.remove(&ack.seq) {

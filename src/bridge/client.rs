@@ -245,6 +245,7 @@ async fn follow(
 ) {
     let failover = client.config.failover.clone();
     let mut failures = 0u32;
+    let mut leaving = false;
     loop {
         let addr = client.broker();
         if let Some(mut broker) = client.connect(&addr).await {
@@ -262,6 +263,10 @@ async fn follow(
                 });
                 while let Ok(Some(update)) = stream.message().await {
                     failures = 0;
+                    if update.broker_leaving {
+                        leaving = true;
+                        break;
+                    }
                     modify(&publish, |v| {
                         v.revisions.insert(update.service.clone(), update.revision);
                         v.services.insert(update.service, update.instances);
@@ -269,8 +274,14 @@ async fn follow(
                 }
             }
         }
-        debug!(broker = %addr, "subscription lost");
         modify(&publish, |v| v.broker = None);
+        if std::mem::take(&mut leaving) {
+            // Told by a broker that shuts down: straight to the next one.
+            debug!(broker = %addr, "broker leaving; moving on");
+            client.current.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        debug!(broker = %addr, "subscription lost");
         failures += 1;
         if !failover.continuous_retry && failures > failover.max_retries {
             modify(&publish, |v| v.gave_up = true);

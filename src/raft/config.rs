@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::storage::SnapshotOptions;
+
 /// How a node runs Raft. Defaults suit a LAN cluster; scenarios override them.
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
@@ -19,6 +21,8 @@ pub struct RaftConfig {
     pub check_quorum: bool,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_interval_entries: u64,
+    /// Snapshot files kept on disk and whether they are compressed.
+    pub snapshots: SnapshotOptions,
     /// Upper bound on the bytes of entries in one append message.
     pub max_size_per_msg: u64,
     /// Append messages in flight per follower.
@@ -40,6 +44,7 @@ impl RaftConfig {
             pre_vote: true,
             check_quorum: true,
             snapshot_interval_entries: 10_000,
+            snapshots: SnapshotOptions::default(),
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             request_timeout: Duration::from_secs(5),

@@ -92,7 +92,7 @@ impl<S: StateMachine> RaftCore<S> {
         initial_members: BTreeMap<u64, String>,
     ) -> Result<Self, RaftError> {
         let id = config.id;
-        let mut engine = StorageEngine::open(env.disk.clone())?;
+        let mut engine = StorageEngine::open_with(env.disk.clone(), config.snapshots)?;
         if engine.is_new() {
             let (snapshot, hard_state) =
                 initial_state(&bootstrap, &state_machine, &initial_members);

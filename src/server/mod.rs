@@ -42,6 +42,9 @@ use replicated::ReplicatedState;
 
 pub use admin_service::AdminService;
 
+/// How long a stopping node waits for its clients' streams to end.
+const SERVER_CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Wraps the real transport (the harness adds its fault hooks this way).
 pub type TransportLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
 
@@ -202,7 +205,17 @@ impl RunningNode {
         };
         let _ = self.closing.send(true);
         let _ = self.stop_server.send(());
-        let _ = self.server_task.await;
+        // A graceful stop waits for every stream to end; clients' watch streams
+        // (other brokers', etcd clients') do not end by themselves, so after a
+        // moment the server is dropped with its connections.
+        let mut server_task = self.server_task;
+        if tokio::time::timeout(SERVER_CLOSE_PATIENCE, &mut server_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(listen = %self.listen, "client streams still open; closing them");
+            server_task.abort();
+        }
         if let Some(logic) = self.logic {
             logic.stop().await;
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use coordlab::bridge::{BridgeConfig, Broker, BrokerOptions};
 use coordlab::client::{Connection, ConnectionConfig};
 use coordlab::proto::linkbridge::bridge_server::BridgeServer;
+use coordlab::raft::storage::SnapshotOptions;
 use coordlab::raft::RaftConfig;
 use coordlab::sync::watch;
 
@@ -38,22 +39,28 @@ pub fn load(path: &Path, id: u64, peers: usize) -> Result<BridgeConfig, String> 
         .parse::<SocketAddr>()
         .map_err(|e| fail(format!("broker.node.address: `{}`: {e}", b.node.address)))?;
     let raft = &b.cluster.raft;
+    if raft.snapshot_retention == 0 {
+        return Err(fail(
+            "broker.cluster.raft.snapshotRetention: must keep at least 1 snapshot".into(),
+        ));
+    }
     tracing::warn!(
         snapshot_interval = ?raft.snapshot_interval,
-        snapshot_retention = raft.snapshot_retention,
-        snapshot_compress = raft.snapshot_compress,
-        grace_period = ?b.shutdown.grace_period,
-        notify_clients = b.shutdown.notify_clients,
-        "bridge configuration: snapshots are taken by --snapshot-entries and the shutdown \
-         section is not applied yet; these fields are read but not used"
+        "bridge configuration: coordd snapshots every --snapshot-entries applied entries; \
+         snapshotInterval is read but not used"
     );
     Ok(config)
 }
 
-/// The file's Raft timing: a tick is half a heartbeat interval (a leader beats
-/// every two ticks), the election timeout a whole number of ticks.
-pub fn apply_raft_timing(config: &BridgeConfig, raft: &mut RaftConfig) {
+/// The file's Raft settings: a tick is half a heartbeat interval (a leader beats
+/// every two ticks), the election timeout a whole number of ticks; snapshot
+/// retention and compression as the file says.
+pub fn apply_raft_config(config: &BridgeConfig, raft: &mut RaftConfig) {
     let timing = &config.broker.cluster.raft;
+    raft.snapshots = SnapshotOptions {
+        retention: timing.snapshot_retention as usize,
+        compress: timing.snapshot_compress,
+    };
     let tick =
         (timing.heartbeat_interval / raft.heartbeat_ticks as u32).max(Duration::from_millis(1));
     raft.tick_interval = tick;
@@ -87,11 +94,35 @@ pub async fn run(
         }
     };
     tracing::info!(broker = %options.id, %addr, "bridge broker serving");
-    tonic::transport::Server::builder()
+    let shutdown = config.broker.shutdown.clone();
+    let leaving = broker.clone();
+    let mut stopping = stop.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(BridgeServer::new(broker))
         .serve_with_shutdown(addr, async move {
             let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| format!("bridge broker on {addr}: {e}"))
+            if shutdown.notify_clients {
+                // Clients and agents move to other brokers now, not when they
+                // find this one gone.
+                let all_left = leaving.leave(shutdown.grace_period).await;
+                tracing::info!(all_left, "bridge broker: clients and agents told to move");
+            }
+        });
+    // A graceful stop waits for every connection to close; one a peer keeps open
+    // must not hold the node up past the grace period.
+    let give_up = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(shutdown.grace_period + CLOSE_PATIENCE).await;
+    };
+    tokio::select! {
+        biased;
+        served = server => served.map_err(|e| format!("bridge broker on {addr}: {e}")),
+        _ = give_up => {
+            tracing::warn!("bridge broker: connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
 }
+
+/// How long after the grace period a stopping broker waits for its connections.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);

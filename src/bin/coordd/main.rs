@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use coordlab::bridge::BridgeConfig;
+use coordlab::raft::storage::SnapshotOptions;
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::seams::clock::MonotonicClock;
 use coordlab::seams::disk::FileDisk;
@@ -49,6 +50,12 @@ struct Args {
     /// Applied entries between snapshots.
     #[arg(long, default_value_t = 10_000)]
     snapshot_entries: u64,
+    /// Snapshot files kept on disk, newest first (recovery reads the newest).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    snapshot_retention: u32,
+    /// Write snapshot files LZ4-compressed.
+    #[arg(long)]
+    snapshot_compress: bool,
     /// Turn off pre-vote.
     #[arg(long)]
     no_pre_vote: bool,
@@ -105,10 +112,14 @@ fn raft_config(args: &Args, spec: &NodeSpec) -> RaftConfig {
     raft.tick_interval = Duration::from_millis(args.tick_ms);
     raft.election_ticks = args.election_ticks;
     raft.snapshot_interval_entries = args.snapshot_entries;
+    raft.snapshots = SnapshotOptions {
+        retention: args.snapshot_retention as usize,
+        compress: args.snapshot_compress,
+    };
     raft.pre_vote = !args.no_pre_vote;
     raft.check_quorum = !args.no_check_quorum;
     if let Some(bridge) = &spec.bridge {
-        bridge::apply_raft_timing(bridge, &mut raft);
+        bridge::apply_raft_config(bridge, &mut raft);
     }
     raft
 }
@@ -145,18 +156,30 @@ async fn run_node(
         observer: Arc::new(NoopObserver),
         transport_layer: None,
     };
+    // The node stops after the broker beside it has let its clients go (a
+    // graceful broker shutdown takes up to its grace period).
+    let (broker_done, broker_stopped) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    match broker {
+        Some(broker) => {
+            tokio::spawn(async move {
+                let result = broker
+                    .await
+                    .unwrap_or_else(|e| Err(format!("bridge broker task: {e}")));
+                let _ = broker_done.send(result);
+            });
+        }
+        None => drop(broker_done.send(Ok(()))),
+    }
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         let _ = stop.wait_for(|stop| *stop).await;
+        let _ = stopped_tx.send(broker_stopped.await.unwrap_or(Ok(())));
     };
     let served = serve_node(options, seams, shutdown)
         .await
         .map_err(|e| format!("node {}: {e}", spec.id));
-    if let Some(broker) = broker {
-        match broker.await {
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(format!("bridge broker task: {e}")),
-            Ok(Ok(())) => {}
-        }
+    if let Ok(Err(e)) = stopped_rx.await {
+        return Err(e);
     }
     served
 }

@@ -17,7 +17,7 @@ use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseGrantRequest, RangeRequest};
 use crate::proto::linkbridge::{
-    agent_message::Body, broker_message, Ack, AgentMessage, BrokerMessage, Hello, Ping,
+    agent_message::Body, broker_message, Ack, AgentMessage, BrokerMessage, Hello, Leaving, Ping,
     RegisterInstance, Welcome,
 };
 use crate::seams::mutants;
@@ -28,7 +28,7 @@ use super::super::record::{
     check_name, decode_instance, instance_key, AgentRecord, InstanceRecord, InstanceStatus,
 };
 use super::super::view::read;
-use super::Shared;
+use super::{raised, Shared};
 
 /// Attempts of a command that raced with another change to its record.
 const RACE_ATTEMPTS: usize = 5;
@@ -50,6 +50,10 @@ pub async fn serve_agent(shared: Arc<Shared>, mut inbound: Streaming<AgentMessag
         }
         Err(_) => return,
     };
+    if *shared.leaving.borrow() {
+        let _ = out.send(Err(Status::unavailable("the broker is shutting down")));
+        return;
+    }
     let mut session = match Session::open(shared, hello).await {
         Ok(session) => session,
         Err(e) => {
@@ -68,10 +72,18 @@ pub async fn serve_agent(shared: Arc<Shared>, mut inbound: Streaming<AgentMessag
     let _seat = session.shared.local.seat_agent(session.agent.id.clone());
     let mut ping = tokio::time::interval(session.shared.options.ping_interval);
     let mut pings = 0u64;
+    let leaving = session.shared.leaving.subscribe();
     loop {
-        // Biased (no random branch order): the agent's messages, then the pings.
+        // Biased (no random branch order): leaving, the agent's messages, pings.
         tokio::select! {
             biased;
+            _ = raised(leaving.clone()) => {
+                let _ = send(&out, broker_message::Body::Leaving(Leaving {}));
+                // The agent hangs up once it has read that; until then it holds
+                // its seat, so the broker knows who has yet to go.
+                while let Ok(Some(_)) = inbound.message().await {}
+                return;
+            }
             message = inbound.message() => {
                 let Ok(Some(message)) = message else {
                     debug!(agent = %session.agent.id, "agent stream ended");

@@ -27,6 +27,7 @@ use crate::proto::linkbridge::{
     SubscribeRequest,
 };
 use crate::seams::mutants;
+use crate::sync::watch;
 
 use super::config::BridgeConfig;
 use super::error::BridgeError;
@@ -67,6 +68,9 @@ struct Shared {
     view: RegistryView,
     local: LocalBrokerState,
     forwarder: proxy::Forwarder,
+    /// Set when the broker shuts down gracefully: sessions tell their clients
+    /// and agents to move, new ones are refused.
+    leaving: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -91,6 +95,7 @@ impl Broker {
                 view,
                 local: LocalBrokerState::default(),
                 forwarder: proxy::Forwarder::new(Duration::from_secs(5)),
+                leaving: watch::channel(false).0,
             }),
         })
     }
@@ -101,6 +106,21 @@ impl Broker {
 
     pub fn local(&self) -> &LocalBrokerState {
         &self.shared.local
+    }
+
+    /// Starts a graceful shutdown: every connected client and agent is told to
+    /// move to another broker now (rather than finding out when this one is
+    /// gone), and new ones are refused. Returns once all have left or `grace`
+    /// has passed, whichever is first; whether all left.
+    pub async fn leave(&self, grace: Duration) -> bool {
+        self.shared.leaving.send_replace(true);
+        let local = &self.shared.local;
+        let all_left = async {
+            while !(local.clients().is_empty() && local.agents().is_empty()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(grace, all_left).await.is_ok()
     }
 }
 
@@ -130,6 +150,11 @@ async fn replicate_client(shared: &Shared, client: &str) {
         ..Default::default()
     };
     let _ = shared.conn.put(put).await;
+}
+
+/// Completes once `flag` is raised (the value is not held across an await).
+async fn raised(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
 }
 
 fn checked(what: &'static str, name: &str) -> Result<(), Status> {
@@ -189,6 +214,9 @@ impl Bridge for Broker {
         for service in &r.services {
             checked("service", service)?;
         }
+        if *self.shared.leaving.borrow() {
+            return Err(Status::unavailable("the broker is shutting down"));
+        }
         if mutants::active("bridge_replicates_clients") {
             replicate_client(&self.shared, &r.client_id).await;
         }
@@ -203,6 +231,7 @@ impl Bridge for Broker {
             .ok_or_else(|| Status::resource_exhausted("the broker has its maximum of clients"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut changes = self.shared.view.subscribe();
+        let leaving = self.shared.leaving.subscribe();
         tokio::spawn(async move {
             let _seat = seat;
             let mut sent: BTreeMap<String, Vec<crate::proto::linkbridge::Instance>> =
@@ -221,6 +250,7 @@ impl Bridge for Broker {
                         service: service.clone(),
                         instances: now.clone(),
                         revision: state.revision(),
+                        broker_leaving: false,
                     };
                     if tx.send(Ok(update)).is_err() {
                         return;
@@ -229,6 +259,16 @@ impl Bridge for Broker {
                 }
                 tokio::select! {
                     biased;
+                    _ = raised(leaving.clone()) => {
+                        let _ = tx.send(Ok(RegistryUpdate {
+                            broker_leaving: true,
+                            ..Default::default()
+                        }));
+                        // The client hangs up once it has read that; until then it
+                        // holds its seat, so the broker knows who has yet to go.
+                        tx.closed().await;
+                        return;
+                    }
                     changed = changes.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
                 }

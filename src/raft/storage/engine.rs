@@ -22,9 +22,30 @@ use crate::seams::mutants;
 /// Start a fresh segment once the current one passes this size.
 const SEGMENT_ROTATE_BYTES: u64 = 64 << 20;
 
+/// How the engine keeps snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Snapshot files kept on disk, the newest first (at least 1: the one the WAL
+    /// names). Older ones are for operators (backups, forensics); recovery reads
+    /// only the newest.
+    pub retention: usize,
+    /// Write snapshot files LZ4-compressed (files of either kind are read).
+    pub compress: bool,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            retention: 1,
+            compress: false,
+        }
+    }
+}
+
 /// The storage engine: the recovered state kept in memory, plus the files behind it.
 pub struct StorageEngine {
     disk: Arc<dyn Disk>,
+    snapshots: SnapshotOptions,
     state: RecoveredState,
     segment_seq: u64,
     segment_len: u64,
@@ -33,8 +54,16 @@ pub struct StorageEngine {
 }
 
 impl StorageEngine {
-    /// Opens the engine: recovers, and repairs a torn tail by truncating it.
+    /// Opens the engine with default snapshot options.
     pub fn open(disk: Arc<dyn Disk>) -> Result<Self, StorageError> {
+        Self::open_with(disk, SnapshotOptions::default())
+    }
+
+    /// Opens the engine: recovers, and repairs a torn tail by truncating it.
+    pub fn open_with(
+        disk: Arc<dyn Disk>,
+        snapshots: SnapshotOptions,
+    ) -> Result<Self, StorageError> {
         let mut state = recovery::recover(disk.as_ref())?;
         if mutants::active("lose_commit_on_restart") {
             state.hard_state.commit = 0;
@@ -49,6 +78,10 @@ impl StorageEngine {
         let segment_len = state.last_segment_len;
         Ok(StorageEngine {
             disk,
+            snapshots: SnapshotOptions {
+                retention: snapshots.retention.max(1),
+                ..snapshots
+            },
             state,
             segment_seq,
             segment_len,
@@ -106,7 +139,7 @@ impl StorageEngine {
     ) -> Result<(), StorageError> {
         let name = wal::snapshot_name(meta.index, meta.term);
         let tmp = format!("{name}.tmp");
-        let bytes = wal::encode_snapshot_file(meta, data);
+        let bytes = wal::encode_snapshot_file(meta, data, self.snapshots.compress);
         self.disk
             .write(&tmp, &bytes)
             .map_err(StorageError::io(&tmp))?;
@@ -269,13 +302,35 @@ impl StorageEngine {
             let old = wal::segment_name(seq);
             self.disk.remove(&old).map_err(StorageError::io(&old))?;
         }
-        let keep = wal::snapshot_name(self.state.snapshot.index, self.state.snapshot.term);
-        for name in self.disk.list().map_err(StorageError::io("list"))? {
-            let stale_snapshot = wal::parse_snapshot_name(&name).is_some() && name != keep;
-            if stale_snapshot || name.ends_with(".snap.tmp") {
-                self.disk.remove(&name).map_err(StorageError::io(&name))?;
-            }
+        for name in self.stale_snapshot_files()? {
+            self.disk.remove(&name).map_err(StorageError::io(&name))?;
         }
         self.disk.sync_dir().map_err(StorageError::io("sync_dir"))
+    }
+
+    /// Leftover temporary snapshot files, and snapshot files beyond the newest
+    /// `retention` (the one the WAL names is the newest, always kept).
+    fn stale_snapshot_files(&self) -> Result<Vec<String>, StorageError> {
+        let current = self.state.snapshot.index;
+        let mut snapshots = Vec::new();
+        let mut stale = Vec::new();
+        for name in self.disk.list().map_err(StorageError::io("list"))? {
+            match wal::parse_snapshot_name(&name) {
+                // A file newer than the WAL's (written, never named: a crash
+                // between the two) is not a snapshot this node has.
+                Some((index, _)) if index > current => stale.push(name),
+                Some((index, term)) => snapshots.push(((index, term), name)),
+                None if name.ends_with(".snap.tmp") => stale.push(name),
+                None => {}
+            }
+        }
+        snapshots.sort_unstable_by_key(|(position, _)| std::cmp::Reverse(*position));
+        stale.extend(
+            snapshots
+                .into_iter()
+                .skip(self.snapshots.retention)
+                .map(|(_, name)| name),
+        );
+        Ok(stale)
     }
 }

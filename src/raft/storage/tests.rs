@@ -318,3 +318,91 @@ fn a_snapshot_implies_its_commit_index_after_a_crash() {
     assert_eq!(state.snapshot.index, 10);
     assert_eq!(state.hard_state.commit, 10);
 }
+
+#[test]
+fn retention_keeps_the_newest_snapshot_files_and_recovery_reads_the_newest() {
+    let fx = Fixture::new();
+    let options = SnapshotOptions {
+        retention: 3,
+        compress: false,
+    };
+    let mut engine = StorageEngine::open_with(fx.disk.clone(), options).unwrap();
+    let cs = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let mut initial = Snapshot::default();
+    initial.mut_metadata().set_conf_state(cs);
+    engine.bootstrap(&initial, &HardState::default()).unwrap();
+    engine
+        .persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 10)), true)
+        .unwrap();
+    for index in [2, 4, 6, 8, 10] {
+        let data = format!("state@{index}");
+        engine
+            .persist_snapshot(&snapshot_at(index, 1, data.as_bytes()))
+            .unwrap();
+    }
+    let kept: Vec<String> = fx
+        .disk
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| wal::parse_snapshot_name(n).is_some())
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            wal::snapshot_name(6, 1),
+            wal::snapshot_name(8, 1),
+            wal::snapshot_name(10, 1)
+        ]
+    );
+    drop(engine);
+    let reopened = StorageEngine::open_with(fx.disk.clone(), options).unwrap();
+    assert_eq!(reopened.state().snapshot.index, 10);
+    assert_eq!(reopened.state().snapshot_data, b"state@10");
+}
+
+#[test]
+fn compressed_snapshots_are_smaller_and_read_back_by_any_engine() {
+    let fx = Fixture::new();
+    let compress = SnapshotOptions {
+        retention: 1,
+        compress: true,
+    };
+    let mut engine = StorageEngine::open_with(fx.disk.clone(), compress).unwrap();
+    let cs = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let mut initial = Snapshot::default();
+    initial.mut_metadata().set_conf_state(cs);
+    engine.bootstrap(&initial, &HardState::default()).unwrap();
+    engine
+        .persist(&entries(1..=4, 1), Some(&hard_state(1, 1, 4)), true)
+        .unwrap();
+    let state = b"key=value;".repeat(1_000);
+    engine.persist_snapshot(&snapshot_at(4, 1, &state)).unwrap();
+    drop(engine);
+    let name = wal::snapshot_name(4, 1);
+    let on_disk = fx.disk.read(&name).unwrap().len();
+    assert!(
+        on_disk < state.len() / 4,
+        "{on_disk} bytes on disk for {}",
+        state.len()
+    );
+    // An engine that writes uncompressed still reads it.
+    let plain = fx.open().unwrap();
+    assert_eq!(plain.state().snapshot_data, state);
+    drop(plain);
+    // A damaged compressed file is refused, naming the file.
+    let mut bytes = fx.disk.read(&name).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    fx.disk.write(&name, &bytes).unwrap();
+    match fx.open() {
+        Err(StorageError::Corruption { file, .. }) => assert_eq!(file, name),
+        other => panic!("expected corruption, got {:?}", other.is_ok()),
+    }
+}

@@ -1157,3 +1157,256 @@ async fn a_broker_shutting_down_tells_its_clients_and_agents_to_move_at_once() {
         "broker shutdown: client on another broker after {client_moved:?}, agent after {agent_moved:?} (retry interval 10 s)"
     );
 }
+
+/// A small gRPC service for agents to front: coordlab's `Admin`, whose `Status`
+/// answers with the instance's number (its other methods are refused).
+struct NumberedInstance(u64);
+
+#[tonic::async_trait]
+impl coordlab::proto::admin_server::Admin for NumberedInstance {
+    async fn status(
+        &self,
+        _: tonic::Request<coordlab::proto::StatusRequest>,
+    ) -> Result<tonic::Response<coordlab::proto::StatusResponse>, tonic::Status> {
+        Ok(tonic::Response::new(coordlab::proto::StatusResponse {
+            id: self.0,
+            ..Default::default()
+        }))
+    }
+
+    async fn add_member(
+        &self,
+        _: tonic::Request<coordlab::proto::AddMemberRequest>,
+    ) -> Result<tonic::Response<coordlab::proto::MembershipResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "an instance serves Status only",
+        ))
+    }
+
+    async fn remove_member(
+        &self,
+        _: tonic::Request<coordlab::proto::RemoveMemberRequest>,
+    ) -> Result<tonic::Response<coordlab::proto::MembershipResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "an instance serves Status only",
+        ))
+    }
+}
+
+/// Serves instance `n` on a free port until the returned sender is used or dropped.
+async fn serve_instance(n: u64) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listen = addr.parse().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(coordlab::proto::admin_server::AdminServer::new(
+                NumberedInstance(n),
+            ))
+            .serve_with_shutdown(listen, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("instance serves");
+    });
+    (addr, stop)
+}
+
+/// Answers by instance number, and failed calls.
+type Tally = Arc<std::sync::Mutex<(BTreeMap<u64, u64>, u64)>>;
+
+/// Calls the service through `channel` every 20 ms until `stop`, counting into
+/// `tally`.
+async fn call_until(channel: tonic::transport::Channel, stop: Arc<AtomicBool>, tally: Tally) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut admin = coordlab::proto::admin_client::AdminClient::new(channel.clone());
+        let call = admin.status(coordlab::proto::StatusRequest {});
+        let answer = tokio::time::timeout(Duration::from_secs(2), call).await;
+        {
+            let mut t = tally.lock().unwrap();
+            match answer {
+                Ok(Ok(answer)) => *t.0.entry(answer.into_inner().id).or_insert(0) += 1,
+                _ => t.1 += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_keep_working_through_a_notice_and_the_leaders_death() {
+    let (_root, mut nodes, brokers) = start_bridged_cluster();
+    for broker in &brokers {
+        bridge_client(broker).await;
+    }
+    // Two agents, each fronting one small gRPC service.
+    let agent = |id: &str, first: usize| {
+        Agent::start(AgentConfig {
+            id: id.into(),
+            brokers: vec![brokers[first].clone(), brokers[(first + 1) % 3].clone()],
+            retry_interval: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .expect("agent")
+    };
+    let (a1, a2) = (agent("a1", 0), agent("a2", 1));
+    let (addr1, stop1) = serve_instance(1).await;
+    let (addr2, _stop2) = serve_instance(2).await;
+    a1.register("echo", "i1", &addr1, BTreeMap::new())
+        .await
+        .expect("register i1");
+    a2.register("echo", "i2", &addr2, BTreeMap::new())
+        .await
+        .expect("register i2");
+
+    // Two clients on different brokers, calling through their balanced channels.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut subscriptions = Vec::new();
+    let mut callers = Vec::new();
+    for (name, first) in [("c1", 0), ("c2", 2)] {
+        let client = DiscoveryClient::new(ClientConfig {
+            client_id: name.into(),
+            broker_addresses: (0..3).map(|i| brokers[(first + i) % 3].clone()).collect(),
+            failover: FailoverConfig {
+                retry_interval: Duration::from_millis(200),
+                ..FailoverConfig::default()
+            },
+            timeout: Duration::from_secs(2),
+        })
+        .expect("client");
+        let subscription = client.subscribe(vec!["echo".into()]);
+        let mut view = subscription.view();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            view.wait_for(|v| v.serving("echo").len() == 2),
+        )
+        .await
+        .expect("both instances serving in the client's view")
+        .expect("running");
+        let channel = subscription.channel("echo");
+        let tally = Tally::default();
+        callers.push((
+            tokio::spawn(call_until(channel.channel(), stop.clone(), tally.clone())),
+            tally,
+        ));
+        subscriptions.push((subscription, channel));
+    }
+    // Both clients reach both instances before anything happens.
+    let started = Instant::now();
+    while !callers.iter().all(|(_, tally)| {
+        let t = tally.lock().unwrap();
+        t.0.contains_key(&1) && t.0.contains_key(&2)
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "calls reach i1 and i2"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // a1's notice: both clients move off i1 within its grace period, so stopping
+    // i1 at the end of it fails no call.
+    a1.shutdown_notice("echo", "i1", Duration::from_secs(2))
+        .await
+        .expect("notice");
+    for (subscription, channel) in &subscriptions {
+        let mut routed = channel.routed();
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            routed.wait_for(|r| r == &["i2".to_string()]),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "i1 left the balance within its grace: {:?}",
+                subscription.current()
+            )
+        })
+        .expect("running");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop1.send(());
+    a1.deregister("echo", "i1").await.expect("deregister i1");
+    let (addr3, _stop3) = serve_instance(3).await;
+    a1.register("echo", "i3", &addr3, BTreeMap::new())
+        .await
+        .expect("register i3");
+
+    // The leader's node dies (its broker with it).
+    let leader = {
+        let mut any = MaintenanceClient::connect(format!("http://{}", nodes[&1].addr))
+            .await
+            .expect("member 1");
+        any.status(StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .leader
+    };
+    let killed = nodes
+        .values_mut()
+        .find(|n| n.id == leader)
+        .expect("the leader is a member");
+    killed.kill();
+    // Discovery still works for every client: a2 registers one more instance (a2's
+    // agent and the clients fail over if their broker was the leader's).
+    let (addr4, _stop4) = serve_instance(4).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        a2.register("echo", "i4", &addr4, BTreeMap::new()),
+    )
+    .await
+    .expect("register i4 within 30 s of the leader's death")
+    .expect("register i4");
+    for (subscription, _) in &subscriptions {
+        let mut view = subscription.view();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            view.wait_for(|v| {
+                let mut ids: Vec<&str> = v
+                    .serving("echo")
+                    .iter()
+                    .map(|i| i.instance_id.as_str())
+                    .collect();
+                ids.sort_unstable();
+                ids == ["i2", "i3", "i4"]
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the client sees i2, i3, i4: {:?}", subscription.current()))
+        .expect("running");
+    }
+    // And the proxy, through a broker whose node lives.
+    let survivor = (1..=3u64).find(|&id| id != leader).unwrap();
+    let mut broker = bridge_client(&brokers[survivor as usize - 1]).await;
+    use prost::Message as _;
+    let proxied = broker
+        .proxy(ProxyRequest {
+            service: "echo".into(),
+            method: "/coordlab.Admin/Status".into(),
+            payload: coordlab::proto::StatusRequest {}.encode_to_vec(),
+        })
+        .await
+        .expect("a proxied call after the leader's death")
+        .into_inner();
+    let answered = coordlab::proto::StatusResponse::decode(proxied.payload.as_slice())
+        .expect("a StatusResponse")
+        .id;
+    assert!(
+        [2, 3, 4].contains(&answered),
+        "answered by instance {answered}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for (caller, tally) in callers {
+        caller.await.unwrap();
+        let (answers, failed) = tally.lock().unwrap().clone();
+        assert_eq!(
+            failed, 0,
+            "no call failed through the notice and the leader's death: {answers:?}"
+        );
+        assert!(answers.get(&2).is_some_and(|n| *n > 0), "{answers:?}");
+        eprintln!("client calls by instance: {answers:?}, failed: {failed}");
+    }
+}

@@ -1040,6 +1040,19 @@ async fn the_proxy_forwards_any_method_and_skips_draining_and_dead_instances() {
         status.contains("broker_id: broker-1") && status.contains("registered_instances: 3"),
         "{status}"
     );
+    // Every member's state, one leader among them; the leader has led a while;
+    // the broker's own requests were timed.
+    assert_eq!(status.matches(": leader\n").count(), 1, "{status}");
+    assert_eq!(status.matches(": follower\n").count(), 2, "{status}");
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim_end_matches(" ms").parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    assert!(field("leader_uptime") > 0.0, "{status}");
+    assert!(field("local_request_latency") > 0.0, "{status}");
 
     // m3's process dies (it is still registered as serving): calls skip it.
     nodes.get_mut(&3).unwrap().kill();

@@ -62,9 +62,17 @@ pub async fn run(
                     "local_connected_agents",
                     m.local_connected_agents.to_string(),
                 ),
+                ("leader_uptime", format!("{} ms", m.leader_uptime_ms)),
+                (
+                    "local_request_latency",
+                    format!("{:.3} ms", m.local_request_latency_us as f64 / 1000.0),
+                ),
             ];
             for (name, value) in lines {
                 writeln!(out, "{name}: {value}").map_err(failed)?;
+            }
+            for (member, state) in &m.node_states {
+                writeln!(out, "node {member}: {state}").map_err(failed)?;
             }
         }
         BridgeAction::Services => {

@@ -189,7 +189,11 @@ impl Session {
             lease: self.lease,
             replaced,
         };
-        send_command(&self.shared.conn, &command).await.map(drop)
+        self.shared
+            .metrics
+            .timed(send_command(&self.shared.conn, &command))
+            .await
+            .map(drop)
     }
 
     /// Acts on one agent message; `None` for a message that is not answered.
@@ -221,7 +225,10 @@ impl Session {
     /// already abandoned (its Hello processed after the agent gave up waiting)
     /// may have bound the key to a lease that nobody renews.
     async fn renew(&mut self) -> Result<(), BridgeError> {
-        let ttl = renew_once(&self.shared.conn, self.lease)
+        let ttl = self
+            .shared
+            .metrics
+            .timed(renew_once(&self.shared.conn, self.lease))
             .await
             .map_err(cluster)?;
         if ttl == 0 {
@@ -260,7 +267,12 @@ impl Session {
                 instance: instance.clone(),
                 replaces: Some(seen.map_or(0, |(_, revision)| revision)),
             };
-            if send_command(&self.shared.conn, &command).await? {
+            if self
+                .shared
+                .metrics
+                .timed(send_command(&self.shared.conn, &command))
+                .await?
+            {
                 return Ok(());
             }
             if !read(&self.shared.conn).await?.agent_up(&self.agent.id) {
@@ -291,7 +303,12 @@ impl Session {
                 mod_revision,
                 grace_ms,
             };
-            if send_command(&self.shared.conn, &command).await? {
+            if self
+                .shared
+                .metrics
+                .timed(send_command(&self.shared.conn, &command))
+                .await?
+            {
                 return Ok(());
             }
         }
@@ -316,7 +333,12 @@ impl Session {
 
     /// Sends a command whose only condition is that the agent is up.
     async fn run(&mut self, command: Command) -> Result<(), BridgeError> {
-        if send_command(&self.shared.conn, &command).await? {
+        if self
+            .shared
+            .metrics
+            .timed(send_command(&self.shared.conn, &command))
+            .await?
+        {
             Ok(())
         } else {
             Err(self.not_up())

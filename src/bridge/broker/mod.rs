@@ -5,6 +5,7 @@
 
 mod agent_session;
 pub mod local;
+mod metrics;
 mod proxy;
 mod wire;
 
@@ -18,8 +19,6 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::client::Connection;
-use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use crate::proto::etcdserverpb::StatusRequest;
 use crate::proto::linkbridge::bridge_server::Bridge;
 use crate::proto::linkbridge::{
     AgentMessage, AlternativesRequest, BridgeStatusRequest, BrokerMessage, ClusterMetrics,
@@ -35,6 +34,7 @@ use super::record::check_name;
 use super::view::RegistryView;
 pub use agent_session::send_command;
 pub use local::{ClientInfo, LocalBrokerState};
+use metrics::BrokerMetrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerOptions {
@@ -71,6 +71,15 @@ struct Shared {
     /// Set when the broker shuts down gracefully: sessions tell their clients
     /// and agents to move, new ones are refused.
     leaving: watch::Sender<bool>,
+    metrics: Arc<BrokerMetrics>,
+    /// Asks the cluster who leads, for the leader's uptime.
+    leader_poll: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.leader_poll.abort();
+    }
 }
 
 #[derive(Clone)]
@@ -88,6 +97,8 @@ impl Broker {
     ) -> Result<Broker, BridgeError> {
         check_name("broker", &options.id)?;
         let view = RegistryView::start(conn.clone()).await?;
+        let metrics = Arc::new(BrokerMetrics::default());
+        let leader_poll = tokio::spawn(metrics::watch_leader(metrics.clone(), conn.clone()));
         Ok(Broker {
             shared: Arc::new(Shared {
                 options,
@@ -96,6 +107,8 @@ impl Broker {
                 local: LocalBrokerState::default(),
                 forwarder: proxy::Forwarder::new(Duration::from_secs(5)),
                 leaving: watch::channel(false).0,
+                metrics,
+                leader_poll,
             }),
         })
     }
@@ -282,14 +295,10 @@ impl Bridge for Broker {
         _request: Request<BridgeStatusRequest>,
     ) -> Result<Response<ClusterMetrics>, Status> {
         let conn = &self.shared.conn;
-        let raft = conn
-            .call(|ch, c| {
-                let req = c.request(StatusRequest {});
-                async move { MaintenanceClient::new(ch).status(req).await }
-            })
+        let raft = metrics::status(conn)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .into_inner();
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let metrics = &self.shared.metrics;
         let state = self.shared.view.current();
         let services = state.services();
         let instances: usize = services.iter().map(|s| state.instances(s).len()).sum();
@@ -305,6 +314,11 @@ impl Bridge for Broker {
             connected_agents: state.agents().filter(|(_, up)| *up).count() as u32,
             local_connected_clients: self.shared.local.clients().len() as u32,
             local_connected_agents: self.shared.local.agents().len() as u32,
+            leader_uptime_ms: metrics
+                .leader_uptime(raft.leader, raft.raft_term)
+                .as_millis() as u64,
+            node_states: metrics::member_states(conn).await,
+            local_request_latency_us: metrics.request_latency().as_micros() as u64,
         }))
     }
 

@@ -19,6 +19,8 @@
 //!   service registry with balanced connections, a config center;
 //! - [`bridge`]: Link Bridge (seed 003) — a service and agent registry in the
 //!   keyspace, kept by brokers for agents and clients;
+//! - [`flow`]: FlowBuilder's distributed interfaces (seed 002) — consensus, nodes,
+//!   state sync, locks and an event bus behind traits, chosen by configuration;
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
 //! - [`server`]: a whole `coordd` node, wiring all of the above to the seams it is
 //!   given.
@@ -26,6 +28,7 @@
 pub mod bridge;
 pub mod client;
 pub mod coord;
+pub mod flow;
 pub mod library;
 pub mod mq;
 pub mod proto;

@@ -30,6 +30,7 @@ pub mod client;
 pub mod coord;
 pub mod flow;
 pub mod library;
+pub mod logs;
 pub mod mq;
 pub mod proto;
 pub mod raft;

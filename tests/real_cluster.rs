@@ -367,3 +367,33 @@ async fn snapshot_files_are_kept_as_asked_compressed_and_recovered() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_no_escape_codes_in_files_and_json_lines_parse() {
+    for format in ["text", "json"] {
+        let mut cluster = TestCluster::start_with(1, &["--log-format", format]);
+        let mut client = cluster.client(&[1]);
+        wait_for_leader(&mut client).await;
+        let node = cluster.nodes.get_mut(&1).unwrap();
+        assert!(node.terminate().success());
+        let log = node.log();
+        assert!(
+            log.contains("coordd node serving"),
+            "{format}: the startup line is logged:\n{log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format}: a log file (stderr is no terminal) has no escape codes:\n{log}"
+        );
+        if format == "json" {
+            for line in log.lines().filter(|l| !l.trim().is_empty()) {
+                let event: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert!(
+                    event["level"].is_string() && event["fields"].is_object(),
+                    "{line}"
+                );
+            }
+        }
+    }
+}

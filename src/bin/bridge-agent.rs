@@ -31,6 +31,9 @@ struct Args {
     /// Wait between two failed connection attempts.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     retry_interval: Duration,
+    /// Log lines as text (coloured only on a terminal) or JSON; RUST_LOG filters.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: coordlab::logs::LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -59,14 +62,8 @@ fn parse_instance(text: &str) -> Result<Instance, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    coordlab::logs::init(args.log_format, "info");
     if let Err(e) = run(args).await {
         eprintln!("bridge-agent: {e}");
         std::process::exit(1);

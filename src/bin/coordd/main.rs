@@ -70,6 +70,9 @@ struct Args {
     /// `cluster.raft` timeouts set the Raft timing; `node.id` must be this node).
     #[arg(long, conflicts_with_all = ["dev", "join"])]
     bridge_config: Option<PathBuf>,
+    /// Log lines as text (coloured only on a terminal) or JSON; RUST_LOG filters.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: coordlab::logs::LogFormat,
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
@@ -253,14 +256,8 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Arc::new(Args::parse());
+    coordlab::logs::init(args.log_format, "info,raft=warn");
     let specs = match node_specs(&args) {
         Ok(specs) => specs,
         Err(e) => {

@@ -48,7 +48,11 @@ impl Fixture {
     }
 
     fn bootstrapped(&self) -> StorageEngine {
-        let mut engine = self.open().unwrap();
+        self.bootstrapped_with(SnapshotOptions::default())
+    }
+
+    fn bootstrapped_with(&self, snapshots: SnapshotOptions) -> StorageEngine {
+        let mut engine = StorageEngine::open_with(self.disk.clone(), snapshots).unwrap();
         let cs = ConfState {
             voters: vec![1, 2, 3],
             ..Default::default()
@@ -326,14 +330,7 @@ fn retention_keeps_the_newest_snapshot_files_and_recovery_reads_the_newest() {
         retention: 3,
         compress: false,
     };
-    let mut engine = StorageEngine::open_with(fx.disk.clone(), options).unwrap();
-    let cs = ConfState {
-        voters: vec![1, 2, 3],
-        ..Default::default()
-    };
-    let mut initial = Snapshot::default();
-    initial.mut_metadata().set_conf_state(cs);
-    engine.bootstrap(&initial, &HardState::default()).unwrap();
+    let mut engine = fx.bootstrapped_with(options);
     engine
         .persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 10)), true)
         .unwrap();
@@ -371,14 +368,7 @@ fn compressed_snapshots_are_smaller_and_read_back_by_any_engine() {
         retention: 1,
         compress: true,
     };
-    let mut engine = StorageEngine::open_with(fx.disk.clone(), compress).unwrap();
-    let cs = ConfState {
-        voters: vec![1, 2, 3],
-        ..Default::default()
-    };
-    let mut initial = Snapshot::default();
-    initial.mut_metadata().set_conf_state(cs);
-    engine.bootstrap(&initial, &HardState::default()).unwrap();
+    let mut engine = fx.bootstrapped_with(compress);
     engine
         .persist(&entries(1..=4, 1), Some(&hard_state(1, 1, 4)), true)
         .unwrap();

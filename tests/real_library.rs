@@ -162,7 +162,10 @@ async fn registry_discovers_watches_and_balances_across_a_leader_kill() {
     let mut cluster = Servers::start("LIBRARY_SERVER");
     let provider = Coordinator::new(config(&cluster)).await.unwrap();
     let consumer = Coordinator::new(config(&cluster)).await.unwrap();
-    let ttl = Duration::from_secs(2);
+    // Well above an election (up to 2 s at coordd's defaults, more on a loaded
+    // machine): a keeper gives up after a whole TTL without a renewal, by design,
+    // and with 2 s a leader kill under CI load once cost a registration.
+    let ttl = Duration::from_secs(4);
     // The "service" instances are the cluster's members themselves: any gRPC
     // server will do, and a Status call tells which instance answered.
     let endpoints = cluster.endpoints();

@@ -161,22 +161,16 @@ async fn run_node(
     };
     // The node stops after the broker beside it has let its clients go (a
     // graceful broker shutdown takes up to its grace period).
-    let (broker_done, broker_stopped) = tokio::sync::oneshot::channel::<Result<(), String>>();
-    match broker {
-        Some(broker) => {
-            tokio::spawn(async move {
-                let result = broker
-                    .await
-                    .unwrap_or_else(|e| Err(format!("bridge broker task: {e}")));
-                let _ = broker_done.send(result);
-            });
-        }
-        None => drop(broker_done.send(Ok(()))),
-    }
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         let _ = stop.wait_for(|stop| *stop).await;
-        let _ = stopped_tx.send(broker_stopped.await.unwrap_or(Ok(())));
+        let broker_result = match broker {
+            Some(broker) => broker
+                .await
+                .unwrap_or_else(|e| Err(format!("bridge broker task: {e}"))),
+            None => Ok(()),
+        };
+        let _ = stopped_tx.send(broker_result);
     };
     let served = serve_node(options, seams, shutdown)
         .await

@@ -397,3 +397,26 @@ async fn logs_carry_no_escape_codes_in_files_and_json_lines_parse() {
         }
     }
 }
+
+/// Writes issued at once on one connection all apply: each takes its own write
+/// session, so none is refused as overtaken by another's later number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_on_one_connection_all_apply() {
+    let cluster = TestCluster::start(3);
+    let kv = std::sync::Arc::new(cluster.kv(&[1, 2, 3]).await);
+    let writers: Vec<_> = (0..32)
+        .map(|n| {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.put(&format!("concurrent/{n}"), b"x").await })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("every concurrent put applies");
+    }
+    for n in 0..32 {
+        assert_eq!(
+            kv.get(&format!("concurrent/{n}"), false).await,
+            Some(b"x".to_vec())
+        );
+    }
+}

@@ -11,7 +11,7 @@
 //! write once; etcd ignores the number.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -79,13 +79,23 @@ pub struct Connection {
     token: Mutex<Option<MetadataValue<Ascii>>>,
     config: ConnectionConfig,
     closed: AtomicBool,
-    /// This connection's client id for numbered writes (never 0).
-    client_id: u64,
-    /// The number of the last write this connection made.
-    last_seq: AtomicU64,
+    /// Idle write sessions: a client id for numbered writes (never 0) and the
+    /// number of its last write. The server refuses a client's write overtaken by
+    /// a later-numbered one (Raft §6.3), so a session carries one write at a time;
+    /// concurrent writes each take their own, and a new one is opened when all
+    /// are busy. A connection used by one task at a time only ever uses its first.
+    sessions: Mutex<Vec<WriteId>>,
 }
 
 pub use crate::proto::WriteId;
+
+/// A write session with a fresh client id (never 0), before its first write.
+fn new_session() -> WriteId {
+    WriteId {
+        client: madsim::rand::random::<u64>().max(1),
+        seq: 0,
+    }
+}
 
 /// Adds a write's number to a request's metadata (`CLIENT-SEQ`).
 pub fn attach_write_id<T>(id: WriteId, request: &mut Request<T>) {
@@ -131,8 +141,7 @@ impl Connection {
             token: Mutex::new(None),
             config,
             closed: AtomicBool::new(false),
-            client_id: madsim::rand::random::<u64>().max(1),
-            last_seq: AtomicU64::new(0),
+            sessions: Mutex::new(vec![new_session()]),
         })
     }
 
@@ -209,12 +218,47 @@ impl Connection {
         r
     }
 
-    /// The number for this connection's next write.
+    /// The number for this connection's next write, for a caller that writes
+    /// from one task at a time (and retries with the same number itself).
     pub fn next_write_id(&self) -> WriteId {
+        let id = self.checkout();
+        self.checkin(id);
+        id
+    }
+
+    /// An idle session's next number (a new session if none is idle).
+    fn checkout(&self) -> WriteId {
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(new_session);
         WriteId {
-            client: self.client_id,
-            seq: self.last_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            client: session.client,
+            seq: session.seq + 1,
         }
+    }
+
+    fn checkin(&self, last: WriteId) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.push(last);
+    }
+
+    /// Runs `write` with a number from a session no other write is using, and
+    /// frees the session when done (or cancelled).
+    async fn numbered_write<T, Fut>(&self, write: impl FnOnce(WriteId) -> Fut) -> T
+    where
+        Fut: Future<Output = T>,
+    {
+        struct Session<'a>(&'a Connection, WriteId);
+        impl Drop for Session<'_> {
+            fn drop(&mut self) {
+                self.0.checkin(self.1);
+            }
+        }
+        let session = Session(self, self.checkout());
+        write(session.1).await
     }
 
     /// A request carrying the auth token and the write's number.
@@ -456,7 +500,7 @@ impl Connection {
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, ClientError> {
-        self.put_as(req, self.next_write_id()).await
+        self.numbered_write(|id| self.put_as(req, id)).await
     }
 
     /// A put numbered `id` (see [`Connection::next_write_id`]).
@@ -473,20 +517,22 @@ impl Connection {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, ClientError> {
-        let id = self.next_write_id();
-        self.call(|ch, c| {
-            let req = c.numbered(req.clone(), id);
-            async move { KvClient::new(ch).delete_range(req).await }
+        self.numbered_write(|id| {
+            self.call(move |ch, c| {
+                let req = c.numbered(req.clone(), id);
+                async move { KvClient::new(ch).delete_range(req).await }
+            })
         })
         .await
         .map(tonic::Response::into_inner)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, ClientError> {
-        let id = self.next_write_id();
-        self.call(|ch, c| {
-            let req = c.numbered(req.clone(), id);
-            async move { KvClient::new(ch).txn(req).await }
+        self.numbered_write(|id| {
+            self.call(move |ch, c| {
+                let req = c.numbered(req.clone(), id);
+                async move { KvClient::new(ch).txn(req).await }
+            })
         })
         .await
         .map(tonic::Response::into_inner)

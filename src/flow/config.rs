@@ -15,8 +15,9 @@
 //! subscriber_queue = 1024
 //! ```
 //!
-//! A cluster deployment lists its members (`nodes = ["127.0.0.1:7101", …]`,
-//! `bootstrap_timeout = "10s"`), a P2P one its `bootstrap_nodes` and
+//! A cluster deployment names this node (`node_id = "worker-1"`, required) and
+//! lists the Raft members' client addresses (`nodes = ["127.0.0.1:7101", …]`,
+//! `bootstrap_timeout = "10s"`: how long to wait for the cluster at start), a P2P one its `bootstrap_nodes` and
 //! `discovery_interval`. YAML has the same shape. Durations are humantime strings
 //! ("500ms", "5s"). Unknown fields are refused, and every error names the field's
 //! path.
@@ -51,8 +52,10 @@ pub enum DeploymentConfig {
         #[serde(default)]
         node_id: Option<NodeId>,
     },
-    /// A Raft cluster of these members' addresses.
+    /// A client of the Raft cluster whose members' client addresses `nodes` lists
+    /// (coordd, or any etcd v3 cluster), as the flow node `node_id`.
     Cluster {
+        node_id: NodeId,
         nodes: Vec<String>,
         #[serde(with = "humantime_serde_str")]
         bootstrap_timeout: Duration,
@@ -215,7 +218,8 @@ impl SystemConfig {
     /// This node's id: the configured one, or `NodeId::local()`.
     pub fn node_id(&self) -> NodeId {
         match &self.deployment {
-            DeploymentConfig::SingleNode { node_id: Some(id) } => id.clone(),
+            DeploymentConfig::SingleNode { node_id: Some(id) }
+            | DeploymentConfig::Cluster { node_id: id, .. } => id.clone(),
             _ => NodeId::local(),
         }
     }
@@ -238,6 +242,9 @@ impl SystemConfig {
         }
         match &self.deployment {
             DeploymentConfig::SingleNode { node_id: Some(id) } if id.as_str().is_empty() => {
+                bad("deployment.node_id", "must not be empty")
+            }
+            DeploymentConfig::Cluster { node_id, .. } if node_id.as_str().is_empty() => {
                 bad("deployment.node_id", "must not be empty")
             }
             DeploymentConfig::Cluster { nodes, .. } => check_addresses("deployment.nodes", nodes),
@@ -290,6 +297,7 @@ leader_election_timeout = "1s"
     const YAML: &str = r#"
 deployment:
   mode: cluster
+  node_id: worker-2
   nodes: ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
   bootstrap_timeout: 10s
 consensus:
@@ -321,9 +329,14 @@ events:
         );
         assert!(matches!(
             yaml.deployment,
-            DeploymentConfig::Cluster { ref nodes, bootstrap_timeout }
+            DeploymentConfig::Cluster { ref nodes, bootstrap_timeout, .. }
                 if nodes.len() == 3 && bootstrap_timeout == Duration::from_secs(10)
         ));
+        assert_eq!(yaml.node_id(), NodeId::from("worker-2"));
+        let text = YAML.replace("  node_id: worker-2\n", "");
+        let (field, reason) = field_of(SystemConfig::parse(&text, ConfigFormat::Yaml));
+        assert_eq!(field, "deployment");
+        assert!(reason.contains("missing field `node_id`"), "{reason}");
     }
 
     #[test]

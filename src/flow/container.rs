@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use super::cluster::{
+    self, ClusterSettings, FencedLock, RaftConsensus, RaftEventBus, RaftNodeManager,
+    ReplicatedStateSynchronizer,
+};
 use super::config::{ConsensusAlgorithm, DeploymentConfig, SystemConfig};
 use super::consensus::ConsensusEngine;
 use super::error::{FlowError, FlowResult};
@@ -41,20 +45,49 @@ fn check_algorithm_built(config: &SystemConfig) -> FlowResult<()> {
 
 impl ServiceContainer {
     /// The mode `config.deployment` names.
-    ///
-    /// Cluster mode (the Raft implementations) is not built yet and fails with
-    /// `Unsupported`; the next step of issue 15 adds it here.
     pub async fn from_config(config: SystemConfig) -> FlowResult<ServiceContainer> {
         match config.deployment {
             DeploymentConfig::SingleNode { .. } => ServiceContainer::new_single_node(config),
-            DeploymentConfig::Cluster { .. } => {
-                check_algorithm_built(&config)?;
-                Err(FlowError::unsupported(
-                    "cluster mode (the Raft implementations are not built yet)",
-                ))
-            }
+            DeploymentConfig::Cluster { .. } => ServiceContainer::new_cluster(config).await,
             DeploymentConfig::P2p { .. } => ServiceContainer::new_p2p(config).await,
         }
+    }
+
+    /// The Raft implementations, as a client of the cluster `deployment.nodes`
+    /// lists (see [`cluster`](super::cluster)). Waits up to
+    /// `deployment.bootstrap_timeout` for the cluster to answer.
+    pub async fn new_cluster(config: SystemConfig) -> FlowResult<ServiceContainer> {
+        check_algorithm_built(&config)?;
+        if config.consensus.algorithm != ConsensusAlgorithm::Raft {
+            return Err(FlowError::Config {
+                field: "consensus.algorithm".into(),
+                reason: "a cluster runs \"raft\" consensus".into(),
+            });
+        }
+        let settings = ClusterSettings::from_config(&config)?;
+        let kv = cluster::connect(&settings).await?;
+        let node = settings.node.clone();
+        let queue = settings.queue_capacity;
+        tracing::info!(%node, members = ?settings.endpoints, "flow services: Raft cluster");
+        let consensus = RaftConsensus::connect(kv.clone(), node.clone(), settings.timeout).await?;
+        let node_manager = RaftNodeManager::connect(
+            kv.clone(),
+            settings.local.clone(),
+            settings.registration_ttl,
+            queue,
+        )
+        .await?;
+        let state_sync =
+            ReplicatedStateSynchronizer::connect(kv.clone(), node.clone(), settings.timeout, queue)
+                .await?;
+        Ok(ServiceContainer {
+            consensus: Arc::new(consensus),
+            node_manager: Arc::new(node_manager),
+            state_sync: Arc::new(state_sync),
+            distributed_lock: Arc::new(FencedLock::new(kv.clone(), node.clone())),
+            event_bus: Arc::new(RaftEventBus::new(kv, node, queue)),
+            config: Arc::new(config),
+        })
     }
 
     /// The local implementations, timed on the process's monotonic clock.
@@ -131,6 +164,7 @@ mod tests {
     async fn unbuilt_modes_and_algorithms_are_unsupported() {
         let single = DeploymentConfig::SingleNode { node_id: None };
         let cluster = DeploymentConfig::Cluster {
+            node_id: "n1".into(),
             nodes: vec!["127.0.0.1:7101".into()],
             bootstrap_timeout: Duration::from_secs(1),
         };
@@ -142,8 +176,11 @@ mod tests {
         assert!(unsupported(ServiceContainer::from_config(byzantine).await).contains("byzantine"));
         let pos = with(cluster.clone(), ConsensusAlgorithm::PoS);
         assert!(unsupported(ServiceContainer::from_config(pos).await).contains("pos"));
-        let raft = with(cluster, ConsensusAlgorithm::Raft);
-        assert!(unsupported(ServiceContainer::from_config(raft).await).contains("cluster mode"));
+        let noop = with(cluster, ConsensusAlgorithm::NoOp);
+        let Err(FlowError::Config { field, .. }) = ServiceContainer::from_config(noop).await else {
+            panic!("a cluster with noop consensus must be a config error");
+        };
+        assert_eq!(field, "consensus.algorithm");
         let p2p = with(p2p, ConsensusAlgorithm::NoOp);
         assert_eq!(
             unsupported(ServiceContainer::from_config(p2p).await),

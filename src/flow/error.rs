@@ -38,6 +38,18 @@ pub enum FlowError {
     /// follow.
     #[error("subscriber lagged: {missed} item(s) dropped")]
     Lagged { missed: u64 },
+    /// The cluster did not answer `call` (no member reachable, no leader within
+    /// the deadline, or a rejection the call cannot recover from). Whether a write
+    /// took effect is unknown unless the call says otherwise.
+    #[error("{call}: the cluster did not answer: {reason}")]
+    Unavailable { call: &'static str, reason: String },
+    /// Data the cluster holds does not decode (written by something else).
+    #[error("corrupt {what} at {key:?}: {reason}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        reason: String,
+    },
     /// The other end of a subscription is gone.
     #[error("closed")]
     Closed,

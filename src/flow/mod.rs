@@ -6,8 +6,8 @@
 //! - single node ([`local`]): NoOp consensus and in-memory services that keep the
 //!   same contracts as the distributed ones (a blocking lock with TTL expiry and
 //!   fencing tokens, an event bus that counts every event it drops);
-//! - cluster (Raft on coordlab): not built yet; [`ServiceContainer::from_config`]
-//!   says so with `FlowError::Unsupported`;
+//! - cluster ([`cluster`]): Raft on coordlab — every service a client of a
+//!   coordd (or etcd) cluster, the shared state in its keyspace;
 //! - P2P, Byzantine and PoS consensus: `Unsupported`.
 //!
 //! Each trait states its contract; [`conformance`] checks a container against all
@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod config;
 pub mod conformance;
 pub mod consensus;

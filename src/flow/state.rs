@@ -111,7 +111,8 @@ impl FlowState {
         })
     }
 
-    fn check(&self, change: &StateChange) -> FlowResult<()> {
+    /// Whether `change` follows from the state (`apply` would take it).
+    pub fn check(&self, change: &StateChange) -> FlowResult<()> {
         use StateChange::*;
         match change {
             WorkflowCreated { workflow_id, .. } if self.workflows.contains_key(workflow_id) => {

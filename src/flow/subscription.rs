@@ -40,6 +40,8 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     /// One permit wakes the single receiver; stored if it is not waiting yet.
     ready: Notify,
+    /// Wakes a publisher waiting in `SubscriptionSender::closed`.
+    gone: Notify,
     capacity: usize,
 }
 
@@ -59,6 +61,7 @@ pub fn subscription<T>(capacity: usize) -> (SubscriptionSender<T>, Subscription<
             subscriber_alive: true,
         }),
         ready: Notify::new(),
+        gone: Notify::new(),
         capacity: capacity.max(1),
     });
     (
@@ -99,6 +102,14 @@ impl<T> SubscriptionSender<T> {
 
     pub fn is_closed(&self) -> bool {
         !self.shared.lock().subscriber_alive
+    }
+
+    /// Completes once the subscriber is gone (for a publisher that holds resources
+    /// for it, such as a watch).
+    pub async fn closed(&self) {
+        while !self.is_closed() {
+            self.shared.gone.notified().await;
+        }
     }
 }
 
@@ -148,6 +159,8 @@ impl<T> Drop for Subscription<T> {
         queue.subscriber_alive = false;
         queue.slots.clear();
         queue.items = 0;
+        drop(queue);
+        self.shared.gone.notify_one();
     }
 }
 
@@ -181,6 +194,16 @@ mod tests {
         drop(rx);
         assert!(tx.is_closed());
         assert_eq!(tx.offer(1), Offered::Closed);
+    }
+
+    #[tokio::test]
+    async fn closed_completes_when_the_subscriber_goes() {
+        let (tx, rx) = subscription::<u8>(4);
+        let waiter = tokio::spawn(async move { tx.closed().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(rx);
+        waiter.await.unwrap();
     }
 
     #[tokio::test]

@@ -16,11 +16,25 @@ use crate::proto::etcdserverpb::{
 };
 use crate::seams::mutants;
 
+/// Who keeps a lease alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// A background task renews it every TTL/3 (locks and registrations that
+    /// last as long as their holder).
+    Background,
+    /// Only [`KeptLease::renew`] does: it ends one TTL after the last renewal
+    /// (holds with a deadline, as FlowBuilder's locks are).
+    OnRequest,
+}
+
 pub struct KeptLease {
     id: i64,
     ttl: Duration,
     alive: watch::Receiver<bool>,
-    keeper: JoinHandle<()>,
+    /// The sender of `alive`, for an `OnRequest` lease (the keeper task holds it
+    /// for a `Background` one).
+    lost: Option<watch::Sender<bool>>,
+    keeper: Option<JoinHandle<()>>,
     conn: Arc<Connection>,
     /// Revoked or abandoned on purpose: nothing left to do when dropped.
     settled: bool,
@@ -41,6 +55,15 @@ impl KeptLease {
         conn: Arc<Connection>,
         ttl: Duration,
     ) -> Result<KeptLease, CoordinatorError> {
+        KeptLease::grant_with(conn, ttl, Renewal::Background).await
+    }
+
+    /// Grants a lease of `ttl`, renewed as `renewal` says.
+    pub async fn grant_with(
+        conn: Arc<Connection>,
+        ttl: Duration,
+        renewal: Renewal,
+    ) -> Result<KeptLease, CoordinatorError> {
         let id = (madsim::rand::random::<u64>() >> 1).max(1) as i64;
         let secs = ttl_secs(ttl);
         let mut attempts = 0;
@@ -60,11 +83,18 @@ impl KeptLease {
         };
         let ttl = Duration::from_secs(granted_ttl.max(1) as u64);
         let (tx, alive) = watch::channel(true);
-        let keeper = tokio::spawn(keep_alive(conn.clone(), id, ttl, tx));
+        let (keeper, lost) = match renewal {
+            Renewal::Background => (
+                Some(tokio::spawn(keep_alive(conn.clone(), id, ttl, tx))),
+                None,
+            ),
+            Renewal::OnRequest => (None, Some(tx)),
+        };
         Ok(KeptLease {
             id,
             ttl,
             alive,
+            lost,
             keeper,
             conn,
             settled: false,
@@ -108,16 +138,35 @@ impl KeptLease {
         Ok(Duration::from_secs(r.ttl as u64))
     }
 
+    /// One keep-alive now: the lease lasts a whole TTL from here. Fails with
+    /// `LeaseLost` (and the lease counts as lost) if it had already ended.
+    pub async fn renew(&self) -> Result<(), CoordinatorError> {
+        let ttl = renew_once(&self.conn, self.id).await?;
+        if ttl <= 0 {
+            if let Some(lost) = &self.lost {
+                let _ = lost.send(false);
+            }
+            return Err(CoordinatorError::LeaseLost { lease: self.id });
+        }
+        Ok(())
+    }
+
+    fn stop_keeper(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+    }
+
     /// Stops the keep-alives and revokes the lease (its keys vanish).
     pub async fn revoke(mut self) -> Result<(), CoordinatorError> {
-        self.keeper.abort();
+        self.stop_keeper();
         self.settled = true;
         revoke(&self.conn, self.id).await
     }
 
     /// Stops keeping the lease alive without revoking it (it expires on its own).
     pub fn abandon(mut self) {
-        self.keeper.abort();
+        self.stop_keeper();
         self.settled = true;
     }
 }
@@ -150,7 +199,7 @@ impl Drop for KeptLease {
     /// while queued) is revoked in the background, so its keys do not block others
     /// until the TTL runs out.
     fn drop(&mut self) {
-        self.keeper.abort();
+        self.stop_keeper();
         if self.settled || self.conn.is_closed() {
             return;
         }

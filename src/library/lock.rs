@@ -43,6 +43,16 @@ impl DistributedLock {
     /// Waits until `key` is held (cancel by dropping the future, e.g. with a timeout).
     pub async fn acquire(&self, key: &str, ttl: Duration) -> Result<LockGuard, CoordinatorError> {
         let lease = KeptLease::grant(self.conn.clone(), ttl).await?;
+        self.acquire_on(key, lease).await
+    }
+
+    /// Like `acquire`, on a lease the caller granted (to renew it on request, or
+    /// to hang its own keys on it first); the lock lasts as long as the lease.
+    pub async fn acquire_on(
+        &self,
+        key: &str,
+        lease: KeptLease,
+    ) -> Result<LockGuard, CoordinatorError> {
         let mut failures = 0;
         // The server's Lock enqueues with "put if absent", so retrying after a lost
         // answer keeps the same place in the queue.
@@ -94,6 +104,15 @@ impl DistributedLock {
         ttl: Duration,
     ) -> Result<LockGuard, CoordinatorError> {
         let lease = KeptLease::grant(self.conn.clone(), ttl).await?;
+        self.try_acquire_on(key, lease).await
+    }
+
+    /// Like `try_acquire`, on a lease the caller granted (see `acquire_on`).
+    pub async fn try_acquire_on(
+        &self,
+        key: &str,
+        lease: KeptLease,
+    ) -> Result<LockGuard, CoordinatorError> {
         let owner = owner_key(key, lease.id());
         let prefix = format!("{key}/").into_bytes();
         let txn = enqueue_txn(&owner, lease.id());
@@ -177,6 +196,20 @@ impl LockGuard {
     pub async fn remaining_ttl(&self) -> Result<Duration, CoordinatorError> {
         match &self.lease {
             Some(l) => l.remaining().await,
+            None => Err(CoordinatorError::Closed),
+        }
+    }
+
+    /// The lease the lock hangs on.
+    pub fn lease_id(&self) -> i64 {
+        self.lease.as_ref().map_or(0, KeptLease::id)
+    }
+
+    /// Renews the lease behind the lock once (for a lease renewed on request);
+    /// `LeaseLost` if it had ended, and with it the hold.
+    pub async fn renew(&self) -> Result<(), CoordinatorError> {
+        match &self.lease {
+            Some(l) => l.renew().await,
             None => Err(CoordinatorError::Closed),
         }
     }

@@ -32,7 +32,7 @@ pub use crate::client::{
 pub use balancer::ServiceConnection;
 pub use config_center::{ConfigCenter, ConfigEvent, ConfigWatcher};
 pub use error::CoordinatorError;
-pub use lease::{renew_once, KeptLease};
+pub use lease::{renew_once, KeptLease, Renewal};
 pub use lock::{DistributedLock, LockGuard};
 pub use options::CoordinatorConfig;
 pub use registry::{

@@ -62,6 +62,17 @@ impl ConformanceOptions {
         }
     }
 
+    /// Timings for a container on a Raft cluster: lock TTLs in whole seconds above
+    /// coordd's (and etcd's) 2 s minimum lease TTL, waits that ride out an election.
+    pub fn cluster(namespace: &str) -> Self {
+        ConformanceOptions {
+            namespace: namespace.into(),
+            lock_ttl: Duration::from_secs(3),
+            wait: Duration::from_secs(10),
+            settle: Duration::from_millis(300),
+        }
+    }
+
     fn name(&self, what: &str) -> String {
         format!("{}.{what}", self.namespace)
     }

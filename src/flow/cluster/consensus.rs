@@ -208,6 +208,8 @@ impl ConsensusEngine for RaftConsensus {
         })
     }
 
+    /// The proposing process follows its proposal from `Pending`; any other
+    /// process sees it once decided (`NotFound` before: it is not in the log yet).
     async fn status(&self, proposal_id: ProposalId) -> FlowResult<ProposalStatus> {
         self.read_status(&proposal_id).await
     }

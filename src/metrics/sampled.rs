@@ -46,71 +46,80 @@ impl SampledSeries {
             logic_node_mode: Family::default(),
             logic_node_switches: Counter::default(),
         };
-        let r = registry;
-        r.register(
-            "coordlab_raft_proposals",
-            "Proposals this node appended to its log as leader (followers forward \
-             client writes to the leader)",
-            series.proposals.clone(),
-        );
-        r.register(
-            "etcd_server_proposals_failed",
-            "Proposals of this node answered with an error (dropped, overwritten by \
-             another leader's entry, timed out, or refused by Raft)",
-            series.proposals_failed.clone(),
-        );
-        r.register(
-            "etcd_server_proposals_pending",
-            "Proposals of this node appended and not yet applied",
-            series.proposals_pending.clone(),
-        );
-        r.register(
-            "etcd_server_proposals_committed_total",
-            "The total number of consensus proposals committed (this node's commit index)",
-            series.committed_index.clone(),
-        );
-        r.register(
-            "etcd_server_proposals_applied_total",
-            "The total number of consensus proposals applied (this node's applied index)",
-            series.applied_index.clone(),
-        );
-        r.register(
-            "coordlab_mvcc_keys",
-            "Keys of the etcd keyspace whose latest version is a value",
-            series.keys.clone(),
-        );
-        r.register_with_unit(
+        let counters = [
+            (
+                "coordlab_raft_proposals",
+                "Proposals this node appended to its log as leader (followers forward \
+                 client writes to the leader)",
+                &series.proposals,
+            ),
+            (
+                "etcd_server_proposals_failed",
+                "Proposals of this node answered with an error (dropped, overwritten by \
+                 another leader's entry, timed out, or refused by Raft)",
+                &series.proposals_failed,
+            ),
+            (
+                "coordlab_logic_node_mode_switches",
+                "Times the LogicNode switched communication mode (--broker only)",
+                &series.logic_node_switches,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        let gauges = [
+            (
+                "etcd_server_proposals_pending",
+                "Proposals of this node appended and not yet applied",
+                &series.proposals_pending,
+            ),
+            (
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed (this node's commit index)",
+                &series.committed_index,
+            ),
+            (
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied (this node's applied index)",
+                &series.applied_index,
+            ),
+            (
+                "coordlab_mvcc_keys",
+                "Keys of the etcd keyspace whose latest version is a value",
+                &series.keys,
+            ),
+            (
+                "coordlab_mvcc_revision",
+                "The keyspace's current revision",
+                &series.revision,
+            ),
+            (
+                "coordlab_watchers",
+                "etcd watchers registered with this member",
+                &series.watchers,
+            ),
+            (
+                "coordlab_leases",
+                "Leases granted and not yet revoked or expired",
+                &series.leases,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register_with_unit(
             "coordlab_mvcc_keyspace_size",
             "Bytes of keys and values held in memory, history included (etcd's \
              Status db_size as coordd reports it; not a file's size)",
             Unit::Bytes,
             series.keyspace_bytes.clone(),
         );
-        r.register(
-            "coordlab_mvcc_revision",
-            "The keyspace's current revision",
-            series.revision.clone(),
-        );
-        r.register(
-            "coordlab_watchers",
-            "etcd watchers registered with this member",
-            series.watchers.clone(),
-        );
-        r.register(
-            "coordlab_leases",
-            "Leases granted and not yet revoked or expired",
-            series.leases.clone(),
-        );
-        r.register(
+        registry.register(
             "coordlab_logic_node_mode",
             "1 for the mode the LogicNode communicates in (local: in-process with the \
              leader coo, external: over gRPC), 0 for the other (--broker only)",
             series.logic_node_mode.clone(),
-        );
-        r.register(
-            "coordlab_logic_node_mode_switches",
-            "Times the LogicNode switched communication mode (--broker only)",
-            series.logic_node_switches.clone(),
         );
         series
     }

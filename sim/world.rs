@@ -177,6 +177,7 @@ impl World {
                     Arc::new(FaultyTransport::new(inner, link_faults.clone()))
                 },
             )),
+            probe_sink: None,
         };
         let recorder = self.recorder.clone();
         let node = self

@@ -23,7 +23,9 @@
 //!   state sync, locks and an event bus behind traits, chosen by configuration;
 //! - [`mq`]: the MQ control plane — the coo, brokers and the LogicNode (seed 000);
 //! - [`server`]: a whole `coordd` node, wiring all of the above to the seams it is
-//!   given.
+//!   given;
+//! - [`metrics`]: a node's Prometheus series, fed by an Observer and read from the
+//!   running node at scrape time (`coordd --metrics-listen`).
 
 pub mod bridge;
 pub mod client;
@@ -31,6 +33,7 @@ pub mod coord;
 pub mod flow;
 pub mod library;
 pub mod logs;
+pub mod metrics;
 pub mod mq;
 pub mod proto;
 pub mod raft;

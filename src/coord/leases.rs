@@ -33,6 +33,15 @@ impl LeaseTable {
         self.leases.get(&id)
     }
 
+    /// Leases granted and not yet removed.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
     /// Leases by id, ascending.
     pub fn iter(&self) -> impl Iterator<Item = (i64, &Lease)> {
         self.leases.iter().map(|(id, l)| (*id, l))

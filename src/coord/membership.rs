@@ -268,6 +268,7 @@ mod tests {
             snapshot_index: 0,
             members: BTreeMap::from([(1, "h:1".into()), (4, "h:4".into())]),
             learners: BTreeSet::from([4]),
+            proposals: Default::default(),
         };
         let members = etcd_members(&status, Some(4));
         assert_eq!(members[0], etcd_member(1, "h:1", false, true));

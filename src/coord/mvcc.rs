@@ -499,6 +499,14 @@ impl MvccStore {
         })
     }
 
+    /// Keys whose latest version is a value, not a deletion.
+    pub fn live_keys(&self) -> usize {
+        self.history
+            .values()
+            .filter(|versions| versions.last().is_some_and(|(_, kv)| kv.is_some()))
+            .count()
+    }
+
     /// Bytes of keys and values held, history included (etcd's "db size" analogue).
     pub fn size_bytes(&self) -> i64 {
         self.history

@@ -127,6 +127,15 @@ impl WatchHub {
         id
     }
 
+    /// Watchers registered now.
+    pub fn len(&self) -> usize {
+        self.watchers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.watchers.is_empty()
+    }
+
     pub fn remove(&mut self, id: u64) {
         self.watchers.remove(&id);
     }

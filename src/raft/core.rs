@@ -344,9 +344,10 @@ impl<S: StateMachine> RaftCore<S> {
         self.check_leader()?;
         let id = self.ids.next_id();
         let before = self.raw.raft.raft_log.last_index();
-        self.raw
-            .propose(id.encode(), command)
-            .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
+        if let Err(e) = self.raw.propose(id.encode(), command) {
+            self.proposals.count_refused();
+            return Err(RaftError::ProposalDropped(e.to_string()));
+        }
         self.track_proposal(before, id)
     }
 
@@ -357,6 +358,7 @@ impl<S: StateMachine> RaftCore<S> {
     ) -> Result<ProposalTicket, RaftError> {
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
+            self.proposals.count_refused();
             return Err(RaftError::ProposalDropped(
                 "raft did not append the proposal".into(),
             ));
@@ -425,9 +427,10 @@ impl<S: StateMachine> RaftCore<S> {
         cc.context = plan.addr.into_bytes().into();
         let id = self.ids.next_id();
         let before = self.raw.raft.raft_log.last_index();
-        self.raw
-            .propose_conf_change(id.encode(), cc)
-            .map_err(|e| RaftError::ProposalDropped(e.to_string()))?;
+        if let Err(e) = self.raw.propose_conf_change(id.encode(), cc) {
+            self.proposals.count_refused();
+            return Err(RaftError::ProposalDropped(e.to_string()));
+        }
         let ticket = self.track_proposal(before, id)?;
         Ok(MembershipTicket {
             node_id: plan.node_id,
@@ -489,6 +492,7 @@ impl<S: StateMachine> RaftCore<S> {
                 .iter()
                 .copied()
                 .collect(),
+            proposals: self.proposals.counts(),
         }
     }
 

@@ -28,6 +28,7 @@ pub use core::{Bootstrap, NodeEnv, RaftCore};
 pub use error::RaftError;
 pub use membership::{MembershipError, LEARNER_IN_SYNC_MAX_LAG_ENTRIES};
 pub use node::{inbox, run_raft_node, Inbox};
+pub use pending::ProposalCounts;
 pub use router::{
     Input, MembershipApplied, MembershipChange, MembershipTicket, ProposalTicket, RaftHandle,
 };

@@ -117,6 +117,7 @@ impl<S: StateMachine> RaftCore<S> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
+        self.env.observer.observe(self.id, &Event::PersistStarted);
         self.storage_engine().persist(entries, hard_state, sync)?;
         self.env.observer.observe(
             self.id,
@@ -173,6 +174,9 @@ impl<S: StateMachine> RaftCore<S> {
                 continue;
             }
             debug_assert_eq!(entry.index, self.applied + 1, "apply gap");
+            self.env
+                .observer
+                .observe(self.id, &Event::ApplyStarted { index: entry.index });
             let answer = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
                 EntryType::EntryNormal => {

@@ -87,6 +87,19 @@ struct PendingProposal {
 #[derive(Default)]
 pub struct PendingProposals {
     by_index: BTreeMap<u64, PendingProposal>,
+    counts: ProposalCounts,
+}
+
+/// This node's proposals since it started, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProposalCounts {
+    /// Appended to the log while this node led.
+    pub appended: u64,
+    /// Appended and not yet answered.
+    pub pending: u64,
+    /// Answered with an error: dropped, overwritten, timed out, or failed when the
+    /// node stopped (a proposal Raft refused to append counts too).
+    pub failed: u64,
 }
 
 impl PendingProposals {
@@ -97,6 +110,7 @@ impl PendingProposals {
         deadline_ms: u64,
         reply: oneshot::Sender<ProposalResult>,
     ) {
+        self.counts.appended += 1;
         if let Some(old) = self.by_index.insert(
             index,
             PendingProposal {
@@ -106,6 +120,7 @@ impl PendingProposals {
             },
         ) {
             // Our own earlier proposal at this index was overwritten before we knew.
+            self.counts.failed += 1;
             let _ = old.reply.send(Err(RaftError::ProposalDropped(format!(
                 "index {index} was reused by a later proposal"
             ))));
@@ -114,6 +129,19 @@ impl PendingProposals {
 
     pub fn is_empty(&self) -> bool {
         self.by_index.is_empty()
+    }
+
+    /// Counts since the node started, and the proposals waiting now.
+    pub fn counts(&self) -> ProposalCounts {
+        ProposalCounts {
+            pending: self.by_index.len() as u64,
+            ..self.counts
+        }
+    }
+
+    /// Counts a proposal Raft refused to append (no waiter was inserted).
+    pub fn count_refused(&mut self) {
+        self.counts.failed += 1;
     }
 
     /// The entry at `index` was applied with context id `applied_id` and answer
@@ -130,6 +158,7 @@ impl PendingProposals {
             let result = if at == index && own_entry {
                 Ok(answer.take().unwrap_or_default())
             } else {
+                self.counts.failed += 1;
                 Err(RaftError::ProposalDropped(format!(
                     "index {at} holds another leader's entry"
                 )))
@@ -144,7 +173,9 @@ impl PendingProposals {
     /// Fails every waiter at or below `index` (a snapshot replaced that part of the log).
     pub fn drop_through(&mut self, index: u64, why: &str) {
         let rest = self.by_index.split_off(&(index + 1));
-        for (_, p) in std::mem::replace(&mut self.by_index, rest) {
+        let dropped = std::mem::replace(&mut self.by_index, rest);
+        self.counts.failed += dropped.len() as u64;
+        for (_, p) in dropped {
             let _ = p
                 .reply
                 .send(Err(RaftError::ProposalDropped(why.to_string())));
@@ -161,6 +192,7 @@ impl PendingProposals {
             .collect();
         for index in expired {
             if let Some(p) = self.by_index.remove(&index) {
+                self.counts.failed += 1;
                 let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
             }
         }
@@ -168,7 +200,9 @@ impl PendingProposals {
 
     /// Fails everything (the node stops).
     pub fn fail_all(&mut self, err: &RaftError) {
-        for (_, p) in std::mem::take(&mut self.by_index) {
+        let failed = std::mem::take(&mut self.by_index);
+        self.counts.failed += failed.len() as u64;
+        for (_, p) in failed {
             let _ = p.reply.send(Err(err.clone()));
         }
     }

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use raft::StateRole;
 
+use super::pending::ProposalCounts;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub id: u64,
@@ -19,6 +21,8 @@ pub struct NodeStatus {
     pub members: BTreeMap<u64, String>,
     /// Which of `members` are learners (non-voting).
     pub learners: BTreeSet<u64>,
+    /// Proposals this node appended as leader since it started.
+    pub proposals: ProposalCounts,
 }
 
 /// The lower-case name of a role, as printed by `coordctl status`.

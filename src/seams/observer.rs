@@ -24,6 +24,9 @@ pub enum Event<'a> {
         term: u64,
         leader_id: u64,
     },
+    /// The node is about to write a batch; the next `Persisted` ends it. Carries
+    /// nothing: it lets an observer time the write (the harness ignores it).
+    PersistStarted,
     /// A batch of log entries and/or HardState was written (not yet durable unless
     /// `synced`).
     Persisted {
@@ -37,6 +40,9 @@ pub enum Event<'a> {
     Sent { message: &'a Message },
     /// A Raft message was stepped into this node's Raft.
     Received { message: &'a Message },
+    /// The node is about to apply the committed entry at `index`; its `Applied`
+    /// ends it. Lets an observer time the apply (the harness ignores it).
+    ApplyStarted { index: u64 },
     /// A committed entry was applied to the state machine.
     Applied { entry: &'a Entry },
     /// The node stopped its Raft loop.

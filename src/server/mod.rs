@@ -2,6 +2,7 @@
 //! the seams it is given (real ones in `coordd`, simulated ones in the harness).
 
 mod admin_service;
+mod probe;
 pub mod replicated;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use crate::transport::{GrpcTransport, RaftTransportService};
 use replicated::ReplicatedState;
 
 pub use admin_service::AdminService;
+pub use probe::{KeyspaceSample, NodeProbe, NodeSample, ProbeSink};
 
 /// How long a stopping node waits for its clients' streams to end.
 const SERVER_CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -69,6 +71,8 @@ pub struct NodeSeams {
     pub clock: Arc<dyn Clock>,
     pub observer: Arc<dyn Observer>,
     pub transport_layer: Option<TransportLayer>,
+    /// Given the node's [`NodeProbe`] once it serves (for a metrics endpoint).
+    pub probe_sink: Option<ProbeSink>,
 }
 
 #[derive(Debug, Error)]
@@ -143,6 +147,13 @@ pub async fn serve_node(
         None
     };
     let metrics = logic.as_ref().map(|l| l.metrics.clone());
+    if let Some(sink) = &seams.probe_sink {
+        sink(NodeProbe {
+            handle: handle.clone(),
+            coord: coord.state.clone(),
+            logic_node: metrics.clone(),
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, closing_rx) = crate::sync::watch::channel(false);
     let services = Services {

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use coordlab::bridge::{BridgeConfig, Broker, BrokerOptions};
@@ -68,11 +68,15 @@ pub fn apply_raft_config(config: &BridgeConfig, raft: &mut RaftConfig) {
         .max(raft.heartbeat_ticks + 1);
 }
 
+/// Where the running broker is handed to the metrics endpoint.
+pub type BrokerSlot = Arc<OnceLock<Broker>>;
+
 /// Serves the broker until `stop`; retries its start while the cluster has no
-/// leader yet.
+/// leader yet. Once started, the broker is put in `started` (for metrics).
 pub async fn run(
     config: BridgeConfig,
     endpoints: Vec<String>,
+    started: Option<BrokerSlot>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let options = BrokerOptions::from_config(&config);
@@ -93,6 +97,9 @@ pub async fn run(
             }
         }
     };
+    if let Some(slot) = started {
+        let _ = slot.set(broker.clone());
+    }
     tracing::info!(broker = %options.id, %addr, "bridge broker serving");
     let shutdown = config.broker.shutdown.clone();
     let leaving = broker.clone();

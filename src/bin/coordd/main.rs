@@ -2,6 +2,8 @@
 //! with `--bridge-config` Link Bridge's broker beside it.
 
 mod bridge;
+#[cfg(not(madsim))]
+mod metrics_http;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,8 +17,8 @@ use coordlab::raft::storage::SnapshotOptions;
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::seams::clock::MonotonicClock;
 use coordlab::seams::disk::FileDisk;
-use coordlab::seams::observer::NoopObserver;
-use coordlab::server::{serve_node, NodeOptions, NodeSeams};
+use coordlab::seams::observer::{NoopObserver, Observer};
+use coordlab::server::{serve_node, NodeOptions, NodeSeams, ProbeSink};
 use coordlab::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -70,6 +72,9 @@ struct Args {
     /// `cluster.raft` timeouts set the Raft timing; `node.id` must be this node).
     #[arg(long, conflicts_with_all = ["dev", "join"])]
     bridge_config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (not in a simulation build).
+    #[arg(long, value_name = "ADDR", conflicts_with = "dev")]
+    metrics_listen: Option<SocketAddr>,
     /// Log lines as text (coloured only on a terminal) or JSON; RUST_LOG filters.
     #[arg(long, value_enum, default_value_t)]
     log_format: coordlab::logs::LogFormat,
@@ -141,10 +146,15 @@ async fn run_node(
             voters: spec.peers.keys().copied().collect(),
         }
     };
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(Metrics::start(addr, spec.bridge.is_some(), stop.clone()).await?),
+        None => None,
+    };
     // The broker reaches the registry through every member's etcd API.
     let broker = spec.bridge.clone().map(|config| {
         let endpoints = spec.peers.values().cloned().collect();
-        tokio::spawn(bridge::run(config, endpoints, stop.clone()))
+        let slot = metrics.as_ref().and_then(Metrics::broker_slot);
+        tokio::spawn(bridge::run(config, endpoints, slot, stop.clone()))
     });
     let options = NodeOptions {
         raft: raft_config(&args, &spec),
@@ -153,11 +163,16 @@ async fn run_node(
         bootstrap,
         broker: args.broker || args.dev,
     };
+    let (observer, probe_sink) = match &metrics {
+        Some(metrics) => (metrics.observer(), Some(metrics.probe_sink())),
+        None => (Arc::new(NoopObserver) as Arc<dyn Observer>, None),
+    };
     let seams = NodeSeams {
         disk: Arc::new(disk),
         clock: Arc::new(MonotonicClock::new()),
-        observer: Arc::new(NoopObserver),
+        observer,
         transport_layer: None,
+        probe_sink,
     };
     // The node stops after the broker beside it has let its clients go (a
     // graceful broker shutdown takes up to its grace period).
@@ -179,6 +194,75 @@ async fn run_node(
         return Err(e);
     }
     served
+}
+
+/// `--metrics-listen`: the node's series, its observer, and the endpoint serving
+/// them (started before the node, so a taken port stops coordd at once).
+#[cfg(not(madsim))]
+struct Metrics {
+    scrape: Arc<metrics_http::Scrape>,
+}
+
+#[cfg(not(madsim))]
+impl Metrics {
+    async fn start(
+        addr: SocketAddr,
+        bridge: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Metrics, String> {
+        let listener = metrics_http::bind(addr).await?;
+        let scrape = Arc::new(metrics_http::Scrape {
+            metrics: Arc::new(coordlab::metrics::NodeMetrics::new(bridge)),
+            node: Default::default(),
+            broker: bridge.then(Default::default),
+        });
+        tokio::spawn(metrics_http::serve(listener, scrape.clone(), stop));
+        Ok(Metrics { scrape })
+    }
+
+    fn observer(&self) -> Arc<dyn Observer> {
+        Arc::new(coordlab::metrics::MetricsObserver::new(
+            self.scrape.metrics.clone(),
+        ))
+    }
+
+    fn probe_sink(&self) -> ProbeSink {
+        let slot = self.scrape.node.clone();
+        Arc::new(move |probe| {
+            let _ = slot.set(probe);
+        })
+    }
+
+    fn broker_slot(&self) -> Option<bridge::BrokerSlot> {
+        self.scrape.broker.clone()
+    }
+}
+
+/// A simulation build has no real sockets to serve metrics on.
+#[cfg(madsim)]
+enum Metrics {}
+
+#[cfg(madsim)]
+impl Metrics {
+    async fn start(
+        _addr: SocketAddr,
+        _bridge: bool,
+        _stop: watch::Receiver<bool>,
+    ) -> Result<Metrics, String> {
+        Err("--metrics-listen: not available in a simulation build".into())
+    }
+
+    fn observer(&self) -> Arc<dyn Observer> {
+        match *self {}
+    }
+
+    fn probe_sink(&self) -> ProbeSink {
+        match *self {}
+    }
+
+    fn broker_slot(&self) -> Option<bridge::BrokerSlot> {
+        match *self {}
+    }
 }
 
 fn node_specs(args: &Args) -> Result<Vec<NodeSpec>, String> {

@@ -135,6 +135,35 @@ impl Broker {
         };
         tokio::time::timeout(grace, all_left).await.is_ok()
     }
+
+    /// The seed's `ClusterMetrics` as this broker sees them (`coordctl bridge
+    /// status`, coordd's metrics): it asks the cluster's status and every member.
+    pub async fn cluster_metrics(&self) -> Result<ClusterMetrics, crate::client::ClientError> {
+        let conn = &self.shared.conn;
+        let raft = metrics::status(conn).await?;
+        let metrics = &self.shared.metrics;
+        let state = self.shared.view.current();
+        let services = state.services();
+        let instances: usize = services.iter().map(|s| state.instances(s).len()).sum();
+        Ok(ClusterMetrics {
+            broker_id: self.shared.options.id.clone(),
+            leader_id: raft.leader,
+            raft_term: raft.raft_term,
+            raft_index: raft.raft_index,
+            raft_applied_index: raft.raft_applied_index,
+            registry_revision: state.revision(),
+            registered_services: services.len() as u32,
+            registered_instances: instances as u32,
+            connected_agents: state.agents().filter(|(_, up)| *up).count() as u32,
+            local_connected_clients: self.shared.local.clients().len() as u32,
+            local_connected_agents: self.shared.local.agents().len() as u32,
+            leader_uptime_ms: metrics
+                .leader_uptime(raft.leader, raft.raft_term)
+                .as_millis() as u64,
+            node_states: metrics::member_states(conn).await,
+            local_request_latency_us: metrics.request_latency().as_micros() as u64,
+        })
+    }
 }
 
 fn stream_of<T: Send + 'static>(
@@ -294,32 +323,10 @@ impl Bridge for Broker {
         &self,
         _request: Request<BridgeStatusRequest>,
     ) -> Result<Response<ClusterMetrics>, Status> {
-        let conn = &self.shared.conn;
-        let raft = metrics::status(conn)
+        self.cluster_metrics()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let metrics = &self.shared.metrics;
-        let state = self.shared.view.current();
-        let services = state.services();
-        let instances: usize = services.iter().map(|s| state.instances(s).len()).sum();
-        Ok(Response::new(ClusterMetrics {
-            broker_id: self.shared.options.id.clone(),
-            leader_id: raft.leader,
-            raft_term: raft.raft_term,
-            raft_index: raft.raft_index,
-            raft_applied_index: raft.raft_applied_index,
-            registry_revision: state.revision(),
-            registered_services: services.len() as u32,
-            registered_instances: instances as u32,
-            connected_agents: state.agents().filter(|(_, up)| *up).count() as u32,
-            local_connected_clients: self.shared.local.clients().len() as u32,
-            local_connected_agents: self.shared.local.agents().len() as u32,
-            leader_uptime_ms: metrics
-                .leader_uptime(raft.leader, raft.raft_term)
-                .as_millis() as u64,
-            node_states: metrics::member_states(conn).await,
-            local_request_latency_us: metrics.request_latency().as_micros() as u64,
-        }))
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 
     async fn proxy(

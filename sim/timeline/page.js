@@ -34,14 +34,16 @@
     return t;
   }
 
-  function item(track, cls, left, width, label, seqs) {
+  // `seqs`: the events it stands for (a click shows them); those the violation
+  // names are outlined, unless `plain`.
+  function item(track, cls, left, width, label, seqs, plain) {
     const d = el('div', cls);
     d.style.left = left + 'px';
     if (width !== null) d.style.width = Math.max(2, width) + 'px';
     d.title = label;
     if (seqs) {
       d.dataset.seqs = seqs.join(',');
-      if (seqs.some((s) => culprits.has(s))) d.classList.add('culprit');
+      if (!plain && seqs.some((s) => culprits.has(s))) d.classList.add('culprit');
     }
     track.append(d);
     return d;
@@ -134,7 +136,8 @@
     const keys = [['role-leader', 'leader'], ['role-candidate', 'candidate'], ['role-precandidate', 'pre-candidate'],
       ['role-follower', 'follower'], ['mode', 'LogicNode mode'], ['op-ok', 'op ok'], ['op-fail', 'op failed'],
       ['op-unknown', 'op unknown'], ['fault-down', 'down'], ['fault-paused', 'paused'], ['fault-net', 'partition'],
-      ['fault-link', 'link/latency'], ['fault-disk', 'disk'], ['fault-clock', 'clock drift'], ['culprit', 'named by the violation']];
+      ['fault-link', 'link/latency'], ['fault-disk', 'disk'], ['fault-clock', 'clock drift']];
+    if (violation) keys.push(['culprit', 'named by the violation']);
     for (const [cls, text] of keys) legend.append(el('span', cls, text));
     nav.append(' ', legend, ' ' + model.total_events + ' events in the trace; ' + events.length +
       ' drawn here (all of them: trace.jsonl beside this file)');
@@ -151,14 +154,15 @@
     root.append(el('p', null, 'Boxes: operations from invocation to completion (dashed: outcome unknown). ' +
       'Numbered green lines: the longest order the model accepts that respects real time (' +
       c.linearized.length + ' of ' + c.ops.length + ' operations). Red boxes: operations no such order can take in, ' +
-      'so the history is not linearizable.'));
+      'so the history is not linearizable. Across: the order of the invocations and completions in the trace ' +
+      '(not to scale; hover for times).'));
     const times = new Set();
     for (const op of c.ops) {
       times.add(op.call_seq);
       if (op.ret_seq !== null) times.add(op.ret_seq);
     }
     const ranks = [...times].sort((a, b) => a - b);
-    const COL = 110;
+    const COL = 190;
     const x = (seq) => 10 + ranks.indexOf(seq) * COL;
     const end = 10 + ranks.length * COL;
     const box = el('div', 'lc');
@@ -170,10 +174,11 @@
       const right = op.ret_seq === null ? end : x(op.ret_seq);
       const cls = 'op' + (op.ret_seq === null ? ' pending' : '') + (!placed.has(i) && op.ret_seq !== null ? ' bad' : '');
       const text = op.input + (op.output === null ? '' : ' -> ' + op.output);
-      const title = text + ' (events #' + op.call_seq + '..' + (op.ret_seq === null ? 'never' : '#' + op.ret_seq) + ')' +
+      const title = text + ' (' + fmtMs(op.call_ms) + ' .. ' + (op.ret_ms === null ? 'never' : fmtMs(op.ret_ms)) +
+        ', events #' + op.call_seq + '..' + (op.ret_seq === null ? 'never' : '#' + op.ret_seq) + ')' +
         (op.state_after === null ? '' : '; state after: ' + op.state_after);
       const seqs = op.ret_seq === null ? [op.call_seq] : [op.call_seq, op.ret_seq];
-      item(tracks.get(op.client), cls, x(op.call_seq), right - x(op.call_seq) - 4, title, seqs).textContent = text;
+      item(tracks.get(op.client), cls, x(op.call_seq), right - x(op.call_seq) - 4, title, seqs, true).textContent = text;
       lefts[i] = [x(op.call_seq), right];
     });
     let prev = 0;

@@ -199,36 +199,7 @@ fn a_passing_run_has_no_violation_and_a_lincheck_failure_draws_its_sub_history()
     let t = Timeline::build("steady-1.pass", &events, "pass", &none, "replay");
     assert_eq!((t.violation, t.lincheck), (None, None));
 
-    // put a, put b, then a read of a: a stale read.
-    let mut h = History::default();
-    let mut events = Vec::new();
-    for (op, kind, value, read) in [
-        (1, "put", Some("a"), None),
-        (2, "put", Some("b"), None),
-        (3, "get", None, Some("a")),
-    ] {
-        let client = 100 + op;
-        events.push(h.push(
-            client,
-            EventKind::ClientInvoke {
-                client,
-                op,
-                kind: kind.into(),
-                key: "k".into(),
-                value: value.map(str::to_string),
-            },
-        ));
-        events.push(h.push(
-            client,
-            EventKind::ClientComplete {
-                client,
-                op,
-                outcome: "ok".into(),
-                value: read.map(str::to_string),
-                revision: None,
-            },
-        ));
-    }
+    let events = History::default().stale_read("k");
     let v = linearizability::check_trace(&events).unwrap_err();
     let t = Timeline::build("kv-1", &events, "correctness", &v, "replay");
     let c = t.lincheck.as_ref().expect("the counterexample");

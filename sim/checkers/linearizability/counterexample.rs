@@ -165,7 +165,6 @@ pub fn longest_partial_linearization<M: Model>(
 mod tests {
     use super::*;
     use crate::sim::checkers::testing::History;
-    use crate::sim::trace::EventKind;
     use models::{KvInput, KvModel};
 
     fn op(
@@ -202,34 +201,7 @@ mod tests {
 
     #[test]
     fn a_failing_trace_gives_the_messages_counterexample_with_its_events() {
-        let mut h = History::default();
-        let mut events = Vec::new();
-        let mut kv = |h: &mut History, op, kind: &str, value: Option<&str>, read: Option<&str>| {
-            let client = 100 + op;
-            events.push(h.push(
-                client,
-                EventKind::ClientInvoke {
-                    client,
-                    op,
-                    kind: kind.into(),
-                    key: "k1".into(),
-                    value: value.map(str::to_string),
-                },
-            ));
-            events.push(h.push(
-                client,
-                EventKind::ClientComplete {
-                    client,
-                    op,
-                    outcome: "ok".into(),
-                    value: read.map(str::to_string),
-                    revision: None,
-                },
-            ));
-        };
-        kv(&mut h, 1, "put", Some("a"), None);
-        kv(&mut h, 2, "put", Some("b"), None);
-        kv(&mut h, 3, "get", None, Some("a"));
+        let events = History::default().stale_read("k1");
         let c = counterexample(&events).expect("a stale read");
         assert_eq!((c.workload, c.key.as_str(), c.total_ops), ("kv", "k1", 3));
         assert_eq!(c.ops.len(), 3);

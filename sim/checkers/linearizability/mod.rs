@@ -179,13 +179,7 @@ pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
 pub fn check_registers(by_key: &BTreeMap<String, Vec<histories::CasOp>>) -> Result<(), String> {
     match first_failure(&models::CasRegister, by_key, is_read_register_write)? {
         None => Ok(()),
-        Some(f) => Err(format!(
-            "etcd key {:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
-            f.key,
-            f.shrunk.len(),
-            f.total_ops,
-            describe(&f.shrunk)
-        )),
+        Some(f) => Err(f.report("etcd key")),
     }
 }
 
@@ -195,6 +189,20 @@ struct Failure<'a, I, O> {
     key: &'a str,
     total_ops: usize,
     shrunk: Vec<Operation<I, O>>,
+}
+
+impl<I: Debug, O: Debug> Failure<'_, I, O> {
+    /// The violation's message: the key (`what` names its kind) and the shrunk
+    /// sub-history, one operation a line.
+    fn report(&self, what: &str) -> String {
+        format!(
+            "{what} {:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
+            self.key,
+            self.shrunk.len(),
+            self.total_ops,
+            describe(&self.shrunk)
+        )
+    }
 }
 
 /// Finds the first failing key, if any, and shrinks its history (`keep`: see
@@ -250,13 +258,7 @@ fn judge<M: Model>(
 pub fn check_kv(by_key: &BTreeMap<String, Vec<histories::KvOp>>) -> Result<(), String> {
     match first_failure(&models::KvModel, by_key, is_read_write)? {
         None => Ok(()),
-        Some(f) => Err(format!(
-            "key {:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
-            f.key,
-            f.shrunk.len(),
-            f.total_ops,
-            describe(&f.shrunk)
-        )),
+        Some(f) => Err(f.report("key")),
     }
 }
 

@@ -20,6 +20,8 @@
 //! - [`bridge`]: Link Bridge (seed 003) brokers, agents and clients beside the
 //!   cluster, the bridge's own faults, and its end-of-run audits (its `[bridge]`
 //!   section in `scenario::bridge`);
+//! - [`timeline`] (pure): `timeline.html`, a failing run drawn as a
+//!   self-contained page (lanes per node and client, faults, the violation);
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
 //!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
@@ -36,6 +38,7 @@ pub mod checkers;
 pub mod disk;
 pub mod library;
 pub mod scenario;
+pub mod timeline;
 pub mod trace;
 
 #[cfg(madsim)]

@@ -1,11 +1,13 @@
 //! Failure artifacts: the trace as JSON lines, readable timelines (all nodes, and
-//! one file per node), and a summary with the replay command.
+//! one file per node), the timeline as a page to look at (`timeline.html`, see
+//! [`super::timeline`]), and a summary with the replay command.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::checkers::Violation;
+use super::timeline;
 use super::trace::{EventKind, TraceEvent};
 
 /// One line of human-readable description of an event.
@@ -199,7 +201,7 @@ pub fn write_trace(path: &Path, events: &[TraceEvent]) -> std::io::Result<()> {
     std::fs::write(path, jsonl)
 }
 
-/// Writes trace.jsonl, timeline.txt, node-<id>.txt and failure.txt.
+/// Writes trace.jsonl, timeline.txt, node-<id>.txt, timeline.html and failure.txt.
 pub fn write_artifacts(
     dir: &Path,
     events: &[TraceEvent],
@@ -227,6 +229,11 @@ pub fn write_artifacts(
         };
         std::fs::write(dir.join(name), text)?;
     }
+    let title = dir
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let page = timeline::render(&title, events, class, violation, replay);
+    std::fs::write(dir.join("timeline.html"), page)?;
     let summary = format!(
         "class: {class}\ninvariant: {}\n{}\n{}replay: {replay}\n",
         violation.invariant,

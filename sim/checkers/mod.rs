@@ -579,6 +579,38 @@ pub mod testing {
             )
         }
 
+        /// Client 101 puts `a`, then client 102 puts `b`, then client 103 reads
+        /// `a` from `key`: a stale read, six events.
+        pub fn stale_read(&mut self, key: &str) -> Vec<TraceEvent> {
+            let mut events = vec![
+                self.invoke_put(101, 1, key, "a"),
+                self.complete(101, 1, "ok", None),
+                self.invoke_put(102, 2, key, "b"),
+                self.complete(102, 2, "ok", None),
+            ];
+            events.push(self.push(
+                103,
+                EventKind::ClientInvoke {
+                    client: 103,
+                    op: 3,
+                    kind: "get".into(),
+                    key: key.into(),
+                    value: None,
+                },
+            ));
+            events.push(self.push(
+                103,
+                EventKind::ClientComplete {
+                    client: 103,
+                    op: 3,
+                    outcome: "ok".into(),
+                    value: Some("a".into()),
+                    revision: None,
+                },
+            ));
+            events
+        }
+
         pub fn recovered(
             &mut self,
             node: u64,

@@ -15,9 +15,12 @@
 //! - `histories.rs` reads the formats into per-key operations;
 //! - `models.rs` (with `text.rs`) holds the sequential specifications;
 //! - `wgl.rs` (with `memo.rs`) is the search;
+//! - `counterexample.rs` gives a failing check's shrunk sub-history as data, with
+//!   its longest partial linearization (for the failure timeline);
 //! - `files.rs` decides a history file (`lincheck`), also on threads;
 //! - `generate.rs` writes histories of known verdict for benchmarks.
 
+pub mod counterexample;
 #[cfg(test)]
 mod differential;
 pub mod files;
@@ -174,18 +177,56 @@ pub fn check_trace(events: &[TraceEvent]) -> Result<(), Violation> {
 /// Checks per-key register histories (etcd KV: read / put / compare-and-set);
 /// `Err` names the key and a small counterexample.
 pub fn check_registers(by_key: &BTreeMap<String, Vec<histories::CasOp>>) -> Result<(), String> {
+    match first_failure(&models::CasRegister, by_key, is_read_register_write)? {
+        None => Ok(()),
+        Some(f) => Err(f.report("etcd key")),
+    }
+}
+
+/// The first key (in [`smallest_first`] order) whose history is not
+/// linearizable, with its shrunk sub-history.
+struct Failure<'a, I, O> {
+    key: &'a str,
+    total_ops: usize,
+    shrunk: Vec<Operation<I, O>>,
+}
+
+impl<I: Debug, O: Debug> Failure<'_, I, O> {
+    /// The violation's message: the key (`what` names its kind) and the shrunk
+    /// sub-history, one operation a line.
+    fn report(&self, what: &str) -> String {
+        format!(
+            "{what} {:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
+            self.key,
+            self.shrunk.len(),
+            self.total_ops,
+            describe(&self.shrunk)
+        )
+    }
+}
+
+/// Finds the first failing key, if any, and shrinks its history (`keep`: see
+/// [`shrink`]); `Err` when a verdict was undecided.
+#[allow(clippy::type_complexity)]
+fn first_failure<'a, M: Model>(
+    model: &M,
+    by_key: &'a BTreeMap<String, Vec<Operation<M::Input, M::Output>>>,
+    keep: fn(&[Operation<M::Input, M::Output>], usize) -> bool,
+) -> Result<Option<Failure<'a, M::Input, M::Output>>, String>
+where
+    M::Input: Clone,
+    M::Output: Clone,
+{
     for (key, ops) in smallest_first(by_key) {
-        if !judge(&models::CasRegister, key, ops, VERDICT_STEPS)? {
-            let small = shrink(&models::CasRegister, ops, 2_000, is_read_register_write);
-            return Err(format!(
-                "etcd key {key:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
-                small.len(),
-                ops.len(),
-                describe(&small)
-            ));
+        if !judge(model, key, ops, VERDICT_STEPS)? {
+            return Ok(Some(Failure {
+                key,
+                total_ops: ops.len(),
+                shrunk: shrink(model, ops, 2_000, keep),
+            }));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Keys by their number of operations, then by name: a deterministic order in
@@ -215,18 +256,10 @@ fn judge<M: Model>(
 
 /// Checks per-key KV histories; `Err` names the key and a small counterexample.
 pub fn check_kv(by_key: &BTreeMap<String, Vec<histories::KvOp>>) -> Result<(), String> {
-    for (key, ops) in smallest_first(by_key) {
-        if !judge(&models::KvModel, key, ops, VERDICT_STEPS)? {
-            let small = shrink(&models::KvModel, ops, 2_000, is_read_write);
-            return Err(format!(
-                "key {key:?} is not linearizable; a smallest failing sub-history ({} of {} operations):\n{}",
-                small.len(),
-                ops.len(),
-                describe(&small)
-            ));
-        }
+    match first_failure(&models::KvModel, by_key, is_read_write)? {
+        None => Ok(()),
+        Some(f) => Err(f.report("key")),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@
 //! - [`bridge`]: Link Bridge (seed 003) brokers, agents and clients beside the
 //!   cluster, the bridge's own faults, and its end-of-run audits (its `[bridge]`
 //!   section in `scenario::bridge`);
+//! - [`flow`]: FlowBuilder (seed 002) hosts, each with a Raft service container,
+//!   proposing, locking, publishing and broadcasting under the cluster's faults,
+//!   and the end-of-run audit of the members' copies (its `[flow]` section in
+//!   `scenario::flow`);
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
 //!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
@@ -34,6 +38,7 @@ pub mod bridge;
 pub mod budget;
 pub mod checkers;
 pub mod disk;
+pub mod flow;
 pub mod library;
 pub mod scenario;
 pub mod trace;

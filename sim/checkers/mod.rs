@@ -13,6 +13,10 @@ pub mod bridge_notice_respected;
 pub mod bridge_views_committed;
 pub mod election_safety;
 pub mod fenced_resource_order;
+pub mod flow_event_order;
+pub mod flow_lock_exclusive;
+pub mod flow_proposals_applied;
+pub mod flow_state_consistent;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_expiry;
@@ -359,6 +363,22 @@ pub const REGISTRY: &[Registered] = &[
     registered(
         bridge_no_client_state::NAME,
         Judges::EndOfRun(bridge_no_client_state::check),
+    ),
+    registered(
+        flow_proposals_applied::NAME,
+        Judges::EndOfRun(flow_proposals_applied::check),
+    ),
+    registered(
+        flow_lock_exclusive::NAME,
+        Judges::EndOfRun(flow_lock_exclusive::check),
+    ),
+    registered(
+        flow_event_order::NAME,
+        Judges::EndOfRun(flow_event_order::check),
+    ),
+    registered(
+        flow_state_consistent::NAME,
+        Judges::EndOfRun(flow_state_consistent::check),
     ),
     registered(
         ttl_only_demo::NAME,

@@ -251,7 +251,10 @@ async fn member_state(
     }
 }
 
-fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
+/// The state a copy of the change log (`/flow/changes/` entries, in key order)
+/// folds into, as every replica applies it; `check_consistency` hashes it, and
+/// so does the simulation's audit of the members' copies.
+pub fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
     let mut replica = Replica {
         state: FlowState::default(),
         index: 0,

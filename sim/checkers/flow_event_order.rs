@@ -66,15 +66,23 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
                 }
             }
             Some(FlowEvent::Subscribed { host, scope, .. }) => {
-                let s = subscribers.entry((host.as_str(), scope.as_str())).or_default();
+                let s = subscribers
+                    .entry((host.as_str(), scope.as_str()))
+                    .or_default();
                 s.subscribed_seq = e.seq;
             }
             // A gap, or the subscription closed: it did not stay subscribed.
             Some(FlowEvent::Lagged { host, scope, .. }) => {
-                subscribers.entry((host.as_str(), scope.as_str())).or_default().lagged = true;
+                subscribers
+                    .entry((host.as_str(), scope.as_str()))
+                    .or_default()
+                    .lagged = true;
             }
             Some(FlowEvent::SubscriberEnded { host, scope, .. }) => {
-                subscribers.entry((host.as_str(), scope.as_str())).or_default().ended = true;
+                subscribers
+                    .entry((host.as_str(), scope.as_str()))
+                    .or_default()
+                    .ended = true;
             }
             Some(FlowEvent::Received {
                 host,
@@ -88,7 +96,9 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
                     return Err(violation(
                         NAME,
                         e,
-                        format!("{host} received {payload} ({scope}), never published in that scope"),
+                        format!(
+                            "{host} received {payload} ({scope}), never published in that scope"
+                        ),
                     ));
                 };
                 if origin != publisher(payload) {
@@ -107,14 +117,14 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
                     )
                     .with_related([p.invoked_seq]));
                 }
-                let s = subscribers.entry((host.as_str(), scope.as_str())).or_default();
+                let s = subscribers
+                    .entry((host.as_str(), scope.as_str()))
+                    .or_default();
                 if let Some((_, earlier)) = s.received.get(payload.as_str()) {
-                    return Err(violation(
-                        NAME,
-                        e,
-                        format!("{host} received {payload} twice"),
-                    )
-                    .with_related([*earlier]));
+                    return Err(
+                        violation(NAME, e, format!("{host} received {payload} twice"))
+                            .with_related([*earlier]),
+                    );
                 }
                 if let Some((last, last_seq)) = s.last {
                     if *sequence <= last {
@@ -140,8 +150,7 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
             continue;
         }
         let missing = publishes.iter().find(|(payload, p)| {
-            p.ok
-                && p.scope == *scope
+            p.ok && p.scope == *scope
                 && p.invoked_seq > s.subscribed_seq
                 && (*scope == CLUSTER || publisher(payload) == *host)
                 && !s.received.contains_key(payload.as_str())
@@ -181,7 +190,9 @@ fn one_order<'a>(
             return Err(violation(
                 NAME,
                 e,
-                format!("{payload} has sequence {sequence} here but {other} for another subscriber"),
+                format!(
+                    "{payload} has sequence {sequence} here but {other} for another subscriber"
+                ),
             ));
         }
     }

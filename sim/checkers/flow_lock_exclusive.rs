@@ -67,7 +67,9 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
                 late,
                 ..
             }) => {
-                let held = acquisitions.get(resource.as_str()).map_or(&[][..], |v| v.as_slice());
+                let held = acquisitions
+                    .get(resource.as_str())
+                    .map_or(&[][..], |v| v.as_slice());
                 let Some(mine) = held.iter().position(|(_, _, t)| t == token) else {
                     continue;
                 };

@@ -51,7 +51,11 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
             continue;
         }
         let Some(key) = key_of(id) else {
-            return Err(violation(NAME, e, format!("proposal id {id:?} names no key")));
+            return Err(violation(
+                NAME,
+                e,
+                format!("proposal id {id:?} names no key"),
+            ));
         };
         if committed && copies.is_empty() {
             return Err(violation_at_end(
@@ -79,7 +83,9 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
                     return Err(violation(
                         NAME,
                         copy,
-                        format!("{id} was reported {status}, but member {member} holds it committed"),
+                        format!(
+                            "{id} was reported {status}, but member {member} holds it committed"
+                        ),
                     )
                     .with_related([e.seq]));
                 }
@@ -162,20 +168,7 @@ mod tests {
                 status: status.into(),
             }),
         );
-        for (m, keys) in copies.into_iter().enumerate() {
-            h.push(
-                0,
-                EventKind::Flow(FlowEvent::MemberCopy {
-                    member: m as u64 + 1,
-                    prefix: "/flow/proposals/".into(),
-                    revision: 50,
-                    keys,
-                    error: None,
-                }),
-            );
-        }
-        h.push(0, EventKind::Flow(FlowEvent::Ended));
-        h.events()
+        h.flow_audit("/flow/proposals/", copies)
     }
 
     fn judge(events: &[TraceEvent]) -> Result<Option<String>, Violation> {
@@ -201,7 +194,10 @@ mod tests {
             7,
         )];
         let v = judge(&history("committed", vec![rejected.clone(), rejected])).unwrap_err();
-        assert!(v.message.contains("reported committed, but member 1"), "{v}");
+        assert!(
+            v.message.contains("reported committed, but member 1"),
+            "{v}"
+        );
         let moved = vec![held(record(Decision::Committed), 1, 9)];
         let v = judge(&history("committed", vec![c(), moved])).unwrap_err();
         assert!(v.message.contains("revision 9 on member 2"), "{v}");

@@ -39,7 +39,11 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
     let mut first: Option<(u64, String, u64)> = None;
     for (e, member, copy) in &copies {
         let hash = state_hash(copy).map_err(|why| {
-            violation(NAME, e, format!("member {member}'s change log does not fold: {why}"))
+            violation(
+                NAME,
+                e,
+                format!("member {member}'s change log does not fold: {why}"),
+            )
         })?;
         match &first {
             None => first = Some((*member, hash, e.seq)),
@@ -72,7 +76,10 @@ pub fn check(end: &RunEnd<'_>) -> Result<Option<String>, Violation> {
             continue;
         };
         // A member the check could not read makes the report inconclusive.
-        if members.iter().any(|m| m.state_hash.starts_with("unreadable")) {
+        if members
+            .iter()
+            .any(|m| m.state_hash.starts_with("unreadable"))
+        {
             if *consistent {
                 return Err(violation(
                     NAME,
@@ -136,20 +143,7 @@ mod tests {
                 error: None,
             }),
         );
-        for (m, keys) in copies.into_iter().enumerate() {
-            h.push(
-                0,
-                EventKind::Flow(FlowEvent::MemberCopy {
-                    member: m as u64 + 1,
-                    prefix: keys::CHANGES.into(),
-                    revision: 50,
-                    keys,
-                    error: None,
-                }),
-            );
-        }
-        h.push(0, EventKind::Flow(FlowEvent::Ended));
-        h.events()
+        h.flow_audit(keys::CHANGES, copies)
     }
 
     fn judge(events: &[TraceEvent]) -> Result<Option<String>, Violation> {

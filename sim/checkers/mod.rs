@@ -480,7 +480,8 @@ pub fn end_of(events: &[TraceEvent]) -> RunEnd<'_> {
 pub mod testing {
     //! Builders for hand-made histories.
     use crate::sim::trace::{
-        BridgeEvent, DurableView, EntryMeta, EventKind, LibraryEvent, MsgMeta, Trace, TraceEvent,
+        AuditedKey, BridgeEvent, DurableView, EntryMeta, EventKind, FlowEvent, LibraryEvent,
+        MsgMeta, Trace, TraceEvent,
     };
 
     /// A library event seen by client `node`, at sequence number and time `seq`.
@@ -633,6 +634,27 @@ pub mod testing {
 
         pub fn bridge(&mut self, node: u64, event: BridgeEvent) -> TraceEvent {
             self.push(node, EventKind::Bridge(event))
+        }
+
+        /// The flow audit's copies of `prefix` on members 1, 2, … and the flow
+        /// workload's end; returns every event so far.
+        pub fn flow_audit(
+            &mut self,
+            prefix: &str,
+            copies: Vec<Vec<AuditedKey>>,
+        ) -> Vec<TraceEvent> {
+            for (m, keys) in copies.into_iter().enumerate() {
+                let copy = FlowEvent::MemberCopy {
+                    member: m as u64 + 1,
+                    prefix: prefix.into(),
+                    revision: 50,
+                    keys,
+                    error: None,
+                };
+                self.push(0, EventKind::Flow(copy));
+            }
+            self.push(0, EventKind::Flow(FlowEvent::Ended));
+            self.events()
         }
 
         /// Lets `n` ms pass (one filler event per ms).

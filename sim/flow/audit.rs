@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use coordlab::client::Connection;
-use coordlab::coord::service::lock::prefix_end;
-use coordlab::flow::cluster::keys;
-use coordlab::proto::etcdserverpb::kv_client::KvClient;
-use coordlab::proto::etcdserverpb::{RangeRequest, RangeResponse};
+use coordlab::flow::cluster::{keys, sync};
+use coordlab::proto::etcdserverpb::RangeRequest;
 
 use super::context::Ctx;
 use crate::sim::trace::{AuditedKey, FlowEvent};
@@ -21,7 +19,10 @@ const MEMBER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The prefixes audited: decided proposals and the state change log.
 pub fn audited_prefixes() -> [String; 2] {
-    [format!("{}proposals/", keys::ROOT), keys::CHANGES.to_string()]
+    [
+        format!("{}proposals/", keys::ROOT),
+        keys::CHANGES.to_string(),
+    ]
 }
 
 /// Records every member's copy of each audited prefix at one revision (the
@@ -92,35 +93,10 @@ async fn member_copy(
     prefix: &str,
     revision: i64,
 ) -> Result<Vec<AuditedKey>, String> {
-    let request = RangeRequest {
-        key: prefix.as_bytes().to_vec(),
-        range_end: prefix_end(prefix.as_bytes()),
-        revision,
-        serializable: true,
-        ..Default::default()
-    };
-    let mut last = String::from("no answer");
-    let read = tokio::time::timeout(MEMBER_PATIENCE, async {
-        loop {
-            let request = request.clone();
-            let answer: Result<RangeResponse, _> = conn
-                .call_once_at(endpoint, |ch| async move {
-                    KvClient::new(ch).range(request).await
-                })
-                .await;
-            match answer {
-                Ok(r) => return r,
-                Err(e) => {
-                    last = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
-    .await;
-    let response = read.map_err(|_| format!("not readable at revision {revision}: {last}"))?;
-    Ok(response
-        .kvs
+    let kvs = sync::member_copy(conn, endpoint, prefix, revision, MEMBER_PATIENCE)
+        .await
+        .map_err(|e| format!("not readable at revision {revision}: {e}"))?;
+    Ok(kvs
         .into_iter()
         .map(|kv| AuditedKey {
             key: String::from_utf8_lossy(&kv.key).into_owned(),

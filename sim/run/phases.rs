@@ -11,10 +11,10 @@ use madsim::runtime::{Handle, NodeHandle};
 
 use super::mq::{start_extra_brokers, start_topic_admin};
 use crate::sim::bridge::BridgeRun;
-use crate::sim::flow::FlowRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
 use crate::sim::faults::FaultDriver;
+use crate::sim::flow::FlowRun;
 use crate::sim::library::LibraryRun;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;

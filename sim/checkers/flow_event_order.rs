@@ -336,7 +336,11 @@ mod tests {
     #[test]
     fn a_missed_event_fails_unless_the_subscriber_lagged() {
         let v = judge(&missing_one(false)).unwrap_err();
-        assert!(v.message.contains("never received flow-2#1"), "{v}");
+        assert!(
+            v.message
+                .contains("before flow-2#1 was published, never received it"),
+            "{v}"
+        );
         judge(&missing_one(true)).unwrap();
     }
 

@@ -34,6 +34,8 @@ targets() {
     lessor_half_ttl | fencing_token_header_revision | watch_resumes_from_now) echo library_steady,library_faults ;;
     # Link Bridge
     bridge_no_notice_push | bridge_broker_expires_agents | bridge_replicates_clients) echo bridge_steady,bridge_faults ;;
+    # FlowBuilder's Raft services
+    flow_commit_before_apply | flow_renew_lost_lock | flow_events_per_node_order) echo flow_steady,flow_faults ;;
     *) echo "" ;;
   esac
 }

@@ -22,6 +22,10 @@
 //!   section in `scenario::bridge`);
 //! - [`timeline`] (pure): `timeline.html`, a failing run drawn as a
 //!   self-contained page (lanes per node and client, faults, the violation);
+//! - [`flow`]: FlowBuilder (seed 002) hosts, each with a Raft service container,
+//!   proposing, locking, publishing and broadcasting under the cluster's faults,
+//!   and the end-of-run audit of the members' copies (its `[flow]` section in
+//!   `scenario::flow`);
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
 //!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
@@ -36,6 +40,7 @@ pub mod bridge;
 pub mod budget;
 pub mod checkers;
 pub mod disk;
+pub mod flow;
 pub mod library;
 pub mod scenario;
 pub mod timeline;

@@ -162,6 +162,7 @@ pub fn describe(e: &EventKind) -> String {
         ),
         EventKind::Library(event) => event.describe(),
         EventKind::Bridge(event) => event.describe(),
+        EventKind::Flow(event) => event.describe(),
     }
 }
 

@@ -12,6 +12,10 @@ pub use library_events::{CommittedChange, LibraryEvent};
 mod bridge_events;
 pub use bridge_events::{BridgeEvent, RegistryChange, RegistrySummary};
 
+#[path = "flow/events.rs"]
+pub mod flow_events;
+pub use flow_events::{scope as flow_scope, AuditedKey, FlowEvent};
+
 /// A log entry as checkers see it: position, term and a digest of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct EntryMeta {
@@ -310,6 +314,9 @@ pub enum EventKind {
     /// An event of the Link Bridge workload (`sim/bridge/`). Last, so that the
     /// other kinds keep their hash tags.
     Bridge(BridgeEvent),
+    /// An event of the FlowBuilder workload (`sim/flow/`). Last, so that the
+    /// other kinds keep their hash tags.
+    Flow(FlowEvent),
 }
 
 /// One event of a watch response, as a watcher received it.

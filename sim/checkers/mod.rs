@@ -13,6 +13,10 @@ pub mod bridge_notice_respected;
 pub mod bridge_views_committed;
 pub mod election_safety;
 pub mod fenced_resource_order;
+pub mod flow_event_order;
+pub mod flow_lock_exclusive;
+pub mod flow_proposals_applied;
+pub mod flow_state_consistent;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_expiry;
@@ -361,6 +365,22 @@ pub const REGISTRY: &[Registered] = &[
         Judges::EndOfRun(bridge_no_client_state::check),
     ),
     registered(
+        flow_proposals_applied::NAME,
+        Judges::EndOfRun(flow_proposals_applied::check),
+    ),
+    registered(
+        flow_lock_exclusive::NAME,
+        Judges::EndOfRun(flow_lock_exclusive::check),
+    ),
+    registered(
+        flow_event_order::NAME,
+        Judges::EndOfRun(flow_event_order::check),
+    ),
+    registered(
+        flow_state_consistent::NAME,
+        Judges::EndOfRun(flow_state_consistent::check),
+    ),
+    registered(
         ttl_only_demo::NAME,
         Judges::EndOfRun(|end| {
             ttl_only_demo::check(end.events)
@@ -460,7 +480,8 @@ pub fn end_of(events: &[TraceEvent]) -> RunEnd<'_> {
 pub mod testing {
     //! Builders for hand-made histories.
     use crate::sim::trace::{
-        BridgeEvent, DurableView, EntryMeta, EventKind, LibraryEvent, MsgMeta, Trace, TraceEvent,
+        AuditedKey, BridgeEvent, DurableView, EntryMeta, EventKind, FlowEvent, LibraryEvent,
+        MsgMeta, Trace, TraceEvent,
     };
 
     /// A library event seen by client `node`, at sequence number and time `seq`.
@@ -645,6 +666,27 @@ pub mod testing {
 
         pub fn bridge(&mut self, node: u64, event: BridgeEvent) -> TraceEvent {
             self.push(node, EventKind::Bridge(event))
+        }
+
+        /// The flow audit's copies of `prefix` on members 1, 2, … and the flow
+        /// workload's end; returns every event so far.
+        pub fn flow_audit(
+            &mut self,
+            prefix: &str,
+            copies: Vec<Vec<AuditedKey>>,
+        ) -> Vec<TraceEvent> {
+            for (m, keys) in copies.into_iter().enumerate() {
+                let copy = FlowEvent::MemberCopy {
+                    member: m as u64 + 1,
+                    prefix: prefix.into(),
+                    revision: 50,
+                    keys,
+                    error: None,
+                };
+                self.push(0, EventKind::Flow(copy));
+            }
+            self.push(0, EventKind::Flow(FlowEvent::Ended));
+            self.events()
         }
 
         /// Lets `n` ms pass (one filler event per ms).

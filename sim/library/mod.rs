@@ -30,7 +30,7 @@ mod config;
 #[cfg(madsim)]
 mod context;
 #[cfg(madsim)]
-mod fenced;
+pub mod fenced;
 #[cfg(madsim)]
 mod isolation;
 #[cfg(madsim)]

@@ -14,6 +14,7 @@ use crate::sim::bridge::BridgeRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
 use crate::sim::faults::FaultDriver;
+use crate::sim::flow::FlowRun;
 use crate::sim::library::LibraryRun;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
@@ -54,6 +55,7 @@ struct Load {
     control: WorkloadControl,
     library: Option<LibraryRun>,
     bridge: Option<BridgeRun>,
+    flow: Option<FlowRun>,
     extra_brokers: Vec<u64>,
     fault_driver: NodeHandle,
 }
@@ -94,6 +96,7 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         load.control.clone(),
         load.library,
         load.bridge,
+        load.flow,
     )
     .await;
     let bounds = LivenessBounds {
@@ -117,6 +120,7 @@ fn start_load(
     crate::sim::coord::start(handle, scenario, recorder, &control);
     let library = crate::sim::library::start(handle, scenario, recorder.clone());
     let bridge = crate::sim::bridge::start(handle, scenario, recorder.clone());
+    let flow = crate::sim::flow::start(handle, scenario, recorder.clone());
     let extra_brokers = start_extra_brokers(handle, scenario, recorder);
     start_topic_admin(handle, scenario, recorder);
     let supervisor = handle
@@ -136,6 +140,7 @@ fn start_load(
         control,
         library,
         bridge,
+        flow,
         extra_brokers,
         fault_driver,
     }
@@ -150,6 +155,7 @@ async fn stop_load(
     control: WorkloadControl,
     library: Option<LibraryRun>,
     bridge: Option<BridgeRun>,
+    flow: Option<FlowRun>,
 ) {
     control.stop();
     if let Some(library) = library {
@@ -158,7 +164,11 @@ async fn stop_load(
     if let Some(bridge) = bridge {
         bridge.finish().await;
     }
-    if scenario.coord.any() || scenario.library.lock_clients > 0 {
+    if let Some(flow) = flow {
+        flow.finish().await;
+    }
+    // The lock grants of the library's and the flow hosts' locks are audited too.
+    if scenario.coord.any() || scenario.library.lock_clients > 0 || scenario.flow.any() {
         crate::sim::coord::run_audit(handle, scenario, recorder).await;
     }
 }

@@ -5,6 +5,7 @@
 //! out of range alike.
 
 pub mod bridge;
+pub mod flow;
 pub mod library;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ pub struct Scenario {
     /// Link Bridge brokers, agents and clients (`sim/bridge/`).
     #[serde(default)]
     pub bridge: bridge::BridgeSpec,
+    /// FlowBuilder hosts with Raft service containers (`sim/flow/`).
+    #[serde(default)]
+    pub flow: flow::FlowSpec,
     #[serde(default)]
     pub duration: DurationSpec,
     #[serde(default)]
@@ -666,6 +670,7 @@ impl Scenario {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         self.library.validate()?;
         self.bridge.validate()?;
+        self.flow.validate()?;
         let c = &self.cluster;
         if !(1..=7).contains(&c.nodes) {
             return Err(("nodes", format!("{} nodes; must be 1 to 7", c.nodes)));

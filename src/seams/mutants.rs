@@ -148,6 +148,21 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "bridge_no_client_state",
         "a bridge broker writes its connected clients into the replicated keyspace (so into the log and snapshots)",
     ),
+    (
+        "flow_commit_before_apply",
+        "flow_proposals_applied",
+        "flow consensus reports a proposal Committed as soon as it is proposed, before the cluster has it (a proposal decided against still says Committed)",
+    ),
+    (
+        "flow_renew_lost_lock",
+        "flow_lock_exclusive",
+        "the flow lock's renew of a hold whose lease already ended returns Ok",
+    ),
+    (
+        "flow_events_per_node_order",
+        "flow_event_order",
+        "a node's own cluster events go to its own subscribers as soon as the put returns, ahead of the log's order",
+    ),
 ];
 
 /// Whether mutant `name` is on in this run.

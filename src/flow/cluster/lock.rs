@@ -34,6 +34,15 @@ pub struct FencedLock {
     held: Held,
 }
 
+/// Aborts the task when dropped (a dropped `JoinHandle` only detaches it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A dropped flow guard drops its library guard, which releases in the background.
 struct ReleaseHeld(Held);
 
@@ -141,17 +150,20 @@ impl DistributedLock for FencedLock {
         let lease = self.lease("acquire", ttl).await?;
         // Waiting must not cost the place in the queue: keep the lease alive
         // until the lock is ours.
+        // The renewals stop with the wait, also when the caller drops this future:
+        // the dropped lease is revoked in the background, or, if the revoke fails,
+        // expires a TTL later instead of holding the queue forever.
         let (conn, id) = (self.kv.connection().clone(), lease.id());
-        let waiting = tokio::spawn(async move {
+        let waiting = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 if let Err(e) = library::renew_once(&conn, id).await {
                     tracing::debug!(lease = id, error = %e, "flow: renewing a waiting lock's lease failed");
                 }
             }
-        });
+        }));
         let taken = self.lock.acquire_on(&keys::lock(resource), lease).await;
-        waiting.abort();
+        drop(waiting);
         let taken = taken.map_err(|e| lock_error("acquire", e))?;
         // The hold's TTL runs from now, not from when the wait began.
         taken.renew().await.map_err(|e| lock_error("acquire", e))?;

@@ -194,15 +194,17 @@ async fn follow(
     }
 }
 
-/// Member `endpoint`'s own copy of the log at `revision` (a serializable read
-/// answered by that member alone), folded into a state.
-async fn member_state(
+/// Member `endpoint`'s own copy of the keys under `prefix` at `revision`: a
+/// serializable read answered by that member alone (the simulation's audit
+/// reads the members' copies with it too).
+pub async fn member_copy(
     conn: &Connection,
     endpoint: &str,
+    prefix: &str,
     revision: i64,
     patience: Duration,
-) -> MemberState {
-    let prefix = keys::CHANGES.as_bytes().to_vec();
+) -> FlowResult<Vec<KeyValue>> {
+    let prefix = prefix.as_bytes().to_vec();
     let request = RangeRequest {
         range_end: prefix_end(&prefix),
         key: prefix,
@@ -235,8 +237,19 @@ async fn member_state(
     .map_err(|_| FlowError::Unavailable {
         call: "check_consistency",
         reason: last.map_or_else(|| "no answer".to_string(), |e| e.to_string()),
-    });
-    let folded = read.and_then(|r| fold(&r.kvs));
+    })?;
+    Ok(read.kvs)
+}
+
+/// Member `endpoint`'s own copy of the log at `revision`, folded into a state.
+async fn member_state(
+    conn: &Connection,
+    endpoint: &str,
+    revision: i64,
+    patience: Duration,
+) -> MemberState {
+    let read = member_copy(conn, endpoint, keys::CHANGES, revision, patience).await;
+    let folded = read.and_then(|kvs| fold(&kvs));
     match folded {
         Ok(state) => MemberState {
             node_id: NodeId::new(endpoint),
@@ -251,7 +264,10 @@ async fn member_state(
     }
 }
 
-fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
+/// The state a copy of the change log (`/flow/changes/` entries, in key order)
+/// folds into, as every replica applies it; `check_consistency` hashes it, and
+/// so does the simulation's audit of the members' copies.
+pub fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
     let mut replica = Replica {
         state: FlowState::default(),
         index: 0,

@@ -34,6 +34,11 @@ targets() {
     lessor_half_ttl | fencing_token_header_revision | watch_resumes_from_now) echo library_steady,library_faults ;;
     # Link Bridge
     bridge_no_notice_push | bridge_broker_expires_agents | bridge_replicates_clients) echo bridge_steady,bridge_faults ;;
+    # the coo's promises (issue 17)
+    coo_never_expires) echo mq_broker_expiry,mq_leader_churn ;;
+    expiry_on_follower_clock) echo mq_broker_expiry ;;
+    placement_ignores_replication | placement_from_scratch) echo mq_broker_expiry,mq_leader_churn ;;
+    group_partition_twice) echo mq_groups ;;
     *) echo "" ;;
   esac
 }

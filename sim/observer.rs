@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 use super::checkers::{violation_at_seq, Checker, Violation};
 use super::disk::SimDisk;
-use super::trace::{DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, Trace, TraceEvent};
+use super::trace::{
+    DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, TopicPlacement, Trace, TraceEvent,
+};
 
 /// What the observer knows of one node's durable image.
 #[derive(Default)]
@@ -387,6 +389,33 @@ impl Observer for SimObserver {
                 ttl_ms: *ttl_ms,
                 term: *term,
                 reason: reason.to_string(),
+            },
+            Event::PlacementChanged {
+                version,
+                brokers,
+                topics,
+            } => EventKind::CooPlacement {
+                version: *version,
+                brokers: brokers.to_vec(),
+                topics: topics
+                    .iter()
+                    .map(|(name, replication, replicas)| TopicPlacement {
+                        name: name.clone(),
+                        replication: *replication,
+                        replicas: replicas.clone(),
+                    })
+                    .collect(),
+            },
+            Event::GroupChanged {
+                group,
+                generation,
+                topics,
+                members,
+            } => EventKind::CooGroup {
+                group: group.to_string(),
+                generation: *generation,
+                topics: topics.to_vec(),
+                members: members.to_vec(),
             },
         };
         state.record(node, kind);

@@ -148,6 +148,31 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "bridge_no_client_state",
         "a bridge broker writes its connected clients into the replicated keyspace (so into the log and snapshots)",
     ),
+    (
+        "coo_never_expires",
+        "broker_expiry_live",
+        "the coo's expiry pass refreshes every broker's last-seen time on each pass, so a silent broker is never expired",
+    ),
+    (
+        "expiry_on_follower_clock",
+        "broker_expiry_safe",
+        "the leader coo judges a broker's silence from its report's stamp, taken on the clock of the coo that accepted it (a follower since a leader change)",
+    ),
+    (
+        "placement_ignores_replication",
+        "partition_placement",
+        "the coo places every partition on every registered broker, whatever the topic's replication",
+    ),
+    (
+        "placement_from_scratch",
+        "placement_churn",
+        "the coo recomputes every placement from the sorted broker list, so one broker more or less moves nearly every partition",
+    ),
+    (
+        "group_partition_twice",
+        "group_assignment",
+        "the group assignment hands the group's first partition to every member",
+    ),
 ];
 
 /// Whether mutant `name` is on in this run.

@@ -15,6 +15,7 @@ use crate::proto::{
 };
 use crate::raft::{RaftError, RaftHandle};
 use crate::seams::clock::Clock;
+use crate::seams::mutants;
 
 use super::state::{coo_command, coo_query, validate_topic, TopicWatch};
 
@@ -165,6 +166,10 @@ impl Coo {
             let mut current = BTreeMap::new();
             for b in brokers.brokers {
                 let since = match seen.get(&b.id) {
+                    _ if mutants::active("coo_never_expires") => now,
+                    // The report's stamp, from the clock of whichever coo accepted it
+                    // (a follower since a leader change), against this one's clock.
+                    _ if mutants::active("expiry_on_follower_clock") => b.last_report_ms,
                     Some(&(seq, since)) if seq == b.last_seq => since,
                     _ => now,
                 };

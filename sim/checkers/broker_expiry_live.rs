@@ -6,9 +6,10 @@
 //! Judged after healing, for the brokers that reported in the run and are not alive
 //! at its end. Leadership is stable from the later of the heal and the run's last
 //! election: a new leader starts every broker's count afresh at its first expiry
-//! pass, so the count starts there if the report is older. Every backward jump of a
-//! clock in the run is added (the leader's count may have started before it). A
-//! deadline past the end of the run is not judged.
+//! pass, so the count starts there if the report is older. Backward jumps of the
+//! final leader's clock after its count started are added (they delay it as much;
+//! the count may have started before the heal). A deadline past the end of the run
+//! is not judged.
 
 use super::coo_history::{Registry, BROKER_TIMEOUT_MS};
 use super::lease_timeline::{ClockFaults, RunTimeline};
@@ -36,11 +37,17 @@ pub fn check(events: &[TraceEvent], alive: &[u64]) -> Result<(), Violation> {
         .last()
         .map_or(0, |e| e.time_ms)
         .max(healed_ms.unwrap_or(0));
-    let backward_ms = ClockFaults::from_trace(events).backward_ms();
+    let clocks = ClockFaults::from_trace(events);
+    let last_election = timeline.elections.last().copied();
     for (broker, last) in &registry.registered {
         if alive.contains(broker) {
             continue;
         }
+        // The final leader's count started at the later of the report and its
+        // election; its clock set back since then delays the expiry as much.
+        let backward_ms = last_election.map_or(0, |e| {
+            clocks.backward_ms_on(e.node, last.time_ms.max(e.time_ms))
+        });
         let due_ms =
             last.time_ms.max(stable_from_ms) + BROKER_TIMEOUT_MS + LIVE_GRACE_MS + backward_ms;
         if due_ms > timeline.end_ms {

@@ -217,14 +217,16 @@ fn node_command(data: &[u8]) -> Option<String> {
         Op::RetiredKvDelete(w) => Some(format!("retired coordlab.Kv delete {}", w.key)),
         Op::Coo(c) => Some(match c.op? {
             CooOp::Report(r) => {
+                let at_ms = r.at_ms;
                 let r = r.report.unwrap_or_default();
-                format!("coo report broker={} seq={}", r.broker_id, r.seq)
+                format!("coo report broker={} seq={} at={at_ms}", r.broker_id, r.seq)
             }
             CooOp::CreateTopic(t) => format!("coo create_topic {}", t.name),
             CooOp::DeleteTopic(t) => format!("coo delete_topic {}", t.name),
-            CooOp::ExpireBroker(e) => {
-                format!("coo expire broker={} seq={}", e.broker_id, e.last_seq)
-            }
+            CooOp::ExpireBroker(e) => format!(
+                "coo expire broker={} seq={} at={}",
+                e.broker_id, e.last_seq, e.last_report_ms
+            ),
             CooOp::SyncGroup(g) => format!("coo sync_group {} member={}", g.group, g.member),
         }),
         Op::Coord(c) => Some(coord_command(c.op?)),

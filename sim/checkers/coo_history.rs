@@ -8,7 +8,8 @@
 //! registers an unknown broker, and otherwise counts only if its sequence number is
 //! above the broker's last (older ones are retries that arrived late, or a restarted
 //! broker counting from 1 again); an expiry removes the broker only if the
-//! broker's last sequence number is still the one the expiry names.
+//! broker's last accepted report is still the one the expiry names (sequence
+//! number and stamp).
 
 use std::collections::BTreeMap;
 
@@ -17,21 +18,27 @@ use crate::sim::trace::{EventKind, TraceEvent};
 /// How long a broker may stay silent before the leader coo expires it.
 pub const BROKER_TIMEOUT_MS: u64 = coordlab::mq::coo::BROKER_TIMEOUT.as_millis() as u64;
 
-/// A coo command about a broker, as the observer describes it.
+/// A coo command about a broker, as the observer describes it (`coo report
+/// broker=B seq=S at=T`, `coo expire broker=B seq=S at=T`): `at_ms` is the report's
+/// stamp (the accepting leader's clock), or the stamp the expiry decided on (0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerCommand {
-    Report { broker: u64, seq: u64 },
-    Expire { broker: u64, seq: u64 },
+    Report { broker: u64, seq: u64, at_ms: u64 },
+    Expire { broker: u64, seq: u64, at_ms: u64 },
 }
 
 impl BrokerCommand {
     pub fn parse(command: &str) -> Option<Self> {
         let (kind, rest) = command.strip_prefix("coo ")?.split_once(' ')?;
-        let (broker, seq) = rest.strip_prefix("broker=")?.split_once(" seq=")?;
+        let (broker, rest) = rest.strip_prefix("broker=")?.split_once(" seq=")?;
+        let (seq, at_ms) = match rest.split_once(" at=") {
+            Some((seq, at)) => (seq, at.parse().ok()?),
+            None => (rest, 0),
+        };
         let (broker, seq) = (broker.parse().ok()?, seq.parse().ok()?);
         match kind {
-            "report" => Some(BrokerCommand::Report { broker, seq }),
-            "expire" => Some(BrokerCommand::Expire { broker, seq }),
+            "report" => Some(BrokerCommand::Report { broker, seq, at_ms }),
+            "expire" => Some(BrokerCommand::Expire { broker, seq, at_ms }),
             _ => None,
         }
     }
@@ -78,6 +85,8 @@ pub fn committed(events: &[TraceEvent]) -> Vec<Committed> {
 pub struct Accepted {
     pub time_ms: u64,
     pub report_seq: u64,
+    /// Its stamp.
+    pub at_ms: u64,
     /// The trace event that first applied it.
     pub event: u64,
 }
@@ -108,23 +117,24 @@ impl Registry {
         let mut r = Registry::default();
         for c in log {
             match c.command {
-                BrokerCommand::Report { broker, seq } => {
+                BrokerCommand::Report { broker, seq, at_ms } => {
                     let newer = r.registered.get(&broker).is_none_or(|a| seq > a.report_seq);
                     if newer {
                         let accepted = Accepted {
                             time_ms: c.time_ms,
                             report_seq: seq,
+                            at_ms,
                             event: c.seq,
                         };
                         r.registered.insert(broker, accepted);
                         r.accepted.entry(broker).or_default().push(accepted);
                     }
                 }
-                BrokerCommand::Expire { broker, seq } => {
+                BrokerCommand::Expire { broker, seq, at_ms } => {
                     let Some(&last) = r.registered.get(&broker) else {
                         continue;
                     };
-                    if last.report_seq == seq {
+                    if last.report_seq == seq && (at_ms == 0 || last.at_ms == at_ms) {
                         r.registered.remove(&broker);
                         r.expiries.push(Expiry {
                             broker,
@@ -208,12 +218,24 @@ mod tests {
         assert_eq!(r.expiries[0].term, 2);
         assert!(r.registered.is_empty());
         assert_eq!(
-            BrokerCommand::parse("coo report broker=51 seq=12"),
+            BrokerCommand::parse("coo report broker=51 seq=12 at=900"),
             Some(BrokerCommand::Report {
                 broker: 51,
-                seq: 12
+                seq: 12,
+                at_ms: 900
             })
         );
+        // A broker expired and registered again up to the same sequence number is
+        // not removed by an expiry decided on its earlier registration.
+        let again = vec![
+            applied(&mut h, 1, 1, 1, 100, "coo report broker=7 seq=3 at=100"),
+            applied(&mut h, 1, 2, 1, 200, "coo expire broker=7 seq=3 at=100"),
+            applied(&mut h, 1, 3, 1, 300, "coo report broker=7 seq=3 at=300"),
+            applied(&mut h, 1, 4, 1, 400, "coo expire broker=7 seq=3 at=100"),
+        ];
+        let r = Registry::from_trace(&again);
+        assert_eq!(r.expiries.len(), 1);
+        assert_eq!(r.registered[&7].at_ms, 300);
         assert_eq!(BrokerCommand::parse("coo create_topic t"), None);
     }
 }

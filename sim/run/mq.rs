@@ -118,6 +118,18 @@ pub fn start_broker_faults(
     }
 }
 
+/// Records that broker `id`'s process is gone (with its loops and receivers), as
+/// the world records a killed node.
+fn record_killed(world: &SharedWorld, id: u64) {
+    let recorder = world.lock().unwrap().recorder.clone();
+    recorder.record(
+        id,
+        EventKind::Process {
+            change: "killed".into(),
+        },
+    );
+}
+
 async fn run_broker_fault(world: &SharedWorld, brokers: &ExtraBrokers, fault: &BrokerFault) {
     let id = EXTRA_BROKER_BASE + fault.broker;
     let handle = Handle::current();
@@ -128,10 +140,12 @@ async fn run_broker_fault(world: &SharedWorld, brokers: &ExtraBrokers, fault: &B
             brokers.dead.lock().unwrap().insert(id);
             handle.kill(host);
             record(format!("mq: broker {id} crashed for good"));
+            record_killed(world, id);
         }
         ("crash", Some(host)) => {
             handle.kill(host);
             record(format!("mq: broker {id} crashed"));
+            record_killed(world, id);
             tokio::time::sleep(Duration::from_millis(fault.for_ms)).await;
             handle.restart(host);
             record(format!("mq: broker {id} restarted"));

@@ -171,10 +171,12 @@ impl CooState {
                 answer(coo_answer::A::Deleted(DeleteTopicResponse { existed }))
             }
             Some(coo_command::Op::ExpireBroker(req)) => {
-                let stale = self
-                    .brokers
-                    .get(&req.broker_id)
-                    .is_some_and(|b| b.last_seq == req.last_seq);
+                // Only the report the decision saw: a broker that was expired and
+                // registered again counts its sequence numbers anew.
+                let stale = self.brokers.get(&req.broker_id).is_some_and(|b| {
+                    b.last_seq == req.last_seq
+                        && (req.last_report_ms == 0 || b.last_report_ms == req.last_report_ms)
+                });
                 if stale {
                     self.brokers.remove(&req.broker_id);
                     self.reassign();
@@ -492,6 +494,7 @@ mod tests {
             op: Some(coo_command::Op::ExpireBroker(ExpireBroker {
                 broker_id: 2,
                 last_seq: 1,
+                last_report_ms: 0,
             })),
         });
         assert_eq!(s.broker_list().brokers.len(), 3);
@@ -499,6 +502,7 @@ mod tests {
             op: Some(coo_command::Op::ExpireBroker(ExpireBroker {
                 broker_id: 2,
                 last_seq: 2,
+                last_report_ms: 2000,
             })),
         });
         assert_eq!(s.broker_list().brokers.len(), 2);

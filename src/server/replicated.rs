@@ -49,49 +49,51 @@ impl ReplicatedState {
         (state, rx)
     }
 
-    /// Tells the observer what a coo command changed: the placement when the
-    /// metadata version moved, each group whose generation moved (or that went).
+    /// Tells the observer what a coo command (or a snapshot) changed: the placement
+    /// when the metadata version moved; each group that went (or, in a snapshot,
+    /// went and started again: its generation is lower), then each group whose
+    /// generation moved.
     fn report_coo_changes(&self, version: u64, generations: &BTreeMap<String, u64>) {
         if self.coo.version() != version {
             self.report_placement();
         }
         let now = self.coo.group_generations();
-        for (group, generation) in &now {
-            if generations.get(group) != Some(generation) {
-                let info = self.coo.group_list();
-                let members: Vec<(String, Vec<(String, u32)>)> = info
-                    .groups
-                    .iter()
-                    .filter(|g| &g.name == group)
-                    .flat_map(|g| &g.members)
-                    .map(|m| {
-                        let parts = m.partitions.iter().map(|p| (p.topic.clone(), p.partition));
-                        (m.member.clone(), parts.collect())
-                    })
-                    .collect();
-                self.observer.observe(
-                    self.member_id,
-                    &Event::GroupChanged {
-                        group,
-                        generation: *generation,
-                        topics: &self.coo.group_topics(group),
-                        members: &members,
-                    },
-                );
-            }
+        if now == *generations {
+            return;
         }
         for (group, generation) in generations {
-            if !now.contains_key(group) {
-                self.observer.observe(
-                    self.member_id,
-                    &Event::GroupChanged {
-                        group,
-                        generation: generation + 1,
-                        topics: &[],
-                        members: &[],
-                    },
-                );
+            if now.get(group).is_none_or(|g| g < generation) {
+                let gone = Event::GroupChanged {
+                    group,
+                    generation: generation + 1,
+                    topics: &[],
+                    members: &[],
+                };
+                self.observer.observe(self.member_id, &gone);
             }
+        }
+        let info = self.coo.group_list();
+        for g in info.groups {
+            if generations.get(&g.name) == Some(&g.generation) {
+                continue;
+            }
+            let members: Vec<(String, Vec<(String, u32)>)> = g
+                .members
+                .iter()
+                .map(|m| {
+                    let parts = m.partitions.iter().map(|p| (p.topic.clone(), p.partition));
+                    (m.member.clone(), parts.collect())
+                })
+                .collect();
+            self.observer.observe(
+                self.member_id,
+                &Event::GroupChanged {
+                    group: &g.name,
+                    generation: g.generation,
+                    topics: &self.coo.group_topics(&g.name),
+                    members: &members,
+                },
+            );
         }
     }
 
@@ -177,12 +179,10 @@ impl StateMachine for ReplicatedState {
                 snap.retired_kv.len()
             )));
         }
-        let version = self.coo.version();
+        let (version, generations) = (self.coo.version(), self.coo.group_generations());
         self.coo.restore(&snap.coo)?;
         self.coord.lock().restore(&snap.coord)?;
-        if self.coo.version() != version {
-            self.report_placement();
-        }
+        self.report_coo_changes(version, &generations);
         self.publish_if_changed();
         Ok(())
     }

@@ -7,7 +7,8 @@
 //! as it applies the change) and the consumers' answers (`GroupSynced`). The coo
 //! has no member expiry: a member goes only by leaving. Generations only increase
 //! on each member while it runs and while the group lives: a restarted member
-//! applies again what came after its snapshot, and a group whose last member left
+//! restores its snapshot and applies again what came after it, and a group whose
+//! last member left
 //! is gone (`CooGroup` without members), so a new one starts from 1. A joined
 //! member's answer must be its share of the generation it names.
 
@@ -28,7 +29,14 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
     let mut records: BTreeMap<(&str, u64), (&Members, u64)> = BTreeMap::new();
     for e in events {
         match &e.kind {
-            EventKind::Recovered { .. } => last.retain(|(node, _), _| *node != e.node),
+            // A member that stops or is killed starts again from its disk: it restores
+            // its snapshot (reporting its groups) before it reports `Recovered`.
+            EventKind::Recovered { .. } | EventKind::Stopped { .. } => {
+                last.retain(|(node, _), _| *node != e.node)
+            }
+            EventKind::Process { change } if change == "killed" => {
+                last.retain(|(node, _), _| *node != e.node)
+            }
             EventKind::CooGroup {
                 group,
                 generation,
@@ -209,5 +217,18 @@ mod tests {
             .unwrap_err()
             .message
             .contains("from generation 3 to 3"));
+        // Unless the member was killed in between (it restores its snapshot).
+        let mut h = History::default();
+        let events = vec![
+            group(&mut h, 3, &[("a", &[0, 1, 2])]),
+            h.push(
+                1,
+                EventKind::Process {
+                    change: "killed".into(),
+                },
+            ),
+            group(&mut h, 3, &[("a", &[0, 1, 2])]),
+        ];
+        check(&events).unwrap();
     }
 }

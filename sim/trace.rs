@@ -320,7 +320,7 @@ pub enum EventKind {
     },
     /// MQ: this node's coo applied a change of consumer group `group` to
     /// `generation`: its topics (with partition counts; 0: no such topic) and each
-    /// member's partitions. No members: the group is gone.
+    /// member's partitions (none: every member left; the group keeps its generation).
     CooGroup {
         group: String,
         generation: u64,

@@ -6,11 +6,10 @@
 //! Read from the coo's own record of each generation (`CooGroup`, on every member
 //! as it applies the change) and the consumers' answers (`GroupSynced`). The coo
 //! has no member expiry: a member goes only by leaving. Generations only increase
-//! on each member while it runs and while the group lives: a restarted member
-//! restores its snapshot and applies again what came after it, and a group whose
-//! last member left
-//! is gone (`CooGroup` without members), so a new one starts from 1. A joined
-//! member's answer must be its share of the generation it names.
+//! on each member while it runs (a restarted member restores its snapshot and
+//! applies again what came after it); a group whose members all left keeps its
+//! generation, so a generation names one assignment for good. A joined member's
+//! answer must be its share of the generation it names.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +23,7 @@ type Members = [(String, Vec<(String, u32)>)];
 pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
     // (node, group) → (generation, event)
     let mut last: BTreeMap<(u64, &str), (u64, u64)> = BTreeMap::new();
-    // (group, generation) → (members, event), as last recorded (a group that
-    // emptied and started again reuses its generations).
+    // (group, generation) → (members, event), as last recorded.
     let mut records: BTreeMap<(&str, u64), (&Members, u64)> = BTreeMap::new();
     for e in events {
         match &e.kind {
@@ -53,13 +51,11 @@ pub fn check(events: &[TraceEvent]) -> Result<(), Violation> {
                         .with_related([seq]));
                     }
                 }
-                if members.is_empty() {
-                    last.remove(&(e.node, group.as_str()));
-                    continue;
-                }
                 last.insert((e.node, group), (*generation, e.seq));
                 records.insert((group, *generation), (members, e.seq));
-                each_partition_once(e, group, *generation, topics, members)?;
+                if !members.is_empty() {
+                    each_partition_once(e, group, *generation, topics, members)?;
+                }
             }
             EventKind::GroupSynced {
                 group,
@@ -184,7 +180,7 @@ mod tests {
             group(&mut h, 3, &[("b", &[0, 1, 2])]),
             synced(&mut h, "a", true, 3, &[]),
             group(&mut h, 4, &[]),
-            group(&mut h, 1, &[("c", &[0, 1, 2])]),
+            group(&mut h, 5, &[("c", &[0, 1, 2])]),
         ];
         check(&events).unwrap();
     }

@@ -102,7 +102,7 @@ pub enum Event<'a> {
     },
     /// This node's coo applied a change of consumer group `group`'s generation:
     /// its topics with their partition counts (0: no such topic) and each member's
-    /// partitions as (topic, partition). No members: the group is gone.
+    /// partitions as (topic, partition) (none: every member left).
     GroupChanged {
         group: &'a str,
         generation: u64,

@@ -204,7 +204,10 @@ impl CooState {
                 if changed {
                     group.generation += 1;
                 }
-                if group.members.is_empty() {
+                // A group that had members stays when they all left, with its
+                // generation, so generations never repeat; a leave from a group that
+                // never was leaves nothing behind.
+                if group.members.is_empty() && group.generation == 0 {
                     self.groups.remove(&req.group);
                 }
                 answer(coo_answer::A::Assignment(

@@ -36,6 +36,11 @@ targets() {
     bridge_no_notice_push | bridge_broker_expires_agents | bridge_replicates_clients) echo bridge_steady,bridge_faults ;;
     # FlowBuilder's Raft services
     flow_commit_before_apply | flow_renew_lost_lock | flow_events_per_node_order) echo flow_steady,flow_faults ;;
+    # the coo's promises (issue 17)
+    coo_never_expires) echo mq_broker_expiry,mq_leader_churn ;;
+    expiry_on_follower_clock) echo mq_broker_expiry ;;
+    placement_ignores_replication | placement_from_scratch) echo mq_broker_expiry,mq_leader_churn ;;
+    group_partition_twice) echo mq_groups ;;
     *) echo "" ;;
   esac
 }

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 use super::checkers::{violation_at_seq, Checker, Violation};
 use super::disk::SimDisk;
-use super::trace::{DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, Trace, TraceEvent};
+use super::trace::{
+    DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, TopicPlacement, Trace, TraceEvent,
+};
 
 /// What the observer knows of one node's durable image.
 #[derive(Default)]
@@ -215,14 +217,16 @@ fn node_command(data: &[u8]) -> Option<String> {
         Op::RetiredKvDelete(w) => Some(format!("retired coordlab.Kv delete {}", w.key)),
         Op::Coo(c) => Some(match c.op? {
             CooOp::Report(r) => {
+                let at_ms = r.at_ms;
                 let r = r.report.unwrap_or_default();
-                format!("coo report broker={} seq={}", r.broker_id, r.seq)
+                format!("coo report broker={} seq={} at={at_ms}", r.broker_id, r.seq)
             }
             CooOp::CreateTopic(t) => format!("coo create_topic {}", t.name),
             CooOp::DeleteTopic(t) => format!("coo delete_topic {}", t.name),
-            CooOp::ExpireBroker(e) => {
-                format!("coo expire broker={} seq={}", e.broker_id, e.last_seq)
-            }
+            CooOp::ExpireBroker(e) => format!(
+                "coo expire broker={} seq={} at={}",
+                e.broker_id, e.last_seq, e.last_report_ms
+            ),
             CooOp::SyncGroup(g) => format!("coo sync_group {} member={}", g.group, g.member),
         }),
         Op::Coord(c) => Some(coord_command(c.op?)),
@@ -390,6 +394,33 @@ impl Observer for SimObserver {
                 ttl_ms: *ttl_ms,
                 term: *term,
                 reason: reason.to_string(),
+            },
+            Event::PlacementChanged {
+                version,
+                brokers,
+                topics,
+            } => EventKind::CooPlacement {
+                version: *version,
+                brokers: brokers.to_vec(),
+                topics: topics
+                    .iter()
+                    .map(|(name, replication, replicas)| TopicPlacement {
+                        name: name.clone(),
+                        replication: *replication,
+                        replicas: replicas.clone(),
+                    })
+                    .collect(),
+            },
+            Event::GroupChanged {
+                group,
+                generation,
+                topics,
+                members,
+            } => EventKind::CooGroup {
+                group: group.to_string(),
+                generation: *generation,
+                topics: topics.to_vec(),
+                members: members.to_vec(),
             },
         };
         state.record(node, kind);

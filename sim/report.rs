@@ -163,6 +163,21 @@ pub fn describe(e: &EventKind) -> String {
         EventKind::Library(event) => event.describe(),
         EventKind::Bridge(event) => event.describe(),
         EventKind::Flow(event) => event.describe(),
+        EventKind::CooPlacement { version, brokers, topics } => format!(
+            "coo: placement v{version} brokers {brokers:?}: {}",
+            topics
+                .iter()
+                .map(|t| format!("{} (r{}) {:?}", t.name, t.replication, t.replicas))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        EventKind::CooGroup { group, generation, members, .. } => {
+            format!("coo: group {group} generation {generation}: {members:?}")
+        }
+        EventKind::GroupSynced { group, member, leave, outcome, generation, partitions } => format!(
+            "consumer {member} {} group {group}: {outcome} (generation {generation}, {partitions:?})",
+            if *leave { "leaves" } else { "joins" }
+        ),
     }
 }
 

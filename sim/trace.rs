@@ -317,6 +317,41 @@ pub enum EventKind {
     /// An event of the FlowBuilder workload (`sim/flow/`). Last, so that the
     /// other kinds keep their hash tags.
     Flow(FlowEvent),
+    // New kinds go after every older one, so that the older keep their hash tags.
+    /// MQ: this node's coo applied a metadata change (or restored a snapshot) to
+    /// `version`: the registered brokers and each topic's placement.
+    CooPlacement {
+        version: u64,
+        brokers: Vec<u64>,
+        topics: Vec<TopicPlacement>,
+    },
+    /// MQ: this node's coo applied a change of consumer group `group` to
+    /// `generation`: its topics (with partition counts; 0: no such topic) and each
+    /// member's partitions (none: every member left; the group keeps its generation).
+    CooGroup {
+        group: String,
+        generation: u64,
+        topics: Vec<(String, u32)>,
+        members: Vec<(String, Vec<(String, u32)>)>,
+    },
+    /// MQ: a consumer's `SyncConsumerAssignments` call (a join, or a `leave`)
+    /// ended with `outcome` (`ok` with the coo's answer, else the error).
+    GroupSynced {
+        group: String,
+        member: String,
+        leave: bool,
+        outcome: String,
+        generation: u64,
+        partitions: Vec<(String, u32)>,
+    },
+}
+
+/// One topic's placement as a coo applied it: the replicas of partition 0, 1, …
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TopicPlacement {
+    pub name: String,
+    pub replication: u32,
+    pub replicas: Vec<Vec<u64>>,
 }
 
 /// One event of a watch response, as a watcher received it.

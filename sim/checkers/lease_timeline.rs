@@ -96,6 +96,8 @@ pub struct ClockFaults {
     forward_jumps: Vec<(u64, u64, u64)>,
     /// Sum of every backward jump (a leader's deadlines come that much later).
     backward_ms: u64,
+    /// (time, node, size) of every backward jump.
+    backward_jumps: Vec<(u64, u64, u64)>,
     /// (from, until, node, ppm) of every fast drift (`until` = u64::MAX: never healed).
     fast_drifts: Vec<(u64, u64, u64, i64)>,
 }
@@ -126,7 +128,12 @@ impl ClockFaults {
                     Some(delta) if delta > 0 => {
                         faults.forward_jumps.push((e.time_ms, node, delta as u64))
                     }
-                    Some(delta) => faults.backward_ms += delta.unsigned_abs(),
+                    Some(delta) => {
+                        faults.backward_ms += delta.unsigned_abs();
+                        faults
+                            .backward_jumps
+                            .push((e.time_ms, node, delta.unsigned_abs()));
+                    }
                     None => {}
                 },
                 Some("clock_drift") => {
@@ -150,6 +157,15 @@ impl ClockFaults {
     /// Sum of every backward jump of the run.
     pub fn backward_ms(&self) -> u64 {
         self.backward_ms
+    }
+
+    /// Sum of the backward jumps of `node`'s clock from `from_ms` on.
+    pub fn backward_ms_on(&self, node: u64, from_ms: u64) -> u64 {
+        self.backward_jumps
+            .iter()
+            .filter(|(t, n, _)| *n == node && *t >= from_ms)
+            .map(|(_, _, d)| d)
+            .sum()
     }
 
     /// The least true time after `from` in which a TTL of `ttl_ms` may run out on

@@ -11,12 +11,16 @@ pub mod bridge_client_failover;
 pub mod bridge_no_client_state;
 pub mod bridge_notice_respected;
 pub mod bridge_views_committed;
+pub mod broker_expiry_live;
+pub mod broker_expiry_safe;
+pub mod coo_history;
 pub mod election_safety;
 pub mod fenced_resource_order;
 pub mod flow_event_order;
 pub mod flow_lock_exclusive;
 pub mod flow_proposals_applied;
 pub mod flow_state_consistent;
+pub mod group_assignment;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_expiry;
@@ -44,7 +48,9 @@ pub mod member_convergence;
 pub mod mode_matches_leadership;
 pub mod no_double_vote;
 pub mod one_active_loop;
+pub mod partition_placement;
 pub mod persist_before_send;
+pub mod placement_churn;
 pub mod recovery_durability;
 pub mod reports_reach_leader;
 pub mod revision_monotonicity;
@@ -303,6 +309,26 @@ pub const REGISTRY: &[Registered] = &[
     registered(
         topic_views_converge::NAME,
         Judges::Liveness(|end| topic_views_converge::check(end.events, end.brokers)),
+    ),
+    registered(
+        broker_expiry_live::NAME,
+        Judges::Liveness(|end| broker_expiry_live::check(end.events, end.brokers)),
+    ),
+    registered(
+        partition_placement::NAME,
+        Judges::Liveness(|end| partition_placement::check(end.events, end.brokers)),
+    ),
+    registered(
+        broker_expiry_safe::NAME,
+        Judges::EndOfRun(|end| broker_expiry_safe::check(end.events).map(|()| None)),
+    ),
+    registered(
+        placement_churn::NAME,
+        Judges::EndOfRun(|end| placement_churn::check(end.events).map(|()| None)),
+    ),
+    registered(
+        group_assignment::NAME,
+        Judges::EndOfRun(|end| group_assignment::check(end.events).map(|()| None)),
     ),
     registered(
         linearizability::NAME,

@@ -41,8 +41,10 @@ impl Checker for OneActiveLoop {
                     loops.remove(at);
                 }
             }
-            // A killed process takes its loops with it.
+            // A killed process takes its loops with it (a broker-only host has no
+            // Raft to recover: its kill is the harness's record).
             EventKind::Recovered { .. } => loops.clear(),
+            EventKind::Process { change } if change == "killed" => loops.clear(),
             _ => {}
         }
         Ok(())
@@ -81,5 +83,17 @@ mod tests {
         .unwrap();
         c.observe(&started(&mut h, 1, "local")).unwrap();
         c.observe(&started(&mut h, 2, "external")).unwrap();
+    }
+
+    #[test]
+    fn a_killed_process_takes_its_loop_with_it() {
+        let mut h = History::default();
+        let mut c = OneActiveLoop::default();
+        c.observe(&started(&mut h, 52, "external")).unwrap();
+        let killed = EventKind::Process {
+            change: "killed".into(),
+        };
+        c.observe(&h.push(52, killed)).unwrap();
+        c.observe(&started(&mut h, 52, "external")).unwrap();
     }
 }

@@ -50,6 +50,7 @@ impl Checker for SingleStateReceiver {
                 ));
             }
             EventKind::Recovered { .. } => set.clear(),
+            EventKind::Process { change } if change == "killed" => set.clear(),
             _ => {}
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
 
-use super::mq::{start_extra_brokers, start_topic_admin};
+use super::mq::{start_broker_faults, start_extra_brokers, start_topic_admin, ExtraBrokers};
 use crate::sim::bridge::BridgeRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
@@ -56,7 +56,7 @@ struct Load {
     library: Option<LibraryRun>,
     bridge: Option<BridgeRun>,
     flow: Option<FlowRun>,
-    extra_brokers: Vec<u64>,
+    extra_brokers: ExtraBrokers,
     fault_driver: NodeHandle,
 }
 
@@ -104,7 +104,13 @@ pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcom
         leader_within_ms: scenario.liveness.leader_within_secs * 1000,
         ops_within_ms: scenario.liveness.ops_within_secs * 1000,
     };
-    judge(&scenario, &recorder, &world, bounds, &load.extra_brokers)
+    judge(
+        &scenario,
+        &recorder,
+        &world,
+        bounds,
+        &load.extra_brokers.live(),
+    )
 }
 
 /// Starts the workloads, the client library, the MQ hosts, the supervisor and the
@@ -122,6 +128,7 @@ fn start_load(
     let bridge = crate::sim::bridge::start(handle, scenario, recorder.clone());
     let flow = crate::sim::flow::start(handle, scenario, recorder.clone());
     let extra_brokers = start_extra_brokers(handle, scenario, recorder);
+    start_broker_faults(handle, scenario, world, &extra_brokers);
     start_topic_admin(handle, scenario, recorder);
     let supervisor = handle
         .create_node()

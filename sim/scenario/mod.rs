@@ -415,6 +415,32 @@ pub struct MqSpec {
     /// Topics an admin client creates during the safety phase.
     #[serde(default)]
     pub topics: u64,
+    /// Consumers `consumer-0..n` joining and leaving group `group-b` (on
+    /// `topic-0` and `topic-1`) through the safety phase; 0: none.
+    #[serde(default)]
+    pub group_members: u64,
+    /// Faults of the broker-only LogicNodes and the coo leader's clock, at fixed
+    /// times of the safety phase.
+    #[serde(default)]
+    pub broker_faults: Vec<BrokerFault>,
+}
+
+/// One MQ fault (`[[mq.broker_faults]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerFault {
+    pub at_ms: u64,
+    /// `crash_for_good`, `crash` (restarted after `for_ms`), `cut_off_leader`
+    /// (the links between the broker and the node leading now are cut for
+    /// `for_ms`; its other links stay) or `leader_clock_jump` (`delta_ms`).
+    pub action: String,
+    /// Which broker-only LogicNode (1..=extra_brokers).
+    #[serde(default)]
+    pub broker: u64,
+    #[serde(default)]
+    pub for_ms: u64,
+    #[serde(default)]
+    pub delta_ms: i64,
 }
 
 /// The coordination-service workloads (`sim/coord/`), each off at 0 clients.
@@ -749,6 +775,33 @@ impl Scenario {
         }
         if self.mq.extra_brokers > 8 {
             return Err(("extra_brokers", "at most 8".into()));
+        }
+        for f in &self.mq.broker_faults {
+            let needs_broker = f.action != "leader_clock_jump";
+            let known = [
+                "crash_for_good",
+                "crash",
+                "cut_off_leader",
+                "leader_clock_jump",
+            ];
+            if !known.contains(&f.action.as_str()) {
+                return Err(("broker_faults", format!("unknown action {:?}", f.action)));
+            }
+            if needs_broker && !(1..=self.mq.extra_brokers).contains(&f.broker) {
+                return Err((
+                    "broker_faults",
+                    format!(
+                        "broker {} is not one of 1..={}",
+                        f.broker, self.mq.extra_brokers
+                    ),
+                ));
+            }
+            if f.at_ms + f.for_ms >= self.duration.safety_secs * 1000 {
+                return Err((
+                    "broker_faults",
+                    "a fault must end within the safety phase".into(),
+                ));
+            }
         }
         self.coord.validate()?;
         for name in &self.checkers.disabled {

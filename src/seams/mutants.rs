@@ -163,6 +163,31 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "flow_event_order",
         "a node's own cluster events go to its own subscribers as soon as the put returns, ahead of the log's order",
     ),
+    (
+        "coo_never_expires",
+        "broker_expiry_live",
+        "the coo's expiry pass refreshes every broker's last-seen time on each pass, so a silent broker is never expired",
+    ),
+    (
+        "expiry_on_follower_clock",
+        "broker_expiry_safe",
+        "the leader coo judges a broker's silence from its report's stamp, taken on the clock of the coo that accepted it (a follower since a leader change)",
+    ),
+    (
+        "placement_ignores_replication",
+        "partition_placement",
+        "the coo places every partition on every registered broker, whatever the topic's replication",
+    ),
+    (
+        "placement_from_scratch",
+        "placement_churn",
+        "the coo recomputes every placement from the sorted broker list, so one broker more or less moves nearly every partition",
+    ),
+    (
+        "group_partition_twice",
+        "group_assignment",
+        "the group assignment hands the group's first partition to every member",
+    ),
 ];
 
 /// Whether mutant `name` is on in this run.

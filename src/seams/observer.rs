@@ -96,6 +96,25 @@ pub enum Event<'a> {
         term: u64,
         reason: &'a str,
     },
+
+    // --- MQ control plane, the coo's replicated metadata (seed 000) ---
+    /// This node's coo applied a change of its metadata version (or restored a
+    /// snapshot): the registered `brokers` and every topic's placement as
+    /// (name, replication, replicas of partition 0, 1, …).
+    PlacementChanged {
+        version: u64,
+        brokers: &'a [u64],
+        topics: &'a [(String, u32, Vec<Vec<u64>>)],
+    },
+    /// This node's coo applied a change of consumer group `group`'s generation:
+    /// its topics with their partition counts (0: no such topic) and each member's
+    /// partitions as (topic, partition) (none: every member left).
+    GroupChanged {
+        group: &'a str,
+        generation: u64,
+        topics: &'a [(String, u32)],
+        members: &'a [(String, Vec<(String, u32)>)],
+    },
 }
 
 /// Receives the stack's events.

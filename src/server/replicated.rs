@@ -10,8 +10,10 @@
 //! than drop it: a snapshot with its keys does not restore, and a log entry with
 //! one of its writes stops the node before it is applied.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::seams::observer::{Event, Observer};
 use crate::sync::watch;
 use prost::Message as _;
 
@@ -24,6 +26,8 @@ pub struct ReplicatedState {
     coo: CooState,
     topics: watch::Sender<Arc<proto::TopicInfos>>,
     coord: SharedCoordState,
+    observer: Arc<dyn Observer>,
+    member_id: u64,
 }
 
 impl ReplicatedState {
@@ -31,7 +35,86 @@ impl ReplicatedState {
     pub fn new(coord: SharedCoordState) -> (Self, TopicWatch) {
         let coo = CooState::new();
         let (topics, rx) = watch::channel(Arc::new(coo.topic_infos()));
-        (ReplicatedState { coo, topics, coord }, rx)
+        let (observer, member_id) = {
+            let state = coord.lock();
+            (state.observer(), state.header().member_id)
+        };
+        let state = ReplicatedState {
+            coo,
+            topics,
+            coord,
+            observer,
+            member_id,
+        };
+        (state, rx)
+    }
+
+    /// Tells the observer what a coo command (or a snapshot) changed: the placement
+    /// when the metadata version moved; each group that went (or, in a snapshot,
+    /// went and started again: its generation is lower), then each group whose
+    /// generation moved.
+    fn report_coo_changes(&self, version: u64, generations: &BTreeMap<String, u64>) {
+        if self.coo.version() != version {
+            self.report_placement();
+        }
+        let now = self.coo.group_generations();
+        if now == *generations {
+            return;
+        }
+        for (group, generation) in generations {
+            if now.get(group).is_none_or(|g| g < generation) {
+                let gone = Event::GroupChanged {
+                    group,
+                    generation: generation + 1,
+                    topics: &[],
+                    members: &[],
+                };
+                self.observer.observe(self.member_id, &gone);
+            }
+        }
+        let info = self.coo.group_list();
+        for g in info.groups {
+            if generations.get(&g.name) == Some(&g.generation) {
+                continue;
+            }
+            let members: Vec<(String, Vec<(String, u32)>)> = g
+                .members
+                .iter()
+                .map(|m| {
+                    let parts = m.partitions.iter().map(|p| (p.topic.clone(), p.partition));
+                    (m.member.clone(), parts.collect())
+                })
+                .collect();
+            self.observer.observe(
+                self.member_id,
+                &Event::GroupChanged {
+                    group: &g.name,
+                    generation: g.generation,
+                    topics: &self.coo.group_topics(&g.name),
+                    members: &members,
+                },
+            );
+        }
+    }
+
+    fn report_placement(&self) {
+        let infos = self.coo.topic_infos();
+        let topics: Vec<(String, u32, Vec<Vec<u64>>)> = infos
+            .topics
+            .iter()
+            .map(|t| {
+                let replicas = t.assignment.iter().map(|a| a.replicas.clone());
+                (t.name.clone(), t.replication, replicas.collect())
+            })
+            .collect();
+        self.observer.observe(
+            self.member_id,
+            &Event::PlacementChanged {
+                version: infos.version,
+                brokers: &self.coo.broker_ids(),
+                topics: &topics,
+            },
+        );
     }
 
     fn publish_if_changed(&self) {
@@ -56,7 +139,9 @@ impl StateMachine for ReplicatedState {
     fn apply(&mut self, index: u64, bytes: &[u8]) -> Vec<u8> {
         match proto::Command::decode(bytes).map(|c| c.op) {
             Ok(Some(command::Op::Coo(coo))) => {
+                let (version, generations) = (self.coo.version(), self.coo.group_generations());
                 let answer = self.coo.apply(coo);
+                self.report_coo_changes(version, &generations);
                 self.publish_if_changed();
                 answer
             }
@@ -94,8 +179,10 @@ impl StateMachine for ReplicatedState {
                 snap.retired_kv.len()
             )));
         }
+        let (version, generations) = (self.coo.version(), self.coo.group_generations());
         self.coo.restore(&snap.coo)?;
         self.coord.lock().restore(&snap.coord)?;
+        self.report_coo_changes(version, &generations);
         self.publish_if_changed();
         Ok(())
     }

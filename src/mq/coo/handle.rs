@@ -15,6 +15,7 @@ use crate::proto::{
 };
 use crate::raft::{RaftError, RaftHandle};
 use crate::seams::clock::Clock;
+use crate::seams::mutants;
 
 use super::state::{coo_command, coo_query, validate_topic, TopicWatch};
 
@@ -142,12 +143,16 @@ impl Coo {
         self.read(coo_query::Q::Groups(ListRequest {}), true).await
     }
 
-    /// While this coo leads, expires brokers whose report sequence has not moved for
-    /// `timeout` on this node's clock. Leadership resets the bookkeeping, so a new
-    /// leader gives every broker a full timeout (no expiry from another node's clock).
+    /// While this coo leads, expires brokers whose last accepted report has not
+    /// changed for `timeout` on this node's clock. Leadership resets the
+    /// bookkeeping, so a new leader gives every broker a full timeout (no expiry from
+    /// another node's clock). A report is known by its sequence number and stamp:
+    /// a broker expired and registered again between two passes may have counted up
+    /// to the same sequence number, and is a new registration all the same.
     pub async fn run_broker_expiry(self, timeout: Duration) {
         let step = Duration::from_secs(1);
-        let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        // broker → ((last seq, its stamp), since when this node has seen it)
+        let mut seen: BTreeMap<u64, ((u64, u64), u64)> = BTreeMap::new();
         loop {
             self.clock.sleep(step).await;
             if !self.is_leader() {
@@ -165,16 +170,20 @@ impl Coo {
             let mut current = BTreeMap::new();
             for b in brokers.brokers {
                 let since = match seen.get(&b.id) {
-                    Some(&(seq, since)) if seq == b.last_seq => since,
+                    _ if mutants::active("coo_never_expires") => now,
+                    // The report's stamp, from the clock of whichever coo accepted it
+                    // (a follower since a leader change), against this one's clock.
+                    _ if mutants::active("expiry_on_follower_clock") => b.last_report_ms,
+                    Some(&(report, since)) if report == (b.last_seq, b.last_report_ms) => since,
                     _ => now,
                 };
                 if now.saturating_sub(since) >= timeout.as_millis() as u64 {
-                    stale.push((b.id, b.last_seq));
+                    stale.push((b.id, b.last_seq, b.last_report_ms));
                 }
-                current.insert(b.id, (b.last_seq, since));
+                current.insert(b.id, ((b.last_seq, b.last_report_ms), since));
             }
             seen = current;
-            for (broker_id, last_seq) in stale {
+            for (broker_id, last_seq, last_report_ms) in stale {
                 tracing::info!(
                     broker = broker_id,
                     "expiring a broker that stopped reporting"
@@ -183,6 +192,7 @@ impl Coo {
                     .propose(coo_command::Op::ExpireBroker(ExpireBroker {
                         broker_id,
                         last_seq,
+                        last_report_ms,
                     }))
                     .await;
             }

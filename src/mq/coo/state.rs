@@ -16,6 +16,7 @@ use crate::proto::{
     CooCommand, CooQuery, CooSnapshot, DeleteTopicResponse, GroupInfo, GroupList,
     PartitionAssignment, PartitionRef, ReportAck, TopicInfo, TopicInfos,
 };
+use crate::seams::mutants;
 use crate::sync::watch;
 
 /// What observers of the coo metadata (in-process brokers, `Pull` streams) see.
@@ -78,6 +79,29 @@ pub fn validate_topic(name: &str, partitions: u32, replication: u32) -> Result<(
 
 fn answer(a: coo_answer::A) -> Vec<u8> {
     CooAnswer { a: Some(a) }.encode_to_vec()
+}
+
+/// One partition's replicas: the live ones of `kept` (live = in `load`), topped up
+/// to `target` with the least-loaded live brokers; `load` counts the additions.
+fn place_partition(kept: &[u64], target: usize, load: &mut BTreeMap<u64, usize>) -> Vec<u64> {
+    let mut replicas: Vec<u64> = kept
+        .iter()
+        .copied()
+        .filter(|b| load.contains_key(b))
+        .take(target)
+        .collect();
+    while replicas.len() < target {
+        let Some((&next, _)) = load
+            .iter()
+            .filter(|(b, _)| !replicas.contains(b))
+            .min_by_key(|&(&b, &held)| (held, b))
+        else {
+            break;
+        };
+        replicas.push(next);
+        *load.entry(next).or_default() += 1;
+    }
+    replicas
 }
 
 impl CooState {
@@ -147,10 +171,12 @@ impl CooState {
                 answer(coo_answer::A::Deleted(DeleteTopicResponse { existed }))
             }
             Some(coo_command::Op::ExpireBroker(req)) => {
-                let stale = self
-                    .brokers
-                    .get(&req.broker_id)
-                    .is_some_and(|b| b.last_seq == req.last_seq);
+                // Only the report the decision saw: a broker that was expired and
+                // registered again counts its sequence numbers anew.
+                let stale = self.brokers.get(&req.broker_id).is_some_and(|b| {
+                    b.last_seq == req.last_seq
+                        && (req.last_report_ms == 0 || b.last_report_ms == req.last_report_ms)
+                });
                 if stale {
                     self.brokers.remove(&req.broker_id);
                     self.reassign();
@@ -178,7 +204,10 @@ impl CooState {
                 if changed {
                     group.generation += 1;
                 }
-                if group.members.is_empty() {
+                // A group that had members stays when they all left, with its
+                // generation, so generations never repeat; a leave from a group that
+                // never was leaves nothing behind.
+                if group.members.is_empty() && group.generation == 0 {
                     self.groups.remove(&req.group);
                 }
                 answer(coo_answer::A::Assignment(
@@ -189,20 +218,54 @@ impl CooState {
         }
     }
 
-    /// Recomputes every topic's partition → broker assignment from the live brokers:
-    /// partition p goes to `replication` brokers starting at position p of the sorted
-    /// broker list. Bumps the version when anything changed.
+    /// Recomputes every topic's partition → broker assignment from the live brokers.
+    ///
+    /// The promise (checked by the simulation's `placement_churn`): every partition
+    /// has exactly `min(replication, live brokers)` distinct live replicas, and a
+    /// change moves only what must move — a partition keeps every replica that is
+    /// still live, loses only those that left, and gains replicas only while it has
+    /// fewer than that target (a new topic, a broker that left, too few brokers
+    /// before). A gained replica is the live broker holding the fewest replicas
+    /// (the lowest id on a tie). So a broker joining moves nothing that was fully
+    /// placed, and a broker leaving moves only the partitions it held. Bumps the
+    /// version when anything changed.
     fn reassign(&mut self) {
         let brokers: Vec<u64> = self.brokers.keys().copied().collect();
+        let ignore_replication = mutants::active("placement_ignores_replication");
+        let from_scratch = mutants::active("placement_from_scratch");
+        // Replicas each live broker keeps, over every topic.
+        let mut load: BTreeMap<u64, usize> = brokers.iter().map(|&b| (b, 0)).collect();
+        for topic in self.topics.values() {
+            for replica in topic.assignment.iter().flat_map(|a| &a.replicas) {
+                if let Some(held) = load.get_mut(replica) {
+                    *held += 1;
+                }
+            }
+        }
         let mut changed = false;
         for topic in self.topics.values_mut() {
-            let replicas = (topic.replication as usize).min(brokers.len());
+            let target = if ignore_replication {
+                brokers.len()
+            } else {
+                (topic.replication as usize).min(brokers.len())
+            };
             let assignment: Vec<PartitionAssignment> = (0..topic.partitions)
                 .map(|p| PartitionAssignment {
                     partition: p,
-                    replicas: (0..replicas)
-                        .map(|i| brokers[(p as usize + i) % brokers.len()])
-                        .collect(),
+                    replicas: if from_scratch {
+                        // The mutant: positions in the sorted broker list, so one
+                        // broker more or less shifts nearly every partition.
+                        (0..target)
+                            .map(|i| brokers[(p as usize + i) % brokers.len()])
+                            .collect()
+                    } else {
+                        let kept = topic
+                            .assignment
+                            .get(p as usize)
+                            .map(|a| a.replicas.as_slice())
+                            .unwrap_or_default();
+                        place_partition(kept, target, &mut load)
+                    },
                 })
                 .collect();
             if assignment != topic.assignment {
@@ -252,7 +315,11 @@ impl CooState {
         out.partitions = all
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| i % group.members.len() == slot)
+            // The mutant hands the group's first partition to every member.
+            .filter(|(i, _)| {
+                i % group.members.len() == slot
+                    || (*i == 0 && mutants::active("group_partition_twice"))
+            })
             .map(|(_, p)| p)
             .collect();
         out
@@ -264,6 +331,29 @@ impl CooState {
             version: self.version,
             topics: self.topics.values().cloned().collect(),
         }
+    }
+
+    /// The registered brokers, by id.
+    pub fn broker_ids(&self) -> Vec<u64> {
+        self.brokers.keys().copied().collect()
+    }
+
+    /// Every group's generation.
+    pub fn group_generations(&self) -> BTreeMap<String, u64> {
+        self.groups
+            .iter()
+            .map(|(name, g)| (name.clone(), g.generation))
+            .collect()
+    }
+
+    /// A group's topics with their partition counts (0: no such topic).
+    pub fn group_topics(&self, group: &str) -> Vec<(String, u32)> {
+        self.groups.get(group).map_or_else(Vec::new, |g| {
+            g.topics
+                .iter()
+                .map(|t| (t.clone(), self.topics.get(t).map_or(0, |t| t.partitions)))
+                .collect()
+        })
     }
 
     pub fn broker_list(&self) -> BrokerList {
@@ -385,17 +475,29 @@ mod tests {
             panic!()
         };
         let replicas: Vec<Vec<u64>> = t.assignment.iter().map(|a| a.replicas.clone()).collect();
-        assert_eq!(replicas, vec![vec![1, 2], vec![2, 1], vec![1, 2]]);
+        assert_eq!(replicas, vec![vec![1, 2], vec![1, 2], vec![1, 2]]);
         let v = s.version();
         s.apply(report(3, 1));
-        assert!(s.version() > v, "a new broker changes the assignment");
-        assert_eq!(s.topic_infos().topics[0].assignment[2].replicas, vec![3, 1]);
+        assert_eq!(
+            s.version(),
+            v,
+            "a new broker moves no fully placed partition"
+        );
+        let coo_answer::A::Topic(t) = decode(s.apply(create("more", 2, 2))) else {
+            panic!()
+        };
+        assert_eq!(
+            t.assignment[0].replicas,
+            vec![3, 1],
+            "the least loaded first"
+        );
         // Broker 2 stops reporting and expires; a stale expiry (old seq) does nothing.
         s.apply(report(2, 2));
         s.apply(CooCommand {
             op: Some(coo_command::Op::ExpireBroker(ExpireBroker {
                 broker_id: 2,
                 last_seq: 1,
+                last_report_ms: 0,
             })),
         });
         assert_eq!(s.broker_list().brokers.len(), 3);
@@ -403,13 +505,19 @@ mod tests {
             op: Some(coo_command::Op::ExpireBroker(ExpireBroker {
                 broker_id: 2,
                 last_seq: 2,
+                last_report_ms: 2000,
             })),
         });
         assert_eq!(s.broker_list().brokers.len(), 2);
-        assert!(s.topic_infos().topics[0]
+        let orders = &s.topic_infos().topics[1];
+        assert_eq!(orders.name, "orders");
+        // Broker 2's place goes to broker 3; broker 1 keeps every replica it had.
+        let replicas: Vec<Vec<u64>> = orders
             .assignment
             .iter()
-            .all(|a| !a.replicas.contains(&2)));
+            .map(|a| a.replicas.clone())
+            .collect();
+        assert_eq!(replicas, vec![vec![1, 3], vec![1, 3], vec![1, 3]]);
     }
 
     #[test]

@@ -52,13 +52,21 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn count(stats: &Mutex<ScopeStatistics>, offered: Offered) {
+/// Offers `envelope` and counts the outcome under the statistics' lock: whoever
+/// reads the statistics after receiving the event sees it counted.
+fn offer_counted(
+    stats: &Mutex<ScopeStatistics>,
+    sender: &SubscriptionSender<EventEnvelope>,
+    envelope: EventEnvelope,
+) -> Offered {
     let mut stats = locked(stats);
+    let offered = sender.offer(envelope);
     match offered {
         Offered::Queued => stats.delivered += 1,
         Offered::Dropped => stats.dropped += 1,
         Offered::Closed => {}
     }
+    offered
 }
 
 impl RaftEventBus {
@@ -83,7 +91,7 @@ impl RaftEventBus {
             .filter_map(|(_, s)| s.upgrade())
             .collect();
         for sender in senders {
-            count(&self.cluster, sender.offer(envelope.clone()));
+            offer_counted(&self.cluster, &sender, envelope.clone());
         }
     }
 }
@@ -160,7 +168,7 @@ impl ClusterEventBus for RaftEventBus {
                     None
                 }
             },
-            move |offered| count(&stats, offered),
+            move |sender, envelope| offer_counted(&stats, sender, envelope),
         );
         Ok(subscription)
     }

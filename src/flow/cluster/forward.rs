@@ -9,20 +9,21 @@ use tokio::task::JoinHandle;
 use crate::flow::subscription::{Offered, SubscriptionSender};
 use crate::library::{KeyEvent, ResumableWatch};
 
-/// Offers each put that `decode` turns into an item to `sender`, and reports every
-/// offer's outcome to `counted`, until the subscriber is gone or the watch ends
+/// Hands each put that `decode` turns into an item to `deliver`, which offers it to
+/// the sender (and may count the outcome in the same critical section, so a reader
+/// of the counts who has received the item sees it counted), until the subscriber is gone or the watch ends
 /// (it ends only when its history was compacted away: the subscriber then sees
 /// the subscription close).
 pub fn forward<T, D, C>(
     mut watch: ResumableWatch,
     sender: Arc<SubscriptionSender<T>>,
     mut decode: D,
-    mut counted: C,
+    mut deliver: C,
 ) -> JoinHandle<()>
 where
     T: Send + 'static,
     D: FnMut(&KeyEvent) -> Option<T> + Send + 'static,
-    C: FnMut(Offered) + Send + 'static,
+    C: FnMut(&SubscriptionSender<T>, T) -> Offered + Send + 'static,
 {
     tokio::spawn(async move {
         loop {
@@ -45,8 +46,7 @@ where
             let Some(item) = decode(&event) else {
                 continue;
             };
-            let offered = sender.offer(item);
-            counted(offered);
+            let offered = deliver(&sender, item);
             if offered == Offered::Closed {
                 return;
             }

@@ -205,10 +205,12 @@ impl NodeManager for RaftNodeManager {
                     None
                 }
             },
-            |offered| {
+            |sender, message| {
+                let offered = sender.offer(message);
                 if offered == Offered::Dropped {
                     tracing::debug!("flow: a slow subscriber missed a broadcast");
                 }
+                offered
             },
         );
         Ok(subscription)

@@ -89,6 +89,12 @@ async fn topics_reach_every_broker_and_modes_follow_the_coo_leader() {
         },
     );
 
+    // Placement is sticky (a broker that registers later gets new topics and
+    // under-replicated partitions, never moved ones), so the topic is created
+    // once all three brokers are registered.
+    wait_for_output(&all, &["brokers"], "all three brokers registered", |out| {
+        out.lines().filter(|l| l.starts_with("broker:")).count() == 3
+    });
     let (ok, out) = coordctl(
         &all,
         &[

@@ -13,8 +13,8 @@ use super::keys;
 use super::kv::{decode_bytes, encode, Kv};
 use crate::flow::error::FlowResult;
 use crate::flow::events::{
-    check_rules, check_topic, route, ClusterEventBus, Event, EventEnvelope, EventStatistics,
-    RouteAction, RoutingRule, Scope, ScopeStatistics,
+    check_topic, ClusterEventBus, Event, EventEnvelope, EventStatistics, RouteAction, RoutingRule,
+    Scope, ScopeStatistics,
 };
 use crate::flow::local::LocalEventBus;
 use crate::flow::subscription::{subscription, Offered, Subscription, SubscriptionSender};
@@ -43,7 +43,6 @@ pub struct RaftEventBus {
     /// Local scope, routing and the counts of both: cluster publishes a rule keeps
     /// local or rejects go through it too.
     local: LocalEventBus,
-    rules: Mutex<Vec<RoutingRule>>,
     cluster: Arc<Mutex<ScopeStatistics>>,
     subscribers: Arc<Mutex<Senders>>,
 }
@@ -76,7 +75,6 @@ impl RaftEventBus {
             kv,
             node,
             queue_capacity,
-            rules: Mutex::new(Vec::new()),
             cluster: Arc::default(),
             subscribers: Arc::default(),
         }
@@ -100,8 +98,7 @@ impl RaftEventBus {
 impl ClusterEventBus for RaftEventBus {
     async fn publish_cluster(&self, topic: &str, event: Event) -> FlowResult<()> {
         check_topic(topic)?;
-        let (_, action) = route(&locked(&self.rules), topic);
-        if action != RouteAction::AsPublished {
+        if self.local.route_action(topic) != RouteAction::AsPublished {
             // Kept local or rejected: the local bus applies the rule and counts it.
             return self.local.publish_cluster(topic, event).await;
         }
@@ -192,9 +189,6 @@ impl ClusterEventBus for RaftEventBus {
     }
 
     async fn configure_routing(&self, rules: Vec<RoutingRule>) -> FlowResult<()> {
-        check_rules(&rules)?;
-        self.local.configure_routing(rules.clone()).await?;
-        *locked(&self.rules) = rules;
-        Ok(())
+        self.local.configure_routing(rules).await
     }
 }

@@ -101,15 +101,7 @@ impl ReplicatedStateSynchronizer {
         queue_capacity: usize,
     ) -> FlowResult<Self> {
         let (entries, revision) = kv.list("sync", keys::CHANGES).await?;
-        let mut replica = Replica {
-            state: FlowState::default(),
-            index: 0,
-            listeners: Vec::new(),
-        };
-        for entry in &entries {
-            let (n, record) = record_of(&entry.key, &entry.value)?;
-            replica.apply(n, &record);
-        }
+        let replica = replay(&entries)?;
         let (applied_tx, applied) = watch::channel(replica.index);
         let replica = Arc::new(Mutex::new(replica));
         let watch = kv.watch_prefix(keys::CHANGES, revision + 1);
@@ -268,6 +260,11 @@ async fn member_state(
 /// folds into, as every replica applies it; `check_consistency` hashes it, and
 /// so does the simulation's audit of the members' copies.
 pub fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
+    Ok(replay(entries)?.state)
+}
+
+/// A replica that applied `entries` (log keys with their records), in order.
+fn replay(entries: &[KeyValue]) -> FlowResult<Replica> {
     let mut replica = Replica {
         state: FlowState::default(),
         index: 0,
@@ -277,7 +274,7 @@ pub fn fold(entries: &[KeyValue]) -> FlowResult<FlowState> {
         let (n, record) = record_of(&entry.key, &entry.value)?;
         replica.apply(n, &record);
     }
-    Ok(replica.state)
+    Ok(replica)
 }
 
 #[tonic::async_trait]

@@ -90,6 +90,11 @@ impl LocalEventBus {
         self.bus.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What the routing rules do with a publish on `topic`.
+    pub fn route_action(&self, topic: &str) -> RouteAction {
+        route(&self.bus().rules, topic).1
+    }
+
     fn publish(&self, scope: Scope, topic: &str, event: Event) -> FlowResult<()> {
         check_topic(topic)?;
         // One lock for sequence and offers: every subscriber sees one order.

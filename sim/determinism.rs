@@ -12,8 +12,10 @@
 //! - **sweep**: a child `SIM_SWEEP=fuzz` over the sample with 2 jobs, as
 //!   `ci/fuzz.sh --jobs 2` runs seeds.
 //!
-//! A difference fails the check and names the first diverging event (every context
-//! writes its traces). `run::phases::planted_leak_rounds` plants a leak on purpose, so a test
+//! A difference fails the check and names the first diverging event. Traces are
+//! kept only where they cost nothing (the suite's events, in memory): a child's
+//! context is run again with its trace written only when its hash differs, since
+//! writing every child's trace as JSON was a tenth of the check's time. `run::phases::planted_leak_rounds` plants a leak on purpose, so a test
 //! proves the check can fail.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use super::run::{first_divergence, hash_in_output, run_once, trace_file_name};
 use super::scenario::Scenario;
+use super::trace::TraceEvent;
 
 /// A run of the sample: (scenario, seed).
 pub type SampleRun = (String, u64);
@@ -32,11 +35,10 @@ pub type SampleRun = (String, u64);
 /// How long the check waits for the suite's own run of a sample trial.
 const SUITE_WAIT: Duration = Duration::from_secs(1800);
 
-/// The hashes and traces (as JSON lines) of the sample runs as this process's suite
-/// ran them.
+/// The hashes and traces of the sample runs as this process's suite ran them.
 pub struct SuiteRecord {
     sample: Vec<SampleRun>,
-    runs: Mutex<BTreeMap<SampleRun, (u64, Vec<String>)>>,
+    runs: Mutex<BTreeMap<SampleRun, (u64, Vec<TraceEvent>)>>,
     recorded: Condvar,
 }
 
@@ -54,19 +56,18 @@ impl SuiteRecord {
     }
 
     /// Keeps the suite's result of `run` if it is in the sample.
-    pub fn record(&self, run: &SampleRun, hash: u64, events: &[super::trace::TraceEvent]) {
+    pub fn record(&self, run: &SampleRun, hash: u64, events: Vec<TraceEvent>) {
         if !self.sample.contains(run) {
             return;
         }
-        let lines = events.iter().map(|e| e.to_json()).collect();
         self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(run.clone(), (hash, lines));
+            .insert(run.clone(), (hash, events));
         self.recorded.notify_all();
     }
 
-    fn wait_for(&self, run: &SampleRun) -> Option<(u64, Vec<String>)> {
+    fn wait_for(&self, run: &SampleRun) -> Option<(u64, Vec<TraceEvent>)> {
         let guard = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         let (mut guard, _) = self
             .recorded
@@ -84,17 +85,33 @@ struct Seen {
 }
 
 enum Trace {
-    Lines(Vec<String>),
+    /// The run's events, in this process.
+    Events(Vec<TraceEvent>),
+    /// A trace file a child wrote.
     File(PathBuf),
+    /// Not kept: running the context again (deterministic, or the check has
+    /// found what it looks for) gives the trace.
+    Again(Box<dyn Fn() -> Result<Seen, String> + Send>),
 }
 
 impl Trace {
-    fn lines(&self) -> Result<Vec<String>, String> {
+    /// The trace as JSON lines; `hash` is the one the context gave the first time.
+    fn lines(&self, hash: u64) -> Result<Vec<String>, String> {
         match self {
-            Trace::Lines(lines) => Ok(lines.clone()),
+            Trace::Events(events) => Ok(events.iter().map(|e| e.to_json()).collect()),
             Trace::File(path) => std::fs::read_to_string(path)
                 .map(|t| t.lines().map(str::to_string).collect())
                 .map_err(|e| format!("reading {}: {e}", path.display())),
+            Trace::Again(run) => {
+                let again = run()?;
+                if again.hash != hash {
+                    return Err(format!(
+                        "run again to write its trace, it gave hash {:016x}, not {hash:016x}",
+                        again.hash
+                    ));
+                }
+                again.trace.lines(hash)
+            }
         }
     }
 }
@@ -106,7 +123,10 @@ fn compare(run: &SampleRun, seen: &[Seen]) -> Result<(), String> {
         if other.hash == reference.hash {
             continue;
         }
-        let divergence = match (reference.trace.lines(), other.trace.lines()) {
+        let divergence = match (
+            reference.trace.lines(reference.hash),
+            other.trace.lines(other.hash),
+        ) {
             (Ok(a), Ok(b)) => {
                 first_divergence(a.iter().map(String::as_str), b.iter().map(String::as_str))
                     .unwrap_or_else(|| "no event differs (only the hash)".into())
@@ -137,13 +157,42 @@ type Env<'a> = &'a [(&'a str, &'a str)];
 
 const PLANTED_LEAK: Env<'static> = &[("SIM_PLANTED_LEAK", "1")];
 
+/// Where a child's traces go: written to the folder now, or only when a
+/// comparison needs them (the context is then run again, writing them there).
+#[derive(Clone, Copy)]
+enum Traces<'a> {
+    Now(&'a Path),
+    OnDemand(&'a Path),
+}
+
+impl Traces<'_> {
+    /// The trace of `run` as a [`Seen`] will hold it; `again` runs the context
+    /// again with [`Traces::Now`].
+    fn of(
+        self,
+        (name, seed): &SampleRun,
+        again: impl Fn(Traces) -> Result<Seen, String> + Send + 'static,
+    ) -> Trace {
+        match self {
+            Traces::Now(dir) => Trace::File(dir.join(trace_file_name(name, *seed))),
+            Traces::OnDemand(dir) => {
+                let dir = dir.to_path_buf();
+                Trace::Again(Box::new(move || again(Traces::Now(&dir))))
+            }
+        }
+    }
+}
+
 /// This test binary, run as a child with the environment a trial would see.
-fn child(traces: &Path, env: Env) -> Result<Command, String> {
+fn child(traces: Traces, env: Env) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
-    cmd.envs(env.iter().copied())
-        .env("SIM_TRACE_DIR", traces)
-        .env_remove("SIM_CHECK_DETERMINISM")
+    cmd.envs(env.iter().copied());
+    match traces {
+        Traces::Now(dir) => cmd.env("SIM_TRACE_DIR", dir),
+        Traces::OnDemand(_) => cmd.env_remove("SIM_TRACE_DIR"),
+    };
+    cmd.env_remove("SIM_CHECK_DETERMINISM")
         .env_remove("SIM_ARTIFACTS")
         .env_remove("SIM_SWEEP")
         .env_remove("SIM_SEEDS")
@@ -152,7 +201,7 @@ fn child(traces: &Path, env: Env) -> Result<Command, String> {
 }
 
 /// Runs `run` alone in a child process (as its replay line does).
-fn run_alone(run: &SampleRun, traces: &Path, env: Env) -> Result<Seen, String> {
+fn run_alone(run: &SampleRun, traces: Traces, env: Env<'static>) -> Result<Seen, String> {
     let (name, seed) = run;
     let out = child(traces, env)?
         .args([
@@ -172,18 +221,19 @@ fn run_alone(run: &SampleRun, traces: &Path, env: Env) -> Result<Seen, String> {
                 child_output_tail(&out)
             )
         })?;
+    let again = run.clone();
     Ok(Seen {
         context: "alone",
         hash,
-        trace: Trace::File(traces.join(trace_file_name(name, *seed))),
+        trace: traces.of(run, move |now| run_alone(&again, now, env)),
     })
 }
 
 /// Runs the sample as a 2-job sweep in a child process.
 fn run_sweep(
     sample: &[SampleRun],
-    traces: &Path,
-    env: Env,
+    traces: Traces,
+    env: Env<'static>,
 ) -> Result<BTreeMap<SampleRun, Seen>, String> {
     let list: Vec<String> = sample.iter().map(|(n, s)| format!("{n}:{s}")).collect();
     let out = child(traces, env)?
@@ -203,7 +253,12 @@ fn run_sweep(
                     child_output_tail(&out)
                 )
             })?;
-            let trace = Trace::File(traces.join(trace_file_name(name, *seed)));
+            let again = run.clone();
+            let trace = traces.of(run, move |now| {
+                run_sweep(std::slice::from_ref(&again), now, env)?
+                    .remove(&again)
+                    .ok_or_else(|| "the sweep did not run it".to_string())
+            });
             Ok((
                 run.clone(),
                 Seen {
@@ -260,7 +315,7 @@ pub fn check_contexts(
     let sample = record.sample().to_vec();
     let missing: Vec<SampleRun> = sample.iter().filter(|r| !in_suite(r)).cloned().collect();
     let (alone, sweep, here) = std::thread::scope(|scope| {
-        let sweep = scope.spawn(|| run_sweep(&sample, &dir.join("sweep"), &[]));
+        let sweep = scope.spawn(|| run_sweep(&sample, Traces::OnDemand(&dir.join("sweep")), &[]));
         let here = scope.spawn(|| {
             two_at_a_time(&missing, |run| {
                 let scenario = scenarios
@@ -268,18 +323,16 @@ pub fn check_contexts(
                     .find(|s| s.name == run.0)
                     .expect("sample of known scenarios");
                 let r = run_once(scenario, run.1);
-                (
-                    run.clone(),
-                    r.trace_hash,
-                    r.events.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-                )
+                (run.clone(), r.trace_hash, r.events)
             })
         });
-        let alone = two_at_a_time(&sample, |run| run_alone(run, &dir.join("alone"), &[]));
+        let alone = two_at_a_time(&sample, |run| {
+            run_alone(run, Traces::OnDemand(&dir.join("alone")), &[])
+        });
         (alone, sweep.join(), here.join())
     });
     let mut sweep = sweep.map_err(|_| "the sweep thread panicked".to_string())??;
-    let mut here: BTreeMap<SampleRun, (u64, Vec<String>)> = here
+    let mut here: BTreeMap<SampleRun, (u64, Vec<TraceEvent>)> = here
         .map_err(|_| "the in-process runs panicked".to_string())?
         .into_iter()
         .map(|(run, hash, lines)| (run, (hash, lines)))
@@ -290,7 +343,7 @@ pub fn check_contexts(
             Some(r) => Some(r),
             None => record.wait_for(run),
         };
-        let Some((suite_hash, suite_lines)) = suite else {
+        let Some((suite_hash, suite_events)) = suite else {
             failures.push(format!(
                 "{}::seed_{}: the suite never reported it",
                 run.0, run.1
@@ -302,7 +355,7 @@ pub fn check_contexts(
             let suite = Seen {
                 context: "in the suite",
                 hash: suite_hash,
-                trace: Trace::Lines(suite_lines),
+                trace: Trace::Events(suite_events),
             };
             Ok(vec![alone, suite, sweep])
         });
@@ -329,11 +382,15 @@ pub fn check_contexts(
 /// process per run, must be immune to it.
 pub fn check_planted_leak_is_caught(run: &SampleRun) -> Result<(), String> {
     let dir = scratch_dir("planted-leak");
-    let alone = || run_alone(run, &dir.join("alone"), PLANTED_LEAK);
+    let alone = || run_alone(run, Traces::OnDemand(&dir.join("alone")), PLANTED_LEAK);
     let suite = second_in_one_process(run, &dir.join("suite"))?;
-    let sweep = run_sweep(std::slice::from_ref(run), &dir.join("sweep"), PLANTED_LEAK)?
-        .remove(run)
-        .ok_or("the sweep did not run it")?;
+    let sweep = run_sweep(
+        std::slice::from_ref(run),
+        Traces::OnDemand(&dir.join("sweep")),
+        PLANTED_LEAK,
+    )?
+    .remove(run)
+    .ok_or("the sweep did not run it")?;
     let verdict = match compare(run, &[alone()?, suite]) {
         Ok(()) => Err(format!(
             "a planted process-wide leak went unnoticed: {}::seed_{} has one hash alone and second in a process",
@@ -357,7 +414,7 @@ pub fn check_planted_leak_is_caught(run: &SampleRun) -> Result<(), String> {
 
 /// `run` twice in one child process, one after the other; the second's trace.
 fn second_in_one_process(run: &SampleRun, traces: &Path) -> Result<Seen, String> {
-    let out = child(traces, PLANTED_LEAK)?
+    let out = child(Traces::Now(traces), PLANTED_LEAK)?
         .env("SIM_SWEEP", "run")
         .env("SIM_SWEEP_RUNS", format!("{0}:{1},{0}:{1}", run.0, run.1))
         .output()

@@ -23,26 +23,33 @@ use super::run::{first_divergence, run_once, summary_line, write_run_artifacts, 
 use super::scenario::{self, parse_seeds, Scenario};
 
 fn run_trial(scenario: &Scenario, seed: u64, record: &SuiteRecord) -> Result<(), Failed> {
-    let result = run_once(scenario, seed);
+    let mut result = run_once(scenario, seed);
+    let verdict = judge_trial(scenario, seed, &result);
+    // Last, so the sample's events move into the record instead of being copied.
     record.record(
         &(scenario.name.clone(), seed),
         result.trace_hash,
-        &result.events,
+        std::mem::take(&mut result.events),
     );
-    println!("{}", summary_line(&scenario.name, seed, &result));
+    verdict
+}
+
+/// Prints the trial's summary and turns its failure (if any) into the report.
+fn judge_trial(scenario: &Scenario, seed: u64, result: &RunResult) -> Result<(), Failed> {
+    println!("{}", summary_line(&scenario.name, seed, result));
     for note in &result.notes {
         println!("{note}");
     }
     if std::env::var("SIM_CHECK_DETERMINISM").is_ok_and(|v| v == "1") {
-        check_repeat(scenario, seed, &result)?;
+        check_repeat(scenario, seed, result)?;
     }
     if result.failure.is_none() {
         if std::env::var("SIM_ARTIFACTS").is_ok_and(|v| v == "always") {
-            write_run_artifacts(scenario, seed, &result);
+            write_run_artifacts(scenario, seed, result);
         }
         return Ok(());
     }
-    let artifacts = write_run_artifacts(scenario, seed, &result);
+    let artifacts = write_run_artifacts(scenario, seed, result);
     let (class, violation) = result.failure.as_ref().expect("checked");
     let culprits = super::report::named_events(&result.events, violation);
     Err(format!(

@@ -441,10 +441,24 @@ impl Fnv64 {
 }
 
 /// The recorded history with its running hash.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Trace {
     pub events: Vec<TraceEvent>,
     hasher: Fnv64,
+}
+
+/// Events reserved up front (160 bytes each: 40 MiB of address space). Untouched
+/// pages cost nothing, while growing by doubling copied the trace and faulted in
+/// fresh pages at each step (7 % of a faults scenario's run in perf).
+const RESERVED_EVENTS: usize = 1 << 18;
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            events: Vec::with_capacity(RESERVED_EVENTS),
+            hasher: Fnv64::default(),
+        }
+    }
 }
 
 impl Trace {
@@ -467,3 +481,4 @@ impl Trace {
         std::hash::Hasher::finish(&self.hasher)
     }
 }
+

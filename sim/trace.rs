@@ -481,4 +481,3 @@ impl Trace {
         std::hash::Hasher::finish(&self.hasher)
     }
 }
-

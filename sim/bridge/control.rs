@@ -69,10 +69,9 @@ pub async fn run(ctx: Ctx, handle: Handle, hosts: Hosts, window: Duration) {
         let down_for = rng.gen_range(2_000..=6_000u64);
         match fault {
             Fault::CrashBroker(k) => {
-                if at < brokers_busy_until {
+                if at <= brokers_busy_until {
                     continue;
                 }
-                brokers_busy_until = at + down_for;
                 let host = hosts.brokers[k as usize - 1];
                 if rng.gen_bool(GRACEFUL_FRACTION) {
                     let broker = ctx
@@ -92,6 +91,11 @@ pub async fn run(ctx: Ctx, handle: Handle, hosts: Hosts, window: Duration) {
                     }
                 }
                 handle.kill(host);
+                // Busy until its restart, counted from the kill: a graceful leave
+                // takes up to LEAVE_GRACE, and a fault inside that window used to
+                // "crash" the dead broker and later restart it while it was serving
+                // again (bridge_faults::seed_900000029).
+                brokers_busy_until = start.elapsed().as_millis() as u64 + down_for;
                 ctx.record(
                     0,
                     BridgeEvent::BrokerCrashed {

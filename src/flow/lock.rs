@@ -6,8 +6,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::FlowResult;
+use super::error::{FlowError, FlowResult};
 use super::types::NodeId;
+
+/// Lock resources are non-empty (every implementation's first check).
+pub fn check_resource(resource: &str) -> FlowResult<()> {
+    if resource.is_empty() {
+        return Err(FlowError::invalid("lock resource", "must not be empty"));
+    }
+    Ok(())
+}
 
 /// Which hold of which lock a guard is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,9 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::FlowResult;
+use super::error::{FlowError, FlowResult};
 use super::subscription::Subscription;
 use super::types::{ClusterTopology, NodeId, NodeInfo};
+
+/// A node to register has an id (every implementation's first check).
+pub fn check_node(node_info: &NodeInfo) -> FlowResult<()> {
+    if node_info.id.as_str().is_empty() {
+        return Err(FlowError::invalid("node id", "must not be empty"));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeHealth {

@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::keys;
 use super::kv::{unavailable, Kv};
 use crate::flow::error::{FlowError, FlowResult};
-use crate::flow::lock::{DistributedLock, LockGuard, LockHandle, LockInfo, ReleaseOnDrop};
+use crate::flow::lock::{
+    check_resource, DistributedLock, LockGuard, LockHandle, LockInfo, ReleaseOnDrop,
+};
 use crate::flow::types::NodeId;
 use crate::library::{self, CoordinatorError, KeptLease, Renewal};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
@@ -58,13 +60,6 @@ fn lock_error(call: &'static str, e: CoordinatorError) -> FlowError {
         call,
         reason: e.to_string(),
     }
-}
-
-fn check_resource(resource: &str) -> FlowResult<()> {
-    if resource.is_empty() {
-        return Err(FlowError::invalid("lock resource", "must not be empty"));
-    }
-    Ok(())
 }
 
 /// The resource an owner key `/flow/locks/<resource>/<lease hex>` locks.

@@ -16,7 +16,7 @@ use super::keys;
 use super::kv::{decode, decode_bytes, encode, Kv};
 use super::members;
 use crate::flow::error::{FlowError, FlowResult};
-use crate::flow::nodes::{ClusterMessage, NodeHealth, NodeManager};
+use crate::flow::nodes::{check_node, ClusterMessage, NodeHealth, NodeManager};
 use crate::flow::subscription::{subscription, Offered, Subscription};
 use crate::flow::types::{ClusterTopology, NodeId, NodeInfo};
 use crate::library::{CoordinatorError, KeptLease};
@@ -126,9 +126,7 @@ async fn keep_registrations(
 #[tonic::async_trait]
 impl NodeManager for RaftNodeManager {
     async fn register(&self, node_info: NodeInfo) -> FlowResult<NodeId> {
-        if node_info.id.as_str().is_empty() {
-            return Err(FlowError::invalid("node id", "must not be empty"));
-        }
+        check_node(&node_info)?;
         let id = node_info.id.clone();
         registrations(&self.registered).insert(id.clone(), node_info.clone());
         self.kv

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::flow::error::{FlowError, FlowResult};
-use crate::flow::lock::{DistributedLock, LockGuard, LockHandle, LockInfo, ReleaseOnDrop};
+use crate::flow::lock::{
+    check_resource, DistributedLock, LockGuard, LockHandle, LockInfo, ReleaseOnDrop,
+};
 use crate::flow::types::NodeId;
 use crate::seams::clock::{Clock, ForwardOnly};
 
@@ -146,9 +148,7 @@ impl LocalDistributedLock {
 }
 
 fn check(resource: &str, ttl: Duration) -> FlowResult<u64> {
-    if resource.is_empty() {
-        return Err(FlowError::invalid("lock resource", "must not be empty"));
-    }
+    check_resource(resource)?;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX / 2);
     if ttl_ms == 0 {
         return Err(FlowError::invalid("lock ttl", "must be at least 1 ms"));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::flow::error::{FlowError, FlowResult};
-use crate::flow::nodes::{ClusterMessage, NodeHealth, NodeManager};
+use crate::flow::nodes::{check_node, ClusterMessage, NodeHealth, NodeManager};
 use crate::flow::subscription::{subscription, Offered, Subscription, SubscriptionSender};
 use crate::flow::types::{ClusterTopology, NodeId, NodeInfo};
 
@@ -64,9 +64,7 @@ impl LocalNodeManager {
 #[tonic::async_trait]
 impl NodeManager for LocalNodeManager {
     async fn register(&self, node_info: NodeInfo) -> FlowResult<NodeId> {
-        if node_info.id.as_str().is_empty() {
-            return Err(FlowError::invalid("node id", "must not be empty"));
-        }
+        check_node(&node_info)?;
         let id = node_info.id.clone();
         let registered = Registered {
             info: node_info,

@@ -15,8 +15,9 @@
 //! A difference fails the check and names the first diverging event. Traces are
 //! kept only where they cost nothing (the suite's events, in memory): a child's
 //! context is run again with its trace written only when its hash differs, since
-//! writing every child's trace as JSON was a tenth of the check's time. `run::phases::planted_leak_rounds` plants a leak on purpose, so a test
-//! proves the check can fail.
+//! writing every child's trace as JSON was a tenth of the check's time.
+//! `run::phases::planted_leak_rounds` plants a leak on purpose, so a test proves
+//! the check can fail.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -335,7 +336,7 @@ pub fn check_contexts(
     let mut here: BTreeMap<SampleRun, (u64, Vec<TraceEvent>)> = here
         .map_err(|_| "the in-process runs panicked".to_string())?
         .into_iter()
-        .map(|(run, hash, lines)| (run, (hash, lines)))
+        .map(|(run, hash, events)| (run, (hash, events)))
         .collect();
     let mut failures = Vec::new();
     for (run, alone) in sample.iter().zip(alone) {

@@ -22,6 +22,7 @@ use super::observer::Recorder;
 use super::scenario::Scenario;
 use super::trace::EventKind;
 use super::world::node_addr;
+use crate::sim::run::nodes::BuildForRun as _;
 
 /// Trace node ids of clients start here.
 pub const CLIENT_ID_BASE: u64 = 100;
@@ -55,7 +56,7 @@ pub fn start_clients(
             .create_node()
             .name(format!("client-{c}"))
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, c as u8)))
-            .build();
+            .build_for_run();
         node.spawn(run_client(
             CLIENT_ID_BASE + c,
             scenario.clone(),

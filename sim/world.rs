@@ -23,6 +23,7 @@ use super::net::{FaultyTransport, LinkFaults, SharedLinkFaults};
 use super::observer::{Recorder, SimObserver};
 use super::scenario::Scenario;
 use super::trace::EventKind;
+use crate::sim::run::nodes::BuildForRun as _;
 
 /// Port every simulated node serves on.
 pub const NODE_PORT: u16 = 7100;
@@ -202,7 +203,7 @@ impl World {
                     }
                 }
             })
-            .build();
+            .build_for_run();
         self.nodes.insert(
             id,
             SimNode {

@@ -16,6 +16,7 @@ use madsim::runtime::{Handle, NodeHandle};
 
 use super::context::{Ctx, AGENTS, SERVICE};
 use super::instance::Instance;
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::trace::BridgeEvent;
 
 /// An agent's call (register, notice, deregister) that takes longer is abandoned.
@@ -41,7 +42,7 @@ pub fn start(handle: &Handle, ctx: &Ctx, a: u64) -> NodeHandle {
             let generation = generations.fetch_add(1, Ordering::SeqCst) + 1;
             run(ctx.clone(), a, generation)
         })
-        .build()
+        .build_for_run()
 }
 
 async fn run(ctx: Ctx, a: u64, generation: u64) {

@@ -12,6 +12,7 @@ use coordlab::sync::watch;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::context::{broker_addr, Ctx, BROKERS};
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::trace::{BridgeEvent, RegistrySummary};
 
 /// A broker host, serving from its start and again after every restart.
@@ -22,7 +23,7 @@ pub fn start(handle: &Handle, ctx: &Ctx, k: u64) -> NodeHandle {
         .name(BROKERS.id(k))
         .ip(BROKERS.ip(k))
         .init(move || serve(ctx.clone(), k))
-        .build()
+        .build_for_run()
 }
 
 async fn serve(ctx: Ctx, k: u64) {

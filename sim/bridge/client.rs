@@ -15,6 +15,7 @@ use madsim::task::JoinHandle;
 
 use super::context::{broker_at, Ctx, CLIENTS, SERVICE};
 use super::instance::CLIENT_HEADER;
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::trace::BridgeEvent;
 
 pub fn start(handle: &Handle, ctx: &Ctx, c: u64) -> (NodeHandle, JoinHandle<()>) {
@@ -22,7 +23,7 @@ pub fn start(handle: &Handle, ctx: &Ctx, c: u64) -> (NodeHandle, JoinHandle<()>)
         .create_node()
         .name(CLIENTS.id(c))
         .ip(CLIENTS.ip(c))
-        .build();
+        .build_for_run();
     let task = node.spawn(run(ctx.clone(), c));
     (node, task)
 }

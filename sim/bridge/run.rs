@@ -13,6 +13,7 @@ use super::context::{Ctx, HARNESS_NET};
 use super::{agent, audit, broker, client, control};
 use crate::sim::library::Stop;
 use crate::sim::observer::Recorder;
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::scenario::Scenario;
 use crate::sim::trace::BridgeEvent;
 use crate::sim::world::node_addr;
@@ -54,7 +55,7 @@ pub fn start(handle: &Handle, scenario: &Scenario, recorder: Arc<Recorder>) -> O
         .create_node()
         .name("bridge-control")
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, HARNESS_NET, 1)))
-        .build();
+        .build_for_run();
     let window = Duration::from_secs(scenario.duration.safety_secs);
     controller.spawn(control::run(
         ctx.clone(),
@@ -82,7 +83,7 @@ impl BridgeRun {
             .create_node()
             .name("bridge-audit")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, HARNESS_NET, 2)))
-            .build();
+            .build_for_run();
         let ctx = self.ctx.clone();
         let _ = auditor
             .spawn(async move {

@@ -39,6 +39,7 @@ use madsim::task::NodeId;
 use super::observer::Recorder;
 use super::scenario::Scenario;
 use super::workload::WorkloadControl;
+use crate::sim::run::nodes::BuildForRun as _;
 
 /// Trace ids of the coordination clients, by workload.
 pub const REGISTER_CLIENT_BASE: u64 = 200;
@@ -60,7 +61,7 @@ fn client_node(handle: &Handle, name: String, net: u8, host: u64) -> madsim::run
         .create_node()
         .name(name)
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, net, host as u8)))
-        .build()
+        .build_for_run()
 }
 
 /// Starts every coordination workload the scenario asks for.

@@ -18,6 +18,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::JoinHandle;
 
 use super::context::{host_ip, host_name, host_node, Ctx, LOCAL_TOPIC, RESOURCE, TOPIC};
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::trace::flow_scope::{CLUSTER, LOCAL};
 use crate::sim::trace::FlowEvent;
 
@@ -52,7 +53,7 @@ pub fn start(handle: &Handle, ctx: &Ctx, k: u64) -> Host {
         .create_node()
         .name(host_name(k))
         .ip(host_ip(k))
-        .build();
+        .build_for_run();
     let task = node.spawn(run(ctx.clone(), k));
     Host { k, node, task }
 }

@@ -17,6 +17,7 @@ use super::host::{self, Host, Stopped};
 use crate::sim::library::fenced::FencedResources;
 use crate::sim::library::Stop;
 use crate::sim::observer::Recorder;
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::scenario::Scenario;
 use crate::sim::trace::flow_events::ReportedMember;
 use crate::sim::trace::FlowEvent;
@@ -96,7 +97,7 @@ impl FlowRun {
             .create_node()
             .name("flow-audit")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, HARNESS_NET, 1)))
-            .build();
+            .build_for_run();
         let (ctx, members) = (self.ctx.clone(), self.members.clone());
         let _ = auditor
             .spawn(async move {

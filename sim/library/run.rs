@@ -12,6 +12,7 @@ use madsim::task::JoinHandle;
 use super::context::{Ctx, Stop, WatcherProgress};
 use super::{audit, config, fenced::FencedResources, locks, registry};
 use crate::sim::observer::Recorder;
+use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::scenario::Scenario;
 use crate::sim::trace::LibraryEvent;
 use crate::sim::world::node_addr;
@@ -68,7 +69,7 @@ fn host(handle: &Handle, kind: &Kind, k: u64) -> madsim::runtime::NodeHandle {
         .create_node()
         .name(format!("{}-{k}", kind.name))
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, kind.net, k as u8)))
-        .build()
+        .build_for_run()
 }
 
 /// Starts the scenario's library clients (None if it has none).
@@ -166,7 +167,7 @@ impl LibraryRun {
             .create_node()
             .name("lib-audit")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, AUDIT_NET, 1)))
-            .build();
+            .build_for_run();
         let ctx = self.ctx.clone();
         let watchers = self.watchers;
         let _ = auditor

@@ -3,6 +3,7 @@
 //! checkers, and what came out (trace, hash, failure).
 
 mod mq;
+pub mod nodes;
 pub mod phases;
 
 use std::path::Path;

@@ -14,6 +14,7 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
+use super::nodes::BuildForRun as _;
 use crate::sim::clock::SimClock;
 use crate::sim::observer::{Recorder, SimObserver};
 use crate::sim::scenario::{Action, BrokerFault, Scenario};
@@ -85,7 +86,7 @@ pub fn start_extra_brokers(
                     logic.run(std::future::pending()).await;
                 }
             })
-            .build();
+            .build_for_run();
         brokers.hosts.insert(id, node.id());
     }
     brokers
@@ -105,7 +106,7 @@ pub fn start_broker_faults(
         .create_node()
         .name("broker-faults")
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 6, 2)))
-        .build();
+        .build_for_run();
     let (world, brokers) = (world.clone(), brokers.clone());
     let mut faults = scenario.mq.broker_faults.clone();
     faults.sort_by_key(|f| f.at_ms);
@@ -284,7 +285,7 @@ pub fn start_topic_admin(handle: &Handle, scenario: &Scenario, recorder: &Arc<Re
         .create_node()
         .name("topic-admin")
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 6, 1)))
-        .build();
+        .build_for_run();
     admin.spawn(run_topic_admin(scenario.clone(), recorder.clone()));
     if scenario.mq.group_members > 0 {
         admin.spawn(run_group_churn(scenario.clone(), recorder.clone()));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::mq::{start_broker_faults, start_extra_brokers, start_topic_admin, ExtraBrokers};
+use super::nodes::BuildForRun as _;
 use crate::sim::bridge::BridgeRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
@@ -60,8 +61,17 @@ struct Load {
     fault_driver: NodeHandle,
 }
 
-/// Runs the scenario inside the current madsim runtime.
+/// Runs the scenario inside the current madsim runtime, then ends every node it
+/// created (see [`super::nodes`]).
 pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
+    let outcome = run_phases(scenario, recorder).await;
+    super::nodes::kill_all(&Handle::current());
+    // The killed tasks are dropped when the executor next polls them.
+    madsim::task::yield_now().await;
+    outcome
+}
+
+async fn run_phases(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
     recorder.start();
     for _ in 0..planted_leak_rounds() {
         let _: u64 = madsim::rand::random();
@@ -134,14 +144,14 @@ fn start_load(
         .create_node()
         .name("supervisor")
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
-        .build();
+        .build_for_run();
     supervisor.spawn(supervise(world.clone(), Duration::from_secs(2)));
     let driver = FaultDriver::plan(scenario, world.clone());
     let fault_driver = handle
         .create_node()
         .name("fault-driver")
         .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
-        .build();
+        .build_for_run();
     fault_driver.spawn(driver.run());
     Load {
         control,

@@ -26,6 +26,9 @@ pub struct RunResult {
     pub wall_ms: u64,
     pub events: Vec<TraceEvent>,
     pub failure: Option<(FailureClass, Violation)>,
+    /// References to the run's recorder still held once its runtime is gone: tasks
+    /// the runtime never dropped (see [`nodes`]). A clean run leaves none.
+    pub leaked_recorder_refs: usize,
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -61,6 +64,7 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
         .expect("spawn simulation thread")
         .join();
     let wall_ms = wall.elapsed().as_millis() as u64;
+    let leaked_recorder_refs = std::sync::Arc::strong_count(&recorder) - 1;
     let mut state = recorder.lock();
     let mut notes = Vec::new();
     let (failure, sim_ms) = match joined {
@@ -96,6 +100,7 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> RunResult {
         wall_ms,
         events: std::mem::take(&mut state.trace.events),
         failure,
+        leaked_recorder_refs,
     };
     if let Ok(dir) = std::env::var("SIM_TRACE_DIR") {
         let path = Path::new(&dir).join(trace_file_name(&scenario.name, seed));

@@ -63,14 +63,14 @@ impl Checker for LeaderCompleteness {
                     .range(log.snapshot_index + 1..)
                     .filter(|(_, &(_, _, bound))| bound < *term);
                 for (&index, &(cterm, digest, _)) in must_have {
-                    if log.entries.get(&index) != Some(&(cterm, digest)) {
+                    if log.entry(index) != Some((cterm, digest)) {
                         return Err(violation(
                             NAME,
                             event,
                             format!(
                                 "node {} leads term {term} without committed entry {index}@{cterm} (has {:?})",
                                 event.node,
-                                log.entries.get(&index)
+                                log.entry(index)
                             ),
                         ));
                     }

@@ -48,6 +48,8 @@ pub struct StorageEngine {
     snapshots: SnapshotOptions,
     state: RecoveredState,
     segment_seq: u64,
+    /// `wal::segment_name(segment_seq)`, kept rather than formatted per write.
+    segment: String,
     segment_len: u64,
     /// Bytes encoded but not yet appended (reused buffer: no allocation per batch).
     buf: Vec<u8>,
@@ -84,6 +86,7 @@ impl StorageEngine {
             },
             state,
             segment_seq,
+            segment: wal::segment_name(segment_seq),
             segment_len,
             buf: Vec::new(),
         })
@@ -188,7 +191,7 @@ impl StorageEngine {
         let last = self.state.last_index();
         if !contiguous || first.index > last + 1 || first.index <= self.state.snapshot.index {
             return Err(StorageError::corruption(
-                &wal::segment_name(self.segment_seq),
+                &self.segment,
                 self.segment_len,
                 format!(
                     "refusing to append entries {}..={} to a log ending at {last} (snapshot {})",
@@ -213,8 +216,8 @@ impl StorageEngine {
 
     /// Makes everything written so far durable.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        let name = wal::segment_name(self.segment_seq);
-        self.disk.sync(&name).map_err(StorageError::io(&name))
+        let name = &self.segment;
+        self.disk.sync(name).map_err(StorageError::io(name))
     }
 
     /// Persists a snapshot (received from the leader or made locally), compacts the
@@ -245,15 +248,15 @@ impl StorageEngine {
         for rec in records {
             wal::encode_record(&mut self.buf, rec);
         }
-        let name = wal::segment_name(self.segment_seq);
+        let name = &self.segment;
         if !self.buf.is_empty() {
             self.disk
-                .append(&name, &self.buf)
-                .map_err(StorageError::io(&name))?;
+                .append(name, &self.buf)
+                .map_err(StorageError::io(name))?;
             self.segment_len += self.buf.len() as u64;
         }
         if sync && !mutants::active("skip_fsync") {
-            self.disk.sync(&name).map_err(StorageError::io(&name))?;
+            self.disk.sync(name).map_err(StorageError::io(name))?;
         }
         Ok(())
     }
@@ -268,17 +271,17 @@ impl StorageEngine {
     }
 
     fn apply_to_memory(&mut self, rec: WalRecord) -> Result<(), StorageError> {
-        let name = wal::segment_name(self.segment_seq);
-        let offset = self.segment_len;
+        let (name, offset) = (&self.segment, self.segment_len);
         self.state
             .apply_record(rec)
-            .map_err(|reason| StorageError::corruption(&name, offset, reason))
+            .map_err(|reason| StorageError::corruption(name, offset, reason))
     }
 
     /// Starts a new segment holding the whole state, then drops what it supersedes.
     fn rotate_with_checkpoint(&mut self) -> Result<(), StorageError> {
         let old_segments = std::mem::take(&mut self.state.segments);
         self.segment_seq += 1;
+        self.segment = wal::segment_name(self.segment_seq);
         self.segment_len = 0;
         self.state.segments = vec![self.segment_seq];
         let checkpoint = [
@@ -291,12 +294,12 @@ impl StorageEngine {
         for rec in &checkpoint {
             wal::encode_record(&mut self.buf, rec);
         }
-        let name = wal::segment_name(self.segment_seq);
+        let name = &self.segment;
         self.disk
-            .append(&name, &self.buf)
-            .map_err(StorageError::io(&name))?;
+            .append(name, &self.buf)
+            .map_err(StorageError::io(name))?;
         self.segment_len = self.buf.len() as u64;
-        self.disk.sync(&name).map_err(StorageError::io(&name))?;
+        self.disk.sync(name).map_err(StorageError::io(name))?;
         self.disk.sync_dir().map_err(StorageError::io("sync_dir"))?;
         for seq in old_segments {
             let old = wal::segment_name(seq);

@@ -35,11 +35,7 @@ impl Checker for LeaderAppendOnly {
             }
             EventKind::Persisted { entries, .. } if self.leading.contains_key(&event.node) => {
                 if let Some(first) = entries.first() {
-                    let last = self
-                        .logs
-                        .nodes
-                        .get(&event.node)
-                        .map_or(0, |l| l.last_index());
+                    let last = self.logs.node(event.node).last_index();
                     if first.index <= last {
                         return Err(violation(
                             NAME,

@@ -55,9 +55,7 @@ impl Checker for LeaderCompleteness {
                 if role != "leader" {
                     return Ok(());
                 }
-                let Some(log) = self.logs.nodes.get(&event.node) else {
-                    return Ok(());
-                };
+                let log = self.logs.node(event.node);
                 let must_have = self
                     .committed
                     .range(log.snapshot_index + 1..)

@@ -30,7 +30,7 @@ impl Checker for LogMatching {
         if appended.is_empty() {
             return Ok(());
         }
-        let log = &self.logs.nodes[&event.node];
+        let log = self.logs.node(event.node);
         for e in appended {
             let prev_term = if e.index > 1 {
                 log.term_at(e.index - 1)

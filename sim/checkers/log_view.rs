@@ -72,16 +72,34 @@ impl NodeLog {
     }
 }
 
+/// A node no log event has named yet.
+static EMPTY: NodeLog = NodeLog {
+    entries: VecDeque::new(),
+    snapshot_index: 0,
+    snapshot_term: 0,
+};
+
 /// Logs of all nodes.
 #[derive(Debug, Default, Clone)]
 pub struct LogView {
-    pub nodes: BTreeMap<u64, NodeLog>,
+    nodes: BTreeMap<u64, NodeLog>,
 }
 
 impl LogView {
+    /// `node`'s log (empty until an event about its log).
+    pub fn node(&self, node: u64) -> &NodeLog {
+        self.nodes.get(&node).unwrap_or(&EMPTY)
+    }
+
     /// Updates the view with `event`; returns the entries it appended, if any.
     pub fn observe<'e>(&mut self, event: &'e TraceEvent) -> &'e [EntryMeta] {
-        let log = self.nodes.entry(event.node).or_default();
+        let log = match &event.kind {
+            EventKind::Persisted { .. }
+            | EventKind::SnapshotPersisted { .. }
+            | EventKind::Recovered { .. } => self.nodes.entry(event.node).or_default(),
+            // Most events are not about logs: no lookup for them.
+            _ => return &[],
+        };
         match &event.kind {
             EventKind::Persisted { entries, .. } => {
                 log.append(entries);
@@ -218,7 +236,7 @@ mod tests {
             for (seq, kind) in kinds.into_iter().enumerate() {
                 model.observe(&kind);
                 view.observe(&TraceEvent { seq: seq as u64, time_ms: 0, node: 1, kind });
-                let log = &view.nodes[&1];
+                let log = view.node(1);
                 prop_assert_eq!(log.last_index(), model.last_index());
                 prop_assert_eq!(log.snapshot_index, model.snapshot_index);
                 for index in 0..50 {

@@ -73,11 +73,7 @@ impl Checker for PersistBeforeSend {
                         msg.index, durable.last_index
                     ));
                 }
-                let claimed = self
-                    .logs
-                    .nodes
-                    .get(&node)
-                    .and_then(|l| l.term_at(msg.index));
+                let claimed = self.logs.node(node).term_at(msg.index);
                 match (claimed, durable.term_at_msg_index) {
                     (Some(want), Some(have)) if want != have => fail(format!(
                         "acknowledged {}@{want} but durable entry there has term {have}",

@@ -21,6 +21,11 @@ use coordlab::seams::observer::{NoopObserver, Observer};
 use coordlab::server::{serve_node, NodeOptions, NodeSeams, ProbeSink};
 use coordlab::sync::watch;
 
+// glibc's malloc/free family was ~8 % of a 3-node cluster's CPU under 16 put
+// clients (perf, ci/bench-real.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "coordd", about = "Run a coordlab Raft node")]
 struct Args {

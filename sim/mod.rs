@@ -26,6 +26,7 @@
 //!   proposing, locking, publishing and broadcasting under the cluster's faults,
 //!   and the end-of-run audit of the members' copies (its `[flow]` section in
 //!   `scenario::flow`);
+//! - [`nodes`]: the madsim nodes a run created, which it kills when it ends;
 //! - [`world`]: the simulated cluster of a run — its nodes, addresses, membership
 //!   and the operations faults apply to them;
 //! - [`run`]: one (scenario, seed) run on a fresh thread, its replay line and
@@ -62,6 +63,8 @@ pub mod faults;
 pub mod membership;
 #[cfg(madsim)]
 pub mod net;
+#[cfg(madsim)]
+pub mod nodes;
 #[cfg(madsim)]
 pub mod observer;
 #[cfg(madsim)]

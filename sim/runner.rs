@@ -45,7 +45,7 @@ fn judge_trial(scenario: &Scenario, seed: u64, result: &RunResult) -> Result<(),
     }
     if result.leaked_recorder_refs > 0 && result.failure.is_none() {
         return Err(format!(
-            "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/run/nodes.rs)\nreplay: {}",
+            "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/nodes.rs)\nreplay: {}",
             result.leaked_recorder_refs,
             super::run::replay_command(scenario, seed)
         )

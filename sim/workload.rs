@@ -22,7 +22,7 @@ use super::observer::Recorder;
 use super::scenario::Scenario;
 use super::trace::EventKind;
 use super::world::node_addr;
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 
 /// Trace node ids of clients start here.
 pub const CLIENT_ID_BASE: u64 = 100;

@@ -23,7 +23,7 @@ use super::net::{FaultyTransport, LinkFaults, SharedLinkFaults};
 use super::observer::{Recorder, SimObserver};
 use super::scenario::Scenario;
 use super::trace::EventKind;
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 
 /// Port every simulated node serves on.
 pub const NODE_PORT: u16 = 7100;

@@ -16,7 +16,7 @@ use madsim::runtime::{Handle, NodeHandle};
 
 use super::context::{Ctx, AGENTS, SERVICE};
 use super::instance::Instance;
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::trace::BridgeEvent;
 
 /// An agent's call (register, notice, deregister) that takes longer is abandoned.

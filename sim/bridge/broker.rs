@@ -12,7 +12,7 @@ use coordlab::sync::watch;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::context::{broker_addr, Ctx, BROKERS};
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::trace::{BridgeEvent, RegistrySummary};
 
 /// A broker host, serving from its start and again after every restart.

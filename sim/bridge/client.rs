@@ -15,7 +15,7 @@ use madsim::task::JoinHandle;
 
 use super::context::{broker_at, Ctx, CLIENTS, SERVICE};
 use super::instance::CLIENT_HEADER;
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::trace::BridgeEvent;
 
 pub fn start(handle: &Handle, ctx: &Ctx, c: u64) -> (NodeHandle, JoinHandle<()>) {

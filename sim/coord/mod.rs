@@ -39,7 +39,7 @@ use madsim::task::NodeId;
 use super::observer::Recorder;
 use super::scenario::Scenario;
 use super::workload::WorkloadControl;
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 
 /// Trace ids of the coordination clients, by workload.
 pub const REGISTER_CLIENT_BASE: u64 = 200;

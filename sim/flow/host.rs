@@ -18,7 +18,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::JoinHandle;
 
 use super::context::{host_ip, host_name, host_node, Ctx, LOCAL_TOPIC, RESOURCE, TOPIC};
-use crate::sim::run::nodes::BuildForRun as _;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::trace::flow_scope::{CLUSTER, LOCAL};
 use crate::sim::trace::FlowEvent;
 

@@ -11,8 +11,8 @@ use madsim::task::JoinHandle;
 
 use super::context::{Ctx, Stop, WatcherProgress};
 use super::{audit, config, fenced::FencedResources, locks, registry};
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::observer::Recorder;
-use crate::sim::run::nodes::BuildForRun as _;
 use crate::sim::scenario::Scenario;
 use crate::sim::trace::LibraryEvent;
 use crate::sim::world::node_addr;

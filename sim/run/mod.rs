@@ -3,7 +3,6 @@
 //! checkers, and what came out (trace, hash, failure).
 
 mod mq;
-pub mod nodes;
 pub mod phases;
 
 use std::path::Path;
@@ -27,7 +26,7 @@ pub struct RunResult {
     pub events: Vec<TraceEvent>,
     pub failure: Option<(FailureClass, Violation)>,
     /// References to the run's recorder still held once its runtime is gone: tasks
-    /// the runtime never dropped (see [`nodes`]). A clean run leaves none.
+    /// the runtime never dropped (see [`crate::sim::nodes`]). A clean run leaves none.
     pub leaked_recorder_refs: usize,
 }
 

@@ -14,8 +14,8 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
-use super::nodes::BuildForRun as _;
 use crate::sim::clock::SimClock;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::observer::{Recorder, SimObserver};
 use crate::sim::scenario::{Action, BrokerFault, Scenario};
 use crate::sim::trace::EventKind;

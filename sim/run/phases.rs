@@ -10,13 +10,13 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::mq::{start_broker_faults, start_extra_brokers, start_topic_admin, ExtraBrokers};
-use super::nodes::BuildForRun as _;
 use crate::sim::bridge::BridgeRun;
 use crate::sim::checkers::liveness::LivenessBounds;
 use crate::sim::checkers::{self, Violation};
 use crate::sim::faults::FaultDriver;
 use crate::sim::flow::FlowRun;
 use crate::sim::library::LibraryRun;
+use crate::sim::nodes::BuildForRun as _;
 use crate::sim::observer::Recorder;
 use crate::sim::scenario::Scenario;
 use crate::sim::workload::{self, WorkloadControl};
@@ -62,10 +62,10 @@ struct Load {
 }
 
 /// Runs the scenario inside the current madsim runtime, then ends every node it
-/// created (see [`super::nodes`]).
+/// created (see [`crate::sim::nodes`]).
 pub async fn run_world(scenario: Scenario, recorder: Arc<Recorder>) -> RunOutcome {
     let outcome = run_phases(scenario, recorder).await;
-    super::nodes::kill_all(&Handle::current());
+    crate::sim::nodes::kill_all(&Handle::current());
     // The killed tasks are dropped when the executor next polls them.
     madsim::task::yield_now().await;
     outcome

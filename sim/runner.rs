@@ -43,15 +43,15 @@ fn judge_trial(scenario: &Scenario, seed: u64, result: &RunResult) -> Result<(),
     if std::env::var("SIM_CHECK_DETERMINISM").is_ok_and(|v| v == "1") {
         check_repeat(scenario, seed, result)?;
     }
-    if result.leaked_recorder_refs > 0 && result.failure.is_none() {
-        return Err(format!(
-            "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/nodes.rs)\nreplay: {}",
-            result.leaked_recorder_refs,
-            super::run::replay_command(scenario, seed)
-        )
-        .into());
-    }
     if result.failure.is_none() {
+        if result.leaked_recorder_refs > 0 {
+            return Err(format!(
+                "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/nodes.rs)\nreplay: {}",
+                result.leaked_recorder_refs,
+                super::run::replay_command(scenario, seed)
+            )
+            .into());
+        }
         if std::env::var("SIM_ARTIFACTS").is_ok_and(|v| v == "always") {
             write_run_artifacts(scenario, seed, result);
         }

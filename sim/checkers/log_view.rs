@@ -91,21 +91,20 @@ impl LogView {
         self.nodes.get(&node).unwrap_or(&EMPTY)
     }
 
+    fn log_mut(&mut self, node: u64) -> &mut NodeLog {
+        self.nodes.entry(node).or_default()
+    }
+
     /// Updates the view with `event`; returns the entries it appended, if any.
+    /// Most events are not about logs, and cost no lookup.
     pub fn observe<'e>(&mut self, event: &'e TraceEvent) -> &'e [EntryMeta] {
-        let log = match &event.kind {
-            EventKind::Persisted { .. }
-            | EventKind::SnapshotPersisted { .. }
-            | EventKind::Recovered { .. } => self.nodes.entry(event.node).or_default(),
-            // Most events are not about logs: no lookup for them.
-            _ => return &[],
-        };
         match &event.kind {
             EventKind::Persisted { entries, .. } => {
-                log.append(entries);
+                self.log_mut(event.node).append(entries);
                 return entries;
             }
             EventKind::SnapshotPersisted { index, term } => {
+                let log = self.log_mut(event.node);
                 if log.term_at(*index) != Some(*term) {
                     log.entries.clear();
                 }
@@ -117,6 +116,7 @@ impl LogView {
                 last_index,
                 ..
             } => {
+                let log = self.log_mut(event.node);
                 // A crash keeps a prefix: drop what was not durable.
                 log.truncate_from(last_index + 1);
                 if *snapshot_index > log.snapshot_index {

@@ -12,10 +12,10 @@ use madsim::time::TimeHandle;
 use raft::eraftpb::{Entry, Message};
 use raft::StateRole;
 
-use super::checkers::{violation_at_seq, Checker, Violation};
+use super::checkers::{violation_at_seq, Checker, Routes, Violation};
 use super::disk::SimDisk;
 use super::trace::{
-    DurableView, EntryMeta, EventKind, Fnv64, MsgMeta, TopicPlacement, Trace, TraceEvent,
+    DurableView, EntryMeta, EventKind, MsgMeta, TopicPlacement, Trace, TraceEvent, TraceHasher,
 };
 
 /// What the observer knows of one node's durable image.
@@ -30,7 +30,7 @@ struct DurableCache {
 /// Everything recorded in one run.
 pub struct RecorderState {
     pub trace: Trace,
-    checkers: Vec<Box<dyn Checker>>,
+    checkers: Routes,
     /// The first invariant broken.
     pub violation: Option<Violation>,
     /// The runtime's clock and its reading when the run started. Read through
@@ -57,7 +57,7 @@ impl Recorder {
         Arc::new(Recorder {
             state: Mutex::new(RecorderState {
                 trace: Trace::default(),
-                checkers,
+                checkers: Routes::new(checkers),
                 violation: None,
                 start: None,
                 disks: BTreeMap::new(),
@@ -137,11 +137,8 @@ impl RecorderState {
         if self.violation.is_some() {
             return;
         }
-        for checker in &mut self.checkers {
-            if let Err(v) = checker.observe(event) {
-                self.violation = Some(v);
-                break;
-            }
+        if let Err(v) = self.checkers.observe(event) {
+            self.violation = Some(v);
         }
     }
 
@@ -187,8 +184,8 @@ pub struct SimObserver {
 
 fn entry_meta(entry: &Entry) -> EntryMeta {
     use std::hash::Hasher;
-    let mut h = Fnv64::default();
-    h.write(&[entry.get_entry_type() as u8]);
+    let mut h = TraceHasher::default();
+    h.write_u8(entry.get_entry_type() as u8);
     h.write(&entry.data);
     h.write(&entry.context);
     EntryMeta {

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "acknowledged_writes";
 
@@ -24,6 +24,15 @@ pub struct AcknowledgedWrites {
 impl Checker for AcknowledgedWrites {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::ClientInvoke,
+            EventTag::ClientComplete,
+            EventTag::Applied,
+            EventTag::CoordApplied,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -95,36 +104,41 @@ mod tests {
     fn fires_when_a_client_is_acknowledged_for_a_put_nobody_applied() {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
-        c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&coord_applied(&mut h, 1, 5, 2)).unwrap();
-        c.observe(&h.applied_command(1, 5, "etcd put k=b")).unwrap();
+        c.observe_read(&h.invoke_put(101, 1, "k", "a")).unwrap();
+        c.observe_read(&coord_applied(&mut h, 1, 5, 2)).unwrap();
+        c.observe_read(&h.applied_command(1, 5, "etcd put k=b"))
+            .unwrap();
         let bad = h.complete(101, 1, "ok", Some(2));
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn fires_when_the_revision_told_is_not_the_one_the_put_made() {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
-        c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&coord_applied(&mut h, 1, 5, 2)).unwrap();
-        c.observe(&h.applied_command(1, 5, "etcd put k=a")).unwrap();
-        c.observe(&coord_applied(&mut h, 1, 6, 3)).unwrap();
-        c.observe(&h.applied_command(1, 6, "etcd put k=b")).unwrap();
-        assert!(c.observe(&h.complete(101, 1, "ok", Some(3))).is_err());
+        c.observe_read(&h.invoke_put(101, 1, "k", "a")).unwrap();
+        c.observe_read(&coord_applied(&mut h, 1, 5, 2)).unwrap();
+        c.observe_read(&h.applied_command(1, 5, "etcd put k=a"))
+            .unwrap();
+        c.observe_read(&coord_applied(&mut h, 1, 6, 3)).unwrap();
+        c.observe_read(&h.applied_command(1, 6, "etcd put k=b"))
+            .unwrap();
+        assert!(c.observe_read(&h.complete(101, 1, "ok", Some(3))).is_err());
     }
 
     #[test]
     fn own_writes_and_unknown_outcomes_pass() {
         let mut h = History::default();
         let mut c = AcknowledgedWrites::default();
-        c.observe(&h.invoke_put(101, 1, "k", "a")).unwrap();
-        c.observe(&coord_applied(&mut h, 1, 3, 2)).unwrap();
-        c.observe(&h.applied_command(1, 3, "etcd put k=a")).unwrap();
+        c.observe_read(&h.invoke_put(101, 1, "k", "a")).unwrap();
+        c.observe_read(&coord_applied(&mut h, 1, 3, 2)).unwrap();
+        c.observe_read(&h.applied_command(1, 3, "etcd put k=a"))
+            .unwrap();
         // Another member applies it later: the first one's revision stands.
-        c.observe(&coord_applied(&mut h, 2, 3, 2)).unwrap();
-        c.observe(&h.complete(101, 1, "ok", Some(2))).unwrap();
-        c.observe(&h.invoke_put(101, 2, "k", "b")).unwrap();
-        c.observe(&h.complete(101, 2, "unknown", None)).unwrap();
+        c.observe_read(&coord_applied(&mut h, 2, 3, 2)).unwrap();
+        c.observe_read(&h.complete(101, 1, "ok", Some(2))).unwrap();
+        c.observe_read(&h.invoke_put(101, 2, "k", "b")).unwrap();
+        c.observe_read(&h.complete(101, 2, "unknown", None))
+            .unwrap();
     }
 }

@@ -2,8 +2,8 @@
 //! index (a state machine may only have applied committed entries; Raft paper
 //! Figure 2, "lastApplied ≤ commitIndex").
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "applied_within_commit";
 
@@ -13,6 +13,10 @@ pub struct AppliedWithinCommit;
 impl Checker for AppliedWithinCommit {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -44,7 +48,7 @@ mod tests {
     fn fires_on_applied_above_commit_after_recovery() {
         let mut h = History::default();
         let mut c = AppliedWithinCommit;
-        assert!(c.observe(&h.recovered(1, 2, 1, 3, 7, 5)).is_err());
-        c.observe(&h.recovered(1, 2, 1, 5, 7, 5)).unwrap();
+        assert!(c.observe_read(&h.recovered(1, 2, 1, 3, 7, 5)).is_err());
+        c.observe_read(&h.recovered(1, 2, 1, 5, 7, 5)).unwrap();
     }
 }

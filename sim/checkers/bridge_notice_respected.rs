@@ -13,8 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{BridgeEvent, EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{BridgeEvent, EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "bridge_notice_respected";
 
@@ -42,6 +42,10 @@ pub struct BridgeNoticeRespected {
 impl Checker for BridgeNoticeRespected {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Bridge])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -221,7 +225,7 @@ mod tests {
 
     fn run(events: &[TraceEvent]) -> Result<(), Violation> {
         let mut c = BridgeNoticeRespected::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

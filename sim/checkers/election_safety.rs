@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "election_safety";
 
@@ -16,6 +16,10 @@ pub struct ElectionSafety {
 impl Checker for ElectionSafety {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Role])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -49,11 +53,11 @@ mod tests {
         let mut h = History::default();
         let mut c = ElectionSafety::default();
         let first = h.role(1, "leader", 2, 1);
-        c.observe(&first).unwrap();
-        c.observe(&h.role(2, "leader", 3, 2)).unwrap();
-        c.observe(&h.role(1, "leader", 2, 1)).unwrap();
+        c.observe_read(&first).unwrap();
+        c.observe_read(&h.role(2, "leader", 3, 2)).unwrap();
+        c.observe_read(&h.role(1, "leader", 2, 1)).unwrap();
         let bad = h.role(3, "leader", 2, 3);
-        let v = c.observe(&bad).unwrap_err();
+        let v = c.observe_read(&bad).unwrap_err();
         assert_eq!(v.event_seq, bad.seq);
         assert!(v.message.contains("term 2"));
         // It names the other leader's election too.

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::log_view::LogView;
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "leader_append_only";
 
@@ -19,6 +19,17 @@ pub struct LeaderAppendOnly {
 impl Checker for LeaderAppendOnly {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::Persisted,
+            EventTag::SnapshotPersisted,
+            EventTag::Recovered,
+            EventTag::Role,
+            EventTag::Stopped,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -64,21 +75,21 @@ mod tests {
     fn fires_when_a_leader_truncates_its_log() {
         let mut h = History::default();
         let mut c = LeaderAppendOnly::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
             .unwrap();
-        c.observe(&h.role(1, "leader", 2, 1)).unwrap();
-        c.observe(&h.persist(1, None, &[(3, 2, 3)])).unwrap();
+        c.observe_read(&h.role(1, "leader", 2, 1)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(3, 2, 3)])).unwrap();
         let bad = h.persist(1, None, &[(2, 2, 9)]);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn followers_may_truncate() {
         let mut h = History::default();
         let mut c = LeaderAppendOnly::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 1), (2, 1, 2)]))
             .unwrap();
-        c.observe(&h.role(1, "follower", 2, 2)).unwrap();
-        c.observe(&h.persist(1, None, &[(2, 2, 9)])).unwrap();
+        c.observe_read(&h.role(1, "follower", 2, 2)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(2, 2, 9)])).unwrap();
     }
 }

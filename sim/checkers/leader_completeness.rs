@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use super::log_view::LogView;
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "leader_completeness";
 
@@ -30,6 +30,17 @@ pub struct LeaderCompleteness {
 impl Checker for LeaderCompleteness {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::Persisted,
+            EventTag::SnapshotPersisted,
+            EventTag::Recovered,
+            EventTag::Role,
+            EventTag::Applied,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -89,13 +100,13 @@ mod tests {
     fn fires_when_a_new_leader_lacks_a_committed_entry() {
         let mut h = History::default();
         let mut c = LeaderCompleteness::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
             .unwrap();
-        c.observe(&h.applied(1, 1, 1, 10)).unwrap();
-        c.observe(&h.applied(1, 2, 1, 20)).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.applied(1, 1, 1, 10)).unwrap();
+        c.observe_read(&h.applied(1, 2, 1, 20)).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
         let bad = h.role(2, "leader", 2, 2);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     /// The sweep's false positive (leader_churn seed 7000008): node 2's voters
@@ -105,13 +116,13 @@ mod tests {
     fn a_stale_term_leader_after_a_newer_terms_commit_is_legal() {
         let mut h = History::default();
         let mut c = LeaderCompleteness::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
-        c.observe(&h.role(2, "candidate", 2, 0)).unwrap();
-        c.observe(&h.role(1, "leader", 3, 1)).unwrap();
-        c.observe(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
-        c.observe(&h.applied(1, 2, 3, 20)).unwrap();
-        c.observe(&h.role(2, "leader", 2, 2)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.role(2, "candidate", 2, 0)).unwrap();
+        c.observe_read(&h.role(1, "leader", 3, 1)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
+        c.observe_read(&h.applied(1, 2, 3, 20)).unwrap();
+        c.observe_read(&h.role(2, "leader", 2, 2)).unwrap();
     }
 
     /// The same history with the late leader in a term above the commit's: it
@@ -120,23 +131,23 @@ mod tests {
     fn fires_when_a_later_terms_leader_lacks_an_entry_committed_before() {
         let mut h = History::default();
         let mut c = LeaderCompleteness::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
-        c.observe(&h.role(1, "leader", 3, 1)).unwrap();
-        c.observe(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
-        c.observe(&h.applied(1, 2, 3, 20)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.role(1, "leader", 3, 1)).unwrap();
+        c.observe_read(&h.persist(1, None, &[(2, 3, 20)])).unwrap();
+        c.observe_read(&h.applied(1, 2, 3, 20)).unwrap();
         let bad = h.role(2, "leader", 4, 2);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn a_complete_leader_passes() {
         let mut h = History::default();
         let mut c = LeaderCompleteness::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
-        c.observe(&h.applied(1, 1, 1, 10)).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 1, 5)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.applied(1, 1, 1, 10)).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10), (2, 1, 5)]))
             .unwrap();
-        c.observe(&h.role(2, "leader", 2, 2)).unwrap();
+        c.observe_read(&h.role(2, "leader", 2, 2)).unwrap();
     }
 }

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_fencing_token";
 
@@ -31,6 +31,10 @@ pub struct LibraryFencingToken {
 impl Checker for LibraryFencingToken {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -152,7 +156,7 @@ mod tests {
 
     fn run(events: &[TraceEvent]) -> Result<(), Violation> {
         let mut c = LibraryFencingToken::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use super::library_one_lease_per_call::lease_grant;
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_leases_released";
 
@@ -29,6 +29,10 @@ pub struct LibraryLeasesReleased {
 impl Checker for LibraryLeasesReleased {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Applied, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -108,7 +112,7 @@ mod tests {
 
     fn run(events: Vec<TraceEvent>) -> Result<(), Violation> {
         let mut c = LibraryLeasesReleased::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

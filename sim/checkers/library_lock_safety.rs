@@ -23,8 +23,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_lock_safety";
 
@@ -47,6 +47,10 @@ pub struct LibraryLockSafety {
 impl Checker for LibraryLockSafety {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::LeaseRemoved, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -198,7 +202,7 @@ mod tests {
 
     fn run(events: &[TraceEvent]) -> Result<(), Violation> {
         let mut c = LibraryLockSafety::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_one_lease_per_call";
 
@@ -45,6 +45,10 @@ pub fn lease_grant(command: &str) -> Option<(i64, u64)> {
 impl Checker for LibraryOneLeasePerCall {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Applied, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -148,7 +152,7 @@ mod tests {
 
     fn run(events: Vec<TraceEvent>) -> Result<(), Violation> {
         let mut c = LibraryOneLeasePerCall::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_routing";
 
@@ -48,6 +48,10 @@ pub struct LibraryRouting {
 impl Checker for LibraryRouting {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Library, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -187,7 +191,7 @@ mod tests {
 
     fn run(events: &[TraceEvent]) -> Result<(), Violation> {
         let mut c = LibraryRouting::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_set_applied_once";
 
@@ -23,6 +23,10 @@ pub struct LibrarySetAppliedOnce {
 impl Checker for LibrarySetAppliedOnce {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -102,7 +106,7 @@ mod tests {
 
     fn run(events: Vec<TraceEvent>) -> Result<(), Violation> {
         let mut c = LibrarySetAppliedOnce::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     #[test]

@@ -18,8 +18,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{CommittedChange, EventKind, LibraryEvent, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{CommittedChange, EventKind, EventTag, LibraryEvent, TraceEvent};
 
 pub const NAME: &str = "library_watch_delivery";
 
@@ -58,6 +58,10 @@ pub struct LibraryWatchDelivery {
 impl Checker for LibraryWatchDelivery {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -299,7 +303,7 @@ mod tests {
 
     fn run(events: Vec<TraceEvent>) -> Result<(), Violation> {
         let mut c = LibraryWatchDelivery::default();
-        events.iter().try_for_each(|e| c.observe(e))
+        events.iter().try_for_each(|e| c.observe_read(e))
     }
 
     /// Committed: a=w1-1 @3, b=w2-1 @4, a=w1-2 @5, a=w2-2 @6.

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "local_no_network";
 
@@ -16,6 +16,15 @@ pub struct LocalNoNetwork {
 impl Checker for LocalNoNetwork {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::LoopStarted,
+            EventTag::LoopStopped,
+            EventTag::Recovered,
+            EventTag::CooRpcSent,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -54,14 +63,14 @@ mod tests {
     fn fires_on_an_rpc_in_local_mode() {
         let mut h = History::default();
         let mut c = LocalNoNetwork::default();
-        c.observe(&h.push(
+        c.observe_read(&h.push(
             1,
             EventKind::CooRpcSent {
                 rpc: "report".into(),
             },
         ))
         .unwrap();
-        c.observe(&h.push(
+        c.observe_read(&h.push(
             1,
             EventKind::LoopStarted {
                 mode: "local".into(),
@@ -74,6 +83,6 @@ mod tests {
                 rpc: "report".into(),
             },
         );
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 }

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::log_view::LogView;
-use super::{violation, Checker, Violation};
-use crate::sim::trace::TraceEvent;
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventTag, TraceEvent};
 
 pub const NAME: &str = "log_matching";
 
@@ -23,6 +23,15 @@ pub struct LogMatching {
 impl Checker for LogMatching {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::Persisted,
+            EventTag::SnapshotPersisted,
+            EventTag::Recovered,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -79,32 +88,32 @@ mod tests {
     fn fires_on_same_index_and_term_with_different_content() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
             .unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
         let bad = h.persist(2, None, &[(2, 1, 99)]);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn fires_on_different_prefix_under_a_matching_entry() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 2, 20)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10), (2, 2, 20)]))
             .unwrap();
-        c.observe(&h.persist(2, None, &[(1, 3, 30)])).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 3, 30)])).unwrap();
         let bad = h.persist(2, None, &[(2, 2, 20)]);
-        assert!(c.observe(&bad).is_err());
+        assert!(c.observe_read(&bad).is_err());
     }
 
     #[test]
     fn replaced_suffixes_are_fine() {
         let mut h = History::default();
         let mut c = LogMatching::default();
-        c.observe(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20), (3, 1, 30)]))
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20), (3, 1, 30)]))
             .unwrap();
-        c.observe(&h.persist(1, None, &[(2, 2, 21)])).unwrap();
-        c.observe(&h.persist(2, None, &[(1, 1, 10), (2, 2, 21)]))
+        c.observe_read(&h.persist(1, None, &[(2, 2, 21)])).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10), (2, 2, 21)]))
             .unwrap();
     }
 }

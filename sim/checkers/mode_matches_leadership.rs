@@ -34,6 +34,10 @@ struct NodeView {
     paused: bool,
 }
 
+fn view_of(nodes: &mut BTreeMap<u64, NodeView>, node: u64) -> &mut NodeView {
+    nodes.entry(node).or_default()
+}
+
 #[derive(Default)]
 pub struct ModeMatchesLeadership {
     nodes: BTreeMap<u64, NodeView>,
@@ -48,10 +52,12 @@ impl Checker for ModeMatchesLeadership {
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
         let t = event.time_ms;
-        let view = self.nodes.entry(event.node).or_default();
+        // The node's view is looked up only for the kinds that change it: this
+        // checker sees every event (it judges elapsed time on any of them).
         match &event.kind {
             EventKind::Role { role, .. } => {
                 let leads = role == "leader";
+                let view = view_of(&mut self.nodes, event.node);
                 if leads != view.leads {
                     view.leads = leads;
                     view.leadership_since = t;
@@ -59,11 +65,15 @@ impl Checker for ModeMatchesLeadership {
             }
             EventKind::LoopStarted { mode } => {
                 self.loops_seen = true;
+                let view = view_of(&mut self.nodes, event.node);
                 view.local = Some(mode == "local");
                 view.mode_since = t;
             }
-            EventKind::Process { change } if change == "paused" => view.paused = true,
+            EventKind::Process { change } if change == "paused" => {
+                view_of(&mut self.nodes, event.node).paused = true
+            }
             EventKind::Process { change } if change == "resumed" => {
+                let view = view_of(&mut self.nodes, event.node);
                 view.paused = false;
                 view.leadership_since = t;
                 view.mode_since = t;
@@ -72,7 +82,7 @@ impl Checker for ModeMatchesLeadership {
             | EventKind::LogicNodeStopped
             | EventKind::Stopped { .. }
             | EventKind::Process { .. } => {
-                *view = NodeView {
+                *view_of(&mut self.nodes, event.node) = NodeView {
                     leadership_since: t,
                     mode_since: t,
                     ..Default::default()

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "no_double_vote";
 
@@ -51,6 +51,10 @@ impl Checker for NoDoubleVote {
         NAME
     }
 
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Sent, EventTag::Persisted])
+    }
+
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
         match &event.kind {
             EventKind::Sent { msg, .. } if msg.kind == "MsgRequestVoteResponse" && !msg.reject => {
@@ -75,21 +79,32 @@ mod tests {
     fn fires_when_a_restarted_node_votes_again_in_the_same_term() {
         let mut h = History::default();
         let mut c = NoDoubleVote::default();
-        c.observe(&h.persist(3, Some((5, 1, 0)), &[])).unwrap();
-        c.observe(&h.sent(
+        c.observe_read(&h.persist(3, Some((5, 1, 0)), &[])).unwrap();
+        c.observe_read(&h.sent(
             3,
             msg("MsgRequestVoteResponse", 3, 1, 5),
             DurableView::default(),
         ))
         .unwrap();
         // Restart lost the vote; the node grants term 5 again, to node 2.
-        c.observe(&h.recovered(3, 5, 0, 0, 0, 0)).unwrap();
+        c.observe_read(&h.recovered(3, 5, 0, 0, 0, 0)).unwrap();
         let bad = h.sent(
             3,
             msg("MsgRequestVoteResponse", 3, 2, 5),
             DurableView::default(),
         );
-        let v = c.observe(&bad).unwrap_err();
+        let v = c.observe_read(&bad).unwrap_err();
+        assert_eq!(v.event_seq, bad.seq);
+    }
+
+    #[test]
+    fn fires_on_a_second_persisted_vote_in_the_same_term() {
+        let mut h = History::default();
+        let mut c = NoDoubleVote::default();
+        c.observe_read(&h.persist(3, Some((5, 1, 0)), &[])).unwrap();
+        c.observe_read(&h.recovered(3, 5, 0, 0, 0, 0)).unwrap();
+        let bad = h.persist(3, Some((5, 2, 0)), &[]);
+        let v = c.observe_read(&bad).unwrap_err();
         assert_eq!(v.event_seq, bad.seq);
     }
 
@@ -97,7 +112,7 @@ mod tests {
     fn rejections_and_new_terms_are_fine() {
         let mut h = History::default();
         let mut c = NoDoubleVote::default();
-        c.observe(&h.sent(
+        c.observe_read(&h.sent(
             3,
             msg("MsgRequestVoteResponse", 3, 1, 5),
             DurableView::default(),
@@ -105,9 +120,9 @@ mod tests {
         .unwrap();
         let mut reject = msg("MsgRequestVoteResponse", 3, 2, 5);
         reject.reject = true;
-        c.observe(&h.sent(3, reject, DurableView::default()))
+        c.observe_read(&h.sent(3, reject, DurableView::default()))
             .unwrap();
-        c.observe(&h.sent(
+        c.observe_read(&h.sent(
             3,
             msg("MsgRequestVoteResponse", 3, 2, 6),
             DurableView::default(),

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "one_active_loop";
 
@@ -17,6 +17,15 @@ pub struct OneActiveLoop {
 impl Checker for OneActiveLoop {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::LoopStarted,
+            EventTag::LoopStopped,
+            EventTag::Recovered,
+            EventTag::Process,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -64,36 +73,36 @@ mod tests {
     fn fires_when_the_new_loop_starts_before_the_old_stops() {
         let mut h = History::default();
         let mut c = OneActiveLoop::default();
-        c.observe(&started(&mut h, 1, "external")).unwrap();
+        c.observe_read(&started(&mut h, 1, "external")).unwrap();
         let bad = started(&mut h, 1, "local");
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn stop_then_start_passes() {
         let mut h = History::default();
         let mut c = OneActiveLoop::default();
-        c.observe(&started(&mut h, 1, "external")).unwrap();
-        c.observe(&h.push(
+        c.observe_read(&started(&mut h, 1, "external")).unwrap();
+        c.observe_read(&h.push(
             1,
             EventKind::LoopStopped {
                 mode: "external".into(),
             },
         ))
         .unwrap();
-        c.observe(&started(&mut h, 1, "local")).unwrap();
-        c.observe(&started(&mut h, 2, "external")).unwrap();
+        c.observe_read(&started(&mut h, 1, "local")).unwrap();
+        c.observe_read(&started(&mut h, 2, "external")).unwrap();
     }
 
     #[test]
     fn a_killed_process_takes_its_loop_with_it() {
         let mut h = History::default();
         let mut c = OneActiveLoop::default();
-        c.observe(&started(&mut h, 52, "external")).unwrap();
+        c.observe_read(&started(&mut h, 52, "external")).unwrap();
         let killed = EventKind::Process {
             change: "killed".into(),
         };
-        c.observe(&h.push(52, killed)).unwrap();
-        c.observe(&started(&mut h, 52, "external")).unwrap();
+        c.observe_read(&h.push(52, killed)).unwrap();
+        c.observe_read(&started(&mut h, 52, "external")).unwrap();
     }
 }

@@ -16,8 +16,8 @@
 //! simulated disk's durable bytes, not from what the engine claims.
 
 use super::log_view::LogView;
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "persist_before_send";
 
@@ -30,6 +30,16 @@ pub struct PersistBeforeSend {
 impl Checker for PersistBeforeSend {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::Persisted,
+            EventTag::SnapshotPersisted,
+            EventTag::Recovered,
+            EventTag::Sent,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -110,12 +120,12 @@ mod tests {
     fn fires_on_an_append_ack_before_the_sync() {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
-        c.observe(&h.persist(2, None, &[(1, 1, 5), (2, 1, 6)]))
+        c.observe_read(&h.persist(2, None, &[(1, 1, 5), (2, 1, 6)]))
             .unwrap();
         let mut ack = msg("MsgAppendResponse", 2, 1, 1);
         ack.index = 2;
         let bad = h.sent(2, ack, durable(1, 1, 1, None));
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
@@ -127,7 +137,7 @@ mod tests {
             msg("MsgRequestVoteResponse", 2, 1, 3),
             durable(3, 0, 0, None),
         );
-        assert!(c.observe(&bad).is_err());
+        assert!(c.observe_read(&bad).is_err());
     }
 
     /// leader_churn::seed_8100128: node 2 took a term-2 vote request and a term-3
@@ -139,17 +149,17 @@ mod tests {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
         let grant = msg("MsgRequestVoteResponse", 2, 1, 2);
-        c.observe(&h.sent(2, grant.clone(), durable(3, 0, 1, None)))
+        c.observe_read(&h.sent(2, grant.clone(), durable(3, 0, 1, None)))
             .unwrap();
         // In the same term, the vote itself must be durable.
         let bad = h.sent(2, grant, durable(2, 0, 1, None));
-        assert!(c.observe(&bad).is_err());
+        assert!(c.observe_read(&bad).is_err());
         // And a candidate's own vote request likewise.
         let request = msg("MsgRequestVote", 1, 2, 2);
-        c.observe(&h.sent(1, request.clone(), durable(3, 0, 1, None)))
+        c.observe_read(&h.sent(1, request.clone(), durable(3, 0, 1, None)))
             .unwrap();
         let bad = h.sent(1, request, durable(2, 0, 1, None));
-        assert!(c.observe(&bad).is_err());
+        assert!(c.observe_read(&bad).is_err());
     }
 
     #[test]
@@ -157,22 +167,22 @@ mod tests {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
         let bad = h.sent(1, msg("MsgHeartbeat", 1, 2, 4), durable(3, 1, 0, None));
-        assert!(c.observe(&bad).is_err());
+        assert!(c.observe_read(&bad).is_err());
     }
 
     #[test]
     fn pre_votes_and_covered_messages_pass() {
         let mut h = History::default();
         let mut c = PersistBeforeSend::default();
-        c.observe(&h.sent(1, msg("MsgRequestPreVote", 1, 2, 9), durable(3, 1, 0, None)))
+        c.observe_read(&h.sent(1, msg("MsgRequestPreVote", 1, 2, 9), durable(3, 1, 0, None)))
             .unwrap();
-        c.observe(&h.persist(2, Some((3, 1, 0)), &[(1, 3, 5)]))
+        c.observe_read(&h.persist(2, Some((3, 1, 0)), &[(1, 3, 5)]))
             .unwrap();
         let mut ack = msg("MsgAppendResponse", 2, 1, 3);
         ack.index = 1;
-        c.observe(&h.sent(2, ack, durable(3, 1, 1, Some(3))))
+        c.observe_read(&h.sent(2, ack, durable(3, 1, 1, Some(3))))
             .unwrap();
-        c.observe(&h.sent(
+        c.observe_read(&h.sent(
             2,
             msg("MsgRequestVoteResponse", 2, 1, 3),
             durable(3, 1, 1, Some(3)),

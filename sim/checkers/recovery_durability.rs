@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "recovery_durability";
 
@@ -27,6 +27,10 @@ pub struct RecoveryDurability {
 impl Checker for RecoveryDurability {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Persisted, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -89,29 +93,29 @@ mod tests {
     fn fires_when_a_restart_loses_the_synced_commit() {
         let mut h = History::default();
         let mut c = RecoveryDurability::default();
-        c.observe(&h.persist(1, Some((2, 1, 7)), &[])).unwrap();
+        c.observe_read(&h.persist(1, Some((2, 1, 7)), &[])).unwrap();
         let bad = h.recovered(1, 2, 1, 0, 7, 0);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn fires_when_a_restart_loses_the_synced_term() {
         let mut h = History::default();
         let mut c = RecoveryDurability::default();
-        c.observe(&h.persist(1, Some((5, 1, 0)), &[])).unwrap();
-        assert!(c.observe(&h.recovered(1, 4, 1, 0, 0, 0)).is_err());
+        c.observe_read(&h.persist(1, Some((5, 1, 0)), &[])).unwrap();
+        assert!(c.observe_read(&h.recovered(1, 4, 1, 0, 0, 0)).is_err());
     }
 
     #[test]
     fn an_unsynced_commit_may_be_lost() {
         let mut h = History::default();
         let mut c = RecoveryDurability::default();
-        c.observe(&h.persist(1, Some((2, 1, 3)), &[])).unwrap();
+        c.observe_read(&h.persist(1, Some((2, 1, 3)), &[])).unwrap();
         let mut unsynced = h.persist(1, Some((2, 1, 9)), &[]);
         if let EventKind::Persisted { synced, .. } = &mut unsynced.kind {
             *synced = false;
         }
-        c.observe(&unsynced).unwrap();
-        c.observe(&h.recovered(1, 2, 1, 3, 3, 3)).unwrap();
+        c.observe_read(&unsynced).unwrap();
+        c.observe_read(&h.recovered(1, 2, 1, 3, 3, 3)).unwrap();
     }
 }

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "revision_monotonicity";
 
@@ -21,6 +21,10 @@ pub struct RevisionMonotonicity {
 impl Checker for RevisionMonotonicity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Recovered, EventTag::CoordApplied])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -73,10 +77,10 @@ mod tests {
     fn fires_when_a_node_goes_back() {
         let mut h = History::default();
         let mut c = RevisionMonotonicity::default();
-        c.observe(&applied(&mut h, 1, 5, 3)).unwrap();
-        c.observe(&applied(&mut h, 1, 7, 4)).unwrap();
+        c.observe_read(&applied(&mut h, 1, 5, 3)).unwrap();
+        c.observe_read(&applied(&mut h, 1, 7, 4)).unwrap();
         let bad = applied(&mut h, 1, 9, 2);
-        let v = c.observe(&bad).unwrap_err();
+        let v = c.observe_read(&bad).unwrap_err();
         assert_eq!(v.event_seq, bad.seq);
         assert!(v.message.contains("went back from 4"), "{v}");
     }
@@ -85,13 +89,13 @@ mod tests {
     fn a_restart_may_replay_earlier_revisions_but_not_different_ones() {
         let mut h = History::default();
         let mut c = RevisionMonotonicity::default();
-        c.observe(&applied(&mut h, 1, 5, 3)).unwrap();
-        c.observe(&applied(&mut h, 1, 7, 4)).unwrap();
-        c.observe(&h.recovered(1, 2, 1, 7, 7, 4)).unwrap();
-        c.observe(&applied(&mut h, 1, 5, 3)).unwrap();
-        c.observe(&applied(&mut h, 2, 7, 4)).unwrap();
+        c.observe_read(&applied(&mut h, 1, 5, 3)).unwrap();
+        c.observe_read(&applied(&mut h, 1, 7, 4)).unwrap();
+        c.observe_read(&h.recovered(1, 2, 1, 7, 7, 4)).unwrap();
+        c.observe_read(&applied(&mut h, 1, 5, 3)).unwrap();
+        c.observe_read(&applied(&mut h, 2, 7, 4)).unwrap();
         let bad = applied(&mut h, 2, 5, 4);
-        let v = c.observe(&bad).unwrap_err();
+        let v = c.observe_read(&bad).unwrap_err();
         assert!(v.message.contains("log index 5"), "{v}");
     }
 }

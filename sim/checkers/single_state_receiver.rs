@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "single_state_receiver";
 
@@ -17,6 +17,16 @@ pub struct SingleStateReceiver {
 impl Checker for SingleStateReceiver {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::ReceiverRegistered,
+            EventTag::ReceiverReleased,
+            EventTag::LogicNodeStopped,
+            EventTag::Recovered,
+            EventTag::Process,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -66,33 +76,36 @@ mod tests {
     fn fires_on_a_leaked_receiver() {
         let mut h = History::default();
         let mut c = SingleStateReceiver::default();
-        c.observe(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
             .unwrap();
         let bad = h.push(2, EventKind::ReceiverRegistered { registration: 2 });
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn fires_on_a_receiver_left_after_shutdown() {
         let mut h = History::default();
         let mut c = SingleStateReceiver::default();
-        c.observe(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
             .unwrap();
-        assert!(c.observe(&h.push(2, EventKind::LogicNodeStopped)).is_err());
+        assert!(c
+            .observe_read(&h.push(2, EventKind::LogicNodeStopped))
+            .is_err());
     }
 
     #[test]
     fn release_then_register_passes() {
         let mut h = History::default();
         let mut c = SingleStateReceiver::default();
-        c.observe(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverRegistered { registration: 1 }))
             .unwrap();
-        c.observe(&h.push(2, EventKind::ReceiverReleased { registration: 1 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverReleased { registration: 1 }))
             .unwrap();
-        c.observe(&h.push(2, EventKind::ReceiverRegistered { registration: 2 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverRegistered { registration: 2 }))
             .unwrap();
-        c.observe(&h.push(2, EventKind::ReceiverReleased { registration: 2 }))
+        c.observe_read(&h.push(2, EventKind::ReceiverReleased { registration: 2 }))
             .unwrap();
-        c.observe(&h.push(2, EventKind::LogicNodeStopped)).unwrap();
+        c.observe_read(&h.push(2, EventKind::LogicNodeStopped))
+            .unwrap();
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "state_machine_safety";
 
@@ -19,6 +19,14 @@ pub struct StateMachineSafety {
 impl Checker for StateMachineSafety {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[
+            EventTag::Recovered,
+            EventTag::SnapshotPersisted,
+            EventTag::Applied,
+        ])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -78,16 +86,16 @@ mod tests {
     fn fires_on_different_entries_applied_at_one_index() {
         let mut h = History::default();
         let mut c = StateMachineSafety::default();
-        c.observe(&h.applied(1, 1, 1, 10)).unwrap();
+        c.observe_read(&h.applied(1, 1, 1, 10)).unwrap();
         let bad = h.applied(2, 1, 2, 11);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn fires_on_a_gap() {
         let mut h = History::default();
         let mut c = StateMachineSafety::default();
-        c.observe(&h.applied(1, 1, 1, 10)).unwrap();
-        assert!(c.observe(&h.applied(1, 3, 1, 30)).is_err());
+        c.observe_read(&h.applied(1, 1, 1, 10)).unwrap();
+        assert!(c.observe_read(&h.applied(1, 3, 1, 30)).is_err());
     }
 }

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{violation, Checker, Violation};
-use crate::sim::trace::{EventKind, TraceEvent};
+use super::{violation, Checker, Reads, Violation};
+use crate::sim::trace::{EventKind, EventTag, TraceEvent};
 
 pub const NAME: &str = "term_monotonicity";
 
@@ -19,6 +19,10 @@ pub struct TermMonotonicity {
 impl Checker for TermMonotonicity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EventTag::Role, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
@@ -53,17 +57,17 @@ mod tests {
     fn fires_when_the_term_goes_backwards() {
         let mut h = History::default();
         let mut c = TermMonotonicity::default();
-        c.observe(&h.role(1, "follower", 4, 2)).unwrap();
+        c.observe_read(&h.role(1, "follower", 4, 2)).unwrap();
         let bad = h.role(1, "candidate", 3, 0);
-        assert_eq!(c.observe(&bad).unwrap_err().event_seq, bad.seq);
+        assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
     }
 
     #[test]
     fn a_restart_continues_from_the_recovered_term() {
         let mut h = History::default();
         let mut c = TermMonotonicity::default();
-        c.observe(&h.role(1, "follower", 4, 2)).unwrap();
-        c.observe(&h.recovered(1, 3, 1, 0, 0, 0)).unwrap();
-        c.observe(&h.role(1, "follower", 3, 2)).unwrap();
+        c.observe_read(&h.role(1, "follower", 4, 2)).unwrap();
+        c.observe_read(&h.recovered(1, 3, 1, 0, 0, 0)).unwrap();
+        c.observe_read(&h.role(1, "follower", 3, 2)).unwrap();
     }
 }

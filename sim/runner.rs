@@ -44,10 +44,9 @@ fn judge_trial(scenario: &Scenario, seed: u64, result: &RunResult) -> Result<(),
         check_repeat(scenario, seed, result)?;
     }
     if result.failure.is_none() {
-        if result.leaked_recorder_refs > 0 {
+        if let Some(leak) = result.leak() {
             return Err(format!(
-                "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/nodes.rs)\nreplay: {}",
-                result.leaked_recorder_refs,
+                "{leak}\nreplay: {}",
                 super::run::replay_command(scenario, seed)
             )
             .into());

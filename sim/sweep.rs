@@ -189,6 +189,11 @@ fn worker(scenarios: &[Scenario]) -> i32 {
             report.class = Some(class.name().to_string());
             report.invariant = violation.invariant.to_string();
             report.message = violation.message.clone();
+        } else if let Some(leak) = result.leak() {
+            // As a suite trial fails on it, so does a swept seed.
+            report.class = Some("leak".to_string());
+            report.invariant = "recorder_released".to_string();
+            report.message = leak;
         }
         let line = serde_json::to_string(&report).expect("reports serialize");
         println!("{REPORT_PREFIX}{line}");

@@ -30,6 +30,18 @@ pub struct RunResult {
     pub leaked_recorder_refs: usize,
 }
 
+impl RunResult {
+    /// What a run that passed but leaked left behind; `None` for a clean run.
+    pub fn leak(&self) -> Option<String> {
+        (self.leaked_recorder_refs > 0).then(|| {
+            format!(
+                "the run passed but leaked: {} references to its recorder outlived its runtime (tasks madsim never dropped; see sim/nodes.rs)",
+                self.leaked_recorder_refs
+            )
+        })
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()

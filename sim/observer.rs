@@ -273,6 +273,7 @@ impl Observer for SimObserver {
                 snapshot_term,
                 last_index,
                 applied_index,
+                entries,
             } => EventKind::Recovered {
                 term: hard_state.term,
                 vote: hard_state.vote,
@@ -281,6 +282,7 @@ impl Observer for SimObserver {
                 snapshot_term: *snapshot_term,
                 last_index: *last_index,
                 applied: *applied_index,
+                entries: entries.iter().map(entry_meta).collect(),
             },
             Event::RoleChanged {
                 role,

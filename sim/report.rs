@@ -21,6 +21,7 @@ pub fn describe(e: &EventKind) -> String {
             snapshot_term,
             last_index,
             applied,
+            ..
         } => format!(
             "recovered term={term} vote={vote} commit={commit} snapshot={snapshot_index}@{snapshot_term} last={last_index} applied={applied}"
         ),

@@ -67,6 +67,8 @@ pub enum EventKind {
         snapshot_term: u64,
         last_index: u64,
         applied: u64,
+        /// The entries on disk after the snapshot, as recovered.
+        entries: Vec<EntryMeta>,
     },
     Role {
         role: String,

@@ -95,6 +95,7 @@ impl Checker for LeaderCompleteness {
 mod tests {
     use super::*;
     use crate::sim::checkers::testing::History;
+    use crate::sim::trace::EntryMeta;
 
     #[test]
     fn fires_when_a_new_leader_lacks_a_committed_entry() {
@@ -107,6 +108,33 @@ mod tests {
         c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
         let bad = h.role(2, "leader", 2, 2);
         assert_eq!(c.observe_read(&bad).unwrap_err().event_seq, bad.seq);
+    }
+
+    /// A write that failed with EIO after reaching the disk (disk_faults seed
+    /// 980000060 of a fuzz run): the node stopped without a `Persisted`, and its
+    /// restart recovered the entry. The recovered log, not the persisted events,
+    /// is what it holds.
+    #[test]
+    fn an_entry_known_only_from_recovery_counts() {
+        let mut h = History::default();
+        let mut c = LeaderCompleteness::default();
+        c.observe_read(&h.persist(1, None, &[(1, 1, 10), (2, 1, 20)]))
+            .unwrap();
+        c.observe_read(&h.applied(1, 1, 1, 10)).unwrap();
+        c.observe_read(&h.applied(1, 2, 1, 20)).unwrap();
+        c.observe_read(&h.persist(2, None, &[(1, 1, 10)])).unwrap();
+        let mut restart = h.recovered(2, 1, 1, 1, 2, 1);
+        if let EventKind::Recovered { entries, .. } = &mut restart.kind {
+            *entries = [(1, 10), (2, 20)]
+                .map(|(index, digest)| EntryMeta {
+                    index,
+                    term: 1,
+                    digest,
+                })
+                .to_vec();
+        }
+        c.observe_read(&restart).unwrap();
+        c.observe_read(&h.role(2, "leader", 2, 2)).unwrap();
     }
 
     /// The sweep's false positive (leader_churn seed 7000008): node 2's voters

@@ -233,6 +233,7 @@ mod tests {
             snapshot_term: 0,
             last_index: 9,
             applied: 0,
+            entries: Vec::new(),
         };
         run(&[
             opened(),

@@ -114,6 +114,7 @@ impl LogView {
                 snapshot_index,
                 snapshot_term,
                 last_index,
+                entries,
                 ..
             } => {
                 let log = self.log_mut(event.node);
@@ -122,6 +123,10 @@ impl LogView {
                 if *snapshot_index > log.snapshot_index {
                     log.compact_through(*snapshot_index, *snapshot_term);
                 }
+                // What the disk holds is the log, including entries of a write
+                // that failed after reaching the disk (the node stopped on the
+                // error, so no `Persisted` named them).
+                log.append(entries);
             }
             _ => {}
         }
@@ -223,6 +228,7 @@ mod tests {
                     snapshot_term,
                     last_index,
                     applied: 0,
+                    entries: Vec::new(),
                 }
             }),
         ]

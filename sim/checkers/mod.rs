@@ -742,6 +742,7 @@ pub mod testing {
                     snapshot_term: 0,
                     last_index,
                     applied,
+                    entries: Vec::new(),
                 },
             )
         }

@@ -46,6 +46,7 @@ fn run() -> Vec<TraceEvent> {
                 snapshot_term: 0,
                 last_index: 3,
                 applied: 0,
+                entries: Vec::new(),
             },
         ),
         h.push(

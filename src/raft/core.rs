@@ -118,6 +118,7 @@ impl<S: StateMachine> RaftCore<S> {
                 snapshot_term: state.snapshot.term,
                 last_index: state.last_index(),
                 applied_index: state.applied,
+                entries: &state.entries,
             },
         );
         for (&peer, addr) in &members {

@@ -17,6 +17,10 @@ pub enum Event<'a> {
         snapshot_term: u64,
         last_index: u64,
         applied_index: u64,
+        /// The log entries recovered after the snapshot. A write that failed (the
+        /// node stopped, no `Persisted`) may still have reached the disk: these say
+        /// what did.
+        entries: &'a [Entry],
     },
     /// The node's Raft role, term or known leader changed.
     RoleChanged {

@@ -1,9 +1,10 @@
 //! Proposing coordination commands from any member. The local Raft node takes the
-//! proposal when it leads; a follower forwards the encoded command to the leader
-//! (one hop, `CoordForward.Propose`), so any endpoint serves any write. Lease
-//! keep-alives and TTL reads, which only the leader can answer, go the same way, and
-//! so do membership changes (`super::membership`); the leader's side of these calls
-//! is `super::service::forward`.
+//! proposal when it leads; on a follower, Raft forwards it to the leader (MsgProp),
+//! so any endpoint serves any write. Lease keep-alives and TTL reads, which only the
+//! leader can answer, go to the leader over gRPC (`CoordForward`), and so do
+//! membership changes (`super::membership`); the leader's side of these calls is
+//! `super::service::forward`, which still serves `CoordForward.Propose` for members
+//! of an earlier version during a rolling upgrade.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,9 +18,8 @@ use tonic::Status;
 use super::errors::CoordError;
 use super::state::answer_result;
 use crate::proto::coord_answer::Answer;
-use crate::proto::coord_forward_client::CoordForwardClient;
-use crate::proto::{command, Command, CoordCommand, ForwardedCommand};
-use crate::raft::{RaftError, RaftHandle};
+use crate::proto::{command, Command, CoordCommand};
+use crate::raft::RaftHandle;
 use crate::seams::clock::Clock;
 
 /// How long one request may take before the client hears "request timed out".
@@ -89,32 +89,20 @@ impl Proposer {
         Ok(channel)
     }
 
-    /// Proposes `cmd` and waits for the state machine's answer.
+    /// Proposes `cmd` and waits for the state machine's answer. On a follower, Raft
+    /// forwards the proposal to the leader and the answer is this member's own
+    /// apply of it (one gRPC call per forwarded write cost the leader and the
+    /// follower a third of their CPU per put).
     pub async fn propose(&self, cmd: CoordCommand) -> Result<Answer, CoordError> {
         let bytes = Command {
             op: Some(command::Op::Coord(cmd)),
         }
         .encode_to_vec();
         with_deadline(self.clock(), REQUEST_TIMEOUT, async {
-            match self.handle.propose_and_wait(bytes.clone()).await {
-                Ok((_, answer)) => answer_result(&answer),
-                Err(RaftError::NotLeader {
-                    leader_id,
-                    leader_addr: Some(addr),
-                }) if leader_id != 0 => self.forward(&addr, bytes).await,
-                Err(e) => Err(e.into()),
-            }
+            let answer = self.handle.propose_from_any_member(bytes).await?;
+            answer_result(&answer)
         })
         .await
-    }
-
-    async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<Answer, CoordError> {
-        let mut client = CoordForwardClient::new(self.channel(addr)?);
-        let answer = client
-            .propose(ForwardedCommand { command })
-            .await
-            .map_err(|s| error_from_status(&s))?;
-        answer_result(&answer.into_inner().answer)
     }
 
     /// Where the leader is; `NoLeader` while there is none.

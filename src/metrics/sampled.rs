@@ -17,6 +17,7 @@ const LOGIC_NODE_MODES: [&str; 2] = ["local", "external"];
 
 pub(super) struct SampledSeries {
     proposals: Counter,
+    proposals_forwarded: Counter,
     proposals_failed: Counter,
     proposals_pending: Gauge,
     committed_index: Gauge,
@@ -34,6 +35,7 @@ impl SampledSeries {
     pub fn register(registry: &mut Registry) -> Self {
         let series = SampledSeries {
             proposals: Counter::default(),
+            proposals_forwarded: Counter::default(),
             proposals_failed: Counter::default(),
             proposals_pending: Gauge::default(),
             committed_index: Gauge::default(),
@@ -49,9 +51,13 @@ impl SampledSeries {
         let counters = [
             (
                 "coordlab_raft_proposals",
-                "Proposals this node appended to its log as leader (followers forward \
-                 client writes to the leader)",
+                "Proposals this node appended to its log as leader",
                 &series.proposals,
+            ),
+            (
+                "coordlab_raft_proposals_forwarded",
+                "Proposals this node handed to the leader through Raft as a follower",
+                &series.proposals_forwarded,
             ),
             (
                 "etcd_server_proposals_failed",
@@ -132,6 +138,7 @@ impl SampledSeries {
         // The node's own counts since it started: the counters take them as they are.
         let copy = |counter: &Counter, value: u64| counter.inner().store(value, Ordering::Relaxed);
         copy(&self.proposals, raft.proposals.appended);
+        copy(&self.proposals_forwarded, raft.proposals.forwarded);
         copy(&self.proposals_failed, raft.proposals.failed);
         set(&self.proposals_pending, raft.proposals.pending);
         set(&self.committed_index, raft.commit_index);

@@ -33,6 +33,7 @@ fn sample() -> NodeSample {
             learners: Default::default(),
             proposals: ProposalCounts {
                 appended: 9,
+                forwarded: 5,
                 pending: 1,
                 failed: 2,
             },
@@ -130,6 +131,7 @@ fn a_sample_sets_raft_indexes_keyspace_and_logic_node() {
         ("etcd_server_proposals_pending", 1.0),
         ("etcd_server_proposals_failed_total", 2.0),
         ("coordlab_raft_proposals_total", 9.0),
+        ("coordlab_raft_proposals_forwarded_total", 5.0),
         ("coordlab_mvcc_keys", 4.0),
         ("coordlab_mvcc_keyspace_size_bytes", 100.0),
         ("coordlab_mvcc_revision", 7.0),

@@ -9,16 +9,18 @@ use std::sync::Arc;
 
 use prost::Message as _;
 use raft::eraftpb::{
-    ConfChangeSingle, ConfChangeV2, ConfState, HardState, Message, Snapshot, SnapshotMetadata,
+    ConfChangeSingle, ConfChangeV2, ConfState, HardState, Message, MessageType, Snapshot,
+    SnapshotMetadata,
 };
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::config::RaftConfig;
 use super::error::RaftError;
+use super::forwarded::ForwardedIds;
 use super::membership::{plan_membership_change, MembershipView};
 use super::pending::{
-    PendingProposals, PendingRead, PendingReads, ReadAnswer, RequestId, RequestIds,
+    PendingProposals, PendingRead, PendingReads, ProposalResult, ReadAnswer, RequestId, RequestIds,
 };
 use super::router::{Input, MembershipChange, MembershipTicket, ProposalTicket};
 use super::state_machine::StateMachine;
@@ -67,6 +69,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) env: NodeEnv,
     pub(super) ids: RequestIds,
     pub(super) proposals: PendingProposals,
+    /// Ids of the entries that entered this node's log (see `ForwardedIds`).
+    pub(super) forwarded: ForwardedIds,
     pub(super) reads: PendingReads,
     /// Index of the last entry applied to `state_machine`.
     pub(super) applied: u64,
@@ -101,6 +105,7 @@ impl<S: StateMachine> RaftCore<S> {
         let mut members = initial_members;
         let mut highest_member_id = 0;
         let state = engine.state();
+        let forwarded = ForwardedIds::from_log(&state.entries);
         let applied = state.snapshot.index;
         if applied > 0 {
             let snapshot = decode_node_snapshot(&state.snapshot_data)?;
@@ -145,6 +150,7 @@ impl<S: StateMachine> RaftCore<S> {
             highest_member_id,
             env,
             proposals: PendingProposals::default(),
+            forwarded,
             reads: PendingReads::default(),
             applied,
             last_role: role,
@@ -247,6 +253,10 @@ impl<S: StateMachine> RaftCore<S> {
                 let result = self.propose(command);
                 let _ = reply.send(result);
             }
+            Input::ProposeFromAnyMember { command, reply } => {
+                let result = self.propose_from_any_member(command);
+                let _ = reply.send(result);
+            }
             Input::Read {
                 query,
                 linearizable,
@@ -292,6 +302,9 @@ impl<S: StateMachine> RaftCore<S> {
             Input::Propose { reply, .. } => {
                 let _ = reply.send(Err(leaving()));
             }
+            Input::ProposeFromAnyMember { reply, .. } => {
+                let _ = reply.send(Err(leaving()));
+            }
             Input::ChangeMembership { reply, .. } => {
                 let _ = reply.send(Err(leaving()));
             }
@@ -311,10 +324,25 @@ impl<S: StateMachine> RaftCore<S> {
     }
 
     /// Steps a Raft message received from a peer.
-    pub fn receive_raft_message(&mut self, message: Message) {
+    pub fn receive_raft_message(&mut self, mut message: Message) {
         self.env
             .observer
             .observe(self.id, &Event::Received { message: &message });
+        if message.get_msg_type() == MessageType::MsgPropose
+            && self.raw.raft.state == StateRole::Leader
+        {
+            let entries = self
+                .forwarded
+                .keep_first_sightings(message.take_entries().into());
+            if entries.is_empty() {
+                tracing::debug!(
+                    node = self.id,
+                    "a forwarded proposal arrived again; dropped"
+                );
+                return;
+            }
+            message.set_entries(entries.into());
+        }
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(node = self.id, error = %e, "raft message not stepped");
         }
@@ -350,6 +378,33 @@ impl<S: StateMachine> RaftCore<S> {
             return Err(RaftError::ProposalDropped(e.to_string()));
         }
         self.track_proposal(before, id)
+    }
+
+    /// Proposes from any member. The leader appends the command; a follower hands
+    /// it to raft-rs, which forwards it to the leader (MsgProp, on the stream that
+    /// carries Raft traffic, as etcd does), and the answer comes from this member's
+    /// own apply of the entry, found by the id in its context. A forwarded proposal
+    /// lost on the way (a leader change, a lost message) is known only by its
+    /// deadline: its outcome is then unknown, as a timeout says.
+    pub fn propose_from_any_member(
+        &mut self,
+        command: Vec<u8>,
+    ) -> Result<oneshot::Receiver<ProposalResult>, RaftError> {
+        if self.raw.raft.state == StateRole::Leader {
+            return self.propose(command).map(|ticket| ticket.applied);
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return Err(self.not_leader());
+        }
+        let id = self.ids.next_id();
+        if let Err(e) = self.raw.propose(id.encode(), command) {
+            self.proposals.count_refused();
+            return Err(RaftError::ProposalDropped(e.to_string()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let deadline = self.deadline_ms();
+        self.proposals.insert_forwarded(id, deadline, tx);
+        Ok(rx)
     }
 
     fn track_proposal(

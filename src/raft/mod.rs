@@ -8,11 +8,14 @@
 //! - [`node`]: the async loop driving them on the node's clock;
 //! - [`storage`]: the WAL + snapshot storage engine;
 //! - [`rpc_status`]: a Raft error as the gRPC status a client sees, and back;
+//! - [`forwarded`]: a leader appends a forwarded proposal once, however often it
+//!   arrives;
 //! - [`pending`], [`status`], [`config`], [`error`], [`state_machine`]: what they say.
 
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod forwarded;
 pub mod membership;
 pub mod node;
 pub mod output;

@@ -83,10 +83,19 @@ struct PendingProposal {
     reply: oneshot::Sender<ProposalResult>,
 }
 
-/// Proposals appended to this leader's log, keyed by their log index.
+/// A proposal this node handed to Raft as a follower: its index is unknown until
+/// the entry comes back in the committed log.
+struct ForwardedProposal {
+    deadline_ms: u64,
+    reply: oneshot::Sender<ProposalResult>,
+}
+
+/// Proposals waiting for their entry to be applied: appended to this leader's log,
+/// keyed by their log index; or forwarded by Raft to the leader, keyed by id.
 #[derive(Default)]
 pub struct PendingProposals {
     by_index: BTreeMap<u64, PendingProposal>,
+    forwarded: BTreeMap<RequestId, ForwardedProposal>,
     counts: ProposalCounts,
 }
 
@@ -95,6 +104,8 @@ pub struct PendingProposals {
 pub struct ProposalCounts {
     /// Appended to the log while this node led.
     pub appended: u64,
+    /// Handed to the leader by Raft (MsgProp) while this node followed.
+    pub forwarded: u64,
     /// Appended and not yet answered.
     pub pending: u64,
     /// Answered with an error: dropped, overwritten, timed out, or failed when the
@@ -127,14 +138,26 @@ impl PendingProposals {
         }
     }
 
+    /// Waits for the entry with context `id`, which Raft forwarded to the leader.
+    pub fn insert_forwarded(
+        &mut self,
+        id: RequestId,
+        deadline_ms: u64,
+        reply: oneshot::Sender<ProposalResult>,
+    ) {
+        self.counts.forwarded += 1;
+        self.forwarded
+            .insert(id, ForwardedProposal { deadline_ms, reply });
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.by_index.is_empty()
+        self.by_index.is_empty() && self.forwarded.is_empty()
     }
 
     /// Counts since the node started, and the proposals waiting now.
     pub fn counts(&self) -> ProposalCounts {
         ProposalCounts {
-            pending: self.by_index.len() as u64,
+            pending: (self.by_index.len() + self.forwarded.len()) as u64,
             ..self.counts
         }
     }
@@ -168,9 +191,14 @@ impl PendingProposals {
                 break;
             }
         }
+        if let Some(forwarded) = applied_id.and_then(|id| self.forwarded.remove(&id)) {
+            let _ = forwarded.reply.send(Ok(answer.take().unwrap_or_default()));
+        }
     }
 
-    /// Fails every waiter at or below `index` (a snapshot replaced that part of the log).
+    /// Fails every waiter at or below `index` (a snapshot replaced that part of the
+    /// log). Forwarded proposals have no known index: if the snapshot holds theirs,
+    /// their outcome is unknown, and their deadline says so.
     pub fn drop_through(&mut self, index: u64, why: &str) {
         let rest = self.by_index.split_off(&(index + 1));
         let dropped = std::mem::replace(&mut self.by_index, rest);
@@ -196,14 +224,28 @@ impl PendingProposals {
                 let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
             }
         }
+        let overdue: Vec<RequestId> = self
+            .forwarded
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in overdue {
+            if let Some(p) = self.forwarded.remove(&id) {
+                self.counts.failed += 1;
+                let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
+            }
+        }
     }
 
     /// Fails everything (the node stops).
     pub fn fail_all(&mut self, err: &RaftError) {
         let failed = std::mem::take(&mut self.by_index);
-        self.counts.failed += failed.len() as u64;
-        for (_, p) in failed {
-            let _ = p.reply.send(Err(err.clone()));
+        let forwarded = std::mem::take(&mut self.forwarded);
+        self.counts.failed += (failed.len() + forwarded.len()) as u64;
+        let replies = failed.into_values().map(|p| p.reply);
+        for reply in replies.chain(forwarded.into_values().map(|p| p.reply)) {
+            let _ = reply.send(Err(err.clone()));
         }
     }
 }

@@ -44,10 +44,15 @@ pub struct ProposalTicket {
 impl ProposalTicket {
     /// Waits until the entry is applied.
     pub async fn wait(self) -> ProposalResult {
-        self.applied
-            .await
-            .unwrap_or_else(|_| Err(RaftError::Stopped("node stopped before applying".into())))
+        applied_answer(self.applied).await
     }
+}
+
+/// The answer a proposal's waiter receives, or `Stopped` if the node dropped it.
+async fn applied_answer(applied: oneshot::Receiver<ProposalResult>) -> ProposalResult {
+    applied
+        .await
+        .unwrap_or_else(|_| Err(RaftError::Stopped("node stopped before applying".into())))
 }
 
 /// One input to the Raft core.
@@ -58,6 +63,11 @@ pub enum Input {
     Propose {
         command: Vec<u8>,
         reply: oneshot::Sender<Result<ProposalTicket, RaftError>>,
+    },
+    /// A proposal a follower forwards through Raft; the receiver gets the answer.
+    ProposeFromAnyMember {
+        command: Vec<u8>,
+        reply: oneshot::Sender<Result<oneshot::Receiver<ProposalResult>, RaftError>>,
     },
     Read {
         query: Vec<u8>,
@@ -151,6 +161,15 @@ impl RaftHandle {
         let ticket = self.propose(command).await?;
         let index = ticket.index;
         Ok((index, ticket.wait().await?))
+    }
+
+    /// Proposes `command` from this member, leader or follower (a follower's Raft
+    /// forwards it to the leader), and waits for this member's apply of it.
+    pub async fn propose_from_any_member(&self, command: Vec<u8>) -> ProposalResult {
+        let applied = self
+            .ask(|reply| Input::ProposeFromAnyMember { command, reply })
+            .await??;
+        applied_answer(applied).await
     }
 
     /// Answers `query`; linearizable reads go through ReadIndex first.

@@ -280,6 +280,17 @@ impl Cluster {
         index
     }
 
+    /// How many entries after `after` in `id`'s log carry `command`.
+    fn copies_in_log(&self, id: u64, after: u64, command: &[u8]) -> usize {
+        let log = &self.cores[&id].raw.raft.raft_log;
+        let from = (after + 1).max(log.first_index());
+        log.entries(from, None, raft::GetEntriesContext::empty(false))
+            .unwrap()
+            .iter()
+            .filter(|e| e.data[..] == command[..])
+            .count()
+    }
+
     fn value_on(&self, id: u64, key: &str) -> Option<Vec<u8>> {
         let answer = self.cores[&id].state_machine.query(&get_query(key));
         decode_value(&answer)
@@ -319,6 +330,137 @@ fn follower_refuses_proposals_naming_the_leader() {
             assert_eq!(leader_addr, Some(addr(leader)));
         }
         other => panic!("expected NotLeader, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_followers_proposal_goes_through_raft_and_is_answered_by_its_own_apply() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("k", "v1");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let mut rx = c
+        .core(follower)
+        .propose_from_any_member(put_command("k", b"v2"))
+        .unwrap();
+    c.run_until("applied on the follower", |_| !rx.is_empty());
+    // The previous value, as the register answers a put: the follower's own apply.
+    let answer = decode_value(&rx.try_recv().unwrap().unwrap());
+    assert_eq!(answer.as_deref(), Some(&b"v1"[..]));
+    for id in 1..=3 {
+        assert_eq!(c.value_on(id, "k").as_deref(), Some(&b"v2"[..]));
+    }
+    assert_eq!(c.core(follower).proposals.counts().forwarded, 1);
+    assert_eq!(c.core(follower).proposals.counts().pending, 0);
+    // On the leader the same call appends, as `propose` does.
+    let mut rx = c
+        .core(leader)
+        .propose_from_any_member(put_command("k", b"v3"))
+        .unwrap();
+    c.run_until("applied on the leader", |_| !rx.is_empty());
+    let answer = decode_value(&rx.try_recv().unwrap().unwrap());
+    assert_eq!(answer.as_deref(), Some(&b"v2"[..]));
+}
+
+#[test]
+fn a_forwarded_proposal_delivered_twice_is_appended_once() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("k", "v1");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let before = c.core(leader).raw.raft.raft_log.last_index();
+    let mut rx = c
+        .core(follower)
+        .propose_from_any_member(put_command("k", b"v2"))
+        .unwrap();
+    c.core(follower).process_ready().unwrap();
+    {
+        let mut queue = c.transport.queue.lock().unwrap();
+        let proposals: Vec<Message> = queue
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgPropose)
+            .cloned()
+            .collect();
+        assert_eq!(proposals.len(), 1, "the follower forwarded its proposal");
+        queue.extend(proposals);
+    }
+    c.run_until("applied on the follower", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    for _ in 0..5 {
+        c.tick();
+    }
+    let put = put_command("k", b"v2");
+    assert_eq!(c.copies_in_log(leader, before, &put), 1);
+}
+
+#[test]
+fn a_late_copy_forwarded_on_by_a_former_leader_is_not_appended_again() {
+    let mut c = Cluster::new(3, 1000);
+    let old = c.elect();
+    c.put("k", "v1");
+    let follower = (1..=3).find(|&i| i != old).unwrap();
+    let mut rx = c
+        .core(follower)
+        .propose_from_any_member(put_command("k", b"v2"))
+        .unwrap();
+    c.core(follower).process_ready().unwrap();
+    let copy: Vec<Message> = c
+        .transport
+        .queue
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgPropose)
+        .cloned()
+        .collect();
+    assert_eq!(copy.len(), 1);
+    c.run_until("applied on the follower", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    // Leadership moves on; the old leader, now a follower, gets the late copy and
+    // its Raft forwards it to the new leader.
+    c.isolated.insert(old);
+    let new = c.elect();
+    assert_ne!(new, old);
+    c.isolated.clear();
+    c.run_until("the old leader follows", |c| {
+        c.cores[&old].raw.raft.leader_id == new
+    });
+    c.transport.queue.lock().unwrap().extend(copy);
+    for _ in 0..5 {
+        c.tick();
+    }
+    let put = put_command("k", b"v2");
+    assert_eq!(c.copies_in_log(new, 0, &put), 1);
+}
+
+#[test]
+fn a_forwarded_proposal_lost_on_the_way_times_out_and_one_without_a_leader_is_refused() {
+    let mut c = Cluster::new(3, 1000);
+    let leader = c.elect();
+    c.put("k", "v1");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    // The follower still knows the leader, but its MsgProp never arrives.
+    c.isolated.insert(follower);
+    let mut rx = c
+        .core(follower)
+        .propose_from_any_member(put_command("k", b"lost"))
+        .unwrap();
+    c.run_until("the deadline passed", |_| !rx.is_empty());
+    match rx.try_recv().unwrap() {
+        Err(RaftError::Timeout(_)) => {}
+        other => panic!("a lost forwarded proposal has an unknown outcome, got {other:?}"),
+    }
+    assert_eq!(c.value_on(leader, "k").as_deref(), Some(&b"v1"[..]));
+    // Cut off long enough, it campaigns and forgets the leader: no one to forward to.
+    c.run_until("the follower lost its leader", |c| {
+        c.cores[&follower].raw.raft.leader_id == raft::INVALID_ID
+    });
+    match c
+        .core(follower)
+        .propose_from_any_member(put_command("k", b"v"))
+    {
+        Err(RaftError::NotLeader { leader_id: 0, .. }) => {}
+        other => panic!("expected NotLeader without a leader, got {other:?}"),
     }
 }
 

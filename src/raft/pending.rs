@@ -212,29 +212,12 @@ impl PendingProposals {
 
     /// Fails waiters whose deadline passed: their outcome is unknown to the client.
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
-        let expired: Vec<u64> = self
-            .by_index
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now_ms)
-            .map(|(&i, _)| i)
-            .collect();
-        for index in expired {
-            if let Some(p) = self.by_index.remove(&index) {
-                self.counts.failed += 1;
-                let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
-            }
-        }
-        let overdue: Vec<RequestId> = self
-            .forwarded
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now_ms)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in overdue {
-            if let Some(p) = self.forwarded.remove(&id) {
-                self.counts.failed += 1;
-                let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
-            }
+        let appended = take_overdue(&mut self.by_index, |p| p.deadline_ms <= now_ms);
+        let forwarded = take_overdue(&mut self.forwarded, |p| p.deadline_ms <= now_ms);
+        let replies = appended.into_iter().map(|p| p.reply);
+        for reply in replies.chain(forwarded.into_iter().map(|p| p.reply)) {
+            self.counts.failed += 1;
+            let _ = reply.send(Err(RaftError::Timeout(timeout_ms)));
         }
     }
 
@@ -248,6 +231,19 @@ impl PendingProposals {
             let _ = reply.send(Err(err.clone()));
         }
     }
+}
+
+/// Removes and returns, in key order, the values of `map` that are `overdue`.
+fn take_overdue<K: Ord + Copy, V>(
+    map: &mut BTreeMap<K, V>,
+    overdue: impl Fn(&V) -> bool,
+) -> Vec<V> {
+    let keys: Vec<K> = map
+        .iter()
+        .filter(|(_, v)| overdue(v))
+        .map(|(&k, _)| k)
+        .collect();
+    keys.iter().filter_map(|k| map.remove(k)).collect()
 }
 
 /// What a read waits for and who gets the answer.
@@ -317,25 +313,8 @@ impl PendingReads {
     /// Fails reads whose deadline passed.
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
         let expired = |r: &PendingRead| r.deadline_ms <= now_ms;
-        let mut failed = Vec::new();
-        let ids: Vec<RequestId> = self
-            .awaiting_index
-            .iter()
-            .filter(|(_, r)| expired(r))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            failed.extend(self.awaiting_index.remove(&id));
-        }
-        let keys: Vec<(u64, RequestId)> = self
-            .awaiting_apply
-            .iter()
-            .filter(|(_, r)| expired(r))
-            .map(|(&k, _)| k)
-            .collect();
-        for k in keys {
-            failed.extend(self.awaiting_apply.remove(&k));
-        }
+        let mut failed = take_overdue(&mut self.awaiting_index, expired);
+        failed.extend(take_overdue(&mut self.awaiting_apply, expired));
         for read in failed {
             let _ = read.reply.send(Err(RaftError::Timeout(timeout_ms)));
         }

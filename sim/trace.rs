@@ -407,14 +407,6 @@ impl TraceHasher {
     fn fold(&mut self, word: u64) {
         self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(TRACE_HASH_K);
     }
-
-    /// The hash of one byte string.
-    pub fn hash(bytes: &[u8]) -> u64 {
-        use std::hash::Hasher;
-        let mut h = TraceHasher::default();
-        h.write(bytes);
-        h.finish()
-    }
 }
 
 /// Integers are folded as one little-endian word each; byte strings eight bytes at a
@@ -525,6 +517,12 @@ mod tests {
 
     use super::*;
 
+    fn hash_bytes(bytes: &[u8]) -> u64 {
+        let mut h = TraceHasher::default();
+        h.write(bytes);
+        h.finish()
+    }
+
     fn hash_words(words: &[u64]) -> u64 {
         let mut h = TraceHasher::default();
         for &w in words {
@@ -538,8 +536,8 @@ mod tests {
     /// hash, so it must show here first.
     #[test]
     fn trace_hasher_is_stable() {
-        assert_eq!(TraceHasher::hash(b""), 0xd602_5a0a_43c0_936f);
-        assert_eq!(TraceHasher::hash(b"coordlab trace"), 0x301f_adf2_3e4a_4f5f);
+        assert_eq!(hash_bytes(b""), 0xd602_5a0a_43c0_936f);
+        assert_eq!(hash_bytes(b"coordlab trace"), 0x301f_adf2_3e4a_4f5f);
         assert_eq!(hash_words(&[1, 2, 3]), 0x0b7f_ff13_5708_0414);
     }
 
@@ -547,9 +545,9 @@ mod tests {
     /// string that really ends in zeros.
     #[test]
     fn byte_strings_hash_with_their_length() {
-        assert_ne!(TraceHasher::hash(b"a"), TraceHasher::hash(b"a\0"));
-        assert_ne!(TraceHasher::hash(b""), TraceHasher::hash(b"\0"));
-        assert_ne!(TraceHasher::hash(&[0; 8]), TraceHasher::hash(&[0; 16]));
+        assert_ne!(hash_bytes(b"a"), hash_bytes(b"a\0"));
+        assert_ne!(hash_bytes(b""), hash_bytes(b"\0"));
+        assert_ne!(hash_bytes(&[0; 8]), hash_bytes(&[0; 16]));
     }
 
     proptest! {

@@ -27,7 +27,7 @@ impl Checker for AcknowledgedWrites {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[
+        Reads::only(&[
             EventTag::ClientInvoke,
             EventTag::ClientComplete,
             EventTag::Applied,

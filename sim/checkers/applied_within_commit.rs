@@ -16,7 +16,7 @@ impl Checker for AppliedWithinCommit {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Recovered])
+        Reads::only(&[EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -45,7 +45,7 @@ impl Checker for BridgeNoticeRespected {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Bridge])
+        Reads::only(&[EventTag::Bridge])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

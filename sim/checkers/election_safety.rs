@@ -19,7 +19,7 @@ impl Checker for ElectionSafety {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Role])
+        Reads::only(&[EventTag::Role])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

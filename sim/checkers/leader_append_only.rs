@@ -21,15 +21,8 @@ impl Checker for LeaderAppendOnly {
         NAME
     }
 
-    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
     fn reads(&self) -> Reads {
-        Reads::Only(&[
-            EventTag::Persisted,
-            EventTag::SnapshotPersisted,
-            EventTag::Recovered,
-            EventTag::Role,
-            EventTag::Stopped,
-        ])
+        LogView::READS.and(Reads::only(&[EventTag::Role, EventTag::Stopped]))
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -32,15 +32,8 @@ impl Checker for LeaderCompleteness {
         NAME
     }
 
-    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
     fn reads(&self) -> Reads {
-        Reads::Only(&[
-            EventTag::Persisted,
-            EventTag::SnapshotPersisted,
-            EventTag::Recovered,
-            EventTag::Role,
-            EventTag::Applied,
-        ])
+        LogView::READS.and(Reads::only(&[EventTag::Role, EventTag::Applied]))
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

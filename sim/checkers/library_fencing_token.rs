@@ -34,7 +34,7 @@ impl Checker for LibraryFencingToken {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Library])
+        Reads::only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

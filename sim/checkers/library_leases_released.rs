@@ -32,7 +32,7 @@ impl Checker for LibraryLeasesReleased {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Applied, EventTag::Library])
+        Reads::only(&[EventTag::Applied, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -50,7 +50,7 @@ impl Checker for LibraryLockSafety {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::LeaseRemoved, EventTag::Library])
+        Reads::only(&[EventTag::LeaseRemoved, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -48,7 +48,7 @@ impl Checker for LibraryOneLeasePerCall {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Applied, EventTag::Library])
+        Reads::only(&[EventTag::Applied, EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

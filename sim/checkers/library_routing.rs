@@ -51,7 +51,7 @@ impl Checker for LibraryRouting {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Library, EventTag::Recovered])
+        Reads::only(&[EventTag::Library, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -26,7 +26,7 @@ impl Checker for LibrarySetAppliedOnce {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Library])
+        Reads::only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

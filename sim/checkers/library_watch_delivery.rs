@@ -61,7 +61,7 @@ impl Checker for LibraryWatchDelivery {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Library])
+        Reads::only(&[EventTag::Library])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

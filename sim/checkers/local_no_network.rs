@@ -19,7 +19,7 @@ impl Checker for LocalNoNetwork {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[
+        Reads::only(&[
             EventTag::LoopStarted,
             EventTag::LoopStopped,
             EventTag::Recovered,

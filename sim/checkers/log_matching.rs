@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::log_view::LogView;
 use super::{violation, Checker, Reads, Violation};
-use crate::sim::trace::{EventTag, TraceEvent};
+use crate::sim::trace::TraceEvent;
 
 pub const NAME: &str = "log_matching";
 
@@ -25,13 +25,8 @@ impl Checker for LogMatching {
         NAME
     }
 
-    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
     fn reads(&self) -> Reads {
-        Reads::Only(&[
-            EventTag::Persisted,
-            EventTag::SnapshotPersisted,
-            EventTag::Recovered,
-        ])
+        LogView::READS
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::sim::trace::{EntryMeta, EventKind, TraceEvent};
+use super::Reads;
+use crate::sim::trace::{EntryMeta, EventKind, EventTag, TraceEvent};
 
 /// One node's log above its snapshot. A deque indexed from `snapshot_index + 1`
 /// rather than a map: four checkers keep a view each and update it on every
@@ -86,6 +87,13 @@ pub struct LogView {
 }
 
 impl LogView {
+    /// The kinds of event the view is built from; a checker keeping one reads them.
+    pub const READS: Reads = Reads::only(&[
+        EventTag::Persisted,
+        EventTag::SnapshotPersisted,
+        EventTag::Recovered,
+    ]);
+
     /// `node`'s log (empty until an event about its log).
     pub fn node(&self, node: u64) -> &NodeLog {
         self.nodes.get(&node).unwrap_or(&EMPTY)

@@ -63,7 +63,7 @@ pub mod watch_order;
 
 use std::fmt;
 
-use strum::IntoEnumIterator;
+use strum::{EnumCount, IntoEnumIterator};
 
 use crate::sim::trace::{EventTag, TraceEvent};
 use liveness::LivenessBounds;
@@ -107,22 +107,36 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The kinds of event an online checker reads.
-#[derive(Debug, Clone, Copy)]
-pub enum Reads {
-    /// Every event (a checker that judges elapsed time on any event).
-    Every,
-    /// Only these kinds: the recorder passes the checker no others. A third of a
-    /// run's events are `Received`, which no checker reads.
-    Only(&'static [EventTag]),
-}
+/// The kinds of event an online checker reads: one bit per `EventTag`. The
+/// recorder passes a checker no other kind; a third of a run's events are
+/// `Received`, which no checker reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads(u64);
+
+const _: () = assert!(EventTag::COUNT <= 64, "Reads has one bit per event kind");
 
 impl Reads {
-    pub fn covers(self, tag: EventTag) -> bool {
-        match self {
-            Reads::Every => true,
-            Reads::Only(tags) => tags.contains(&tag),
+    /// Every event (a checker that judges elapsed time on any event).
+    pub const EVERY: Reads = Reads(u64::MAX);
+
+    /// Only these kinds.
+    pub const fn only(tags: &[EventTag]) -> Reads {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < tags.len() {
+            bits |= 1 << tags[i] as u64;
+            i += 1;
         }
+        Reads(bits)
+    }
+
+    /// These kinds and `other`'s (a checker's own, and those of a view it keeps).
+    pub const fn and(self, other: Reads) -> Reads {
+        Reads(self.0 | other.0)
+    }
+
+    pub fn covers(self, tag: EventTag) -> bool {
+        self.0 & (1 << tag as u64) != 0
     }
 }
 
@@ -131,7 +145,7 @@ pub trait Checker: Send {
     fn name(&self) -> &'static str;
     /// The kinds of event `observe` acts on.
     fn reads(&self) -> Reads {
-        Reads::Every
+        Reads::EVERY
     }
     /// Sees the next event; `Err` at the first one that breaks the invariant.
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation>;

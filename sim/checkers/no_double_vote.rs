@@ -52,7 +52,7 @@ impl Checker for NoDoubleVote {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Sent, EventTag::Persisted])
+        Reads::only(&[EventTag::Sent, EventTag::Persisted])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

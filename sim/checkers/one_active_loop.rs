@@ -20,7 +20,7 @@ impl Checker for OneActiveLoop {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[
+        Reads::only(&[
             EventTag::LoopStarted,
             EventTag::LoopStopped,
             EventTag::Recovered,

@@ -32,14 +32,8 @@ impl Checker for PersistBeforeSend {
         NAME
     }
 
-    /// The log view's kinds (Persisted, SnapshotPersisted, Recovered), then its own.
     fn reads(&self) -> Reads {
-        Reads::Only(&[
-            EventTag::Persisted,
-            EventTag::SnapshotPersisted,
-            EventTag::Recovered,
-            EventTag::Sent,
-        ])
+        LogView::READS.and(Reads::only(&[EventTag::Sent]))
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

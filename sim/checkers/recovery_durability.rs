@@ -30,7 +30,7 @@ impl Checker for RecoveryDurability {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Persisted, EventTag::Recovered])
+        Reads::only(&[EventTag::Persisted, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -24,7 +24,7 @@ impl Checker for RevisionMonotonicity {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Recovered, EventTag::CoordApplied])
+        Reads::only(&[EventTag::Recovered, EventTag::CoordApplied])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

@@ -20,7 +20,7 @@ impl Checker for SingleStateReceiver {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[
+        Reads::only(&[
             EventTag::ReceiverRegistered,
             EventTag::ReceiverReleased,
             EventTag::LogicNodeStopped,

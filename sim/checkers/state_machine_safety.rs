@@ -22,7 +22,7 @@ impl Checker for StateMachineSafety {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[
+        Reads::only(&[
             EventTag::Recovered,
             EventTag::SnapshotPersisted,
             EventTag::Applied,

@@ -22,7 +22,7 @@ impl Checker for TermMonotonicity {
     }
 
     fn reads(&self) -> Reads {
-        Reads::Only(&[EventTag::Role, EventTag::Recovered])
+        Reads::only(&[EventTag::Role, EventTag::Recovered])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {

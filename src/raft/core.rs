@@ -17,12 +17,12 @@ use tokio::sync::oneshot;
 
 use super::config::RaftConfig;
 use super::error::RaftError;
-use super::forwarded::ForwardedIds;
 use super::membership::{plan_membership_change, MembershipView};
 use super::pending::{
     PendingProposals, PendingRead, PendingReads, ProposalResult, ReadAnswer, RequestId, RequestIds,
 };
 use super::router::{Input, MembershipChange, MembershipTicket, ProposalTicket};
+use super::seen_proposals::SeenProposals;
 use super::state_machine::StateMachine;
 use super::status::NodeStatus;
 use super::storage::{DurableStorage, StorageEngine};
@@ -69,8 +69,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) env: NodeEnv,
     pub(super) ids: RequestIds,
     pub(super) proposals: PendingProposals,
-    /// Ids of the entries that entered this node's log (see `ForwardedIds`).
-    pub(super) forwarded: ForwardedIds,
+    /// Ids of the proposals that entered this node's log (see `SeenProposals`).
+    pub(super) seen_proposals: SeenProposals,
     pub(super) reads: PendingReads,
     /// Index of the last entry applied to `state_machine`.
     pub(super) applied: u64,
@@ -105,7 +105,7 @@ impl<S: StateMachine> RaftCore<S> {
         let mut members = initial_members;
         let mut highest_member_id = 0;
         let state = engine.state();
-        let forwarded = ForwardedIds::from_log(&state.entries);
+        let seen_proposals = SeenProposals::from_log(&state.entries);
         let applied = state.snapshot.index;
         if applied > 0 {
             let snapshot = decode_node_snapshot(&state.snapshot_data)?;
@@ -150,7 +150,7 @@ impl<S: StateMachine> RaftCore<S> {
             highest_member_id,
             env,
             proposals: PendingProposals::default(),
-            forwarded,
+            seen_proposals,
             reads: PendingReads::default(),
             applied,
             last_role: role,
@@ -332,7 +332,7 @@ impl<S: StateMachine> RaftCore<S> {
             && self.raw.raft.state == StateRole::Leader
         {
             let entries = self
-                .forwarded
+                .seen_proposals
                 .keep_first_sightings(message.take_entries().into());
             if entries.is_empty() {
                 tracing::debug!(
@@ -371,13 +371,19 @@ impl<S: StateMachine> RaftCore<S> {
     /// Appends a command to the leader's log; the ticket resolves once applied.
     pub fn propose(&mut self, command: Vec<u8>) -> Result<ProposalTicket, RaftError> {
         self.check_leader()?;
-        let id = self.ids.next_id();
         let before = self.raw.raft.raft_log.last_index();
+        let id = self.hand_to_raft(command)?;
+        self.track_proposal(before, id)
+    }
+
+    /// Hands `command` to raft-rs under a new request id (its entry's context).
+    fn hand_to_raft(&mut self, command: Vec<u8>) -> Result<RequestId, RaftError> {
+        let id = self.ids.next_id();
         if let Err(e) = self.raw.propose(id.encode(), command) {
             self.proposals.count_refused();
             return Err(RaftError::ProposalDropped(e.to_string()));
         }
-        self.track_proposal(before, id)
+        Ok(id)
     }
 
     /// Proposes from any member. The leader appends the command; a follower hands
@@ -396,11 +402,7 @@ impl<S: StateMachine> RaftCore<S> {
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(self.not_leader());
         }
-        let id = self.ids.next_id();
-        if let Err(e) = self.raw.propose(id.encode(), command) {
-            self.proposals.count_refused();
-            return Err(RaftError::ProposalDropped(e.to_string()));
-        }
+        let id = self.hand_to_raft(command)?;
         let (tx, rx) = oneshot::channel();
         let deadline = self.deadline_ms();
         self.proposals.insert_forwarded(id, deadline, tx);

@@ -8,20 +8,20 @@
 //! - [`node`]: the async loop driving them on the node's clock;
 //! - [`storage`]: the WAL + snapshot storage engine;
 //! - [`rpc_status`]: a Raft error as the gRPC status a client sees, and back;
-//! - [`forwarded`]: a leader appends a forwarded proposal once, however often it
-//!   arrives;
+//! - [`seen_proposals`]: a leader appends a forwarded proposal once, however often
+//!   it arrives;
 //! - [`pending`], [`status`], [`config`], [`error`], [`state_machine`]: what they say.
 
 pub mod config;
 pub mod core;
 pub mod error;
-pub mod forwarded;
 pub mod membership;
 pub mod node;
 pub mod output;
 pub mod pending;
 pub mod router;
 pub mod rpc_status;
+pub mod seen_proposals;
 pub mod state_machine;
 pub mod status;
 pub mod storage;

@@ -59,7 +59,7 @@ impl<S: StateMachine> RaftCore<S> {
         }
         let must_sync = ready.must_sync();
         self.persist(ready.entries(), ready.hs(), must_sync)?;
-        self.forwarded.remember(ready.entries());
+        self.seen_proposals.remember(ready.entries());
         if mutants::active("apply_uncommitted") {
             let entries = ready.entries().clone();
             self.apply_committed_entries(entries)?;

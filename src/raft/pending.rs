@@ -83,19 +83,14 @@ struct PendingProposal {
     reply: oneshot::Sender<ProposalResult>,
 }
 
-/// A proposal this node handed to Raft as a follower: its index is unknown until
-/// the entry comes back in the committed log.
-struct ForwardedProposal {
-    deadline_ms: u64,
-    reply: oneshot::Sender<ProposalResult>,
-}
-
 /// Proposals waiting for their entry to be applied: appended to this leader's log,
 /// keyed by their log index; or forwarded by Raft to the leader, keyed by id.
 #[derive(Default)]
 pub struct PendingProposals {
     by_index: BTreeMap<u64, PendingProposal>,
-    forwarded: BTreeMap<RequestId, ForwardedProposal>,
+    /// Proposals this node handed to Raft as a follower: their index is unknown
+    /// until the entry comes back in the committed log.
+    forwarded: BTreeMap<RequestId, PendingProposal>,
     counts: ProposalCounts,
 }
 
@@ -146,8 +141,12 @@ impl PendingProposals {
         reply: oneshot::Sender<ProposalResult>,
     ) {
         self.counts.forwarded += 1;
-        self.forwarded
-            .insert(id, ForwardedProposal { deadline_ms, reply });
+        let waiter = PendingProposal {
+            id,
+            deadline_ms,
+            reply,
+        };
+        self.forwarded.insert(id, waiter);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,23 +211,24 @@ impl PendingProposals {
 
     /// Fails waiters whose deadline passed: their outcome is unknown to the client.
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) {
-        let appended = take_overdue(&mut self.by_index, |p| p.deadline_ms <= now_ms);
-        let forwarded = take_overdue(&mut self.forwarded, |p| p.deadline_ms <= now_ms);
-        let replies = appended.into_iter().map(|p| p.reply);
-        for reply in replies.chain(forwarded.into_iter().map(|p| p.reply)) {
-            self.counts.failed += 1;
-            let _ = reply.send(Err(RaftError::Timeout(timeout_ms)));
+        let overdue = |p: &PendingProposal| p.deadline_ms <= now_ms;
+        let mut expired = take_overdue(&mut self.by_index, overdue);
+        expired.extend(take_overdue(&mut self.forwarded, overdue));
+        self.counts.failed += expired.len() as u64;
+        for p in expired {
+            let _ = p.reply.send(Err(RaftError::Timeout(timeout_ms)));
         }
     }
 
     /// Fails everything (the node stops).
     pub fn fail_all(&mut self, err: &RaftError) {
-        let failed = std::mem::take(&mut self.by_index);
-        let forwarded = std::mem::take(&mut self.forwarded);
-        self.counts.failed += (failed.len() + forwarded.len()) as u64;
-        let replies = failed.into_values().map(|p| p.reply);
-        for reply in replies.chain(forwarded.into_values().map(|p| p.reply)) {
-            let _ = reply.send(Err(err.clone()));
+        let failed = std::mem::take(&mut self.by_index).into_values();
+        let failed: Vec<PendingProposal> = failed
+            .chain(std::mem::take(&mut self.forwarded).into_values())
+            .collect();
+        self.counts.failed += failed.len() as u64;
+        for p in failed {
+            let _ = p.reply.send(Err(err.clone()));
         }
     }
 }

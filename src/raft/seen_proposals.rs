@@ -23,15 +23,15 @@ use super::pending::RequestId;
 pub const CAPACITY: usize = 16_384;
 
 #[derive(Debug, Default)]
-pub struct ForwardedIds {
+pub struct SeenProposals {
     ids: BTreeSet<RequestId>,
     order: VecDeque<RequestId>,
 }
 
-impl ForwardedIds {
+impl SeenProposals {
     /// The ids in the recovered log's entries.
     pub fn from_log(entries: &[Entry]) -> Self {
-        let mut seen = ForwardedIds::default();
+        let mut seen = SeenProposals::default();
         seen.remember(entries);
         seen
     }
@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn an_id_is_new_once_and_forgotten_past_the_window() {
-        let mut seen = ForwardedIds::default();
+        let mut seen = SeenProposals::default();
         assert!(seen.first_sighting(id(1)));
         assert!(!seen.first_sighting(id(1)));
         for seq in 2..=CAPACITY as u64 + 1 {
@@ -98,7 +98,7 @@ mod tests {
             context: context.into(),
             ..Default::default()
         };
-        let mut seen = ForwardedIds::from_log(&[entry(id(1).encode())]);
+        let mut seen = SeenProposals::from_log(&[entry(id(1).encode())]);
         let kept = seen.keep_first_sightings(vec![
             entry(id(1).encode()),
             entry(Vec::new()),

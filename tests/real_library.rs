@@ -108,7 +108,11 @@ async fn locks_exclude_queue_fence_and_survive_a_leader_kill() {
         held.is_held(),
         "keep-alives carried the lease over the election"
     );
-    assert!(!waiter.is_finished(), "B got the lock while A held it");
+    if waiter.is_finished() {
+        // Say what B's acquire returned: a lock (a safety bug) or an error.
+        let outcome = waiter.await.unwrap().map(|g| g.fencing_token());
+        panic!("B's acquire ended while A held the lock: {outcome:?}");
+    }
 
     let first_token = held.fencing_token();
     held.unlock().await.unwrap();

@@ -61,7 +61,6 @@ pub mod determinism;
 pub mod faults;
 #[cfg(madsim)]
 pub mod membership;
-#[cfg(madsim)]
 pub mod net;
 #[cfg(madsim)]
 pub mod nodes;

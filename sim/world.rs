@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coordlab::raft::{Bootstrap, RaftConfig};
+use coordlab::raft::{Bootstrap, RaftConfig, RaftHandle};
 use coordlab::seams::transport::Transport;
 use coordlab::server::{serve_node, NodeOptions, NodeSeams};
 use madsim::net::NetSim;
@@ -174,8 +174,8 @@ impl World {
                 recorder: self.recorder.clone(),
             }),
             transport_layer: Some(Arc::new(
-                move |inner: Arc<dyn Transport>| -> Arc<dyn Transport> {
-                    Arc::new(FaultyTransport::new(inner, link_faults.clone()))
+                move |inner: Arc<dyn Transport>, node: RaftHandle| -> Arc<dyn Transport> {
+                    Arc::new(FaultyTransport::new(inner, node, link_faults.clone()))
                 },
             )),
             probe_sink: None,

@@ -47,8 +47,11 @@ pub use probe::{KeyspaceSample, NodeProbe, NodeSample, ProbeSink};
 /// How long a stopping node waits for its clients' streams to end.
 const SERVER_CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Wraps the real transport (the harness adds its fault hooks this way).
-pub type TransportLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
+/// Wraps the real transport (the harness adds its fault hooks this way). The layer
+/// gets the node's handle to report what it does to messages as the real transport
+/// reports delivery (a snapshot it drops was not sent).
+pub type TransportLayer =
+    Arc<dyn Fn(Arc<dyn Transport>, RaftHandle) -> Arc<dyn Transport> + Send + Sync>;
 
 /// What a node is and whom it knows.
 #[derive(Debug, Clone)]
@@ -105,7 +108,7 @@ pub async fn serve_node(
         seams.clock.clone(),
     ));
     let transport = match &seams.transport_layer {
-        Some(layer) => layer(grpc),
+        Some(layer) => layer(grpc, handle.clone()),
         None => grpc,
     };
     let clock = seams.clock.clone();

@@ -13,10 +13,11 @@
 //!    connection's own watch, which reads the registry in revision order, is past
 //!    the deletion and ignored it (no time involved); or
 //! 2. more than the consumer's `bound_ms` has passed since the deletion was
-//!    delivered, counted from the member's last restart if that is later (the
-//!    connection's stream has to reopen on the restarted member).
+//!    delivered, counted from the member's last return (restart or resume) if that
+//!    is later, and not while the member is killed or paused: the connection's
+//!    stream can only catch up on a member that runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{violation, Checker, Reads, Violation};
 use crate::sim::trace::{EventKind, EventTag, LibraryEvent, TraceEvent};
@@ -41,8 +42,10 @@ struct Consumer {
 #[derive(Default)]
 pub struct LibraryRouting {
     consumers: BTreeMap<u64, Consumer>,
-    /// Member → time of its latest restart.
-    restarted_ms: BTreeMap<u64, u64>,
+    /// Member → time it last came back (recovered or resumed).
+    back_ms: BTreeMap<u64, u64>,
+    /// Members killed or paused now.
+    down: BTreeSet<u64>,
 }
 
 impl Checker for LibraryRouting {
@@ -51,15 +54,26 @@ impl Checker for LibraryRouting {
     }
 
     fn reads(&self) -> Reads {
-        Reads::only(&[EventTag::Library, EventTag::Recovered])
+        Reads::only(&[EventTag::Library, EventTag::Recovered, EventTag::Process])
     }
 
     fn observe(&mut self, event: &TraceEvent) -> Result<(), Violation> {
-        let EventKind::Library(library) = &event.kind else {
-            if let EventKind::Recovered { .. } = event.kind {
-                self.restarted_ms.insert(event.node, event.time_ms);
+        let library = match &event.kind {
+            EventKind::Library(library) => library,
+            EventKind::Recovered { .. } => {
+                self.member_back(event);
+                return Ok(());
             }
-            return Ok(());
+            EventKind::Process { change } if change == "resumed" => {
+                self.member_back(event);
+                return Ok(());
+            }
+            EventKind::Process { .. } => {
+                // Killed or paused.
+                self.down.insert(event.node);
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         match library {
             LibraryEvent::RoutingOpened {
@@ -107,6 +121,11 @@ impl Checker for LibraryRouting {
 }
 
 impl LibraryRouting {
+    fn member_back(&mut self, event: &TraceEvent) {
+        self.down.remove(&event.node);
+        self.back_ms.insert(event.node, event.time_ms);
+    }
+
     fn check_routed(&self, event: &TraceEvent, routed: &[Instance]) -> Result<(), Violation> {
         let Some(c) = self.consumers.get(&event.node) else {
             return Ok(());
@@ -132,7 +151,10 @@ impl LibraryRouting {
                     ),
                 ));
             }
-            let since = deleted_ms.max(self.restarted_ms.get(&c.member).copied().unwrap_or(0));
+            if self.down.contains(&c.member) {
+                continue;
+            }
+            let since = deleted_ms.max(self.back_ms.get(&c.member).copied().unwrap_or(0));
             let late_ms = event.time_ms.saturating_sub(since);
             if late_ms > c.bound_ms {
                 return Err(violation(
@@ -242,6 +264,60 @@ mod tests {
             restart,
             at(2_700, 741, routed(&[("p1", 1)])),
         ])
+        .unwrap();
+    }
+
+    fn process(time_ms: u64, node: u64, change: &str) -> TraceEvent {
+        TraceEvent {
+            seq: time_ms,
+            time_ms,
+            node,
+            kind: EventKind::Process {
+                change: change.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_paused_member_holds_the_bound_off_until_it_resumes() {
+        let deleted = [
+            opened(),
+            at(10, 741, watched("put", "p1", 1, 5)),
+            at(1_000, 741, watched("delete", "p1", 1, 7)),
+        ];
+        // Paused before the bound ran out: nothing to judge while it is paused,
+        // then the bound counts from the resume.
+        let paused = [
+            process(1_100, 1, "paused"),
+            at(2_700, 741, routed(&[("p1", 1)])),
+            process(3_000, 1, "resumed"),
+            at(4_400, 741, routed(&[("p1", 1)])),
+        ];
+        run(&[&deleted[..], &paused[..]].concat()).unwrap();
+        let late = at(4_600, 741, routed(&[("p1", 1)]));
+        let v = run(&[&deleted[..], &paused[..], &[late.clone()]].concat()).unwrap_err();
+        assert_eq!(v.event_seq, late.seq);
+        assert!(v.message.contains("1600 ms after"), "{v}");
+        // A pause of another member changes nothing.
+        let v = run(&[
+            &deleted[..],
+            &[
+                process(1_100, 2, "paused"),
+                at(2_700, 741, routed(&[("p1", 1)])),
+            ],
+        ]
+        .concat())
+        .unwrap_err();
+        assert!(v.message.contains("1700 ms after"), "{v}");
+        // A killed member is down until its recovery.
+        run(&[
+            &deleted[..],
+            &[
+                process(1_100, 1, "killed"),
+                at(2_700, 741, routed(&[("p1", 1)])),
+            ],
+        ]
+        .concat())
         .unwrap();
     }
 

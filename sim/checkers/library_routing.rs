@@ -295,7 +295,8 @@ mod tests {
         ];
         run(&[&deleted[..], &paused[..]].concat()).unwrap();
         let late = at(4_600, 741, routed(&[("p1", 1)]));
-        let v = run(&[&deleted[..], &paused[..], &[late.clone()]].concat()).unwrap_err();
+        let v =
+            run(&[&deleted[..], &paused[..], std::slice::from_ref(&late)].concat()).unwrap_err();
         assert_eq!(v.event_seq, late.seq);
         assert!(v.message.contains("1600 ms after"), "{v}");
         // A pause of another member changes nothing.

@@ -132,7 +132,8 @@ impl<S: StateMachine> RaftCore<S> {
     }
 
     /// Records a higher commit index (unsynced: a lost commit index is re-learned
-    /// from the leader; entries are applied only after it is written ahead of them).
+    /// from the leader; entries are applied only after it is written ahead of them;
+    /// a membership change's is synced, see `sync_commit`).
     fn persist_commit(&mut self, commit: u64) -> Result<(), RaftError> {
         let mut hs = self.raw.store().engine().state().hard_state.clone();
         if commit <= hs.commit {
@@ -140,6 +141,14 @@ impl<S: StateMachine> RaftCore<S> {
         }
         hs.commit = commit;
         self.persist(&[], Some(&hs), false)
+    }
+
+    /// Makes a commit index of at least `index` durable now: written and synced,
+    /// even if an earlier unsynced write already carried it.
+    fn sync_commit(&mut self, index: u64) -> Result<(), RaftError> {
+        let mut hs = self.raw.store().engine().state().hard_state.clone();
+        hs.commit = hs.commit.max(index);
+        self.persist(&[], Some(&hs), true)
     }
 
     /// Persists a snapshot sent by the leader and restores the state machine from it.
@@ -190,6 +199,11 @@ impl<S: StateMachine> RaftCore<S> {
                     self.state_machine.apply(entry.index, &entry.data)
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    // A membership change is acted on once applied (a removed node
+                    // stops), so the commit covering it must survive a crash: a
+                    // member that forgot it would fall back to the old membership
+                    // and could wait forever for votes of members already gone.
+                    self.sync_commit(entry.index)?;
                     self.apply_conf_change(entry)?
                 }
             };

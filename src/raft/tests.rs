@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use raft::eraftpb::{HardState, Message, MessageType};
+use raft::eraftpb::{EntryType, HardState, Message, MessageType};
 use raft::StateRole;
 use tokio::sync::oneshot;
 
@@ -106,6 +106,10 @@ enum Recorded {
         index: u64,
     },
     Sent(Message),
+    Applied {
+        index: u64,
+        conf_change: bool,
+    },
 }
 
 #[derive(Default)]
@@ -125,6 +129,10 @@ impl Observer for EventLog {
             },
             Event::SnapshotPersisted { index, .. } => Recorded::Snapshot { index: *index },
             Event::Sent { message } => Recorded::Sent((*message).clone()),
+            Event::Applied { entry } => Recorded::Applied {
+                index: entry.index,
+                conf_change: entry.get_entry_type() != EntryType::EntryNormal,
+            },
             _ => return,
         };
         self.0.lock().unwrap().push((node, rec));
@@ -690,6 +698,52 @@ fn new_node_joins_by_snapshot_and_a_removed_node_stops() {
     c.cores.remove(&victim);
     c.put("after-remove", "ok");
     assert!(!c.cores[&c.leader().unwrap()].members.contains_key(&victim));
+}
+
+/// A member acts on a membership change once it applies it (a removed node stops),
+/// so the commit index covering the change is durable first: a member that forgot
+/// it in a crash would fall back to the old membership, and with the removed node
+/// gone and another lost, wait forever for votes (everything::seed_1800000433).
+#[test]
+fn the_commit_of_a_membership_change_is_synced_before_it_is_applied() {
+    let mut c = Cluster::new(4, 1000);
+    c.put("a", "1");
+    let leader = c.leader().unwrap();
+    let victim = (1..=4).find(|&i| i != leader).unwrap();
+    let ticket = c
+        .core(leader)
+        .propose_membership_change(MembershipChange::Remove { id: victim })
+        .unwrap();
+    let index = ticket.ticket.index;
+    let mut rx = ticket.ticket.applied;
+    c.run_until("node removed", |_| !rx.is_empty());
+    rx.try_recv().unwrap().unwrap();
+    c.settle();
+    let log = c.log.0.lock().unwrap().clone();
+    let mut checked = 0;
+    for (at, (node, rec)) in log.iter().enumerate() {
+        if !matches!(rec, Recorded::Applied { index: i, conf_change: true } if *i == index) {
+            continue;
+        }
+        let last_write = log[..at]
+            .iter()
+            .rev()
+            .find_map(|(n, r)| match r {
+                Recorded::Persisted {
+                    hard_state, synced, ..
+                } if n == node => Some((hard_state.clone(), *synced)),
+                _ => None,
+            })
+            .unwrap();
+        let (hard_state, synced) = last_write;
+        assert!(synced, "node {node}: the commit of {index} was not synced");
+        assert!(
+            hard_state.is_some_and(|hs| hs.commit >= index),
+            "node {node}: the synced write before applying {index} lacks its commit"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "the removal was applied on {checked} nodes");
 }
 
 /// A leader that applies its own removal does not vanish at once: raft-rs applies

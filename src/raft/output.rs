@@ -84,7 +84,7 @@ impl<S: StateMachine> RaftCore<S> {
         //    then the LightReady's.
         self.apply_committed_entries(committed)?;
         if let Some(commit) = light.commit_index() {
-            self.persist_commit(commit)?;
+            self.persist_commit(commit, false)?;
         }
         self.send_raft_messages(light.take_messages());
         self.apply_committed_entries(light.take_committed_entries())?;
@@ -131,24 +131,18 @@ impl<S: StateMachine> RaftCore<S> {
         Ok(())
     }
 
-    /// Records a higher commit index (unsynced: a lost commit index is re-learned
-    /// from the leader; entries are applied only after it is written ahead of them;
-    /// a membership change's is synced, see `sync_commit`).
-    fn persist_commit(&mut self, commit: u64) -> Result<(), RaftError> {
+    /// Records the commit index `commit`. Unsynced, a write happens only when it
+    /// is higher: a lost commit index is re-learned from the leader, and entries are
+    /// applied only after it is written ahead of them. With `sync` it is made
+    /// durable now, even if an earlier unsynced write already carried it (a
+    /// membership change's, see `apply_committed_entries`).
+    fn persist_commit(&mut self, commit: u64, sync: bool) -> Result<(), RaftError> {
         let mut hs = self.raw.store().engine().state().hard_state.clone();
-        if commit <= hs.commit {
+        if commit <= hs.commit && !sync {
             return Ok(());
         }
-        hs.commit = commit;
-        self.persist(&[], Some(&hs), false)
-    }
-
-    /// Makes a commit index of at least `index` durable now: written and synced,
-    /// even if an earlier unsynced write already carried it.
-    fn sync_commit(&mut self, index: u64) -> Result<(), RaftError> {
-        let mut hs = self.raw.store().engine().state().hard_state.clone();
-        hs.commit = hs.commit.max(index);
-        self.persist(&[], Some(&hs), true)
+        hs.commit = hs.commit.max(commit);
+        self.persist(&[], Some(&hs), sync)
     }
 
     /// Persists a snapshot sent by the leader and restores the state machine from it.
@@ -203,7 +197,7 @@ impl<S: StateMachine> RaftCore<S> {
                     // stops), so the commit covering it must survive a crash: a
                     // member that forgot it would fall back to the old membership
                     // and could wait forever for votes of members already gone.
-                    self.sync_commit(entry.index)?;
+                    self.persist_commit(entry.index, true)?;
                     self.apply_conf_change(entry)?
                 }
             };

@@ -125,7 +125,11 @@ pub fn main() {
     let mut sample: Vec<SampleRun> = Vec::new();
     let mut scenario_trials = Vec::new();
     for scenario in &scenarios {
-        let seeds = match parse_seeds(seeds_env.as_deref(), scenario.seeds) {
+        let seeds = match parse_seeds(
+            seeds_env.as_deref(),
+            scenario.seeds,
+            &scenario.regression_seeds,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");

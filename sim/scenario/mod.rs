@@ -25,6 +25,10 @@ pub struct Scenario {
     /// Seeds run by default (`SIM_SEEDS` overrides).
     #[serde(default = "defaults::seeds")]
     pub seeds: u64,
+    /// Seeds that once failed (found by sweeps and fixed since): the suite runs
+    /// them after the default ones, so each schedule a sweep found keeps running.
+    #[serde(default)]
+    pub regression_seeds: Vec<u64>,
     #[serde(default)]
     pub cluster: ClusterSpec,
     #[serde(default)]
@@ -694,6 +698,18 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        let mut pinned = std::collections::BTreeSet::new();
+        for &seed in &self.regression_seeds {
+            if (1..=self.seeds).contains(&seed) {
+                return Err((
+                    "regression_seeds",
+                    format!("seed {seed} is already a default seed (1..={})", self.seeds),
+                ));
+            }
+            if !pinned.insert(seed) {
+                return Err(("regression_seeds", format!("seed {seed} is listed twice")));
+            }
+        }
         self.library.validate()?;
         self.bridge.validate()?;
         self.flow.validate()?;
@@ -838,10 +854,16 @@ pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
 }
 
 /// Seeds to run: `SIM_SEEDS` (a count `N`: seeds 1..=N, or a range `a..b`) or the
-/// scenario's default count.
-pub fn parse_seeds(text: Option<&str>, default_count: u64) -> Result<Vec<u64>, String> {
+/// scenario's default count followed by its regression seeds.
+pub fn parse_seeds(
+    text: Option<&str>,
+    default_count: u64,
+    regression: &[u64],
+) -> Result<Vec<u64>, String> {
     let Some(text) = text else {
-        return Ok((1..=default_count).collect());
+        return Ok((1..=default_count)
+            .chain(regression.iter().copied())
+            .collect());
     };
     let text = text.trim();
     if let Some((a, b)) = text.split_once("..") {
@@ -898,6 +920,22 @@ mod tests {
     }
 
     #[test]
+    fn regression_seeds_must_be_new_and_distinct() {
+        let ok = parse("seeds = 2\nregression_seeds = [1300000080, 47000041]\n").unwrap();
+        assert_eq!(ok.regression_seeds, vec![1300000080, 47000041]);
+        let err = parse("seeds = 3\n\nregression_seeds = [9, 2]\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(
+            err.reason.contains("seed 2 is already a default seed"),
+            "{err}"
+        );
+        let err = parse("regression_seeds = [90, 90]\n").unwrap_err();
+        assert!(err.reason.contains("seed 90 is listed twice"), "{err}");
+        let err = parse("regression_seeds = [-4]\n").unwrap_err();
+        assert_eq!(err.line, 1, "{err}");
+    }
+
+    #[test]
     fn timeline_events_are_checked() {
         let ok = parse(
             "[[timeline]]\nat_ms = 1000\naction = \"kill\"\nnode = 2\nrestart_after_ms = 500\n",
@@ -938,10 +976,15 @@ mod tests {
 
     #[test]
     fn seeds_parse() {
-        assert_eq!(parse_seeds(None, 3).unwrap(), vec![1, 2, 3]);
-        assert_eq!(parse_seeds(Some("2"), 9).unwrap(), vec![1, 2]);
-        assert_eq!(parse_seeds(Some("5..8"), 9).unwrap(), vec![5, 6, 7]);
-        assert!(parse_seeds(Some("8..5"), 9).is_err());
-        assert!(parse_seeds(Some("x"), 9).is_err());
+        assert_eq!(parse_seeds(None, 3, &[]).unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            parse_seeds(None, 2, &[700, 90]).unwrap(),
+            vec![1, 2, 700, 90]
+        );
+        // A replay names its seeds; regression seeds do not ride along.
+        assert_eq!(parse_seeds(Some("2"), 9, &[700]).unwrap(), vec![1, 2]);
+        assert_eq!(parse_seeds(Some("5..8"), 9, &[]).unwrap(), vec![5, 6, 7]);
+        assert!(parse_seeds(Some("8..5"), 9, &[]).is_err());
+        assert!(parse_seeds(Some("x"), 9, &[]).is_err());
     }
 }

@@ -80,6 +80,8 @@ impl History {
         // lease → (key, revision of its acknowledged put, or None: unknown)
         let mut lease_keys: BTreeMap<i64, Vec<(&str, Option<i64>)>> = BTreeMap::new();
         let mut removed: BTreeSet<i64> = BTreeSet::new();
+        // (lease, revision, event) of each lease's first removal.
+        let mut removals: Vec<(i64, i64, u64)> = Vec::new();
         for e in events {
             match &e.kind {
                 EventKind::RegisterInvoke {
@@ -136,25 +138,28 @@ impl History {
                 },
                 EventKind::LeaseRemoved {
                     lease, revision, ..
-                } if removed.insert(*lease) => {
-                    for &(key, put_at) in lease_keys.get(lease).into_iter().flatten() {
-                        match put_at {
-                            Some(put_at) if put_at < *revision => {
-                                h.learn(*revision, key, Change::Delete, e.seq)?
-                            }
-                            Some(_) => {}
-                            None => {
-                                h.maybe_deletes.insert((*revision, key.to_string()));
-                            }
-                        }
-                    }
-                }
+                } if removed.insert(*lease) => removals.push((*lease, *revision, e.seq)),
                 EventKind::Compacted {
                     revision, outcome, ..
                 } if outcome != "fail" => {
                     h.compactions.insert(*revision);
                 }
                 _ => {}
+            }
+        }
+        // After the whole trace: a put's answer may come after its lease's removal
+        // (a late or timed-out reply), and the removal still deleted its key.
+        for (lease, revision, seq) in removals {
+            for &(key, put_at) in lease_keys.get(&lease).into_iter().flatten() {
+                match put_at {
+                    Some(put_at) if put_at < revision => {
+                        h.learn(revision, key, Change::Delete, seq)?
+                    }
+                    Some(_) => {}
+                    None => {
+                        h.maybe_deletes.insert((revision, key.to_string()));
+                    }
+                }
             }
         }
         Ok(h)
@@ -471,6 +476,103 @@ mod tests {
         invented.push(opened(&mut h, 3));
         invented.push(seen(&mut h, &[("reg/1", 99, 3)]));
         assert!(check(&invented).unwrap_err().message.contains("imply"));
+    }
+
+    fn lease_put(h: &mut Builder, key: &str, outcome: &str, revision: Option<i64>) -> TraceEvent {
+        h.push(
+            402,
+            EventKind::LeaseKeyPut {
+                client: 402,
+                lease: 7,
+                key: key.into(),
+                value: "v".into(),
+                outcome: outcome.into(),
+                revision,
+            },
+        )
+    }
+
+    fn lease_watch(h: &mut Builder, events: &[(&str, &str, i64)]) -> TraceEvent {
+        h.push(
+            502,
+            EventKind::WatchEvents {
+                watcher: 502,
+                events: events
+                    .iter()
+                    .map(|&(kind, key, revision)| WatchedEvent {
+                        revision,
+                        key: key.into(),
+                        kind: kind.into(),
+                        value: if kind == "put" {
+                            "v".into()
+                        } else {
+                            String::new()
+                        },
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    /// coord_clocks_disks::seed_2000000125: a lease's second put timed out
+    /// ("unknown") after the lease had expired; the expiry deleted both keys.
+    #[test]
+    fn a_put_answered_after_its_lease_was_removed_is_deleted_by_the_removal() {
+        let mut h = Builder::default();
+        let removal = |h: &mut Builder| {
+            h.push(
+                3,
+                EventKind::LeaseRemoved {
+                    lease: 7,
+                    expired: true,
+                    revision: 9,
+                },
+            )
+        };
+        let opened = |h: &mut Builder| {
+            h.push(
+                502,
+                EventKind::WatchOpened {
+                    watcher: 502,
+                    prefix: "lease/".into(),
+                    start_revision: 1,
+                },
+            )
+        };
+        for late in ["unknown", "ok"] {
+            let mut events = vec![opened(&mut h), lease_put(&mut h, "lease/a", "ok", Some(4))];
+            events.push(removal(&mut h));
+            events.push(lease_put(&mut h, "lease/b", late, Some(5)));
+            events.push(lease_watch(
+                &mut h,
+                &[
+                    ("put", "lease/a", 4),
+                    ("put", "lease/b", 5),
+                    ("delete", "lease/a", 9),
+                    ("delete", "lease/b", 9),
+                ],
+            ));
+            check(&events).unwrap_or_else(|v| panic!("late {late}: {v}"));
+        }
+        // A known late put's deletion is required: a watch that skips it fails.
+        let mut events = vec![opened(&mut h), lease_put(&mut h, "lease/a", "ok", Some(4))];
+        events.push(removal(&mut h));
+        events.push(lease_put(&mut h, "lease/b", "ok", Some(5)));
+        events.push(lease_put(&mut h, "lease/c", "ok", Some(10)));
+        events.push(lease_watch(
+            &mut h,
+            &[
+                ("put", "lease/a", 4),
+                ("put", "lease/b", 5),
+                ("delete", "lease/a", 9),
+                ("put", "lease/c", 10),
+            ],
+        ));
+        let v = check(&events).unwrap_err();
+        assert!(
+            v.message.contains("missed Delete of lease/b at revision 9"),
+            "{v}"
+        );
     }
 
     #[test]

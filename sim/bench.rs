@@ -189,7 +189,7 @@ pub fn bare_raft_loop(n: u64, target: u64) -> (u64, f64) {
                 let _ = nodes[0].propose(vec![], payload.clone());
             }
         }
-        if round % 16 == 0 {
+        if round.is_multiple_of(16) {
             for node in nodes.iter_mut() {
                 node.tick();
             }
@@ -234,7 +234,7 @@ fn drain_ready(node: &mut RawNode<MemStorage>, out: &mut Vec<Message>) {
     node.advance_apply();
     // Keep memory flat: compact all but the last 1000 applied entries.
     let applied = node.raft.raft_log.applied;
-    if applied > 2000 && applied % 1000 == 0 {
+    if applied > 2000 && applied.is_multiple_of(1000) {
         let _ = store.wl().compact(applied - 1000);
     }
 }

@@ -12,6 +12,16 @@ use std::time::Duration;
 
 use common::{wait_for_leader, wait_for_status, NodeProc, TestCluster};
 
+#[test]
+fn a_test_port_stays_reserved_against_other_processes() {
+    let port = common::free_port();
+    // flock(2) locks conflict between open file descriptions, within a process as
+    // between processes: another test binary cannot reserve this port now.
+    assert!(!common::port_reservable(port));
+    assert_ne!(common::free_port(), port);
+    assert!(!common::port_reservable(port));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_leader_failover_and_the_old_leader_catches_up() {
     let mut cluster = TestCluster::start(3);

@@ -36,7 +36,7 @@ const COMPACTION_LAG: i64 = 20;
 fn prefix_for(watcher: u64, scenario: &Scenario) -> &'static str {
     let spec = &scenario.coord;
     match (spec.register_clients > 0, spec.lease_clients > 0) {
-        (true, true) if watcher % 2 == 0 => lease::PREFIX,
+        (true, true) if watcher.is_multiple_of(2) => lease::PREFIX,
         (false, true) => lease::PREFIX,
         _ => register::PREFIX,
     }

@@ -53,7 +53,7 @@ pub struct WatchRange {
 impl WatchRange {
     /// Even watchers watch the prefix, odd ones one key each in turn.
     pub fn for_watcher(spec: &LibrarySpec, k: u64) -> WatchRange {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             WatchRange {
                 range: PREFIX.into(),
                 prefix: true,

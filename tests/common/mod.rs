@@ -18,30 +18,61 @@ use coordlab::client::{AdminClient, ConnectionConfig};
 use coordlab::proto::etcdserverpb::{PutRequest, RangeRequest};
 use coordlab::proto::StatusResponse;
 
-/// A port for a test server: free when checked, never handed out twice in this
-/// process, and below Linux's ephemeral range (32768–60999) so that no outgoing
-/// connection takes it before the server binds. (Ports the OS hands out for
-/// `:0` may be handed out again at once; two clusters of one test binary then
-/// shared a port and a client read another test's cluster.)
+/// A port for a test server: free when checked, reserved on this machine for as
+/// long as this process runs, and below Linux's ephemeral range (32768–60999) so
+/// that no outgoing connection takes it before the server binds. (Ports the OS
+/// hands out for `:0` may be handed out again at once; two clusters then shared
+/// a port and a client read another test's cluster.)
+///
+/// The reservation is an exclusive `flock` on `<temp>/coordlab-test-ports/<port>`,
+/// held until the process exits (the kernel drops it even after a crash), so test
+/// binaries running side by side (`cargo nextest`, two `cargo test`s) never hand
+/// out the same port.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::fs::{File, OpenOptions};
+    use std::sync::Mutex;
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    // Test binaries run one after another; spread them apart by process id anyway.
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id() % SPAN,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    // The next candidate and this process's reservations.
+    static RESERVED: Mutex<Option<(u32, Vec<File>)>> = Mutex::new(None);
+    let mut guard = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    // Start each process elsewhere so that side-by-side binaries rarely contend.
+    let (next, held) = guard.get_or_insert_with(|| (std::process::id() % SPAN, Vec::new()));
+    let dir = port_lock_dir();
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     for _ in 0..SPAN {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let port = (FIRST + *next % SPAN) as u16;
+        *next += 1;
+        let path = dir.join(port.to_string());
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        if lock.try_lock().is_err() {
+            continue; // another process holds it
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            held.push(lock);
             return port;
         }
     }
     panic!("no free port in {FIRST}..{}", FIRST + SPAN);
+}
+
+/// Where `free_port` keeps its reservations.
+pub fn port_lock_dir() -> PathBuf {
+    std::env::temp_dir().join("coordlab-test-ports")
+}
+
+/// Whether another open file description could reserve `port` now (false while
+/// some process, this one included, holds it).
+pub fn port_reservable(port: u16) -> bool {
+    let path = port_lock_dir().join(port.to_string());
+    std::fs::File::open(&path)
+        .map(|file| file.try_lock().is_ok())
+        .unwrap_or(true)
 }
 
 /// The first `name` on `PATH`.

@@ -274,12 +274,12 @@ impl Generator {
             outcome = Outcome::Ok;
         }
         let definite_cas = jepsen_cas && outcome != Outcome::Info;
-        if (outcome == Outcome::Ok || definite_cas && d % 4 != 0) && !applied {
+        if (outcome == Outcome::Ok || definite_cas && !d.is_multiple_of(4)) && !applied {
             self.apply(i);
         }
         let op = &mut self.history.ops[i];
         op.reported = op.result.clone();
-        if (outcome == Outcome::Ok || definite_cas) && d % 4 == 0 {
+        if (outcome == Outcome::Ok || definite_cas) && d.is_multiple_of(4) {
             op.reported = corrupt(&op.reported, d, &op.kind);
         }
         if definite_cas {

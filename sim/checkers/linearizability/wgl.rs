@@ -454,7 +454,8 @@ impl<'a, M: Model> Search<'a, M> {
             if steps > max_steps {
                 return None;
             }
-            if steps % CANCEL_EVERY_STEPS == 0 && cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+            if steps.is_multiple_of(CANCEL_EVERY_STEPS)
+                && cancel.is_some_and(|c| c.load(Ordering::Relaxed))
             {
                 return None;
             }

@@ -519,30 +519,32 @@ mod tests {
     #[test]
     fn a_put_answered_after_its_lease_was_removed_is_deleted_by_the_removal() {
         let mut h = Builder::default();
-        let removal = |h: &mut Builder| {
-            h.push(
-                3,
-                EventKind::LeaseRemoved {
-                    lease: 7,
-                    expired: true,
-                    revision: 9,
-                },
-            )
-        };
-        let opened = |h: &mut Builder| {
-            h.push(
-                502,
-                EventKind::WatchOpened {
-                    watcher: 502,
-                    prefix: "lease/".into(),
-                    start_revision: 1,
-                },
-            )
+        // A watch opens, lease/a is put, the lease is removed at revision 9, and
+        // lease/b's put (applied at 5) is answered `late` only then.
+        let until_late_answer = |h: &mut Builder, late: &str| {
+            vec![
+                h.push(
+                    502,
+                    EventKind::WatchOpened {
+                        watcher: 502,
+                        prefix: "lease/".into(),
+                        start_revision: 1,
+                    },
+                ),
+                lease_put(h, "lease/a", "ok", Some(4)),
+                h.push(
+                    3,
+                    EventKind::LeaseRemoved {
+                        lease: 7,
+                        expired: true,
+                        revision: 9,
+                    },
+                ),
+                lease_put(h, "lease/b", late, Some(5)),
+            ]
         };
         for late in ["unknown", "ok"] {
-            let mut events = vec![opened(&mut h), lease_put(&mut h, "lease/a", "ok", Some(4))];
-            events.push(removal(&mut h));
-            events.push(lease_put(&mut h, "lease/b", late, Some(5)));
+            let mut events = until_late_answer(&mut h, late);
             events.push(lease_watch(
                 &mut h,
                 &[
@@ -555,9 +557,7 @@ mod tests {
             check(&events).unwrap_or_else(|v| panic!("late {late}: {v}"));
         }
         // A known late put's deletion is required: a watch that skips it fails.
-        let mut events = vec![opened(&mut h), lease_put(&mut h, "lease/a", "ok", Some(4))];
-        events.push(removal(&mut h));
-        events.push(lease_put(&mut h, "lease/b", "ok", Some(5)));
+        let mut events = until_late_answer(&mut h, "ok");
         events.push(lease_put(&mut h, "lease/c", "ok", Some(10)));
         events.push(lease_watch(
             &mut h,

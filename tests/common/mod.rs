@@ -37,9 +37,11 @@ pub fn free_port() -> u16 {
     static RESERVED: Mutex<Option<(u32, Vec<File>)>> = Mutex::new(None);
     let mut guard = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
     // Start each process elsewhere so that side-by-side binaries rarely contend.
-    let (next, held) = guard.get_or_insert_with(|| (std::process::id() % SPAN, Vec::new()));
     let dir = port_lock_dir();
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let (next, held) = guard.get_or_insert_with(|| {
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        (std::process::id() % SPAN, Vec::new())
+    });
     for _ in 0..SPAN {
         let port = (FIRST + *next % SPAN) as u16;
         *next += 1;

@@ -23,6 +23,7 @@ use super::pending::{
 };
 use super::router::{Input, MembershipChange, MembershipTicket, ProposalTicket};
 use super::seen_proposals::SeenProposals;
+use super::snapshot_writer::SnapshotWriter;
 use super::state_machine::StateMachine;
 use super::status::NodeStatus;
 use super::storage::{DurableStorage, StorageEngine};
@@ -82,6 +83,8 @@ pub struct RaftCore<S: StateMachine> {
     pub(super) removed_ticks_left: Option<usize>,
     /// Followers we sent a snapshot to, and when (node clock, ms).
     pub(super) snapshots_in_flight: BTreeMap<u64, u64>,
+    /// The snapshot this node took, while its file is written off the loop.
+    pub(super) snapshot_writer: SnapshotWriter,
     /// Where leadership changes are published (set by the driver).
     pub(super) leader_tx: Option<crate::sync::watch::Sender<super::status::LeaderInfo>>,
 }
@@ -157,6 +160,7 @@ impl<S: StateMachine> RaftCore<S> {
             stop_reason: None,
             removed_ticks_left: None,
             snapshots_in_flight: BTreeMap::new(),
+            snapshot_writer: SnapshotWriter::default(),
             leader_tx: None,
         })
     }

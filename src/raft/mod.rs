@@ -22,6 +22,7 @@ pub mod pending;
 pub mod router;
 pub mod rpc_status;
 pub mod seen_proposals;
+pub mod snapshot_writer;
 pub mod state_machine;
 pub mod status;
 pub mod storage;

@@ -59,11 +59,15 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Resu
     let mut tick = clock.sleep(tick_interval);
     let result = loop {
         // Biased: the branch order is fixed, so a seed always picks the same one.
-        tokio::select! {
+        let turn = tokio::select! {
             biased;
             _ = &mut tick => {
                 core.tick();
                 tick = clock.sleep(tick_interval);
+                Ok(())
+            }
+            done = core.snapshot_writer.finished(), if core.snapshot_writer.in_flight() => {
+                core.finish_snapshot(done)
             }
             input = inbox.recv() => {
                 let Some(input) = input else { break Ok(()) };
@@ -74,9 +78,10 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Resu
                         Err(_) => break,
                     }
                 }
+                Ok(())
             }
-        }
-        if let Err(e) = core.process_ready() {
+        };
+        if let Err(e) = turn.and_then(|()| core.process_ready()) {
             tracing::error!(node = core.id, error = %e, "stopping");
             break Err(e);
         }
@@ -94,6 +99,12 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Resu
         (Ok(()), None) => "inbox closed".to_string(),
     };
     tracing::info!(node = core.id, %reason, "raft loop stopped");
+    // No task of this node touches its disk once the loop has returned (a node
+    // reopened on the same directory must not race a stale writer). The file is
+    // not named in the WAL, so recovery ignores it.
+    if core.snapshot_writer.in_flight() {
+        core.snapshot_writer.finished().await;
+    }
     core.fail_pending(&reason);
     core.env
         .observer

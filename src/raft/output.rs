@@ -28,6 +28,7 @@ use super::core::{
 };
 use super::error::RaftError;
 use super::pending::RequestId;
+use super::snapshot_writer::SnapshotWritten;
 use super::state_machine::StateMachine;
 use crate::proto;
 use crate::seams::mutants;
@@ -298,9 +299,14 @@ impl<S: StateMachine> RaftCore<S> {
         }
     }
 
-    /// Takes a snapshot and compacts the log once enough entries were applied, or
-    /// when a follower needs a newer one than the stored snapshot.
+    /// Takes a snapshot once enough entries were applied, or when a follower needs
+    /// a newer one than the stored snapshot, and starts writing its file off the
+    /// loop; [`finish_snapshot`](Self::finish_snapshot) compacts the log when it
+    /// is durable. While one is being written, the next waits.
     fn snapshot_if_due(&mut self) -> Result<(), RaftError> {
+        if self.snapshot_writer.in_flight() {
+            return Ok(());
+        }
         let snapshot_index = self.raw.store().engine().state().snapshot.index;
         let wanted =
             self.raw.store().take_fresh_snapshot_request() && self.applied > snapshot_index;
@@ -322,17 +328,35 @@ impl<S: StateMachine> RaftCore<S> {
             ..Default::default()
         };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        let mut snapshot = Snapshot::default();
-        snapshot.set_metadata(meta);
-        snapshot.data = data.into();
-        self.storage_engine().persist_snapshot(&snapshot)?;
-        self.env.observer.observe(
-            self.id,
-            &Event::SnapshotPersisted {
-                index: self.applied,
-                term,
-            },
-        );
+        let write = self.storage_engine().begin_snapshot_write(meta);
+        self.snapshot_writer
+            .start(write, data, self.env.clock.clone());
+        Ok(())
+    }
+
+    /// Names the snapshot whose file is now durable in the WAL and compacts the log
+    /// to it, unless a snapshot from the leader superseded it meanwhile.
+    pub(super) fn finish_snapshot(&mut self, done: SnapshotWritten) -> Result<(), RaftError> {
+        let SnapshotWritten {
+            meta,
+            data,
+            written,
+        } = done;
+        let recorded = self
+            .storage_engine()
+            .finish_snapshot_write(&meta, data, written)?;
+        // A request raft-rs made meanwhile is made again if this one is still too
+        // old for the follower; taking another at once would be a wasted copy.
+        self.raw.store().take_fresh_snapshot_request();
+        if recorded {
+            self.env.observer.observe(
+                self.id,
+                &Event::SnapshotPersisted {
+                    index: meta.index,
+                    term: meta.term,
+                },
+            );
+        }
         Ok(())
     }
 

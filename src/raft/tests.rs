@@ -1,5 +1,6 @@
 //! The Raft core driven synchronously: an in-memory cluster of `RaftCore`s with a
-//! message queue, a manual clock and in-memory disks. No runtime, no network.
+//! message queue, a manual clock and in-memory disks. No network; a runtime only for
+//! the snapshot writers, which `settle` waits for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::seams::clock::{Clock, Sleep};
-use crate::seams::disk::MemDisk;
+use crate::seams::disk::{Disk, MemDisk, ReadDisk};
 use crate::seams::observer::{Event, Observer};
 use crate::seams::transport::Transport;
 
@@ -139,9 +140,26 @@ impl Observer for EventLog {
     }
 }
 
+/// The runtime the cores' snapshot writers run on; a test waits for them at each
+/// round of `settle`, so when a write finishes does not depend on the machine.
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("test runtime")
+});
+
 struct Cluster {
+    /// Inside `RUNTIME` for the test's life, so a core can start a snapshot write.
+    _runtime: tokio::runtime::EnterGuard<'static>,
     cores: BTreeMap<u64, RaftCore<Registers>>,
-    disks: BTreeMap<u64, Arc<MemDisk>>,
+    disks: BTreeMap<u64, Arc<dyn Disk>>,
+    /// The disk a node starts with when it has none yet.
+    new_disk: fn() -> Arc<dyn Disk>,
+    /// Whether `settle` waits for snapshot writes in flight (a test of what
+    /// happens meanwhile turns it off).
+    await_snapshot_writes: bool,
     transport: Arc<QueueTransport>,
     log: Arc<EventLog>,
     clock: Arc<ManualClock>,
@@ -160,9 +178,16 @@ fn addr(id: u64) -> String {
 
 impl Cluster {
     fn new(n: u64, snapshot_interval: u64) -> Self {
+        Self::with_disks(n, snapshot_interval, || Arc::new(MemDisk::new()))
+    }
+
+    fn with_disks(n: u64, snapshot_interval: u64, new_disk: fn() -> Arc<dyn Disk>) -> Self {
         let mut cluster = Cluster {
+            _runtime: RUNTIME.enter(),
             cores: BTreeMap::new(),
             disks: BTreeMap::new(),
+            new_disk,
+            await_snapshot_writes: true,
             transport: Arc::default(),
             log: Arc::default(),
             clock: Arc::default(),
@@ -184,11 +209,7 @@ impl Cluster {
     }
 
     fn start(&mut self, id: u64, bootstrap: Bootstrap) {
-        let disk = self
-            .disks
-            .entry(id)
-            .or_insert_with(|| Arc::new(MemDisk::new()))
-            .clone();
+        let disk = self.disks.entry(id).or_insert_with(self.new_disk).clone();
         let mut config = RaftConfig::new(id);
         config.snapshot_interval_entries = self.snapshot_interval;
         let env = NodeEnv {
@@ -211,6 +232,10 @@ impl Cluster {
         for _ in 0..50 {
             let mut stopped = Vec::new();
             for (&id, core) in self.cores.iter_mut() {
+                if self.await_snapshot_writes && core.snapshot_writer.in_flight() {
+                    let done = RUNTIME.block_on(core.snapshot_writer.finished());
+                    core.finish_snapshot(done).unwrap();
+                }
                 match core.process_ready() {
                     Ok(()) => {}
                     Err(e @ RaftError::Unsupported(_)) => stopped.push((id, e, core.applied)),
@@ -960,4 +985,117 @@ fn a_snapshot_lost_after_delivery_is_sent_again() {
     // Nothing reports the lost snapshots: only the snapshot timeout unsticks the leader.
     c.run_until("node 4 caught up", |c| c.cores[&4].applied >= last);
     assert_eq!(c.drop_snapshots, 0, "both snapshots were lost on the way");
+}
+
+/// A slow disk: once armed, writing a snapshot file waits until the test opens
+/// the gate (or 10 s pass, so a failing test ends).
+struct GatedDisk {
+    inner: MemDisk,
+}
+
+static SNAPSHOT_GATE_ARMED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+static SNAPSHOT_GATE: Mutex<bool> = Mutex::new(false);
+static SNAPSHOT_GATE_OPENED: std::sync::Condvar = std::sync::Condvar::new();
+static SNAPSHOT_FILES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+impl ReadDisk for GatedDisk {
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.inner.list()
+    }
+
+    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read(name)
+    }
+}
+
+impl Disk for GatedDisk {
+    fn append(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        self.inner.append(name, data)
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        if name.ends_with(".snap.tmp") && SNAPSHOT_GATE_ARMED.load(Ordering::SeqCst) {
+            let open = SNAPSHOT_GATE.lock().unwrap();
+            let (_open, _) = SNAPSHOT_GATE_OPENED
+                .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
+                .unwrap();
+            SNAPSHOT_FILES_WRITTEN.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.write(name, data)
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(name, len)
+    }
+
+    fn sync(&self, name: &str) -> std::io::Result<()> {
+        self.inner.sync(name)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.inner.sync_dir()
+    }
+}
+
+/// A snapshot's file is written off the Raft loop: while it is slow to write,
+/// the node keeps committing and applying, and the log is compacted once it is
+/// durable.
+#[test]
+fn the_loop_keeps_applying_while_a_snapshot_file_is_written() {
+    let mut c = Cluster::with_disks(3, 5, || {
+        Arc::new(GatedDisk {
+            inner: MemDisk::new(),
+        })
+    });
+    c.await_snapshot_writes = false;
+    SNAPSHOT_GATE_ARMED.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        c.put(&format!("k{i}"), "v");
+    }
+    assert!(
+        c.cores.values().all(|n| n.snapshot_writer.in_flight()),
+        "every member started a snapshot"
+    );
+    let snapshot_index = c.cores[&1].raw.store().engine().state().snapshot.index;
+    let last = (5..10)
+        .map(|i| c.put(&format!("k{i}"), "v"))
+        .last()
+        .unwrap();
+    assert_eq!(
+        SNAPSHOT_FILES_WRITTEN.load(Ordering::SeqCst),
+        0,
+        "the puts waited for a snapshot file"
+    );
+    c.run_until("all applied", |c| {
+        c.cores.values().all(|n| n.applied == last)
+    });
+    assert_eq!(
+        c.cores[&1].raw.store().engine().state().snapshot.index,
+        snapshot_index,
+        "a snapshot was recorded before its file was written"
+    );
+
+    *SNAPSHOT_GATE.lock().unwrap() = true;
+    SNAPSHOT_GATE_OPENED.notify_all();
+    c.await_snapshot_writes = true;
+    c.tick();
+    for (id, core) in &c.cores {
+        let state = core.raw.store().engine().state();
+        assert!(
+            state.snapshot.index > snapshot_index && state.snapshot.index < last,
+            "node {id}: snapshot at {} (log to {last})",
+            state.snapshot.index
+        );
+        assert_eq!(state.last_index(), last, "node {id}");
+    }
+    assert_eq!(SNAPSHOT_FILES_WRITTEN.load(Ordering::SeqCst), 3);
 }

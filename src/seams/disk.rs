@@ -56,6 +56,19 @@ pub trait Disk: ReadDisk + Send + Sync + 'static {
     }
 }
 
+/// Runs `job`, disk work that blocks on fsync, away from the task that calls it:
+/// on tokio's blocking pool in real mode, so no runtime worker waits on the disk;
+/// as an ordinary task in simulation, where there are no threads and the simulated
+/// disk never blocks (its slowness is reported by [`Disk::take_stall`]).
+pub fn spawn_disk_job<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> tokio::task::JoinHandle<R> {
+    #[cfg(not(madsim))]
+    return tokio::task::spawn_blocking(job);
+    #[cfg(madsim)]
+    return tokio::spawn(async move { job() });
+}
+
 /// A directory on the real file system, with `fsync` for durability.
 pub struct FileDisk {
     dir: PathBuf,

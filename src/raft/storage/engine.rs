@@ -4,7 +4,9 @@
 //! - a batch of entries and HardState is one append (one frame each, in one write)
 //!   followed by one `sync` when the caller asks for durability;
 //! - a snapshot file is written to a temporary name, synced, renamed and the
-//!   directory synced *before* the WAL record naming it is appended;
+//!   directory synced *before* the WAL record naming it is appended; a snapshot the
+//!   node takes itself is written off the Raft loop ([`SnapshotFileWrite`]) and
+//!   recorded when done, and until then no cleanup touches its file;
 //! - after a snapshot the engine starts a new segment holding a full checkpoint and
 //!   only deletes older segments and snapshot files once that checkpoint and the
 //!   directory are durable, so a crash at any point recovers a complete state.
@@ -53,6 +55,52 @@ pub struct StorageEngine {
     segment_len: u64,
     /// Bytes encoded but not yet appended (reused buffer: no allocation per batch).
     buf: Vec<u8>,
+    /// The snapshot file being written off the Raft loop, if any: cleanup spares it.
+    writing: Option<String>,
+}
+
+/// A snapshot file to write durably away from the Raft loop: the file only, under
+/// its final name. The WAL record naming it is written by
+/// [`StorageEngine::finish_snapshot_write`] on the loop once this is done; until
+/// then recovery ignores the file.
+pub struct SnapshotFileWrite {
+    disk: Arc<dyn Disk>,
+    meta: SnapshotMetadata,
+    compress: bool,
+}
+
+impl SnapshotFileWrite {
+    /// Writes the file (temporary name, sync, rename, directory sync). Blocks on
+    /// fsync: run it with [`spawn_disk_job`](crate::seams::disk::spawn_disk_job).
+    pub fn run(&self, data: &[u8]) -> Result<(), StorageError> {
+        write_snapshot_file(self.disk.as_ref(), &self.meta, data, self.compress)
+    }
+
+    /// The extra time this write took on a slow (simulated) device.
+    pub fn take_stall(&self) -> std::time::Duration {
+        self.disk.take_stall()
+    }
+
+    pub fn meta(&self) -> &SnapshotMetadata {
+        &self.meta
+    }
+}
+
+/// Writes a snapshot file durably under its final name (temporary name, sync,
+/// rename, directory sync).
+fn write_snapshot_file(
+    disk: &dyn Disk,
+    meta: &SnapshotMetadata,
+    data: &[u8],
+    compress: bool,
+) -> Result<(), StorageError> {
+    let name = wal::snapshot_name(meta.index, meta.term);
+    let tmp = format!("{name}.tmp");
+    let bytes = wal::encode_snapshot_file(meta, data, compress);
+    disk.write(&tmp, &bytes).map_err(StorageError::io(&tmp))?;
+    disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
+    disk.rename(&tmp, &name).map_err(StorageError::io(&name))?;
+    disk.sync_dir().map_err(StorageError::io("sync_dir"))
 }
 
 impl StorageEngine {
@@ -89,6 +137,7 @@ impl StorageEngine {
             segment: wal::segment_name(segment_seq),
             segment_len,
             buf: Vec::new(),
+            writing: None,
         })
     }
 
@@ -116,7 +165,12 @@ impl StorageEngine {
         debug_assert!(self.is_new(), "bootstrap of a node with state");
         let meta = snapshot.get_metadata().clone();
         if meta.index > 0 {
-            self.write_snapshot_file(&meta, &snapshot.data)?;
+            write_snapshot_file(
+                self.disk.as_ref(),
+                &meta,
+                &snapshot.data,
+                self.snapshots.compress,
+            )?;
         }
         self.state.segments.push(self.segment_seq);
         let records = [
@@ -131,26 +185,6 @@ impl StorageEngine {
         self.state.snapshot_data = snapshot.data.to_vec();
         self.state.applied = meta.index;
         Ok(())
-    }
-
-    /// Writes a snapshot file durably under its final name (temporary name, sync,
-    /// rename, directory sync).
-    fn write_snapshot_file(
-        &mut self,
-        meta: &SnapshotMetadata,
-        data: &[u8],
-    ) -> Result<(), StorageError> {
-        let name = wal::snapshot_name(meta.index, meta.term);
-        let tmp = format!("{name}.tmp");
-        let bytes = wal::encode_snapshot_file(meta, data, self.snapshots.compress);
-        self.disk
-            .write(&tmp, &bytes)
-            .map_err(StorageError::io(&tmp))?;
-        self.disk.sync(&tmp).map_err(StorageError::io(&tmp))?;
-        self.disk
-            .rename(&tmp, &name)
-            .map_err(StorageError::io(&name))?;
-        self.disk.sync_dir().map_err(StorageError::io("sync_dir"))
     }
 
     /// Appends `entries` and/or `hard_state` as one write; syncs when `sync`.
@@ -220,17 +254,68 @@ impl StorageEngine {
         self.disk.sync(name).map_err(StorageError::io(name))
     }
 
-    /// Persists a snapshot (received from the leader or made locally), compacts the
-    /// log up to it, and rotates to a checkpointed segment.
+    /// Persists a snapshot (received from the leader) now, compacts the log up to
+    /// it, and rotates to a checkpointed segment.
     pub fn persist_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let meta = snapshot.get_metadata();
         if meta.index <= self.state.snapshot.index {
             return Ok(());
         }
-        self.write_snapshot_file(meta, &snapshot.data)?;
+        write_snapshot_file(
+            self.disk.as_ref(),
+            meta,
+            &snapshot.data,
+            self.snapshots.compress,
+        )?;
+        self.record_snapshot(meta, snapshot.data.to_vec())
+    }
+
+    /// Starts a snapshot the node took itself: returns the file write to run off
+    /// the Raft loop, and spares its file from cleanup until
+    /// [`finish_snapshot_write`](Self::finish_snapshot_write).
+    pub fn begin_snapshot_write(&mut self, meta: SnapshotMetadata) -> SnapshotFileWrite {
+        self.writing = Some(wal::snapshot_name(meta.index, meta.term));
+        SnapshotFileWrite {
+            disk: self.disk.clone(),
+            meta,
+            compress: self.snapshots.compress,
+        }
+    }
+
+    /// Ends the write begun by `begin_snapshot_write`: when the file was written,
+    /// names it in the WAL, compacts and rotates as `persist_snapshot` does. A
+    /// snapshot from the leader installed meanwhile supersedes it: its file is
+    /// removed, and `Ok(false)` says nothing was recorded.
+    pub fn finish_snapshot_write(
+        &mut self,
+        meta: &SnapshotMetadata,
+        data: Vec<u8>,
+        written: Result<(), StorageError>,
+    ) -> Result<bool, StorageError> {
+        self.writing = None;
+        written?;
+        let current = &self.state.snapshot;
+        if meta.index <= current.index {
+            // At the same index (hence term) it is the very file the WAL names.
+            if (meta.index, meta.term) != (current.index, current.term) {
+                let name = wal::snapshot_name(meta.index, meta.term);
+                self.disk.remove(&name).map_err(StorageError::io(&name))?;
+            }
+            return Ok(false);
+        }
+        self.record_snapshot(meta, data)?;
+        Ok(true)
+    }
+
+    /// Names a durable snapshot file in the WAL, compacts, and rotates.
+    fn record_snapshot(
+        &mut self,
+        meta: &SnapshotMetadata,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError> {
         self.write_records(&[WalRecord::Snapshot(meta.clone())], true)?;
         self.apply_to_memory(WalRecord::Snapshot(meta.clone()))?;
-        self.state.snapshot_data = snapshot.data.to_vec();
+        self.state.snapshot_data = data;
         self.state.applied = self.state.applied.max(meta.index);
         self.rotate_with_checkpoint()
     }
@@ -312,12 +397,18 @@ impl StorageEngine {
     }
 
     /// Leftover temporary snapshot files, and snapshot files beyond the newest
-    /// `retention` (the one the WAL names is the newest, always kept).
+    /// `retention` (the one the WAL names is the newest, always kept). The file
+    /// being written off the loop is not stale.
     fn stale_snapshot_files(&self) -> Result<Vec<String>, StorageError> {
         let current = self.state.snapshot.index;
         let mut snapshots = Vec::new();
         let mut stale = Vec::new();
         for name in self.disk.list().map_err(StorageError::io("list"))? {
+            if let Some(writing) = &self.writing {
+                if name.strip_suffix(".tmp").unwrap_or(&name) == writing {
+                    continue;
+                }
+            }
             match wal::parse_snapshot_name(&name) {
                 // A file newer than the WAL's (written, never named: a crash
                 // between the two) is not a snapshot this node has.

@@ -18,7 +18,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage};
 use thiserror::Error;
 
-pub use engine::{SnapshotOptions, StorageEngine};
+pub use engine::{SnapshotFileWrite, SnapshotOptions, StorageEngine};
 pub use recovery::{recover, RecoveredState};
 
 /// A failure of the storage engine.

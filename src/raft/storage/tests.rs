@@ -396,3 +396,83 @@ fn compressed_snapshots_are_smaller_and_read_back_by_any_engine() {
         other => panic!("expected corruption, got {:?}", other.is_ok()),
     }
 }
+
+#[test]
+fn a_snapshot_written_off_the_loop_is_named_in_the_wal_only_when_finished() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine
+        .persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 8)), true)
+        .unwrap();
+    let meta = snapshot_at(6, 1, b"").take_metadata();
+    let write = engine.begin_snapshot_write(meta.clone());
+    write.run(b"state@6").unwrap();
+    // The log grows while the file is written.
+    engine.persist(&entries(11..=12, 1), None, true).unwrap();
+    // A crash now: the durable file is not named in the WAL, so it is not used.
+    assert_eq!(fx.open().unwrap().state().snapshot.index, 0);
+
+    let recorded = engine
+        .finish_snapshot_write(&meta, b"state@6".to_vec(), Ok(()))
+        .unwrap();
+    assert!(recorded);
+    assert_eq!(engine.state().snapshot.index, 6);
+    assert_eq!(engine.state().entries, entries(7..=12, 1));
+    drop(engine);
+    let reopened = fx.open().unwrap();
+    assert_eq!(reopened.state().snapshot.index, 6);
+    assert_eq!(reopened.state().snapshot_data, b"state@6");
+    assert_eq!(reopened.state().entries, entries(7..=12, 1));
+}
+
+#[test]
+fn cleanup_spares_the_snapshot_being_written_and_a_newer_snapshot_supersedes_it() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine
+        .persist(&entries(1..=10, 1), Some(&hard_state(1, 1, 10)), true)
+        .unwrap();
+    let meta = snapshot_at(6, 1, b"").take_metadata();
+    let write = engine.begin_snapshot_write(meta.clone());
+    // The writer has its temporary file on disk, not yet renamed, when the leader's
+    // snapshot is installed and the engine removes stale snapshot files.
+    let tmp = format!("{}.tmp", wal::snapshot_name(6, 1));
+    fx.disk.write(&tmp, b"half a snapshot").unwrap();
+    engine
+        .persist_snapshot(&snapshot_at(8, 1, b"from leader"))
+        .unwrap();
+    assert!(fx.disk.read(&tmp).is_ok(), "the file in flight was removed");
+
+    write.run(b"state@6").unwrap();
+    let recorded = engine
+        .finish_snapshot_write(&meta, b"state@6".to_vec(), Ok(()))
+        .unwrap();
+    assert!(
+        !recorded,
+        "an older snapshot than the installed one was recorded"
+    );
+    assert_eq!(
+        fx.disk.list().unwrap(),
+        vec![wal::snapshot_name(8, 1), fx.segment()],
+        "the superseded file is removed"
+    );
+    assert_eq!(engine.state().snapshot_data, b"from leader");
+}
+
+#[test]
+fn a_failed_snapshot_write_reports_the_error_and_changes_nothing() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine
+        .persist(&entries(1..=4, 1), Some(&hard_state(1, 1, 4)), true)
+        .unwrap();
+    let meta = snapshot_at(3, 1, b"").take_metadata();
+    let _write = engine.begin_snapshot_write(meta.clone());
+    let failed = std::io::Error::other("disk full");
+    let err = engine
+        .finish_snapshot_write(&meta, Vec::new(), Err(StorageError::io("3.snap")(failed)))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Io { .. }), "{err}");
+    assert_eq!(engine.state().snapshot.index, 0);
+    assert_eq!(engine.state().entries, entries(1..=4, 1));
+}

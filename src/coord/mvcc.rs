@@ -2,8 +2,14 @@
 //! write transaction takes the next revision; each key has a create revision, a mod
 //! revision and a version (number of writes since creation, reset by deletion).
 //! Reads can ask for any revision not yet compacted. Pure: no I/O, deterministic.
+//!
+//! The keyspace is a persistent map ([`imbl::OrdMap`]) of shared per-key histories:
+//! a copy costs O(1), so a snapshot captures the store on the Raft loop and encodes
+//! it elsewhere, while writes copy only the tree nodes and the one key's history
+//! they touch, and only the first time after a copy.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -168,11 +174,16 @@ pub struct TxnResult {
     pub changes: Vec<Change>,
 }
 
+/// One key's versions in revision order; `None` marks a deletion (tombstone).
+pub type Versions = Vec<(i64, Option<KeyValue>)>;
+
+/// Every key's versions: a persistent map, cheap to copy (see the module comment).
+pub type History = imbl::OrdMap<Vec<u8>, Arc<Versions>>;
+
 /// The keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MvccStore {
-    /// key → versions in revision order; `None` marks a deletion (tombstone).
-    history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+    history: History,
     revision: i64,
     compacted: i64,
 }
@@ -187,7 +198,7 @@ impl MvccStore {
     /// An empty store at revision 1, like a new etcd cluster.
     pub fn new() -> Self {
         MvccStore {
-            history: BTreeMap::new(),
+            history: History::new(),
             revision: 1,
             compacted: 0,
         }
@@ -466,14 +477,15 @@ impl MvccStore {
         })
     }
 
-    /// Every key's versions (`None`: deleted), for snapshots.
-    pub fn history(&self) -> impl Iterator<Item = (&Vec<u8>, &[(i64, Option<KeyValue>)])> {
-        self.history.iter().map(|(k, v)| (k, v.as_slice()))
+    /// Every key's versions, for snapshots: a copy in O(1) that later writes to
+    /// the store do not change.
+    pub fn history(&self) -> History {
+        self.history.clone()
     }
 
     /// Rebuilds a store from [`MvccStore::history`] and its revisions.
     pub fn from_parts(
-        history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+        history: BTreeMap<Vec<u8>, Versions>,
         revision: i64,
         compacted: i64,
     ) -> Result<Self, String> {
@@ -493,7 +505,7 @@ impl MvccStore {
             ));
         }
         Ok(MvccStore {
-            history,
+            history: history.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             revision,
             compacted,
         })
@@ -522,7 +534,7 @@ impl MvccStore {
     }
 
     fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) {
-        let versions = self.history.entry(key.to_vec()).or_default();
+        let versions = Arc::make_mut(self.history.entry(key.to_vec()).or_default());
         match versions.last_mut() {
             // A second write to the same key in one transaction replaces the first.
             Some((r, slot)) if *r == rev => *slot = kv,
@@ -562,7 +574,10 @@ impl MvccStore {
         if rev > self.revision {
             return Err(MvccError::FutureRevision);
         }
-        self.history.retain(|_, versions| {
+        // Find what each key loses first, then copy only those histories (see
+        // `History`).
+        let mut losses = Vec::new();
+        for (key, versions) in self.history.iter() {
             let visible = versions.partition_point(|(r, _)| *r <= rev);
             // Keep the version visible at `rev` (unless it is a tombstone older than
             // `rev`: a watch may start at `rev` itself and must see that deletion).
@@ -570,9 +585,21 @@ impl MvccStore {
             let drop_visible = versions
                 .get(keep_from)
                 .is_some_and(|(r, kv)| *r < rev && kv.is_none());
-            versions.drain(..keep_from + usize::from(drop_visible));
-            !versions.is_empty()
-        });
+            let dropped = keep_from + usize::from(drop_visible);
+            if dropped > 0 {
+                losses.push((key.clone(), dropped));
+            }
+        }
+        for (key, dropped) in losses {
+            let Some(versions) = self.history.get_mut(&key) else {
+                continue;
+            };
+            if dropped == versions.len() {
+                self.history.remove(&key);
+            } else {
+                Arc::make_mut(versions).drain(..dropped);
+            }
+        }
         self.compacted = rev;
         Ok(())
     }
@@ -619,6 +646,79 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    /// Every key's versions, copied out of the persistent map.
+    fn deep_copy(history: &History) -> BTreeMap<Vec<u8>, Versions> {
+        history
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().clone()))
+            .collect()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Put(u8, u8),
+        Delete(u8),
+        Compact,
+        Capture,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0u8..6, any::<u8>()).prop_map(|(k, v)| Step::Put(k, v)),
+            2 => (0u8..6).prop_map(Step::Delete),
+            1 => Just(Step::Compact),
+            2 => Just(Step::Capture),
+        ]
+    }
+
+    fn run(s: &mut MvccStore, step: &Step) {
+        match step {
+            Step::Put(k, v) => {
+                s.put(&[b'k', *k], &[*v], 0).unwrap();
+            }
+            Step::Delete(k) => {
+                let del = TxnOp::DeleteRange {
+                    key: vec![b'k', *k],
+                    range_end: vec![],
+                    prev_kv: false,
+                };
+                s.txn(&[], &[del], &[]).unwrap();
+            }
+            Step::Compact => {
+                let _ = s.compact(s.revision());
+            }
+            Step::Capture => {}
+        }
+    }
+
+    proptest::proptest! {
+        /// A captured history (a snapshot being encoded) keeps the versions it had
+        /// however the store changes after, and capturing changes nothing in the
+        /// store: it equals one that ran the same steps with no capture.
+        #[test]
+        fn a_captured_history_is_unchanged_by_later_writes(
+            steps in proptest::collection::vec(step(), 1..80)
+        ) {
+            let mut store = MvccStore::new();
+            let mut uncaptured = MvccStore::new();
+            let mut captures = Vec::new();
+            for step in &steps {
+                run(&mut store, step);
+                run(&mut uncaptured, step);
+                if matches!(step, Step::Capture) {
+                    let history = store.history();
+                    captures.push((deep_copy(&history), history));
+                }
+            }
+            for (copied, captured) in &captures {
+                proptest::prop_assert_eq!(copied, &deep_copy(captured));
+            }
+            proptest::prop_assert_eq!(deep_copy(&store.history), deep_copy(&uncaptured.history));
+            proptest::prop_assert_eq!(store.revision(), uncaptured.revision());
+        }
     }
 
     #[test]

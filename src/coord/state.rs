@@ -327,12 +327,29 @@ impl CoordState {
     }
 
     pub fn snapshot(&self) -> Vec<u8> {
-        CoordSnapshot {
+        self.snapshot_later()()
+    }
+
+    /// Captures the state for a snapshot and returns the encoding of it, to run
+    /// off the Raft loop: the keyspace is a persistent map copied in O(1), the
+    /// rest (leases, auth, the clients' last answers) is small and copied now.
+    pub fn snapshot_later(&self) -> impl FnOnce() -> Vec<u8> + Send + 'static {
+        let mut snapshot = CoordSnapshot {
             revision: self.mvcc.revision(),
             compact_revision: self.mvcc.compact_revision(),
-            keys: self
-                .mvcc
-                .history()
+            keys: Vec::new(),
+            leases: self
+                .leases
+                .iter()
+                .map(|(id, l)| LeaseRecord { id, ttl: l.ttl })
+                .collect(),
+            auth: Some(self.auth.snapshot()),
+            applied_writes: self.applied_writes.snapshot(),
+        };
+        let history = self.mvcc.history();
+        move || {
+            snapshot.keys = history
+                .iter()
                 .map(|(key, versions)| KeyHistory {
                     key: key.clone(),
                     versions: versions
@@ -343,16 +360,9 @@ impl CoordState {
                         })
                         .collect(),
                 })
-                .collect(),
-            leases: self
-                .leases
-                .iter()
-                .map(|(id, l)| LeaseRecord { id, ttl: l.ttl })
-                .collect(),
-            auth: Some(self.auth.snapshot()),
-            applied_writes: self.applied_writes.snapshot(),
+                .collect();
+            snapshot.encode_to_vec()
         }
-        .encode_to_vec()
     }
 
     /// Replaces the state with a snapshot (an empty one is the initial state);
@@ -547,6 +557,23 @@ mod tests {
         assert_eq!(all.kvs.len(), 1);
         assert_eq!(all.kvs[0].key, b"c");
         assert!(!st.leases.contains(9));
+    }
+
+    #[test]
+    fn a_snapshot_captured_before_later_writes_encodes_the_state_it_captured() {
+        let s = state();
+        apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 3 }))).unwrap();
+        apply(&s, put("k", 3)).unwrap();
+        apply(&s, put("other", 0)).unwrap();
+        let now = s.lock().snapshot();
+        let later = s.lock().snapshot_later();
+        apply(&s, put("k", 0)).unwrap();
+        apply(&s, put("new", 0)).unwrap();
+        apply(&s, cmd(Op::LeaseGrant(LeaseGrantRequest { ttl: 9, id: 4 }))).unwrap();
+        let revision = s.lock().mvcc.revision();
+        s.lock().mvcc.compact(revision).unwrap();
+        assert_ne!(s.lock().snapshot(), now, "the writes changed the state");
+        assert_eq!(later(), now);
     }
 
     #[test]

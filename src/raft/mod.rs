@@ -36,7 +36,7 @@ pub use pending::ProposalCounts;
 pub use router::{
     Input, MembershipApplied, MembershipChange, MembershipTicket, ProposalTicket, RaftHandle,
 };
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotEncoder, StateMachine};
 pub use status::{role_name, LeaderInfo, NodeStatus};
 
 #[cfg(test)]

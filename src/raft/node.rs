@@ -100,10 +100,16 @@ pub async fn drive<S: StateMachine>(mut core: RaftCore<S>, inbox: Inbox) -> Resu
     };
     tracing::info!(node = core.id, %reason, "raft loop stopped");
     // No task of this node touches its disk once the loop has returned (a node
-    // reopened on the same directory must not race a stale writer). The file is
-    // not named in the WAL, so recovery ignores it.
+    // reopened on the same directory must not race a stale writer). A node that
+    // stopped in good order names the finished file in the WAL; after a storage
+    // error it does not write again, and recovery ignores the unnamed file.
     if core.snapshot_writer.in_flight() {
-        core.snapshot_writer.finished().await;
+        let done = core.snapshot_writer.finished().await;
+        if result.is_ok() {
+            if let Err(e) = core.finish_snapshot(done) {
+                tracing::warn!(node = core.id, error = %e, "snapshot not recorded at stop");
+            }
+        }
     }
     core.fail_pending(&reason);
     core.env

@@ -300,9 +300,10 @@ impl<S: StateMachine> RaftCore<S> {
     }
 
     /// Takes a snapshot once enough entries were applied, or when a follower needs
-    /// a newer one than the stored snapshot, and starts writing its file off the
-    /// loop; [`finish_snapshot`](Self::finish_snapshot) compacts the log when it
-    /// is durable. While one is being written, the next waits.
+    /// a newer one than the stored snapshot: captures the state here, and encodes
+    /// and writes it off the loop; [`finish_snapshot`](Self::finish_snapshot)
+    /// compacts the log when it is durable. While one is being written, the next
+    /// waits.
     fn snapshot_if_due(&mut self) -> Result<(), RaftError> {
         if self.snapshot_writer.in_flight() {
             return Ok(());
@@ -316,12 +317,17 @@ impl<S: StateMachine> RaftCore<S> {
         let term = self.raw.store().term(self.applied).map_err(|e| {
             RaftError::Storage(format!("term of applied index {}: {e}", self.applied))
         })?;
-        let data = proto::NodeSnapshot {
-            members: members_to_proto(&self.members),
-            state_machine: self.state_machine.snapshot(),
-            highest_member_id: self.highest_member_id,
-        }
-        .encode_to_vec();
+        let encode_state = self.state_machine.snapshot_later();
+        let members = members_to_proto(&self.members);
+        let highest_member_id = self.highest_member_id;
+        let encode = move || {
+            proto::NodeSnapshot {
+                members,
+                state_machine: encode_state(),
+                highest_member_id,
+            }
+            .encode_to_vec()
+        };
         let mut meta = SnapshotMetadata {
             index: self.applied,
             term,
@@ -330,7 +336,7 @@ impl<S: StateMachine> RaftCore<S> {
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
         let write = self.storage_engine().begin_snapshot_write(meta);
         self.snapshot_writer
-            .start(write, data, self.env.clock.clone());
+            .start(write, encode, self.env.clock.clone());
         Ok(())
     }
 

@@ -1,10 +1,11 @@
 //! Writes the snapshots a node takes itself off its Raft loop.
 //!
-//! A snapshot file is as large as the whole state, and writing and syncing it took
-//! the loop hundreds of milliseconds on a large state, during which no proposal,
-//! heartbeat or read moved. The loop now encodes the snapshot (it needs a consistent
-//! view of the state machine), hands the file to a disk job, and keeps running; when
-//! the file is durable the loop names it in the WAL and compacts the log
+//! A snapshot file is as large as the whole state, and encoding, writing and
+//! syncing it took the loop hundreds of milliseconds on a large state, during which
+//! no proposal, heartbeat or read moved. The loop now only captures the state
+//! ([`StateMachine::snapshot_later`](super::StateMachine::snapshot_later)) and hands
+//! the encoding and the file to a disk job; when the file is durable the loop names
+//! it in the WAL and compacts the log
 //! ([`StorageEngine::finish_snapshot_write`](super::storage::StorageEngine::finish_snapshot_write)).
 //! One write at a time: the next snapshot waits for it.
 
@@ -39,14 +40,21 @@ impl SnapshotWriter {
         self.done.is_some()
     }
 
-    /// Starts writing `data` with `write`. The disk's stall (a slow simulated
-    /// device) is waited out by the writer, not by the loop.
-    pub fn start(&mut self, write: SnapshotFileWrite, data: Vec<u8>, clock: Arc<dyn Clock>) {
+    /// Starts encoding the snapshot with `encode` and writing it with `write`. The
+    /// disk's stall (a slow simulated device) is waited out by the writer, not by
+    /// the loop.
+    pub fn start(
+        &mut self,
+        write: SnapshotFileWrite,
+        encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+        clock: Arc<dyn Clock>,
+    ) {
         debug_assert!(self.done.is_none(), "two snapshot writes at once");
         let (tx, rx) = oneshot::channel();
         let meta = write.meta().clone();
         tokio::spawn(async move {
             let job = spawn_disk_job(move || {
+                let data = encode();
                 let written = write.run(&data);
                 (data, written, write.take_stall())
             });

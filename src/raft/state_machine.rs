@@ -1,5 +1,8 @@
 //! The contract between the Raft core and the replicated state machine.
 
+/// The serialisation of a state captured by [`StateMachine::snapshot_later`].
+pub type SnapshotEncoder = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 /// A deterministic state machine driven by committed log entries.
 ///
 /// Contract: `apply` is called once per committed normal entry, in index order, with
@@ -13,6 +16,14 @@ pub trait StateMachine: Send + 'static {
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// Serialises the whole state.
     fn snapshot(&self) -> Vec<u8>;
+    /// Captures the whole state now and returns its serialisation to run later,
+    /// off the Raft loop; it yields what `snapshot` returns now. The default
+    /// serialises at once; a state machine that can capture cheaply (persistent
+    /// maps) moves the work out of the loop.
+    fn snapshot_later(&self) -> SnapshotEncoder {
+        let bytes = self.snapshot();
+        Box::new(move || bytes)
+    }
     /// Replaces the state with a snapshot; `Err` names what is malformed.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
     /// Why this node cannot apply `command` at all (data an earlier version wrote

@@ -20,7 +20,7 @@ use prost::Message as _;
 use crate::coord::state::SharedCoordState;
 use crate::mq::coo::state::{CooState, TopicWatch};
 use crate::proto::{self, command, query};
-use crate::raft::StateMachine;
+use crate::raft::{SnapshotEncoder, StateMachine};
 
 pub struct ReplicatedState {
     coo: CooState,
@@ -162,12 +162,22 @@ impl StateMachine for ReplicatedState {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        proto::ReplicatedSnapshot {
-            retired_kv: Vec::new(),
-            coo: self.coo.snapshot(),
-            coord: self.coord.lock().snapshot(),
-        }
-        .encode_to_vec()
+        self.snapshot_later()()
+    }
+
+    /// The control plane is small and copied now; the keyspace is encoded later
+    /// (see `CoordState::snapshot_later`).
+    fn snapshot_later(&self) -> SnapshotEncoder {
+        let coo = self.coo.snapshot();
+        let coord = self.coord.lock().snapshot_later();
+        Box::new(move || {
+            proto::ReplicatedSnapshot {
+                retired_kv: Vec::new(),
+                coo,
+                coord: coord(),
+            }
+            .encode_to_vec()
+        })
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {

@@ -99,6 +99,9 @@ const STACK_RULES: &[Rule] = &[
             "src/bin/coordd/main.rs",
             "src/bin/bridge-agent.rs",
             "src/seams/mutants.rs",
+            // spawn_disk_job: tokio's blocking pool in real mode, a task under
+            // madsim (no threads there).
+            "src/seams/disk.rs",
             "src/library/balancer.rs",
             // madsim's tonic has no codec traits: the proxy is real-mode only.
             "src/bridge/broker/proxy.rs",

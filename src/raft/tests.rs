@@ -943,6 +943,12 @@ fn leadership_transfers_to_the_named_voter() {
 #[test]
 fn a_proposal_overwritten_by_another_leader_is_dropped_not_acknowledged() {
     let mut c = Cluster::new(3, 1000);
+    // raft-rs randomises election timeouts with its own unseeded RNG; the steps
+    // below took over 5 s of ticks about once in 300 runs, and the proposal then
+    // timed out before it could be dropped.
+    for core in c.cores.values_mut() {
+        core.config.request_timeout = Duration::from_secs(60);
+    }
     let old = c.elect();
     c.put("k", "v0");
     // The old leader is cut off, still believes it leads, and accepts a proposal.

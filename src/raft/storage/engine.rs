@@ -165,12 +165,7 @@ impl StorageEngine {
         debug_assert!(self.is_new(), "bootstrap of a node with state");
         let meta = snapshot.get_metadata().clone();
         if meta.index > 0 {
-            write_snapshot_file(
-                self.disk.as_ref(),
-                &meta,
-                &snapshot.data,
-                self.snapshots.compress,
-            )?;
+            self.write_snapshot_file(&meta, &snapshot.data)?;
         }
         self.state.segments.push(self.segment_seq);
         let records = [
@@ -185,6 +180,15 @@ impl StorageEngine {
         self.state.snapshot_data = snapshot.data.to_vec();
         self.state.applied = meta.index;
         Ok(())
+    }
+
+    /// Writes a snapshot file now, on the caller's task.
+    fn write_snapshot_file(
+        &self,
+        meta: &SnapshotMetadata,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        write_snapshot_file(self.disk.as_ref(), meta, data, self.snapshots.compress)
     }
 
     /// Appends `entries` and/or `hard_state` as one write; syncs when `sync`.
@@ -261,12 +265,7 @@ impl StorageEngine {
         if meta.index <= self.state.snapshot.index {
             return Ok(());
         }
-        write_snapshot_file(
-            self.disk.as_ref(),
-            meta,
-            &snapshot.data,
-            self.snapshots.compress,
-        )?;
+        self.write_snapshot_file(meta, &snapshot.data)?;
         self.record_snapshot(meta, snapshot.data.to_vec())
     }
 

@@ -19,7 +19,10 @@ pub struct RaftConfig {
     pub pre_vote: bool,
     /// Check quorum: a leader that lost contact with a quorum steps down.
     pub check_quorum: bool,
-    /// Take a snapshot and compact the log after this many applied entries.
+    /// Take a snapshot and compact the log after this many applied entries. The
+    /// default is etcd's `--snapshot-count` (100,000): a snapshot here encodes the
+    /// whole state, so taking one every 10,000 entries cost a loaded 3-member
+    /// cluster on 2 cores a sixth of its put throughput.
     pub snapshot_interval_entries: u64,
     /// Snapshot files kept on disk and whether they are compressed.
     pub snapshots: SnapshotOptions,
@@ -43,7 +46,7 @@ impl RaftConfig {
             heartbeat_ticks: 2,
             pre_vote: true,
             check_quorum: true,
-            snapshot_interval_entries: 10_000,
+            snapshot_interval_entries: 100_000,
             snapshots: SnapshotOptions::default(),
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,

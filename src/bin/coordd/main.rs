@@ -54,8 +54,8 @@ struct Args {
     /// Ticks before a follower without a leader campaigns.
     #[arg(long, default_value_t = 10)]
     election_ticks: usize,
-    /// Applied entries between snapshots.
-    #[arg(long, default_value_t = 10_000)]
+    /// Applied entries between snapshots (etcd's `--snapshot-count` default).
+    #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
     /// Snapshot files kept on disk, newest first (recovery reads the newest).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]

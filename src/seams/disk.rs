@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -49,6 +50,17 @@ pub trait Disk: ReadDisk + Send + Sync + 'static {
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes the set of names durable (creations, renames, removals).
     fn sync_dir(&self) -> io::Result<()>;
+    /// Lets `name` grow to `len` bytes without its length changing at every
+    /// append: syncing an append that lengthens a file also commits the new length
+    /// to the file system's journal, which costs more than the data. The file then
+    /// reads as its data followed by zeros up to `len`, also after a crash
+    /// (recovery takes zeros after the last record for a torn tail), and appends
+    /// through this `Disk` go on after the data until `name` is truncated,
+    /// written, renamed or removed. Returns false, changing nothing, when the disk
+    /// does not reserve space (the simulated one).
+    fn reserve(&self, _name: &str, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Extra time the operations since the last call took on a slow device. The Raft
     /// driver waits it out before its next step, as a blocking fsync would make it.
     fn take_stall(&self) -> std::time::Duration {
@@ -73,7 +85,14 @@ pub fn spawn_disk_job<R: Send + 'static>(
 pub struct FileDisk {
     dir: PathBuf,
     /// Open append handles, so the write path does not reopen files.
-    appenders: Mutex<HashMap<String, File>>,
+    appenders: Mutex<HashMap<String, Appender>>,
+}
+
+/// An open file and where its data ends: before the file's length once space is
+/// reserved, so appends are positioned writes rather than `O_APPEND` ones.
+struct Appender {
+    file: File,
+    end: u64,
 }
 
 impl FileDisk {
@@ -104,6 +123,30 @@ impl FileDisk {
     fn forget_appender(&self, name: &str) {
         self.appenders.lock().expect("appender lock").remove(name);
     }
+
+    /// Runs `f` on the append handle of `name`, opening it (data ending at the
+    /// file's length) the first time.
+    fn with_appender<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Appender) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let path = self.path(name)?;
+        let mut appenders = self.appenders.lock().expect("appender lock");
+        let appender = match appenders.entry(name.to_string()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(path)?;
+                let end = file.metadata()?.len();
+                v.insert(Appender { file, end })
+            }
+        };
+        f(appender)
+    }
 }
 
 impl ReadDisk for FileDisk {
@@ -128,15 +171,11 @@ impl ReadDisk for FileDisk {
 
 impl Disk for FileDisk {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let path = self.path(name)?;
-        let mut appenders = self.appenders.lock().expect("appender lock");
-        let file = match appenders.entry(name.to_string()) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(OpenOptions::new().create(true).append(true).open(path)?)
-            }
-        };
-        file.write_all(data)
+        self.with_appender(name, |a| {
+            a.file.write_all_at(data, a.end)?;
+            a.end += data.len() as u64;
+            Ok(())
+        })
     }
 
     fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
@@ -155,7 +194,7 @@ impl Disk for FileDisk {
     fn sync(&self, name: &str) -> io::Result<()> {
         let appenders = self.appenders.lock().expect("appender lock");
         match appenders.get(name) {
-            Some(file) => file.sync_data(),
+            Some(appender) => appender.file.sync_data(),
             None => File::open(self.path(name)?)?.sync_all(),
         }
     }
@@ -176,6 +215,18 @@ impl Disk for FileDisk {
 
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// A sparse extension (`ftruncate`): on ext4 it makes a 300-byte append and
+    /// `fdatasync` about a third faster than one that lengthens the file, as
+    /// `fallocate` does, with no new dependency and no space taken until written.
+    fn reserve(&self, name: &str, len: u64) -> io::Result<bool> {
+        self.with_appender(name, |a| {
+            if a.file.metadata()?.len() < len {
+                a.file.set_len(len)?;
+            }
+            Ok(true)
+        })
     }
 }
 
@@ -296,5 +347,27 @@ mod tests {
         disk.remove("a").unwrap();
         assert_eq!(disk.read("a").unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(disk.read("../escape").is_err());
+    }
+
+    #[test]
+    fn appends_to_a_reserved_file_go_after_the_data_until_it_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FileDisk::open(dir.path()).unwrap();
+        disk.append("a", b"head").unwrap();
+        assert!(disk.reserve("a", 64).unwrap());
+        disk.append("a", b"+tail").unwrap();
+        disk.sync("a").unwrap();
+        let mut expected = b"head+tail".to_vec();
+        expected.resize(64, 0);
+        assert_eq!(disk.read("a").unwrap(), expected);
+        // Another process sees the zeros as part of the file, until cut off.
+        let reopened = FileDisk::open(dir.path()).unwrap();
+        assert_eq!(reopened.read("a").unwrap().len(), 64);
+        reopened.truncate("a", 9).unwrap();
+        reopened.append("a", b"!").unwrap();
+        assert_eq!(reopened.read("a").unwrap(), b"head+tail!");
+        // Reserving less than the file holds changes nothing.
+        assert!(reopened.reserve("a", 4).unwrap());
+        assert_eq!(reopened.read("a").unwrap(), b"head+tail!");
     }
 }

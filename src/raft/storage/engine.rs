@@ -9,7 +9,10 @@
 //!   recorded when done, and until then no cleanup touches its file;
 //! - after a snapshot the engine starts a new segment holding a full checkpoint and
 //!   only deletes older segments and snapshot files once that checkpoint and the
-//!   directory are durable, so a crash at any point recovers a complete state.
+//!   directory are durable, so a crash at any point recovers a complete state;
+//! - the segment being written has space reserved after its data (zeros), so most
+//!   syncs commit no new file length; restart and rotation cut the zeros off, so
+//!   only the last segment ever ends in them.
 
 use std::sync::Arc;
 
@@ -23,6 +26,11 @@ use crate::seams::mutants;
 
 /// Start a fresh segment once the current one passes this size.
 const SEGMENT_ROTATE_BYTES: u64 = 64 << 20;
+
+/// Space reserved ahead of the current segment's data ([`Disk::reserve`]), so the
+/// syncs of most appends do not also commit a new file length. Small enough that
+/// recovery reads few zeros, large enough that extending it is rare.
+const RESERVE_AHEAD_BYTES: u64 = 4 << 20;
 
 /// How the engine keeps snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +65,12 @@ pub struct StorageEngine {
     buf: Vec<u8>,
     /// The snapshot file being written off the Raft loop, if any: cleanup spares it.
     writing: Option<String>,
+    /// The length the current segment is reserved to; 0 when it is not. A segment
+    /// is reserved only once it holds a record, so an empty-looking segment never
+    /// exists where the first write of a new node should be.
+    reserved_to: u64,
+    /// False once the disk said it does not reserve space.
+    disk_reserves: bool,
 }
 
 /// A snapshot file to write durably away from the Raft loop: the file only, under
@@ -120,6 +134,10 @@ impl StorageEngine {
         }
         if let Some((name, offset)) = &state.torn_tail {
             tracing::warn!(file = %name, offset, "truncating torn WAL tail");
+        } else if let Some((name, offset)) = &state.zero_tail {
+            tracing::debug!(file = %name, offset, "cutting reserved zeros off the WAL");
+        }
+        if let Some((name, offset)) = state.torn_tail.as_ref().or(state.zero_tail.as_ref()) {
             disk.truncate(name, *offset)
                 .map_err(StorageError::io(name))?;
             disk.sync(name).map_err(StorageError::io(name))?;
@@ -138,6 +156,8 @@ impl StorageEngine {
             segment_len,
             buf: Vec::new(),
             writing: None,
+            reserved_to: 0,
+            disk_reserves: true,
         })
     }
 
@@ -332,6 +352,7 @@ impl StorageEngine {
         for rec in records {
             wal::encode_record(&mut self.buf, rec);
         }
+        self.reserve_ahead()?;
         let name = &self.segment;
         if !self.buf.is_empty() {
             self.disk
@@ -341,6 +362,26 @@ impl StorageEngine {
         }
         if sync && !mutants::active("skip_fsync") {
             self.disk.sync(name).map_err(StorageError::io(name))?;
+        }
+        Ok(())
+    }
+
+    /// Extends the current segment's reservation when the bytes in `buf` would pass it.
+    fn reserve_ahead(&mut self) -> Result<(), StorageError> {
+        let end = self.segment_len + self.buf.len() as u64;
+        if !self.disk_reserves || self.segment_len == 0 || end <= self.reserved_to {
+            return Ok(());
+        }
+        let to = end + RESERVE_AHEAD_BYTES;
+        let name = &self.segment;
+        if self
+            .disk
+            .reserve(name, to)
+            .map_err(StorageError::io(name))?
+        {
+            self.reserved_to = to;
+        } else {
+            self.disk_reserves = false;
         }
         Ok(())
     }
@@ -363,6 +404,16 @@ impl StorageEngine {
 
     /// Starts a new segment holding the whole state, then drops what it supersedes.
     fn rotate_with_checkpoint(&mut self) -> Result<(), StorageError> {
+        if self.reserved_to > 0 {
+            // Recovery allows a torn (or zero) tail only in the last segment: cut
+            // the reserved zeros off, durably, before another segment follows.
+            let name = &self.segment;
+            self.disk
+                .truncate(name, self.segment_len)
+                .map_err(StorageError::io(name))?;
+            self.disk.sync(name).map_err(StorageError::io(name))?;
+            self.reserved_to = 0;
+        }
         let old_segments = std::mem::take(&mut self.state.segments);
         self.segment_seq += 1;
         self.segment = wal::segment_name(self.segment_seq);

@@ -25,8 +25,12 @@ pub struct RecoveredState {
     pub applied: u64,
     /// WAL segment sequence numbers, ascending.
     pub segments: Vec<u64>,
-    /// A torn final record: (segment name, offset where it starts, bytes after it).
+    /// A torn final record: (segment name, offset where it starts).
     pub torn_tail: Option<(String, u64)>,
+    /// Only zeros after the last record of the last segment: space reserved for
+    /// appends, or a file extended whose data never reached the disk (segment
+    /// name, offset where the zeros start).
+    pub zero_tail: Option<(String, u64)>,
     /// Length of the last segment up to its last good record.
     pub last_segment_len: u64,
 }
@@ -162,6 +166,7 @@ fn replay_segment(
     let start = start as usize;
     let mut offset = 0;
     state.torn_tail = None;
+    state.zero_tail = None;
     while offset < data.len() {
         let at = (start + offset) as u64;
         match record::decode_at(data, offset) {
@@ -174,7 +179,12 @@ fn replay_segment(
                 offset = next;
             }
             Err(FrameError::Torn { offset: torn }) if is_last => {
-                state.torn_tail = Some((name.to_string(), start as u64 + torn));
+                let tail = Some((name.to_string(), start as u64 + torn));
+                if data[offset..].iter().all(|&b| b == 0) {
+                    state.zero_tail = tail;
+                } else {
+                    state.torn_tail = tail;
+                }
                 break;
             }
             Err(FrameError::Torn { offset: torn }) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, Storage};
 
+use super::record;
 use super::*;
 use crate::seams::disk::{Disk, FileDisk, ReadDisk};
 
@@ -32,7 +33,7 @@ fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     disk: Arc<FileDisk>,
 }
 
@@ -40,11 +41,16 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let disk = Arc::new(FileDisk::open(dir.path()).unwrap());
-        Fixture { _dir: dir, disk }
+        Fixture { dir, disk }
     }
 
     fn open(&self) -> Result<StorageEngine, StorageError> {
         StorageEngine::open(self.disk.clone())
+    }
+
+    /// The directory as another process sees it: no open files, no reservations.
+    fn disk_of_a_new_process(&self) -> Arc<FileDisk> {
+        Arc::new(FileDisk::open(self.dir.path()).unwrap())
     }
 
     fn bootstrapped(&self) -> StorageEngine {
@@ -120,6 +126,126 @@ fn torn_tail_is_truncated_and_earlier_records_kept() {
     engine.persist(&entries(4..=4, 2), None, true).unwrap();
     drop(engine);
     assert_eq!(fx.open().unwrap().state().last_index(), 4);
+}
+
+/// Where the records of a segment's bytes end (reserved zeros follow).
+fn data_end(bytes: &[u8]) -> usize {
+    let mut end = 0;
+    while let Ok((_, next)) = record::decode_at(bytes, end) {
+        end = next;
+    }
+    end
+}
+
+#[test]
+fn a_reserved_segment_is_cut_back_at_restart_and_loses_no_record() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine
+        .persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 3)), true)
+        .unwrap();
+    let name = fx.segment();
+    let bytes = fx.disk.read(&name).unwrap();
+    let end = data_end(&bytes);
+    assert!(
+        bytes.len() > end,
+        "the segment has room reserved after its data"
+    );
+    assert!(bytes[end..].iter().all(|&b| b == 0));
+    drop(engine);
+
+    let disk = fx.disk_of_a_new_process();
+    let mut engine = StorageEngine::open(disk.clone()).unwrap();
+    assert_eq!(engine.state().entries, entries(1..=3, 1));
+    assert!(
+        engine.state().torn_tail.is_none(),
+        "reserved zeros are not a torn write"
+    );
+    assert_eq!(disk.read(&name).unwrap().len(), end, "zeros cut off");
+    engine.persist(&entries(4..=6, 1), None, true).unwrap();
+    engine.persist(&entries(7..=7, 1), None, true).unwrap();
+    drop(engine);
+
+    let disk = fx.disk_of_a_new_process();
+    let engine = StorageEngine::open(disk).unwrap();
+    assert_eq!(engine.state().entries, entries(1..=7, 1));
+    assert_eq!(engine.state().hard_state, hard_state(1, 1, 3));
+}
+
+/// Fails every removal, so a rotation stops after its checkpoint is durable and
+/// before the segments it supersedes are deleted (a crash there).
+struct NoRemove(Arc<FileDisk>);
+
+impl ReadDisk for NoRemove {
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.0.list()
+    }
+    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.0.read(name)
+    }
+}
+
+impl Disk for NoRemove {
+    fn append(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        self.0.append(name, data)
+    }
+    fn write(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(name, data)
+    }
+    fn truncate(&self, name: &str, len: u64) -> std::io::Result<()> {
+        self.0.truncate(name, len)
+    }
+    fn sync(&self, name: &str) -> std::io::Result<()> {
+        self.0.sync(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, _name: &str) -> std::io::Result<()> {
+        Err(std::io::Error::other("removal refused by the test"))
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.0.sync_dir()
+    }
+    fn reserve(&self, name: &str, len: u64) -> std::io::Result<bool> {
+        self.0.reserve(name, len)
+    }
+}
+
+#[test]
+fn a_rotation_cuts_the_reserved_zeros_off_the_segment_it_leaves() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine
+        .persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 5)), true)
+        .unwrap();
+    let old = fx.segment();
+    drop(engine);
+    let mut engine = StorageEngine::open(Arc::new(NoRemove(fx.disk.clone()))).unwrap();
+    engine.persist(&entries(6..=6, 1), None, true).unwrap();
+    let reserved = fx.disk.read(&old).unwrap();
+    assert!(
+        reserved.len() > data_end(&reserved),
+        "reserved before the rotation"
+    );
+    let expected = engine.state().entries[4..].to_vec();
+    assert!(engine.persist_snapshot(&snapshot_at(4, 1, b"s4")).is_err());
+    drop(engine);
+
+    let left = fx.disk.read(&old).unwrap();
+    assert_eq!(
+        left.len(),
+        data_end(&left),
+        "no zeros after the old segment's data"
+    );
+    let disk = fx.disk_of_a_new_process();
+    assert!(
+        disk.list().unwrap().contains(&old),
+        "the crash kept the old segment"
+    );
+    let engine = StorageEngine::open(disk).unwrap();
+    assert_eq!(engine.state().snapshot.index, 4);
+    assert_eq!(engine.state().entries, expected);
 }
 
 #[test]
@@ -290,7 +416,9 @@ fn crash_before_old_segments_are_removed_recovers_the_same_state() {
         .persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 5)), true)
         .unwrap();
     let old = fx.segment();
-    let old_bytes = fx.disk.read(&old).unwrap();
+    // As the rotation leaves it: its reserved zeros cut off.
+    let mut old_bytes = fx.disk.read(&old).unwrap();
+    old_bytes.truncate(data_end(&old_bytes));
     engine.persist_snapshot(&snapshot_at(4, 1, b"s4")).unwrap();
     let expected = engine.state().entries.clone();
     drop(engine);

@@ -169,7 +169,7 @@ fn replay_segment(
     state.zero_tail = None;
     while offset < data.len() {
         let at = (start + offset) as u64;
-        match record::decode_at(data, offset) {
+        match record::decode_in_file(data, offset, start as u64) {
             Ok((payload, next)) => {
                 let rec = wal::decode_record(payload)
                     .map_err(|reason| StorageError::corruption(name, at, reason))?;

@@ -106,10 +106,12 @@ fn torn_tail_is_truncated_and_earlier_records_kept() {
         .persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 2)), true)
         .unwrap();
     let name = fx.segment();
-    let good_len = fx.disk.read(&name).unwrap().len();
+    let good_len = data_end(&fx.disk.read(&name).unwrap());
     engine.persist(&entries(4..=6, 1), None, true).unwrap();
     drop(engine);
-    let full = fx.disk.read(&name).unwrap();
+    let mut full = fx.disk.read(&name).unwrap();
+    full.truncate(data_end(&full));
+    assert!(full.len() > good_len + 7);
     // Every cut inside the last record is a torn write: recovery keeps 1..=3.
     for cut in (good_len + 1..full.len()).step_by(7) {
         fx.disk.write(&name, &full[..cut]).unwrap();
@@ -246,6 +248,31 @@ fn a_rotation_cuts_the_reserved_zeros_off_the_segment_it_leaves() {
     let engine = StorageEngine::open(disk).unwrap();
     assert_eq!(engine.state().snapshot.index, 4);
     assert_eq!(engine.state().entries, expected);
+}
+
+#[test]
+fn a_write_into_reserved_space_that_lost_its_last_sectors_is_torn() {
+    let fx = Fixture::new();
+    let mut engine = fx.bootstrapped();
+    engine.persist(&entries(1..=3, 1), None, true).unwrap();
+    let name = fx.segment();
+    let good_len = data_end(&fx.disk.read(&name).unwrap());
+    let mut big = entry(4, 1);
+    big.data = vec![0xab; 3000].into();
+    engine.persist(&[big], None, true).unwrap();
+    drop(engine);
+    let full = fx.disk.read(&name).unwrap();
+    assert!(full.len() > data_end(&full), "written into reserved space");
+    // The device kept the record's first sectors only; the rest reads as zeros.
+    let first_lost = good_len.div_ceil(512) * 512 + 512;
+    for lost_from in (first_lost..data_end(&full)).step_by(512) {
+        let mut torn = full.clone();
+        torn[lost_from..].fill(0);
+        fx.disk.write(&name, &torn).unwrap();
+        let engine = fx.open().unwrap();
+        assert_eq!(engine.state().last_index(), 3, "lost from {lost_from}");
+        assert!(engine.state().torn_tail.is_some());
+    }
 }
 
 #[test]

@@ -165,6 +165,7 @@ impl World {
             peers: self.peers.clone(),
             bootstrap,
             broker: self.scenario.mq.brokers,
+            auto_compaction: None,
         };
         let link_faults = self.link_faults.clone();
         let seams = NodeSeams {

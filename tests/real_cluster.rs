@@ -257,35 +257,97 @@ async fn a_numbered_write_retried_applies_once() {
     );
 }
 
+/// Runs coordd with `args` until it exits: its exit code and stderr.
+fn coordd_exit(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coordd"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn coordd_rejects_bad_arguments_with_a_clear_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_coordd"))
-        .args([
-            "--id",
-            "1",
-            "--listen",
-            "127.0.0.1:1",
-            "--peers",
-            "1=nonsense",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let node = ["--id", "1", "--listen", "127.0.0.1:1"];
+    let (code, err) = coordd_exit(&[&node[..], &["--peers", "1=nonsense"]].concat());
+    assert_ne!(code, Some(0));
     assert!(err.contains("peer 1 address"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_coordd"))
-        .args([
-            "--id",
-            "4",
-            "--listen",
-            "127.0.0.1:1",
+    let (code, err) = coordd_exit(&[
+        "--id",
+        "4",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=127.0.0.1:2",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not list this node"), "{err}");
+    for (mode, retention, says) in [
+        ("hourly", "1", "--auto-compaction-mode"),
+        ("revision", "1h", "not a number of revisions"),
+        ("periodic", "soon", "neither hours nor a duration"),
+    ] {
+        let flags = [
             "--peers",
-            "1=127.0.0.1:2",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not list this node"));
+            "1=127.0.0.1:1",
+            "--auto-compaction-mode",
+            mode,
+            "--auto-compaction-retention",
+            retention,
+        ];
+        let (code, err) = coordd_exit(&[&node[..], &flags[..]].concat());
+        assert_eq!(code, Some(2), "{mode} {retention}: {err}");
+        assert!(err.contains(says), "{mode} {retention}: {err}");
+    }
+}
+
+/// `--auto-compaction-retention 2s` (etcd's periodic mode): the leader compacts
+/// the history older than the period on its own, every member applies it, and
+/// the latest value stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_compaction_drops_the_history_older_than_its_period() {
+    use coordlab::proto::etcdserverpb::RangeRequest;
+
+    let cluster = TestCluster::start_with(3, &["--auto-compaction-retention", "2s"]);
+    let mut client = cluster.client(&[1, 2, 3]);
+    wait_for_leader(&mut client).await;
+    let kv = cluster.kv(&[1, 2, 3]).await;
+    let first = kv.put("k", b"v0").await;
+    for i in 1..5 {
+        kv.put("k", format!("v{i}").as_bytes()).await;
+    }
+    for id in [1, 2, 3] {
+        let member = cluster.kv(&[id]).await;
+        let at_first = RangeRequest {
+            key: b"k".to_vec(),
+            revision: first,
+            serializable: true,
+            ..Default::default()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match member.0.range(at_first.clone()).await {
+                Err(e)
+                    if e.to_string()
+                        .contains("required revision has been compacted") =>
+                {
+                    break
+                }
+                Err(e) => panic!("member {id}: {e}"),
+                Ok(_) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "member {id} still serves revision {first}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        assert_eq!(member.get("k", true).await.as_deref(), Some(&b"v4"[..]));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

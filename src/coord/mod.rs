@@ -6,6 +6,7 @@
 //!   fans its changes out to this member's watchers.
 //! - [`txn_check`]: etcd's checks on a txn's shape (op count, duplicate keys).
 //! - [`lessor`]: leader-local lease expiry and keep-alives.
+//! - [`compactor`]: leader-local auto-compaction of the history (etcd's flags).
 //! - [`forward`]: proposing from any member (a follower forwards to the leader).
 //! - [`membership`]: etcd's membership calls (MemberAdd, ...) on the leader's Raft.
 //! - [`service`]: the etcd v3 gRPC services (KV, Watch, Lease, Lock, Cluster,
@@ -13,6 +14,7 @@
 
 pub mod applied_writes;
 pub mod auth;
+pub mod compactor;
 pub mod convert;
 pub mod errors;
 pub mod forward;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::coord::compactor::{run_auto_compactor, AutoCompaction};
 use crate::coord::forward::Proposer;
 use crate::coord::lessor::Lessor;
 use crate::coord::service::auth::AuthService;
@@ -65,6 +66,8 @@ pub struct NodeOptions {
     pub bootstrap: Bootstrap,
     /// Run a broker and a LogicNode (broker + this node's coo) in this process.
     pub broker: bool,
+    /// Compact the history automatically (`None`: only when a client asks).
+    pub auto_compaction: Option<AutoCompaction>,
 }
 
 /// The outside world a node is wired to.
@@ -130,6 +133,14 @@ pub async fn serve_node(
     let proposer = Arc::new(Proposer::new(handle.clone(), clock.clone()));
     let lessor = Arc::new(Lessor::new(id, proposer.clone(), coord_state.clone()));
     let lease_expiry = tokio::spawn(lessor.clone().run());
+    let mut background = vec![expiry, lease_expiry];
+    if let Some(policy) = options.auto_compaction {
+        background.push(tokio::spawn(run_auto_compactor(
+            policy,
+            proposer.clone(),
+            coord_state.clone(),
+        )));
+    }
     let coord = CoordContext {
         member_id: id,
         state: coord_state,
@@ -180,7 +191,7 @@ pub async fn serve_node(
         stop_server: stop_tx,
         closing: closing_tx,
         logic,
-        background: vec![expiry, lease_expiry],
+        background,
     };
     node.run_until(shutdown).await
 }
@@ -194,7 +205,7 @@ struct RunningNode {
     stop_server: tokio::sync::oneshot::Sender<()>,
     closing: crate::sync::watch::Sender<bool>,
     logic: Option<RunningLogicNode>,
-    /// Broker expiry and lease expiry: aborted at the end.
+    /// Broker expiry, lease expiry and auto-compaction: aborted at the end.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use coordlab::bridge::BridgeConfig;
+use coordlab::coord::compactor::AutoCompaction;
 use coordlab::raft::storage::SnapshotOptions;
 use coordlab::raft::{Bootstrap, RaftConfig};
 use coordlab::seams::clock::MonotonicClock;
@@ -57,6 +58,14 @@ struct Args {
     /// Applied entries between snapshots (etcd's `--snapshot-count` default).
     #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
+    /// Auto-compaction as etcd: `periodic` keeps the history of the last
+    /// `--auto-compaction-retention` (hours, or a duration such as `30m`);
+    /// `revision` keeps that many revisions, compacting every 5 minutes.
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// What auto-compaction keeps; 0 turns it off.
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
     /// Snapshot files kept on disk, newest first (recovery reads the newest).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     snapshot_retention: u32,
@@ -140,6 +149,7 @@ fn raft_config(args: &Args, spec: &NodeSpec) -> RaftConfig {
 async fn run_node(
     args: Arc<Args>,
     spec: NodeSpec,
+    auto_compaction: Option<AutoCompaction>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let disk = FileDisk::open(&spec.data_dir)
@@ -167,6 +177,7 @@ async fn run_node(
         peers: spec.peers,
         bootstrap,
         broker: args.broker || args.dev,
+        auto_compaction,
     };
     let (observer, probe_sink) = match &metrics {
         Some(metrics) => (metrics.observer(), Some(metrics.probe_sink())),
@@ -348,10 +359,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let auto_compaction =
+        match AutoCompaction::parse(&args.auto_compaction_mode, &args.auto_compaction_retention) {
+            Ok(policy) => policy,
+            Err(e) => {
+                eprintln!("coordd: {e}");
+                std::process::exit(2);
+            }
+        };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut nodes = Vec::new();
     for spec in specs {
-        nodes.push(tokio::spawn(run_node(args.clone(), spec, stop_rx.clone())));
+        nodes.push(tokio::spawn(run_node(
+            args.clone(),
+            spec,
+            auto_compaction,
+            stop_rx.clone(),
+        )));
     }
     let signal_task = tokio::spawn(async move {
         shutdown_signal().await;

@@ -131,16 +131,16 @@ impl FileDisk {
         name: &str,
         f: impl FnOnce(&mut Appender) -> io::Result<R>,
     ) -> io::Result<R> {
-        let path = self.path(name)?;
         let mut appenders = self.appenders.lock().expect("appender lock");
         let appender = match appenders.entry(name.to_string()) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            // The name is checked once, when its file is opened.
             std::collections::hash_map::Entry::Vacant(v) => {
                 let file = OpenOptions::new()
                     .create(true)
                     .write(true)
                     .truncate(false)
-                    .open(path)?;
+                    .open(self.path(name)?)?;
                 let end = file.metadata()?.len();
                 v.insert(Appender { file, end })
             }

@@ -66,7 +66,8 @@ pub fn decode_in_file(data: &[u8], offset: usize, base: u64) -> Result<(&[u8], u
     let len_crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
     let data_crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
     if crc32c::crc32c(&len_bytes) != len_crc {
-        if zeros_only(rest) || unwritten_from_inside(data, base, offset, offset + HEADER_LEN) {
+        // Zeros from the frame's start on count too: a write that never landed.
+        if unwritten_from_inside(data, base, offset, offset + HEADER_LEN) {
             return Err(FrameError::Torn { offset: at });
         }
         return Err(FrameError::Corrupt {

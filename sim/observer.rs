@@ -197,7 +197,7 @@ fn entry_meta(entry: &Entry) -> EntryMeta {
 
 fn msg_meta(m: &Message) -> MsgMeta {
     MsgMeta {
-        kind: protobuf::ProtobufEnum::descriptor(&m.get_msg_type()).name(),
+        kind: super::trace::msg_type_name(m.get_msg_type()),
         from: m.from,
         to: m.to,
         term: m.term,

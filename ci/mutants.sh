@@ -38,6 +38,8 @@ targets() {
     flow_commit_before_apply | flow_renew_lost_lock | flow_events_per_node_order) echo flow_steady,flow_faults ;;
     # the coo's promises (issue 17)
     coo_never_expires) echo mq_broker_expiry,mq_leader_churn ;;
+    # the members' own auto-compaction
+    compactor_quits_on_followers) echo coord_auto_compaction ;;
     expiry_on_follower_clock) echo mq_broker_expiry ;;
     placement_ignores_replication | placement_from_scratch) echo mq_broker_expiry,mq_leader_churn ;;
     group_partition_twice) echo mq_groups ;;

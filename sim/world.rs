@@ -165,7 +165,7 @@ impl World {
             peers: self.peers.clone(),
             bootstrap,
             broker: self.scenario.mq.brokers,
-            auto_compaction: None,
+            auto_compaction: self.scenario.coord.auto_compaction(),
         };
         let link_faults = self.link_faults.clone();
         let seams = NodeSeams {

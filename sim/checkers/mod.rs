@@ -6,6 +6,7 @@
 
 pub mod acknowledged_writes;
 pub mod applied_within_commit;
+pub mod auto_compaction_live;
 pub mod bridge_agent_liveness;
 pub mod bridge_client_failover;
 pub mod bridge_no_client_state;
@@ -242,6 +243,8 @@ pub struct RunEnd<'a> {
     pub members: &'a [u64],
     /// Brokers alive at the end (empty when the scenario runs none).
     pub brokers: &'a [u64],
+    /// The members' periodic auto-compaction period, when it is on.
+    pub auto_compaction_period: Option<std::time::Duration>,
 }
 
 /// When a checker judges.
@@ -388,6 +391,18 @@ pub const REGISTRY: &[Registered] = &[
     registered(
         topic_views_converge::NAME,
         Judges::Liveness(|end| topic_views_converge::check(end.events, end.brokers)),
+    ),
+    registered(
+        auto_compaction_live::NAME,
+        Judges::Liveness(|end| match end.auto_compaction_period {
+            Some(period) => auto_compaction_live::check(
+                end.events,
+                end.bounds.healed_at_ms,
+                end.bounds.leader_within_ms,
+                period,
+            ),
+            None => Ok(()),
+        }),
     ),
     registered(
         broker_expiry_live::NAME,
@@ -578,6 +593,7 @@ pub fn end_of(events: &[TraceEvent]) -> RunEnd<'_> {
         },
         members: &[],
         brokers: &[],
+        auto_compaction_period: None,
     }
 }
 

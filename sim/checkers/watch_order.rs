@@ -39,7 +39,8 @@ struct History {
     maybe_puts: BTreeSet<(String, String)>,
     /// Deletions of keys whose put is unknown: (revision, key).
     maybe_deletes: BTreeSet<(i64, String)>,
-    /// Revisions clients asked to compact at.
+    /// Revisions compacted at: asked for by clients, or committed by the members'
+    /// own auto-compaction (an applied `Compaction`).
     compactions: BTreeSet<i64>,
 }
 
@@ -143,6 +144,10 @@ impl History {
                     revision, outcome, ..
                 } if outcome != "fail" => {
                     h.compactions.insert(*revision);
+                }
+                EventKind::Applied { .. } => {
+                    h.compactions
+                        .extend(super::auto_compaction_live::compaction_revision(&e.kind));
                 }
                 _ => {}
             }
@@ -343,7 +348,7 @@ fn check_compaction(watcher: u64, session: &Session, history: &History) -> Resul
         return Err(fail(
             session.closed_seq,
             format!(
-                "watcher {watcher}'s watch from revision {} was cancelled as compacted at revision {c}, but clients asked to compact only at {:?}",
+                "watcher {watcher}'s watch from revision {} was cancelled as compacted at revision {c}, but only compactions at {:?} were asked for or committed",
                 session.start, history.compactions
             ),
         ));
@@ -575,19 +580,27 @@ mod tests {
         );
     }
 
+    /// Watcher 501's watch, cancelled as compacted at `revision`.
+    fn cancelled_as_compacted_at(h: &mut Builder, revision: i64) -> TraceEvent {
+        h.push(
+            501,
+            EventKind::WatchClosed {
+                watcher: 501,
+                reason: "compacted".into(),
+                compact_revision: revision,
+            },
+        )
+    }
+
     #[test]
     fn fires_on_a_compaction_nobody_asked_for() {
         let mut h = Builder::default();
         let mut events = writes(&mut h);
         events.push(opened(&mut h, 1));
-        events.push(h.push(
-            501,
-            EventKind::WatchClosed {
-                watcher: 501,
-                reason: "compacted".into(),
-                compact_revision: 3,
-            },
-        ));
+        events.push(cancelled_as_compacted_at(&mut h, 3));
+        assert!(check(&events).unwrap_err().message.contains("compacted"));
+        // A member's own compaction at another revision is no excuse.
+        events.push(h.applied_command(1, 40, "etcd compact 2"));
         assert!(check(&events).unwrap_err().message.contains("compacted"));
         events.push(h.push(
             202,
@@ -597,6 +610,16 @@ mod tests {
                 outcome: "ok".into(),
             },
         ));
+        check(&events).unwrap();
+    }
+
+    #[test]
+    fn passes_a_compaction_the_members_committed_themselves() {
+        let mut h = Builder::default();
+        let mut events = writes(&mut h);
+        events.push(opened(&mut h, 1));
+        events.push(h.applied_command(2, 40, "etcd compact 3"));
+        events.push(cancelled_as_compacted_at(&mut h, 3));
         check(&events).unwrap();
     }
 }

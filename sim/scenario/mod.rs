@@ -10,6 +10,7 @@ pub mod library;
 
 use std::path::{Path, PathBuf};
 
+use coordlab::coord::compactor::{AutoCompaction, AutoCompactionError};
 use serde::Deserialize;
 
 use super::checkers;
@@ -495,6 +496,12 @@ pub struct CoordSpec {
     /// A client compacts the store this often (0: never), a few revisions behind.
     #[serde(default)]
     pub compact_every_ms: u64,
+    /// The members' own auto-compaction, as coordd's flags of the same names
+    /// (`periodic` or `revision`; retention `0`, the default, is off).
+    #[serde(default = "coord_defaults::auto_compaction_mode")]
+    pub auto_compaction_mode: String,
+    #[serde(default = "coord_defaults::auto_compaction_retention")]
+    pub auto_compaction_retention: String,
     /// TTL-only demo clients: one lock, no fencing, holders paused past the TTL.
     #[serde(default)]
     pub ttl_only_clients: u64,
@@ -539,6 +546,12 @@ mod coord_defaults {
     pub fn request_timeout_ms() -> u64 {
         2000
     }
+    pub fn auto_compaction_mode() -> String {
+        "periodic".into()
+    }
+    pub fn auto_compaction_retention() -> String {
+        "0".into()
+    }
 }
 
 impl Default for CoordSpec {
@@ -548,6 +561,13 @@ impl Default for CoordSpec {
 }
 
 impl CoordSpec {
+    /// The members' auto-compaction policy (None: off), as validated.
+    pub fn auto_compaction(&self) -> Option<AutoCompaction> {
+        AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
+            .ok()
+            .flatten()
+    }
+
     /// Whether any coordination workload runs.
     pub fn any(&self) -> bool {
         self.register_clients
@@ -608,6 +628,25 @@ impl CoordSpec {
             return Err((
                 "watchers",
                 "watchers watch the registers' and leases' prefixes: add register_clients or lease_clients".into(),
+            ));
+        }
+        let auto =
+            AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
+                .map_err(|e| match e {
+                    AutoCompactionError::Mode(_) => ("auto_compaction_mode", e.to_string()),
+                    _ => ("auto_compaction_retention", e.to_string()),
+                })?;
+        if auto.is_some() && self.lock_clients + self.ttl_only_clients > 0 {
+            return Err((
+                "auto_compaction_retention",
+                "the lock audit reads the store at every grant's revision; compaction would erase that history".into(),
+            ));
+        }
+        if auto.is_some() && self.compact_every_ms > 0 {
+            return Err((
+                "auto_compaction_retention",
+                "with compact_every_ms too, a client's compactions would pass for the members' own"
+                    .into(),
             ));
         }
         if self.compact_every_ms > 0 && self.lock_clients + self.ttl_only_clients > 0 {
@@ -820,6 +859,23 @@ impl Scenario {
             }
         }
         self.coord.validate()?;
+        if let Some(AutoCompaction::Periodic(period)) = self.coord.auto_compaction() {
+            // The auto-compaction liveness check wants a compaction within two
+            // periods of a leader being established after healing.
+            let needed = checkers::auto_compaction_live::deadline_after_heal_ms(
+                self.liveness.leader_within_secs * 1000,
+                period,
+            ) + 1000;
+            if self.duration.heal_secs * 1000 < needed {
+                return Err((
+                    "auto_compaction_retention",
+                    format!(
+                        "a {period:?} period needs heal_secs of at least {} s",
+                        needed.div_ceil(1000)
+                    ),
+                ));
+            }
+        }
         for name in &self.checkers.disabled {
             if !checkers::is_registered(name) {
                 return Err(("disabled", format!("unknown checker {name:?}")));
@@ -972,6 +1028,34 @@ mod tests {
         assert!(err.reason.contains("outlast"), "{err}");
         let err = parse("[coord]\nlock_clients = 1\nlock_tll_secs = 3\n").unwrap_err();
         assert_eq!(err.line, 3, "{err}");
+    }
+
+    #[test]
+    fn auto_compaction_is_checked_as_coordd_checks_its_flags() {
+        let auto = |extra: &str| {
+            parse(&format!(
+                "[coord]\nregister_clients = 1\n{extra}\n[duration]\nheal_secs = 15\n"
+            ))
+        };
+        let ok = auto("auto_compaction_retention = \"2s\"").unwrap();
+        assert_eq!(
+            ok.coord.auto_compaction(),
+            Some(AutoCompaction::Periodic(std::time::Duration::from_secs(2)))
+        );
+        assert_eq!(auto("").unwrap().coord.auto_compaction(), None);
+        let err = auto("auto_compaction_mode = \"daily\"\nauto_compaction_retention = \"2s\"")
+            .unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.reason.contains("daily"), "{err}");
+        let err = auto("auto_compaction_retention = \"2 fortnights\"").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        let err = auto("lock_clients = 1\nauto_compaction_retention = \"2s\"").unwrap_err();
+        assert!(err.reason.contains("lock audit"), "{err}");
+        let err = auto("compact_every_ms = 500\nauto_compaction_retention = \"2s\"").unwrap_err();
+        assert!(err.reason.contains("compact_every_ms"), "{err}");
+        // Two 5 s periods after a leader within 10 s do not fit a 15 s heal.
+        let err = auto("auto_compaction_retention = \"5s\"").unwrap_err();
+        assert!(err.reason.contains("heal_secs of at least 21 s"), "{err}");
     }
 
     #[test]

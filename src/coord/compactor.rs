@@ -151,6 +151,9 @@ pub async fn run_auto_compactor(
     loop {
         clock.sleep(schedule.step_interval()).await;
         if !proposer.handle().leader().is_self {
+            if crate::seams::mutants::active("compactor_quits_on_followers") {
+                return;
+            }
             schedule.pause();
             continue;
         }

@@ -184,6 +184,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "the coo recomputes every placement from the sorted broker list, so one broker more or less moves nearly every partition",
     ),
     (
+        "compactor_quits_on_followers",
+        "auto_compaction_live",
+        "a member's auto-compactor stops for good the first time it finds itself not leading, instead of pausing",
+    ),
+    (
         "group_partition_twice",
         "group_assignment",
         "the group assignment hands the group's first partition to every member",

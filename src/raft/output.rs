@@ -184,15 +184,12 @@ impl<S: StateMachine> RaftCore<S> {
                 .observe(self.id, &Event::ApplyStarted { index: entry.index });
             let answer = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
-                EntryType::EntryNormal => {
-                    if let Some(why) = self.state_machine.refuse(&entry.data) {
-                        return Err(RaftError::Unsupported(format!(
-                            "entry {}: {why}",
-                            entry.index
-                        )));
-                    }
-                    self.state_machine.apply(entry.index, &entry.data)
-                }
+                EntryType::EntryNormal => self
+                    .state_machine
+                    .apply(entry.index, &entry.data)
+                    .map_err(|why| {
+                        RaftError::Unsupported(format!("entry {}: {why}", entry.index))
+                    })?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     // A membership change is acted on once applied (a removed node
                     // stops), so the commit covering it must survive a crash: a

@@ -10,8 +10,12 @@ pub type SnapshotEncoder = Box<dyn FnOnce() -> Vec<u8> + Send>;
 /// answers on every node). `snapshot` captures everything `apply` has built, and
 /// `restore` replaces the state with it.
 pub trait StateMachine: Send + 'static {
-    /// Applies the command of the entry at `index`; returns the answer for its client.
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Applies the command of the entry at `index`; returns the answer for its
+    /// client. `Err` names why this node cannot apply the command at all (data an
+    /// earlier version wrote that this one no longer reads) and changes nothing:
+    /// the node stops with that reason instead of skipping the entry, so nothing
+    /// is lost.
+    fn apply(&mut self, index: u64, command: &[u8]) -> Result<Vec<u8>, String>;
     /// Answers a read-only query against the current state.
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// Serialises the whole state.
@@ -26,10 +30,4 @@ pub trait StateMachine: Send + 'static {
     }
     /// Replaces the state with a snapshot; `Err` names what is malformed.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
-    /// Why this node cannot apply `command` at all (data an earlier version wrote
-    /// that this one no longer reads), if so: the node stops with that reason
-    /// instead of skipping the entry, so nothing is lost.
-    fn refuse(&self, _command: &[u8]) -> Option<String> {
-        None
-    }
 }

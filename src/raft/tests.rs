@@ -40,11 +40,16 @@ fn decode_value(answer: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl StateMachine for Registers {
-    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+    /// A command of a retired kind (`retired:…`) is refused, as coordd refuses
+    /// coordlab 0.1's key-value writes.
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Result<Vec<u8>, String> {
+        if command.starts_with(b"retired:") {
+            return Err("a retired write".to_string());
+        }
         let at = command.iter().position(|&b| b == b'=').expect("key=value");
         let key = String::from_utf8_lossy(&command[..at]).into_owned();
         let before = self.0.insert(key, command[at + 1..].to_vec());
-        encode_value(before.as_ref())
+        Ok(encode_value(before.as_ref()))
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -58,14 +63,6 @@ impl StateMachine for Registers {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.0 = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
         Ok(())
-    }
-
-    /// A command of a retired kind (`retired:…`), as coordd refuses coordlab 0.1's
-    /// key-value writes.
-    fn refuse(&self, command: &[u8]) -> Option<String> {
-        command
-            .starts_with(b"retired:")
-            .then(|| "a retired write".to_string())
     }
 }
 

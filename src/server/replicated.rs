@@ -136,8 +136,10 @@ fn retired_kv(what: &str) -> String {
 }
 
 impl StateMachine for ReplicatedState {
-    fn apply(&mut self, index: u64, bytes: &[u8]) -> Vec<u8> {
-        match proto::Command::decode(bytes).map(|c| c.op) {
+    /// Decodes the command once: coordlab 0.1's key-value writes are refused by
+    /// name; a malformed command is ignored alike on every replica.
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(match proto::Command::decode(bytes).map(|c| c.op) {
             Ok(Some(command::Op::Coo(coo))) => {
                 let (version, generations) = (self.coo.version(), self.coo.group_generations());
                 let answer = self.coo.apply(coo);
@@ -148,10 +150,17 @@ impl StateMachine for ReplicatedState {
             Ok(Some(command::Op::Coord(cmd))) => {
                 self.coord.lock().apply(index, cmd).encode_to_vec()
             }
-            // `refuse` stopped the node before a retired write; a malformed command
-            // is ignored alike on every replica.
+            Ok(Some(command::Op::RetiredKvPut(w))) => {
+                return Err(retired_kv(&format!("the log holds a put of {:?}", w.key)))
+            }
+            Ok(Some(command::Op::RetiredKvDelete(w))) => {
+                return Err(retired_kv(&format!(
+                    "the log holds a delete of {:?}",
+                    w.key
+                )))
+            }
             _ => Vec::new(),
-        }
+        })
     }
 
     fn query(&self, bytes: &[u8]) -> Vec<u8> {
@@ -196,15 +205,6 @@ impl StateMachine for ReplicatedState {
         self.publish_if_changed();
         Ok(())
     }
-
-    fn refuse(&self, command: &[u8]) -> Option<String> {
-        let write = match proto::Command::decode(command).ok()?.op? {
-            command::Op::RetiredKvPut(w) => format!("a put of {:?}", w.key),
-            command::Op::RetiredKvDelete(w) => format!("a delete of {:?}", w.key),
-            _ => return None,
-        };
-        Some(retired_kv(&format!("the log holds {write}")))
-    }
 }
 
 #[cfg(test)]
@@ -226,7 +226,7 @@ mod tests {
                 replication: 1,
             },
         ));
-        s.apply(1, &create);
+        s.apply(1, &create).unwrap();
         let put = proto::Command {
             op: Some(command::Op::Coord(proto::CoordCommand {
                 op: Some(proto::coord_command::Op::Put(
@@ -239,7 +239,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        s.apply(2, &put.encode_to_vec());
+        s.apply(2, &put.encode_to_vec()).unwrap();
         assert_eq!(s.coord.lock().mvcc.revision(), 2, "the put made revision 2");
         let infos = proto::TopicInfos::decode(
             &s.query(&coo_query(proto::coo_query::Q::Topics(
@@ -256,7 +256,6 @@ mod tests {
         let (mut copy, _) = ReplicatedState::new(coord());
         copy.restore(&s.snapshot()).unwrap();
         assert_eq!(copy.snapshot(), s.snapshot());
-        assert_eq!(s.refuse(&put.encode_to_vec()), None);
     }
 
     /// Bytes as coordlab 0.1 wrote them: `Command { put: PutRequest { key: "greeting",
@@ -269,7 +268,9 @@ mod tests {
     #[test]
     fn coordlab_0_1_kv_data_is_refused_by_name() {
         let (mut s, _) = ReplicatedState::new(coord());
-        let why = s.refuse(V01_KV_PUT).expect("a 0.1 KV put is refused");
+        let before = s.snapshot();
+        let why = s.apply(3, V01_KV_PUT).expect_err("a 0.1 KV put is refused");
+        assert_eq!(s.snapshot(), before, "a refused command changes nothing");
         assert!(why.contains("a put of \"greeting\""), "{why}");
         assert!(why.contains("coordlab 0.1"), "{why}");
         assert!(why.contains(env!("CARGO_PKG_VERSION")), "{why}");

@@ -39,7 +39,7 @@ targets() {
     # the coo's promises (issue 17)
     coo_never_expires) echo mq_broker_expiry,mq_leader_churn ;;
     # the members' own auto-compaction
-    compactor_quits_on_followers) echo coord_auto_compaction ;;
+    compactor_quits_on_followers | compactor_keeps_nothing) echo coord_auto_compaction ;;
     expiry_on_follower_clock) echo mq_broker_expiry ;;
     placement_ignores_replication | placement_from_scratch) echo mq_broker_expiry,mq_leader_churn ;;
     group_partition_twice) echo mq_groups ;;

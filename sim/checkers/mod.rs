@@ -7,6 +7,7 @@
 pub mod acknowledged_writes;
 pub mod applied_within_commit;
 pub mod auto_compaction_live;
+pub mod auto_compaction_retention;
 pub mod bridge_agent_liveness;
 pub mod bridge_client_failover;
 pub mod bridge_no_client_state;
@@ -462,6 +463,13 @@ pub const REGISTRY: &[Registered] = &[
         lease_expiry::NAME,
         Judges::EndOfRun(|end| {
             lease_expiry::check(end.events, end.bounds.leader_within_ms).map(|()| None)
+        }),
+    ),
+    registered(
+        auto_compaction_retention::NAME,
+        Judges::EndOfRun(|end| match end.auto_compaction_period {
+            Some(period) => auto_compaction_retention::check(end.events, period).map(|()| None),
+            None => Ok(None),
         }),
     ),
     registered(

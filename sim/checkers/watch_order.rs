@@ -152,6 +152,13 @@ impl History {
                 _ => {}
             }
         }
+        // A write still unanswered when the run ended may have been applied (a
+        // watcher can see it before its writer hears back).
+        for (key, value) in invoked.into_values() {
+            if let Some(value) = value {
+                h.maybe_puts.insert((key.to_string(), value.to_string()));
+            }
+        }
         // After the whole trace: a put's answer may come after its lease's removal
         // (a late or timed-out reply), and the removal still deleted its key.
         for (lease, revision, seq) in removals {
@@ -434,6 +441,27 @@ mod tests {
         events.push(opened(&mut h, 4));
         events.push(seen(&mut h, &[("reg/0", 12, 4)]));
         check(&events).unwrap();
+    }
+
+    #[test]
+    fn passes_a_put_whose_writer_had_no_answer_when_the_run_ended() {
+        let mut h = Builder::default();
+        let mut events = writes(&mut h);
+        let mut late = put(&mut h, 4, "reg/1", 13, 5);
+        late.pop(); // the answer never came
+        events.extend(late);
+        events.push(opened(&mut h, 1));
+        let all = [
+            ("reg/0", 10, 2),
+            ("reg/1", 11, 3),
+            ("reg/0", 12, 4),
+            ("reg/1", 13, 5),
+        ];
+        events.push(seen(&mut h, &all));
+        check(&events).unwrap();
+        // Nobody wrote 14: still an invention.
+        events.push(seen(&mut h, &[("reg/1", 14, 6)]));
+        assert!(check(&events).is_err());
     }
 
     #[test]

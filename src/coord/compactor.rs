@@ -132,6 +132,9 @@ impl Schedule {
                     return None;
                 }
                 self.steps = 0;
+                if crate::seams::mutants::active("compactor_keeps_nothing") {
+                    return (revision > compacted).then_some(revision);
+                }
                 *self.samples.front().expect("a full window")
             }
         };

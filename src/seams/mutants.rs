@@ -189,6 +189,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "a member's auto-compactor stops for good the first time it finds itself not leading, instead of pausing",
     ),
     (
+        "compactor_keeps_nothing",
+        "auto_compaction_retention",
+        "periodic auto-compaction compacts to the revision it just sampled, not to the one sampled a period ago",
+    ),
+    (
         "group_partition_twice",
         "group_assignment",
         "the group assignment hands the group's first partition to every member",

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordlab::coord::compactor::AutoCompaction;
 use madsim::runtime::{Handle, NodeHandle};
 
 use super::mq::{start_broker_faults, start_extra_brokers, start_topic_admin, ExtraBrokers};
@@ -213,10 +212,7 @@ fn judge(
         bounds,
         members: &members,
         brokers: &brokers,
-        auto_compaction_period: match scenario.coord.auto_compaction() {
-            Some(AutoCompaction::Periodic(period)) => Some(period),
-            _ => None,
-        },
+        auto_compaction_period: scenario.coord.auto_compaction_period(),
     };
     let live = checkers::judge_liveness(&end, disabled).err();
     let judged = live

@@ -568,6 +568,14 @@ impl CoordSpec {
             .flatten()
     }
 
+    /// The period of the members' auto-compaction, when it is periodic.
+    pub fn auto_compaction_period(&self) -> Option<std::time::Duration> {
+        match self.auto_compaction()? {
+            AutoCompaction::Periodic(period) => Some(period),
+            AutoCompaction::Revision(_) => None,
+        }
+    }
+
     /// Whether any coordination workload runs.
     pub fn any(&self) -> bool {
         self.register_clients
@@ -859,7 +867,7 @@ impl Scenario {
             }
         }
         self.coord.validate()?;
-        if let Some(AutoCompaction::Periodic(period)) = self.coord.auto_compaction() {
+        if let Some(period) = self.coord.auto_compaction_period() {
             // The auto-compaction liveness check wants a compaction within two
             // periods of a leader being established after healing.
             let needed = checkers::auto_compaction_live::deadline_after_heal_ms(

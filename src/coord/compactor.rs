@@ -133,9 +133,10 @@ impl Schedule {
                 }
                 self.steps = 0;
                 if crate::seams::mutants::active("compactor_keeps_nothing") {
-                    return (revision > compacted).then_some(revision);
+                    revision
+                } else {
+                    *self.samples.front().expect("a full window")
                 }
-                *self.samples.front().expect("a full window")
             }
         };
         (target > compacted && target > 0).then_some(target)
